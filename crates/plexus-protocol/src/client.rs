@@ -1,0 +1,408 @@
+//! Frames a client sends: requests.
+//!
+//! Every client frame is a map `{"id"?: u64, "op": string, "params"?: map}`. A frame with an `id`
+//! is a request and gets exactly one reply with the same `id`; a frame without `id` is a
+//! notification (only `pong` is sent that way) and gets no reply, except an `error` push when it
+//! cannot be handled.
+
+use crate::codes::ErrorCode;
+use crate::encoding::{DecodeError, Encoding, decode, encode};
+use crate::payload::{BinaryField, DataField, Payload, PayloadError};
+use bytes::Bytes;
+use serde::{Deserialize, Deserializer, Serialize};
+use std::borrow::Cow;
+
+/// One decoded client frame.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Request {
+    /// The client-chosen id the reply will carry; `None` for a notification.
+    pub id: Option<u64>,
+    pub op: Op,
+}
+
+/// The operations of protocol v1.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Op {
+    /// In-band authentication (and the protocol version check), before any other request.
+    Connect(ConnectParams),
+    /// The answer to a server `ping` push. Sent without `id`.
+    Pong,
+    Subscribe(SubscribeParams),
+    Unsubscribe(UnsubscribeParams),
+    Publish(PublishParams),
+    /// A call of a named command (RPC) registered on the server.
+    Call(CallParams),
+}
+
+impl Op {
+    /// The wire name of the operation.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Op::Connect(_) => "connect",
+            Op::Pong => "pong",
+            Op::Subscribe(_) => "subscribe",
+            Op::Unsubscribe(_) => "unsubscribe",
+            Op::Publish(_) => "publish",
+            Op::Call(_) => "call",
+        }
+    }
+}
+
+/// Deserializes a present payload field, keeping JSON `null` as a value rather than "absent".
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DataField>, D::Error> {
+    DataField::deserialize(d).map(Some)
+}
+
+/// `connect`: authenticate with a token or credentials.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ConnectParams {
+    /// A connection token (for example a JWT) checked by the server's auth hook.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    /// Free-form credentials (any JSON value) checked by the server's auth hook.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub credentials: Option<DataField>,
+    /// The protocol version the client speaks; the server closes with
+    /// `unsupported_version` (4501) when it differs from its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u32>,
+    /// A name and version of the client library, for logs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<String>,
+}
+
+/// `subscribe`: start receiving a channel's publications.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SubscribeParams {
+    pub channel: String,
+}
+
+/// `unsubscribe`: stop receiving a channel's publications.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct UnsubscribeParams {
+    pub channel: String,
+}
+
+/// `publish`: publish a payload to a channel.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PublishParams {
+    pub channel: String,
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub data: Option<DataField>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binary: Option<BinaryField>,
+}
+
+impl PublishParams {
+    pub fn new(channel: impl Into<String>, payload: &Payload) -> PublishParams {
+        let (data, binary) = payload.to_fields();
+        PublishParams {
+            channel: channel.into(),
+            data,
+            binary,
+        }
+    }
+
+    /// The published payload; required.
+    pub fn payload(&self) -> Result<Payload, PayloadError> {
+        Payload::from_fields(self.data.clone(), self.binary.clone())?
+            .ok_or_else(|| PayloadError::InvalidJson("publish needs `data` or `binary`".into()))
+    }
+}
+
+/// `call`: invoke a command (RPC) by name.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CallParams {
+    pub method: String,
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub data: Option<DataField>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binary: Option<BinaryField>,
+}
+
+impl CallParams {
+    pub fn new(method: impl Into<String>, payload: &Payload) -> CallParams {
+        let (data, binary) = payload.to_fields();
+        CallParams {
+            method: method.into(),
+            data,
+            binary,
+        }
+    }
+
+    /// The call's payload; JSON `null` when absent.
+    pub fn payload(&self) -> Result<Payload, PayloadError> {
+        Ok(
+            Payload::from_fields(self.data.clone(), self.binary.clone())?
+                .unwrap_or_else(Payload::null),
+        )
+    }
+}
+
+/// Why a client frame could not become a [`Request`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    /// Not a frame at all (not a map, or an `id` that is not an unsigned integer). The server
+    /// closes the connection with `bad_frame` (4500).
+    #[error("malformed frame: {0}")]
+    Malformed(String),
+    /// A frame whose request is invalid; the server replies with this error (to `id` when
+    /// present, otherwise as an `error` push) and goes on.
+    #[error("{message}")]
+    Rejected {
+        id: Option<u64>,
+        code: ErrorCode,
+        message: String,
+    },
+}
+
+#[derive(Deserialize)]
+struct Peek<'a> {
+    #[serde(default)]
+    id: Option<u64>,
+    #[serde(default, borrow)]
+    op: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct WithParams<P> {
+    params: P,
+}
+
+#[derive(Deserialize)]
+struct WithOptionalParams<P> {
+    #[serde(default = "Option::default")]
+    params: Option<P>,
+}
+
+/// Decodes one client frame (see [`crate::split_frames`] for messages with several frames).
+pub fn decode_request(encoding: Encoding, frame: &[u8]) -> Result<Request, RequestError> {
+    let peek: Peek<'_> =
+        decode(encoding, frame).map_err(|e| RequestError::Malformed(e.to_string()))?;
+    let id = peek.id;
+    let reject = |code: ErrorCode, message: String| RequestError::Rejected { id, code, message };
+    let Some(op) = peek.op else {
+        return Err(reject(
+            ErrorCode::BAD_REQUEST,
+            "the frame has no `op`".into(),
+        ));
+    };
+    fn params<'a, P: Deserialize<'a>>(
+        encoding: Encoding,
+        frame: &'a [u8],
+    ) -> Result<P, DecodeError> {
+        decode::<WithParams<P>>(encoding, frame).map(|w| w.params)
+    }
+    let bad = |e: DecodeError| {
+        reject(
+            ErrorCode::BAD_REQUEST,
+            format!("invalid params for `{op}`: {e}"),
+        )
+    };
+    let op = match op.as_ref() {
+        "connect" => Op::Connect(
+            decode::<WithOptionalParams<ConnectParams>>(encoding, frame)
+                .map_err(bad)?
+                .params
+                .unwrap_or_default(),
+        ),
+        "pong" => Op::Pong,
+        "subscribe" => Op::Subscribe(params(encoding, frame).map_err(bad)?),
+        "unsubscribe" => Op::Unsubscribe(params(encoding, frame).map_err(bad)?),
+        "publish" => Op::Publish(params(encoding, frame).map_err(bad)?),
+        "call" => Op::Call(params(encoding, frame).map_err(bad)?),
+        other => {
+            return Err(reject(
+                ErrorCode::UNKNOWN_OPERATION,
+                format!("unknown operation `{other}`"),
+            ));
+        }
+    };
+    Ok(Request { id, op })
+}
+
+#[derive(Serialize)]
+struct Envelope<'a, P: Serialize> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<u64>,
+    op: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    params: Option<&'a P>,
+}
+
+/// Encodes one client frame.
+pub fn encode_request(encoding: Encoding, request: &Request) -> Bytes {
+    fn env<P: Serialize>(encoding: Encoding, id: Option<u64>, op: &str, p: Option<&P>) -> Bytes {
+        encode(encoding, &Envelope { id, op, params: p })
+    }
+    let (id, name) = (request.id, request.op.name());
+    match &request.op {
+        Op::Connect(p) => env(encoding, id, name, Some(p)),
+        Op::Pong => env::<()>(encoding, id, name, None),
+        Op::Subscribe(p) => env(encoding, id, name, Some(p)),
+        Op::Unsubscribe(p) => env(encoding, id, name, Some(p)),
+        Op::Publish(p) => env(encoding, id, name, Some(p)),
+        Op::Call(p) => env(encoding, id, name, Some(p)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn both(f: impl Fn(Encoding)) {
+        f(Encoding::Json);
+        f(Encoding::Msgpack);
+    }
+
+    #[test]
+    fn every_op_round_trips_in_both_encodings() {
+        let requests = vec![
+            Request {
+                id: Some(1),
+                op: Op::Connect(ConnectParams {
+                    token: Some("t".into()),
+                    ..Default::default()
+                }),
+            },
+            Request {
+                id: None,
+                op: Op::Pong,
+            },
+            Request {
+                id: Some(2),
+                op: Op::Subscribe(SubscribeParams {
+                    channel: "chat".into(),
+                }),
+            },
+            Request {
+                id: Some(3),
+                op: Op::Unsubscribe(UnsubscribeParams {
+                    channel: "chat".into(),
+                }),
+            },
+            Request {
+                id: Some(4),
+                op: Op::Publish(PublishParams::new(
+                    "chat",
+                    &Payload::json(&serde_json::json!({"t": "hi"})).unwrap(),
+                )),
+            },
+            Request {
+                id: Some(5),
+                op: Op::Publish(PublishParams::new(
+                    "chat",
+                    &Payload::binary(vec![1u8, 2, 3]),
+                )),
+            },
+            Request {
+                id: Some(6),
+                op: Op::Call(CallParams::new("echo", &Payload::null())),
+            },
+        ];
+        both(|enc| {
+            for r in &requests {
+                let bytes = encode_request(enc, r);
+                assert_eq!(&decode_request(enc, &bytes).unwrap(), r, "{enc:?}");
+            }
+        });
+    }
+
+    #[test]
+    fn json_null_data_is_a_payload_not_absent() {
+        let r = decode_request(
+            Encoding::Json,
+            br#"{"id":1,"op":"publish","params":{"channel":"c","data":null}}"#,
+        )
+        .unwrap();
+        let Op::Publish(p) = r.op else { panic!() };
+        assert_eq!(p.payload().unwrap(), Payload::null());
+    }
+
+    #[test]
+    fn unknown_op_and_bad_params_are_rejected_with_the_id() {
+        let e = decode_request(Encoding::Json, br#"{"id":7,"op":"fly"}"#).unwrap_err();
+        assert!(matches!(
+            e,
+            RequestError::Rejected {
+                id: Some(7),
+                code: ErrorCode::UNKNOWN_OPERATION,
+                ..
+            }
+        ));
+        let e = decode_request(
+            Encoding::Json,
+            br#"{"id":8,"op":"subscribe","params":{"chan":1}}"#,
+        )
+        .unwrap_err();
+        assert!(matches!(
+            e,
+            RequestError::Rejected {
+                id: Some(8),
+                code: ErrorCode::BAD_REQUEST,
+                ..
+            }
+        ));
+        let e = decode_request(Encoding::Json, br#"{"id":9}"#).unwrap_err();
+        assert!(matches!(
+            e,
+            RequestError::Rejected {
+                id: Some(9),
+                code: ErrorCode::BAD_REQUEST,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn non_frames_are_malformed() {
+        for f in [
+            &b"42"[..],
+            b"[1,2]",
+            br#"{"id":"x","op":"pong"}"#,
+            br#"{"id":-1,"op":"pong"}"#,
+        ] {
+            assert!(
+                matches!(
+                    decode_request(Encoding::Json, f),
+                    Err(RequestError::Malformed(_))
+                ),
+                "{f:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn binary_in_json_is_base64() {
+        let r = decode_request(
+            Encoding::Json,
+            br#"{"id":1,"op":"publish","params":{"channel":"c","binary":"AQID"}}"#,
+        )
+        .unwrap();
+        let Op::Publish(p) = r.op else { panic!() };
+        assert_eq!(p.payload().unwrap(), Payload::binary(vec![1u8, 2, 3]));
+        let e = decode_request(
+            Encoding::Json,
+            br#"{"id":1,"op":"publish","params":{"channel":"c","binary":"!!"}}"#,
+        );
+        assert!(matches!(
+            e,
+            Err(RequestError::Rejected {
+                code: ErrorCode::BAD_REQUEST,
+                ..
+            })
+        ));
+    }
+}

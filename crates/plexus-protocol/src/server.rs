@@ -1,0 +1,507 @@
+//! Frames a server sends: replies (with the request's `id`) and pushes (with a `push` type).
+//!
+//! - Reply: `{"id": u64, "result": map}` or `{"id": u64, "error": {"code", "message", "data"?}}`.
+//! - Push: `{"push": "<type>", ...fields}`; the types are the variants of [`Push`].
+
+use crate::codes::ErrorCode;
+use crate::encoding::{DecodeError, Encoding, decode, encode};
+use crate::payload::{BinaryField, DataField, Payload};
+use bytes::Bytes;
+use serde::{Deserialize, Deserializer, Serialize};
+use std::borrow::Cow;
+
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DataField>, D::Error> {
+    DataField::deserialize(d).map(Some)
+}
+
+/// The body of an error reply or `error` push.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub code: ErrorCode,
+    pub message: String,
+    /// Optional details (any JSON value) chosen by the handler that failed.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub data: Option<DataField>,
+}
+
+/// How the connection authenticates, announced in the hello.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthState {
+    /// The client must send `connect` (within `auth_timeout_ms`) before any other request.
+    Required,
+    /// Anonymous use is allowed; `connect` may still authenticate.
+    Optional,
+    /// The connection was authenticated at the WebSocket upgrade; `user` is set.
+    Done,
+}
+
+/// The limits a client must respect, announced in the hello.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HelloLimits {
+    /// The largest WebSocket message the server accepts; larger ones close with 4503.
+    pub max_message_bytes: u64,
+    /// Subscriptions one connection may hold.
+    pub max_subscriptions: u32,
+    /// The longest channel name, in bytes.
+    pub max_channel_bytes: u32,
+    /// Sustained requests per second per connection.
+    pub requests_per_second: u32,
+    /// Requests that may be sent at once above the sustained rate.
+    pub requests_burst: u32,
+    /// Requests that may wait for an answer at once.
+    pub max_pending_requests: u32,
+}
+
+/// The first frame on every connection.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Hello {
+    /// The protocol version of the server.
+    pub version: u32,
+    /// The id of the node (server process) the client is connected to.
+    pub node: String,
+    /// The connection's id, unique across nodes.
+    pub conn: String,
+    pub auth: AuthState,
+    /// Milliseconds to send a successful `connect` in, when `auth` is `required`.
+    pub auth_timeout_ms: u64,
+    /// The user, when `auth` is `done`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// The user's info, when `auth` is `done` and the server provided one.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub info: Option<DataField>,
+    /// The server sends a `ping` push at this interval; answer each with `pong`.
+    pub ping_interval_ms: u64,
+    /// After this many unanswered pings the server closes with 4002.
+    pub max_missed_pongs: u32,
+    pub limits: HelloLimits,
+}
+
+/// Who published a publication (when the server attaches it).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClientInfo {
+    pub conn: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub info: Option<DataField>,
+}
+
+/// A publication delivered to a subscriber.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PubPush {
+    pub channel: String,
+    /// The publication's position in the channel: +1 for every publication.
+    pub offset: u64,
+    /// The channel's epoch; it changes when the channel's history was lost.
+    pub epoch: String,
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub data: Option<DataField>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binary: Option<BinaryField>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub publisher: Option<ClientInfo>,
+}
+
+impl PubPush {
+    pub fn payload(&self) -> Option<Payload> {
+        Payload::from_fields(self.data.clone(), self.binary.clone())
+            .ok()
+            .flatten()
+    }
+}
+
+/// To whom a `message` push was addressed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Target {
+    /// This connection only.
+    Connection,
+    /// Every connection of this connection's user.
+    User,
+    /// Every connection of the server (a broadcast).
+    All,
+}
+
+/// A message sent to this connection, its user, or everyone (not through a channel).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MessagePush {
+    pub to: Target,
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub data: Option<DataField>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binary: Option<BinaryField>,
+}
+
+impl MessagePush {
+    pub fn new(to: Target, payload: &Payload) -> MessagePush {
+        let (data, binary) = payload.to_fields();
+        MessagePush { to, data, binary }
+    }
+
+    pub fn payload(&self) -> Option<Payload> {
+        Payload::from_fields(self.data.clone(), self.binary.clone())
+            .ok()
+            .flatten()
+    }
+}
+
+/// The server subscribed this connection to a channel (server-side subscription).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SubscribedPush {
+    pub channel: String,
+    pub offset: u64,
+    pub epoch: String,
+}
+
+/// The server removed this connection from a channel.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct UnsubscribedPush {
+    pub channel: String,
+    pub reason: String,
+}
+
+/// The connection's measured round-trip time.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LatencyPush {
+    pub rtt_ms: f64,
+}
+
+/// Every push of protocol v1, tagged by its `push` field.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "push", rename_all = "snake_case")]
+pub enum Push {
+    Hello(Hello),
+    Pub(PubPush),
+    Message(MessagePush),
+    Subscribed(SubscribedPush),
+    Unsubscribed(UnsubscribedPush),
+    /// Answer with a `pong` frame.
+    Ping,
+    Latency(LatencyPush),
+    /// A notification (a frame without `id`) could not be handled.
+    Error(ErrorBody),
+}
+
+impl Push {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Push::Hello(_) => "hello",
+            Push::Pub(_) => "pub",
+            Push::Message(_) => "message",
+            Push::Subscribed(_) => "subscribed",
+            Push::Unsubscribed(_) => "unsubscribed",
+            Push::Ping => "ping",
+            Push::Latency(_) => "latency",
+            Push::Error(_) => "error",
+        }
+    }
+}
+
+/// Result of `connect`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ConnectResult {
+    pub conn: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub info: Option<DataField>,
+}
+
+/// Result of `subscribe`: the channel's current position.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SubscribeResult {
+    pub offset: u64,
+    pub epoch: String,
+}
+
+/// Result of `publish`: where the publication landed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PublishResult {
+    pub offset: u64,
+    pub epoch: String,
+}
+
+/// Result of `call`: the handler's payload.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CallResult {
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub data: Option<DataField>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binary: Option<BinaryField>,
+}
+
+impl CallResult {
+    pub fn new(payload: &Payload) -> CallResult {
+        let (data, binary) = payload.to_fields();
+        CallResult { data, binary }
+    }
+
+    pub fn payload(&self) -> Payload {
+        Payload::from_fields(self.data.clone(), self.binary.clone())
+            .ok()
+            .flatten()
+            .unwrap_or_else(Payload::null)
+    }
+}
+
+/// Result of operations that return nothing (`unsubscribe`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Empty {}
+
+#[derive(Serialize)]
+struct ReplyOk<'a, R: Serialize> {
+    id: u64,
+    result: &'a R,
+}
+
+#[derive(Serialize)]
+struct ReplyErr<'a> {
+    id: u64,
+    error: &'a ErrorBody,
+}
+
+/// Encodes a successful reply.
+pub fn encode_result<R: Serialize>(encoding: Encoding, id: u64, result: &R) -> Bytes {
+    encode(encoding, &ReplyOk { id, result })
+}
+
+/// Encodes an error reply.
+pub fn encode_error(encoding: Encoding, id: u64, error: &ErrorBody) -> Bytes {
+    encode(encoding, &ReplyErr { id, error })
+}
+
+/// Encodes a push.
+pub fn encode_push(encoding: Encoding, push: &Push) -> Bytes {
+    encode(encoding, push)
+}
+
+/// A decoded server frame, as a client sees it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ServerFrame {
+    /// A reply; decode its result with [`decode_reply`] once the request's type is known.
+    Reply {
+        id: u64,
+    },
+    Push(Push),
+}
+
+#[derive(Deserialize)]
+struct PeekServer<'a> {
+    #[serde(default)]
+    id: Option<u64>,
+    #[serde(default, borrow)]
+    push: Option<Cow<'a, str>>,
+}
+
+/// Decodes a server frame (one of [`crate::split_frames`]'s frames).
+pub fn decode_server_frame(encoding: Encoding, frame: &[u8]) -> Result<ServerFrame, DecodeError> {
+    let peek: PeekServer<'_> = decode(encoding, frame)?;
+    if let Some(id) = peek.id {
+        return Ok(ServerFrame::Reply { id });
+    }
+    let Some(kind) = peek.push else {
+        return Err(DecodeError::Invalid(
+            "a server frame needs `id` or `push`".into(),
+        ));
+    };
+    let push = match kind.as_ref() {
+        "hello" => Push::Hello(decode(encoding, frame)?),
+        "pub" => Push::Pub(decode(encoding, frame)?),
+        "message" => Push::Message(decode(encoding, frame)?),
+        "subscribed" => Push::Subscribed(decode(encoding, frame)?),
+        "unsubscribed" => Push::Unsubscribed(decode(encoding, frame)?),
+        "ping" => Push::Ping,
+        "latency" => Push::Latency(decode(encoding, frame)?),
+        "error" => Push::Error(decode(encoding, frame)?),
+        other => return Err(DecodeError::Invalid(format!("unknown push `{other}`"))),
+    };
+    Ok(ServerFrame::Push(push))
+}
+
+#[derive(Deserialize)]
+struct ReplyAny<R> {
+    #[serde(default = "Option::default")]
+    result: Option<R>,
+    #[serde(default)]
+    error: Option<ErrorBody>,
+}
+
+/// Decodes the result (or error) of a reply frame.
+pub fn decode_reply<'a, R: Deserialize<'a>>(
+    encoding: Encoding,
+    frame: &'a [u8],
+) -> Result<Result<R, ErrorBody>, DecodeError> {
+    let reply: ReplyAny<R> = decode(encoding, frame)?;
+    match (reply.result, reply.error) {
+        (_, Some(error)) => Ok(Err(error)),
+        (Some(result), None) => Ok(Ok(result)),
+        (None, None) => Err(DecodeError::Invalid(
+            "a reply needs `result` or `error`".into(),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hello() -> Hello {
+        Hello {
+            version: 1,
+            node: "n1".into(),
+            conn: "n1-1".into(),
+            auth: AuthState::Optional,
+            auth_timeout_ms: 10_000,
+            user: None,
+            info: None,
+            ping_interval_ms: 25_000,
+            max_missed_pongs: 2,
+            limits: HelloLimits {
+                max_message_bytes: 65536,
+                max_subscriptions: 128,
+                max_channel_bytes: 255,
+                requests_per_second: 100,
+                requests_burst: 200,
+                max_pending_requests: 64,
+            },
+        }
+    }
+
+    #[test]
+    fn every_push_round_trips_in_both_encodings() {
+        let json = Payload::json(&serde_json::json!({"x": [1, "two", null]})).unwrap();
+        let bin = Payload::binary(vec![9u8, 8, 7]);
+        let (d, b) = bin.to_fields();
+        let pushes = vec![
+            Push::Hello(hello()),
+            Push::Pub(PubPush {
+                channel: "c".into(),
+                offset: 3,
+                epoch: "e".into(),
+                data: json.to_fields().0,
+                binary: None,
+                publisher: Some(ClientInfo {
+                    conn: "n-2".into(),
+                    user: Some("u".into()),
+                    info: None,
+                }),
+            }),
+            Push::Pub(PubPush {
+                channel: "c".into(),
+                offset: 4,
+                epoch: "e".into(),
+                data: d,
+                binary: b,
+                publisher: None,
+            }),
+            Push::Message(MessagePush::new(Target::User, &json)),
+            Push::Subscribed(SubscribedPush {
+                channel: "c".into(),
+                offset: 0,
+                epoch: "e".into(),
+            }),
+            Push::Unsubscribed(UnsubscribedPush {
+                channel: "c".into(),
+                reason: "server".into(),
+            }),
+            Push::Ping,
+            Push::Latency(LatencyPush { rtt_ms: 1.5 }),
+            Push::Error(ErrorBody {
+                code: ErrorCode::UNKNOWN_OPERATION,
+                message: "x".into(),
+                data: None,
+            }),
+        ];
+        for enc in [Encoding::Json, Encoding::Msgpack] {
+            for p in &pushes {
+                let bytes = encode_push(enc, p);
+                assert_eq!(
+                    decode_server_frame(enc, &bytes).unwrap(),
+                    ServerFrame::Push(p.clone()),
+                    "{enc:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn replies_round_trip() {
+        for enc in [Encoding::Json, Encoding::Msgpack] {
+            let ok = encode_result(
+                enc,
+                5,
+                &PublishResult {
+                    offset: 9,
+                    epoch: "ab".into(),
+                },
+            );
+            assert_eq!(
+                decode_server_frame(enc, &ok).unwrap(),
+                ServerFrame::Reply { id: 5 }
+            );
+            let r: Result<PublishResult, _> = decode_reply(enc, &ok).unwrap();
+            assert_eq!(r.unwrap().offset, 9);
+            let body = ErrorBody {
+                code: ErrorCode(1001),
+                message: "nope".into(),
+                data: Payload::json(&1).unwrap().to_fields().0,
+            };
+            let err = encode_error(enc, 6, &body);
+            let r: Result<Empty, _> = decode_reply(enc, &err).unwrap();
+            assert_eq!(r.unwrap_err(), body);
+        }
+    }
+
+    #[test]
+    fn json_wire_shape_is_flat() {
+        let p = Push::Pub(PubPush {
+            channel: "c".into(),
+            offset: 1,
+            epoch: "e".into(),
+            data: Payload::json(&serde_json::json!({"a":1}))
+                .unwrap()
+                .to_fields()
+                .0,
+            binary: None,
+            publisher: None,
+        });
+        assert_eq!(
+            &encode_push(Encoding::Json, &p)[..],
+            br#"{"push":"pub","channel":"c","offset":1,"epoch":"e","data":{"a":1}}"#
+        );
+        assert_eq!(
+            &encode_push(Encoding::Json, &Push::Ping)[..],
+            br#"{"push":"ping"}"#
+        );
+    }
+}
