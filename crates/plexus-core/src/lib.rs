@@ -1,1 +1,33 @@
-//! placeholder
+//! Plexus core: the node, hub, channels, commands, authentication hooks, the engine traits and
+//! the in-memory engine. No sockets and no HTTP: transports and dialects live in
+//! `plexus-server`, byte layouts in `plexus-protocol`.
+
+pub mod auth;
+pub mod channels;
+pub mod commands;
+pub mod connection;
+pub mod engine;
+mod error;
+pub mod hub;
+pub mod ids;
+pub mod limits;
+pub mod memory;
+pub mod model;
+pub mod node;
+pub mod outbox;
+pub mod session;
+
+pub use auth::{AuthConfig, AuthRequest, UpgradeDecision, UpgradeRequest};
+pub use channels::{Access, Action, ChannelMatch, ChannelPolicy, GuardRequest, Namespace};
+pub use commands::{Before, CallInfo, Command, CommandContext, CommandResult, Commands};
+pub use connection::Connection;
+pub use engine::{Engine, EngineError};
+pub use error::Error;
+pub use ids::{ConnId, NodeId};
+pub use limits::Limits;
+pub use model::{
+    ClientInfo, Event, Exclude, Identity, Publication, StreamPosition, Target, WireFormat,
+};
+pub use node::{Node, NodeBuilder};
+pub use plexus_protocol::{CloseCode, ErrorCode, Payload};
+pub use session::Session;

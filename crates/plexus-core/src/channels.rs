@@ -1,0 +1,260 @@
+//! Who may subscribe and publish where: namespaces (by channel-name prefix or pattern) and
+//! guard hooks (by exact name or regex, Mesh `exposeChannel`).
+//!
+//! A client subscribe or publish is allowed when the first namespace matching the channel allows
+//! it **and** every guard matching the channel allows it. A channel no namespace matches is
+//! refused: the defaults are closed, except in development mode ([`ChannelPolicy::open`]).
+
+use crate::commands::BoxFuture;
+use crate::engine::HistoryOptions;
+use crate::error::Error;
+use crate::ids::ConnId;
+use plexus_protocol::ErrorCode;
+use regex_lite::Regex;
+use std::future::Future;
+use std::sync::Arc;
+
+/// Who may do something in a namespace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    Nobody,
+    Anyone,
+    Authenticated,
+    /// Publish only: connections subscribed to the channel.
+    Subscribers,
+}
+
+/// Which channel names a rule applies to.
+#[derive(Clone, Debug)]
+pub enum ChannelMatch {
+    Any,
+    Exact(String),
+    Prefix(String),
+    Regex(Regex),
+}
+
+impl ChannelMatch {
+    /// A regex that must match the whole channel name.
+    pub fn regex(pattern: &str) -> Result<ChannelMatch, regex_lite::Error> {
+        Regex::new(&format!("^(?:{pattern})$")).map(ChannelMatch::Regex)
+    }
+
+    pub fn matches(&self, channel: &str) -> bool {
+        match self {
+            ChannelMatch::Any => true,
+            ChannelMatch::Exact(name) => name == channel,
+            ChannelMatch::Prefix(prefix) => channel.starts_with(prefix.as_str()),
+            ChannelMatch::Regex(re) => re.is_match(channel),
+        }
+    }
+}
+
+/// Options of the channels a namespace matches.
+#[derive(Clone, Debug)]
+pub struct Namespace {
+    pub name: String,
+    pub channels: ChannelMatch,
+    pub subscribe: Access,
+    pub publish: Access,
+    /// Attach the publisher's connection, user and info to client publications.
+    pub publisher_info: bool,
+    /// History kept for the namespace's channels.
+    pub history: Option<HistoryOptions>,
+}
+
+impl Namespace {
+    pub fn new(name: impl Into<String>, channels: ChannelMatch) -> Namespace {
+        Namespace {
+            name: name.into(),
+            channels,
+            subscribe: Access::Nobody,
+            publish: Access::Nobody,
+            publisher_info: true,
+            history: None,
+        }
+    }
+
+    pub fn subscribe(mut self, access: Access) -> Namespace {
+        self.subscribe = access;
+        self
+    }
+
+    pub fn publish(mut self, access: Access) -> Namespace {
+        self.publish = access;
+        self
+    }
+
+    pub fn history(mut self, history: HistoryOptions) -> Namespace {
+        self.history = Some(history);
+        self
+    }
+}
+
+/// What a guard is asked about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    Subscribe,
+    Publish,
+}
+
+/// The request a guard judges.
+#[derive(Clone, Debug)]
+pub struct GuardRequest {
+    pub conn: ConnId,
+    pub user: Option<Arc<str>>,
+    pub channel: Arc<str>,
+    pub action: Action,
+}
+
+/// A guard: `Ok(())` allows, an error refuses with that error (use `PERMISSION_DENIED`).
+pub trait Guard: Send + Sync + 'static {
+    fn check(&self, request: GuardRequest) -> BoxFuture<Result<(), Error>>;
+}
+
+impl<F, Fut> Guard for F
+where
+    F: Fn(GuardRequest) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), Error>> + Send + 'static,
+{
+    fn check(&self, request: GuardRequest) -> BoxFuture<Result<(), Error>> {
+        Box::pin(self(request))
+    }
+}
+
+struct GuardRule {
+    channels: ChannelMatch,
+    actions: Vec<Action>,
+    guard: Arc<dyn Guard>,
+}
+
+/// The namespaces and guards of a node.
+#[derive(Default, Clone)]
+pub struct ChannelPolicy {
+    namespaces: Vec<Namespace>,
+    guards: Vec<Arc<GuardRule>>,
+}
+
+impl ChannelPolicy {
+    /// Every channel open to anyone (development mode).
+    pub fn open() -> ChannelPolicy {
+        let mut policy = ChannelPolicy::default();
+        policy.add_namespace(
+            Namespace::new("default", ChannelMatch::Any)
+                .subscribe(Access::Anyone)
+                .publish(Access::Anyone),
+        );
+        policy
+    }
+
+    /// Adds a namespace; the first namespace that matches a channel applies.
+    pub fn add_namespace(&mut self, namespace: Namespace) {
+        self.namespaces.push(namespace);
+    }
+
+    /// Adds a guard for `actions` on the channels `channels` matches.
+    pub fn add_guard(&mut self, channels: ChannelMatch, actions: &[Action], guard: impl Guard) {
+        self.guards.push(Arc::new(GuardRule {
+            channels,
+            actions: actions.to_vec(),
+            guard: Arc::new(guard),
+        }));
+    }
+
+    pub fn namespace(&self, channel: &str) -> Option<&Namespace> {
+        self.namespaces
+            .iter()
+            .find(|ns| ns.channels.matches(channel))
+    }
+
+    /// Checks a client's subscribe or publish.
+    pub async fn check(&self, request: GuardRequest, subscribed: bool) -> Result<(), Error> {
+        let Some(ns) = self.namespace(&request.channel) else {
+            return Err(Error::permission_denied(format!(
+                "no namespace allows channel `{}`",
+                request.channel
+            )));
+        };
+        let access = match request.action {
+            Action::Subscribe => ns.subscribe,
+            Action::Publish => ns.publish,
+        };
+        let allowed = match access {
+            Access::Nobody => false,
+            Access::Anyone => true,
+            Access::Authenticated => request.user.is_some(),
+            Access::Subscribers => subscribed,
+        };
+        if !allowed {
+            let code = if access == Access::Authenticated {
+                ErrorCode::UNAUTHORIZED
+            } else {
+                ErrorCode::PERMISSION_DENIED
+            };
+            return Err(Error::new(
+                code,
+                format!(
+                    "{:?} is not allowed on `{}`",
+                    request.action, request.channel
+                ),
+            ));
+        }
+        for rule in &self.guards {
+            if rule.actions.contains(&request.action) && rule.channels.matches(&request.channel) {
+                rule.guard.check(request.clone()).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Checks a channel name: not empty, at most `max_bytes`, no control characters.
+pub fn validate_channel(channel: &str, max_bytes: usize) -> Result<(), Error> {
+    if channel.is_empty() {
+        return Err(Error::new(ErrorCode::BAD_CHANNEL, "empty channel name"));
+    }
+    if channel.len() > max_bytes {
+        return Err(Error::new(
+            ErrorCode::BAD_CHANNEL,
+            format!("channel name longer than {max_bytes} bytes"),
+        ));
+    }
+    if channel.chars().any(|c| c.is_control()) {
+        return Err(Error::new(
+            ErrorCode::BAD_CHANNEL,
+            "control character in channel name",
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matchers() {
+        assert!(ChannelMatch::Prefix("chat:".into()).matches("chat:1"));
+        assert!(!ChannelMatch::Prefix("chat:".into()).matches("news"));
+        let re = ChannelMatch::regex(r"room-\d+").unwrap();
+        assert!(re.matches("room-12"));
+        assert!(!re.matches("room-12x"));
+        assert!(ChannelMatch::Exact("a".into()).matches("a"));
+    }
+
+    #[test]
+    fn channel_names() {
+        assert!(validate_channel("ok:1", 10).is_ok());
+        assert_eq!(
+            validate_channel("", 10).unwrap_err().code,
+            ErrorCode::BAD_CHANNEL
+        );
+        assert_eq!(
+            validate_channel("abcdefghijk", 10).unwrap_err().code,
+            ErrorCode::BAD_CHANNEL
+        );
+        assert_eq!(
+            validate_channel("a\nb", 10).unwrap_err().code,
+            ErrorCode::BAD_CHANNEL
+        );
+    }
+}

@@ -1,0 +1,169 @@
+//! A connection as the core sees it: identity, subscriptions, queue, heartbeat state.
+
+use crate::ids::ConnId;
+use crate::model::{Event, Identity, WireFormat};
+use crate::outbox::{Outbox, PushOutcome};
+use bytes::Bytes;
+use plexus_protocol::CloseCode;
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// One client connection, shared between its session, the hub and the heartbeat sweep.
+pub struct Connection {
+    pub id: ConnId,
+    format: Arc<dyn WireFormat>,
+    outbox: Outbox,
+    identity: OnceLock<Identity>,
+    subscriptions: Mutex<HashSet<Arc<str>>>,
+    metadata: Mutex<serde_json::Map<String, serde_json::Value>>,
+    /// Nanoseconds since `created` at which the unanswered ping was sent; 0 when none.
+    ping_sent_ns: AtomicU64,
+    missed_pongs: AtomicU32,
+    rtt_us: AtomicU64,
+    created: Instant,
+}
+
+impl Connection {
+    pub fn new(id: ConnId, format: Arc<dyn WireFormat>, queue_bytes_max: usize) -> Connection {
+        Connection {
+            id,
+            format,
+            outbox: Outbox::new(queue_bytes_max),
+            identity: OnceLock::new(),
+            subscriptions: Mutex::new(HashSet::new()),
+            metadata: Mutex::new(serde_json::Map::new()),
+            ping_sent_ns: AtomicU64::new(0),
+            missed_pongs: AtomicU32::new(0),
+            rtt_us: AtomicU64::new(0),
+            created: Instant::now(),
+        }
+    }
+
+    pub fn format(&self) -> &dyn WireFormat {
+        &*self.format
+    }
+
+    pub fn outbox(&self) -> &Outbox {
+        &self.outbox
+    }
+
+    /// The authenticated identity, if any. Set once.
+    pub fn identity(&self) -> Option<&Identity> {
+        self.identity.get()
+    }
+
+    pub fn user(&self) -> Option<&str> {
+        self.identity.get().map(|i| &*i.user)
+    }
+
+    /// Sets the identity; false when one was already set.
+    pub(crate) fn set_identity(&self, identity: Identity) -> bool {
+        self.identity.set(identity).is_ok()
+    }
+
+    /// Encodes `event` in this connection's format and queues it.
+    pub fn send_event(&self, event: &Event<'_>) -> PushOutcome {
+        match self.format.encode(event) {
+            Some(frame) => self.outbox.push(frame),
+            None => PushOutcome::Queued,
+        }
+    }
+
+    /// Queues an already encoded frame.
+    pub fn send_frame(&self, frame: Bytes) -> PushOutcome {
+        self.outbox.push(frame)
+    }
+
+    /// Asks the connection's writer to close it.
+    pub fn close(&self, code: CloseCode, reason: impl Into<String>) {
+        self.outbox.close(code, reason, true)
+    }
+
+    pub fn subscriptions(&self) -> Vec<Arc<str>> {
+        self.subscriptions.lock().unwrap().iter().cloned().collect()
+    }
+
+    pub fn subscription_count(&self) -> usize {
+        self.subscriptions.lock().unwrap().len()
+    }
+
+    pub fn is_subscribed(&self, channel: &str) -> bool {
+        self.subscriptions.lock().unwrap().contains(channel)
+    }
+
+    /// Adds a subscription unless present or over `max`; returns whether it was added.
+    pub(crate) fn add_subscription(&self, channel: &Arc<str>, max: usize) -> Result<bool, ()> {
+        let mut subs = self.subscriptions.lock().unwrap();
+        if subs.contains(&**channel) {
+            return Ok(false);
+        }
+        if subs.len() >= max {
+            return Err(());
+        }
+        subs.insert(channel.clone());
+        Ok(true)
+    }
+
+    pub(crate) fn remove_subscription(&self, channel: &str) -> bool {
+        self.subscriptions.lock().unwrap().remove(channel)
+    }
+
+    pub(crate) fn take_subscriptions(&self) -> Vec<Arc<str>> {
+        self.subscriptions.lock().unwrap().drain().collect()
+    }
+
+    /// The connection's metadata (a JSON object).
+    pub fn metadata(&self) -> serde_json::Map<String, serde_json::Value> {
+        self.metadata.lock().unwrap().clone()
+    }
+
+    /// Replaces (`merge` false) or shallow-merges (`merge` true) the metadata.
+    pub fn set_metadata(&self, value: serde_json::Map<String, serde_json::Value>, merge: bool) {
+        let mut meta = self.metadata.lock().unwrap();
+        if merge {
+            meta.extend(value);
+        } else {
+            *meta = value;
+        }
+    }
+
+    /// The last measured round-trip time, if a ping was answered yet.
+    pub fn latency(&self) -> Option<Duration> {
+        match self.rtt_us.load(Ordering::Relaxed) {
+            0 => None,
+            us => Some(Duration::from_micros(us)),
+        }
+    }
+
+    /// Called by the heartbeat sweep when a ping is due. Returns false when the connection
+    /// missed too many pongs and is being closed.
+    pub(crate) fn heartbeat_tick(&self, max_missed: u32) -> bool {
+        let now_ns = self.created.elapsed().as_nanos() as u64;
+        if self.ping_sent_ns.load(Ordering::Relaxed) != 0 {
+            let missed = self.missed_pongs.fetch_add(1, Ordering::Relaxed) + 1;
+            if missed >= max_missed {
+                self.close(CloseCode::HEARTBEAT_TIMEOUT, "missed heartbeats");
+                return false;
+            }
+        }
+        self.ping_sent_ns.store(now_ns.max(1), Ordering::Relaxed);
+        self.send_event(&Event::Ping);
+        true
+    }
+
+    /// Records a pong; returns the round-trip time when it answered a ping.
+    pub fn pong(&self) -> Option<Duration> {
+        let sent = self.ping_sent_ns.swap(0, Ordering::Relaxed);
+        self.missed_pongs.store(0, Ordering::Relaxed);
+        if sent == 0 {
+            return None;
+        }
+        let now_ns = self.created.elapsed().as_nanos() as u64;
+        let rtt = Duration::from_nanos(now_ns.saturating_sub(sent));
+        self.rtt_us
+            .store((rtt.as_micros() as u64).max(1), Ordering::Relaxed);
+        Some(rtt)
+    }
+}

@@ -1,0 +1,59 @@
+//! Every per-connection limit, explicit and configurable (units in the names).
+
+use std::time::Duration;
+
+/// Limits applied to every connection. Each has a test that hits it.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// The largest WebSocket message accepted; larger closes with `message_too_big` (4503).
+    pub max_message_bytes: usize,
+    /// Channels one connection may be subscribed to at once.
+    pub max_subscriptions: usize,
+    /// The longest channel name, in bytes.
+    pub max_channel_bytes: usize,
+    /// Bytes of frames that may wait in one connection's outbound queue; beyond it the
+    /// connection is closed with `slow_consumer` (4001).
+    pub outbound_queue_bytes_max: usize,
+    /// Time a connection has to authenticate when authentication is required.
+    pub auth_timeout: Duration,
+    /// Connections one user may hold on this node (0 means no limit).
+    pub max_connections_per_user: usize,
+    /// Sustained requests per second per connection (token bucket rate).
+    pub requests_per_second: u32,
+    /// Requests allowed in a burst above the rate (token bucket size). That many rejected
+    /// requests in a row close the connection with `flood` (4006).
+    pub requests_burst: u32,
+    /// Requests that may wait for an answer at once on one connection.
+    pub max_pending_requests: usize,
+    /// Default time a command handler may take before the caller gets `timeout` (110).
+    pub command_timeout: Duration,
+    /// The server pings every connection at this interval.
+    pub ping_interval: Duration,
+    /// Unanswered pings in a row after which a connection is closed (4002).
+    pub max_missed_pongs: u32,
+    /// Whether to push the measured round-trip time to the client after every pong.
+    pub push_latency: bool,
+    /// Time given to connections to drain their queues at shutdown.
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_message_bytes: 64 * 1024,
+            max_subscriptions: 128,
+            max_channel_bytes: 255,
+            outbound_queue_bytes_max: 1024 * 1024,
+            auth_timeout: Duration::from_secs(10),
+            max_connections_per_user: 100,
+            requests_per_second: 100,
+            requests_burst: 200,
+            max_pending_requests: 64,
+            command_timeout: Duration::from_secs(30),
+            ping_interval: Duration::from_secs(25),
+            max_missed_pongs: 2,
+            push_latency: true,
+            shutdown_timeout: Duration::from_secs(10),
+        }
+    }
+}

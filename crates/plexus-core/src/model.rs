@@ -1,0 +1,143 @@
+//! The core's vocabulary: identities, publications, the events a connection receives, and the
+//! wire-format trait through which dialects encode those events.
+
+use crate::ids::ConnId;
+use bytes::Bytes;
+use plexus_protocol::Payload;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use plexus_protocol::server::Target;
+
+/// An authenticated user of a connection.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Identity {
+    pub user: Arc<str>,
+    /// Application data about the user, given to clients (`info`).
+    pub info: Option<Payload>,
+}
+
+impl Identity {
+    pub fn new(user: impl Into<Arc<str>>) -> Identity {
+        Identity {
+            user: user.into(),
+            info: None,
+        }
+    }
+
+    pub fn with_info(mut self, info: Payload) -> Identity {
+        self.info = Some(info);
+        self
+    }
+}
+
+/// Who published a publication.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClientInfo {
+    pub conn: ConnId,
+    pub user: Option<Arc<str>>,
+    pub info: Option<Payload>,
+}
+
+/// A channel's position: the offset of its latest publication and its epoch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StreamPosition {
+    pub offset: u64,
+    pub epoch: Arc<str>,
+}
+
+/// A publication in a channel.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Publication {
+    pub channel: Arc<str>,
+    /// +1 for every publication in the channel, starting at 1.
+    pub offset: u64,
+    pub epoch: Arc<str>,
+    pub payload: Payload,
+    pub publisher: Option<ClientInfo>,
+}
+
+/// Connections or users a delivery skips (Mesa `excluding`, Mesh `broadcastExclude`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Exclude {
+    pub conns: Vec<ConnId>,
+    pub users: Vec<Arc<str>>,
+}
+
+impl Exclude {
+    pub fn conn(conn: ConnId) -> Exclude {
+        Exclude {
+            conns: vec![conn],
+            users: Vec::new(),
+        }
+    }
+
+    pub fn user(user: impl Into<Arc<str>>) -> Exclude {
+        Exclude {
+            conns: Vec::new(),
+            users: vec![user.into()],
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.conns.is_empty() && self.users.is_empty()
+    }
+
+    pub fn excludes(&self, conn: ConnId, user: Option<&str>) -> bool {
+        self.conns.contains(&conn) || user.is_some_and(|u| self.users.iter().any(|x| &**x == u))
+    }
+}
+
+/// Something a connection receives from the server outside request/reply.
+#[derive(Clone, Debug)]
+pub enum Event<'a> {
+    Publication(&'a Publication),
+    Message {
+        to: Target,
+        payload: &'a Payload,
+    },
+    Subscribed {
+        channel: &'a str,
+        position: &'a StreamPosition,
+    },
+    Unsubscribed {
+        channel: &'a str,
+        reason: &'a str,
+    },
+    Ping,
+    Latency(Duration),
+}
+
+/// How one dialect in one encoding writes events as frames.
+///
+/// Each wire format has a small distinct `id` (below [`MAX_WIRE_FORMATS`]) so that a fan-out
+/// encodes a publication once per format and shares the bytes among every subscriber using it.
+pub trait WireFormat: Send + Sync + 'static {
+    fn id(&self) -> usize;
+    /// The frame for `event`, or `None` when this dialect has no such frame.
+    fn encode(&self, event: &Event<'_>) -> Option<Bytes>;
+}
+
+/// Wire formats a node can serve at once.
+pub const MAX_WIRE_FORMATS: usize = 16;
+
+/// A per-fan-out cache: each event encoded at most once per wire format.
+pub struct EncodeCache<'a> {
+    event: Event<'a>,
+    frames: [Option<Option<Bytes>>; MAX_WIRE_FORMATS],
+}
+
+impl<'a> EncodeCache<'a> {
+    pub fn new(event: Event<'a>) -> EncodeCache<'a> {
+        EncodeCache {
+            event,
+            frames: Default::default(),
+        }
+    }
+
+    pub fn frame(&mut self, format: &dyn WireFormat) -> Option<Bytes> {
+        let slot = &mut self.frames[format.id()];
+        slot.get_or_insert_with(|| format.encode(&self.event))
+            .clone()
+    }
+}
