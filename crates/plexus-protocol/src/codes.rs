@@ -205,8 +205,9 @@ impl CloseCode {
     pub const UNSUPPORTED_VERSION: CloseCode = CloseCode(4501);
     /// Authentication failed (bad token or credentials).
     pub const AUTH_FAILED: CloseCode = CloseCode(4502);
-    /// A WebSocket message exceeded the maximum message size.
-    pub const MESSAGE_TOO_BIG: CloseCode = CloseCode(4503);
+    /// A WebSocket message exceeded the maximum message size (the standard RFC 6455 code, sent
+    /// by the framing layer before the message is read).
+    pub const MESSAGE_TOO_BIG: CloseCode = CloseCode(1009);
     /// The user already holds the maximum number of connections.
     pub const CONNECTION_LIMIT: CloseCode = CloseCode(4504);
     /// The server disconnected the client for good (kicked by the API or application code).
@@ -245,6 +246,11 @@ pub const CLOSE_CODES: &[CloseCodeInfo] = &[
         code: CloseCode::NORMAL,
         name: "normal",
         meaning: "closed at the client's request",
+    },
+    CloseCodeInfo {
+        code: CloseCode::MESSAGE_TOO_BIG,
+        name: "message_too_big",
+        meaning: "a message exceeded the size limit; reconnect",
     },
     CloseCodeInfo {
         code: CloseCode::SHUTDOWN,
@@ -295,11 +301,6 @@ pub const CLOSE_CODES: &[CloseCodeInfo] = &[
         code: CloseCode::AUTH_FAILED,
         name: "auth_failed",
         meaning: "authentication failed",
-    },
-    CloseCodeInfo {
-        code: CloseCode::MESSAGE_TOO_BIG,
-        name: "message_too_big",
-        meaning: "a message exceeded the size limit",
     },
     CloseCodeInfo {
         code: CloseCode::CONNECTION_LIMIT,

@@ -49,6 +49,11 @@ impl Payload {
 
     /// Validates JSON text and wraps it without re-encoding.
     pub fn from_json_str(text: &str) -> Result<Payload, PayloadError> {
+        if !depth_within(text, MAX_PAYLOAD_DEPTH) {
+            return Err(PayloadError::InvalidJson(format!(
+                "nests deeper than {MAX_PAYLOAD_DEPTH} levels"
+            )));
+        }
         RawValue::from_string(text.to_owned())
             .map(|raw| Payload::Json(Arc::from(raw)))
             .map_err(|e| PayloadError::InvalidJson(e.to_string()))
@@ -167,10 +172,47 @@ impl Serialize for DataField {
     }
 }
 
+/// The deepest nesting a JSON payload may have, so that converting it for MessagePack
+/// subscribers (which parses it) can never hit a recursion limit.
+pub const MAX_PAYLOAD_DEPTH: usize = 64;
+
+/// Whether JSON text nests arrays and objects at most `max` deep (strings are skipped).
+fn depth_within(text: &str, max: usize) -> bool {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for b in text.bytes() {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return false;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    true
+}
+
 impl<'de> Deserialize<'de> for DataField {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         if deserializer.is_human_readable() {
             let raw = Box::<RawValue>::deserialize(deserializer)?;
+            if !depth_within(raw.get(), MAX_PAYLOAD_DEPTH) {
+                return Err(de::Error::custom(format!(
+                    "data nests deeper than {MAX_PAYLOAD_DEPTH} levels"
+                )));
+            }
             Ok(DataField(Arc::from(raw)))
         } else {
             let value = serde_json::Value::deserialize(deserializer)?;
@@ -246,6 +288,29 @@ mod tests {
             Payload::from_fields(Some(d), Some(b)),
             Err(PayloadError::Both)
         );
+    }
+
+    #[test]
+    fn deep_json_is_refused_so_msgpack_conversion_cannot_fail() {
+        let ok = format!(
+            "{}{}",
+            "[".repeat(MAX_PAYLOAD_DEPTH),
+            "]".repeat(MAX_PAYLOAD_DEPTH)
+        );
+        assert!(Payload::from_json_str(&ok).is_ok());
+        let deep = format!(
+            "{}{}",
+            "[".repeat(MAX_PAYLOAD_DEPTH + 1),
+            "]".repeat(MAX_PAYLOAD_DEPTH + 1)
+        );
+        assert!(Payload::from_json_str(&deep).is_err());
+        assert!(depth_within(r#"{"a":"[[[[\"[[["}"#, 1));
+        let frame = format!(r#"{{"channel":"c","data":{deep}}}"#);
+        assert!(serde_json::from_str::<crate::client::PublishParams>(&frame).is_err());
+        let frame = format!(r#"{{"channel":"c","data":{ok}}}"#);
+        let params: crate::client::PublishParams = serde_json::from_str(&frame).unwrap();
+        let encoded = crate::encode(crate::Encoding::Msgpack, &params);
+        assert!(!encoded.is_empty());
     }
 
     #[test]

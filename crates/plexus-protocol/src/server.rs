@@ -43,7 +43,7 @@ pub enum AuthState {
 /// The limits a client must respect, announced in the hello.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct HelloLimits {
-    /// The largest WebSocket message the server accepts; larger ones close with 4503.
+    /// The largest WebSocket message the server accepts; larger ones close with 1009 (message_too_big).
     pub max_message_bytes: u64,
     /// Subscriptions one connection may hold.
     pub max_subscriptions: u32,

@@ -1,1 +1,363 @@
-//! placeholder
+//! Plexus server: the WebSocket transport, the dialect sessions, the HTTP endpoints, and the
+//! [`Server`] builder that embeds all of it in a tokio application.
+//!
+//! ```no_run
+//! # async fn demo() -> std::io::Result<()> {
+//! use plexus_server::Server;
+//! let server = Server::builder()
+//!     .listen("127.0.0.1:8000".parse().unwrap())
+//!     .dev_mode()
+//!     .command("echo", |ctx: plexus_core::CommandContext| async move { Ok(ctx.payload) })
+//!     .build();
+//! let running = server.start().await?;
+//! running.wait_for_signal().await;
+//! # Ok(()) }
+//! ```
+
+pub mod native;
+mod ws;
+
+use axum::Router;
+use axum::extract::State;
+use axum::routing::get;
+use plexus_core::auth::{AuthConfig, AuthHook, UpgradeHook};
+use plexus_core::channels::{Action, ChannelMatch, ChannelPolicy, Guard, Namespace};
+use plexus_core::commands::{AfterHook, BeforeHook, Command, Handler, Middleware};
+use plexus_core::{Engine, Limits, Node, NodeBuilder, WireFormat};
+use plexus_protocol::Encoding;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use tokio::sync::{Notify, oneshot};
+
+pub use native::NativeFormat;
+
+/// The wire formats this server speaks.
+pub(crate) struct Formats {
+    native_json: Arc<dyn WireFormat>,
+    native_msgpack: Arc<dyn WireFormat>,
+}
+
+impl Formats {
+    fn new() -> Formats {
+        Formats {
+            native_json: Arc::new(NativeFormat::new(Encoding::Json)),
+            native_msgpack: Arc::new(NativeFormat::new(Encoding::Msgpack)),
+        }
+    }
+
+    pub(crate) fn native(&self, encoding: Encoding) -> Arc<dyn WireFormat> {
+        match encoding {
+            Encoding::Json => self.native_json.clone(),
+            Encoding::Msgpack => self.native_msgpack.clone(),
+        }
+    }
+}
+
+/// Counts running sessions so shutdown can wait for them.
+#[derive(Default)]
+pub(crate) struct Sessions {
+    active: AtomicUsize,
+    idle: Notify,
+}
+
+/// Held by a running session; dropping it marks the session finished.
+pub(crate) struct SessionGuard(Arc<Sessions>);
+
+impl Drop for SessionGuard {
+    fn drop(&mut self) {
+        if self.0.active.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
+impl Sessions {
+    pub(crate) fn enter(self: &Arc<Self>) -> SessionGuard {
+        self.active.fetch_add(1, Ordering::AcqRel);
+        SessionGuard(self.clone())
+    }
+
+    async fn wait_idle(&self) {
+        loop {
+            let idle = self.idle.notified();
+            if self.active.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            idle.await;
+        }
+    }
+}
+
+pub(crate) struct ServerState {
+    pub(crate) node: Node,
+    pub(crate) formats: Formats,
+    pub(crate) sessions: Arc<Sessions>,
+    dev_mode: bool,
+}
+
+/// Builds a [`Server`].
+pub struct ServerBuilder {
+    node: NodeBuilder,
+    listen: SocketAddr,
+    dev_mode: bool,
+}
+
+impl ServerBuilder {
+    /// The address to listen on (default `127.0.0.1:8000`; port 0 picks a free port).
+    pub fn listen(mut self, addr: SocketAddr) -> Self {
+        self.listen = addr;
+        self
+    }
+
+    /// Development mode: anonymous connections, and every channel subscribable and
+    /// publishable by clients.
+    pub fn dev_mode(mut self) -> Self {
+        self.dev_mode = true;
+        self.node.auth_mut().anonymous = true;
+        *self.node.channels_mut() = ChannelPolicy::open();
+        self
+    }
+
+    pub fn limits(mut self, limits: Limits) -> Self {
+        *self.node.limits_mut() = limits;
+        self
+    }
+
+    pub fn limits_mut(&mut self) -> &mut Limits {
+        self.node.limits_mut()
+    }
+
+    pub fn engine(mut self, engine: Engine) -> Self {
+        self.node = self.node.engine(engine);
+        self
+    }
+
+    /// Registers a command with default options.
+    pub fn command(self, name: impl Into<String>, handler: impl Handler) -> Self {
+        self.command_with(name, Command::new(handler))
+    }
+
+    /// Registers a command with its middleware, hooks, timeout and concurrency.
+    pub fn command_with(mut self, name: impl Into<String>, command: Command) -> Self {
+        self.node.commands_mut().register(name, command);
+        self
+    }
+
+    /// Global command middleware (before each command's own).
+    pub fn middleware(mut self, middleware: impl Middleware) -> Self {
+        self.node.commands_mut().middleware(middleware);
+        self
+    }
+
+    /// A before hook for every command.
+    pub fn before(mut self, hook: impl BeforeHook) -> Self {
+        self.node.commands_mut().before(hook);
+        self
+    }
+
+    /// An after hook for every command.
+    pub fn after(mut self, hook: impl AfterHook) -> Self {
+        self.node.commands_mut().after(hook);
+        self
+    }
+
+    /// Adds a namespace (the first matching namespace applies to a channel).
+    pub fn namespace(mut self, namespace: Namespace) -> Self {
+        self.node.channels_mut().add_namespace(namespace);
+        self
+    }
+
+    /// Replaces the channel policy.
+    pub fn channels(mut self, policy: ChannelPolicy) -> Self {
+        *self.node.channels_mut() = policy;
+        self
+    }
+
+    /// Adds a guard on the channels `channels` matches.
+    pub fn guard(mut self, channels: ChannelMatch, actions: &[Action], guard: impl Guard) -> Self {
+        self.node.channels_mut().add_guard(channels, actions, guard);
+        self
+    }
+
+    /// The hook that sees every upgrade request and may accept (with a user) or refuse it.
+    pub fn upgrade_hook(mut self, hook: impl UpgradeHook) -> Self {
+        self.node.auth_mut().upgrade = Some(Arc::new(hook));
+        self
+    }
+
+    /// The hook that checks in-band credentials (`connect`).
+    pub fn auth_hook(mut self, hook: impl AuthHook) -> Self {
+        self.node.auth_mut().in_band = Some(Arc::new(hook));
+        self
+    }
+
+    /// Whether connections may be used without authenticating.
+    pub fn anonymous(mut self, allowed: bool) -> Self {
+        self.node.auth_mut().anonymous = allowed;
+        self
+    }
+
+    pub fn auth(mut self, auth: AuthConfig) -> Self {
+        *self.node.auth_mut() = auth;
+        self
+    }
+
+    /// Builds the server (and starts its node). Needs a tokio runtime.
+    pub fn build(self) -> Server {
+        let node = self.node.build();
+        Server {
+            state: Arc::new(ServerState {
+                node,
+                formats: Formats::new(),
+                sessions: Arc::default(),
+                dev_mode: self.dev_mode,
+            }),
+            listen: self.listen,
+        }
+    }
+}
+
+/// A Plexus server: a node plus its HTTP and WebSocket endpoints.
+pub struct Server {
+    state: Arc<ServerState>,
+    listen: SocketAddr,
+}
+
+impl Server {
+    pub fn builder() -> ServerBuilder {
+        ServerBuilder {
+            node: NodeBuilder::default(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8000)),
+            dev_mode: false,
+        }
+    }
+
+    pub fn node(&self) -> &Node {
+        &self.state.node
+    }
+
+    /// The server's routes (`/ws`, `/health`), to merge into an existing axum application. It
+    /// must be served with `into_make_service_with_connect_info::<SocketAddr>()`.
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/ws", get(ws::native_upgrade))
+            .route("/health", get(health))
+            .with_state(self.state.clone())
+    }
+
+    /// Binds and serves in the background.
+    pub async fn start(self) -> std::io::Result<RunningServer> {
+        let listener = tokio::net::TcpListener::bind(self.listen).await?;
+        let local_addr = listener.local_addr()?;
+        if self.state.dev_mode {
+            tracing::warn!(
+                "development mode: anonymous connections, every channel open to every client; use a configuration for production"
+            );
+        }
+        tracing::info!(node = %self.state.node.id(), %local_addr, "plexus listening (WebSocket at /ws)");
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let app = self
+            .router()
+            .into_make_service_with_connect_info::<SocketAddr>();
+        let serve = axum::serve(listener, app).with_graceful_shutdown(async {
+            let _ = stop_rx.await;
+        });
+        let task = tokio::spawn(async move {
+            if let Err(e) = serve.await {
+                tracing::error!(error = %e, "server error");
+            }
+        });
+        Ok(RunningServer {
+            state: self.state,
+            local_addr,
+            stop: Some(stop_tx),
+            task,
+        })
+    }
+}
+
+async fn health(State(state): State<Arc<ServerState>>) -> axum::Json<serde_json::Value> {
+    axum::Json(serde_json::json!({
+        "status": "ok",
+        "node": state.node.id().to_string(),
+        "connections": state.node.connection_count(),
+    }))
+}
+
+/// A server that is listening.
+pub struct RunningServer {
+    state: Arc<ServerState>,
+    local_addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RunningServer {
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// `ws://ADDR/ws`.
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/ws", self.local_addr)
+    }
+
+    pub fn node(&self) -> &Node {
+        &self.state.node
+    }
+
+    /// Graceful shutdown: stop accepting, tell every client "server shutting down, reconnect"
+    /// (4000) after its queued frames, and wait for the sessions to end, at most
+    /// `Limits::shutdown_timeout`. Returns true when every session ended in time.
+    pub async fn shutdown(mut self) -> bool {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.state.node.shutdown();
+        let timeout = self.state.node.limits().shutdown_timeout;
+        let drained = tokio::time::timeout(timeout, self.state.sessions.wait_idle())
+            .await
+            .is_ok();
+        if !drained {
+            tracing::warn!("shutdown timeout: some connections did not close in time");
+        }
+        self.task.abort();
+        drained
+    }
+
+    /// Serves until SIGINT or SIGTERM, then shuts down gracefully.
+    pub async fn wait_for_signal(self) -> bool {
+        shutdown_signal().await;
+        tracing::info!("signal received, shutting down");
+        self.shutdown().await
+    }
+
+    /// Serves until `signal` completes, then shuts down gracefully.
+    pub async fn run_until(self, signal: impl Future<Output = ()>) -> bool {
+        signal.await;
+        self.shutdown().await
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

@@ -1,0 +1,376 @@
+//! The native protocol's per-connection loop: one task per connection that reads frames, runs
+//! requests in order (or concurrently for concurrent commands), and writes queued frames in
+//! batches.
+
+use crate::ws::WsStream;
+use bytes::Bytes;
+use futures_util::stream::FuturesUnordered;
+use futures_util::{SinkExt, StreamExt};
+use plexus_core::commands::{BoxFuture, CommandResult};
+use plexus_core::session::ConnectRequest;
+use plexus_core::{CloseCode, Connection, Error, ErrorCode, Payload, Session};
+use plexus_protocol::client::{Op, Request, RequestError, decode_request};
+use plexus_protocol::server::{
+    self, CallResult, ConnectResult, Empty, ErrorBody, Hello, HelloLimits, PublishResult, Push,
+    SubscribeResult,
+};
+use plexus_protocol::{Encoding, FrameWriter, PROTOCOL_VERSION, split_frames};
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::time::Duration;
+use tokio_websockets::Message;
+
+/// Bytes of queued frames joined into one WebSocket message.
+const BATCH_BYTES_MAX: usize = 64 * 1024;
+/// How long a closing connection waits for the client to acknowledge the close frame.
+const CLOSE_LINGER: Duration = Duration::from_secs(2);
+
+type Reply = (Option<u64>, CommandResult);
+
+struct Loop {
+    session: Session,
+    encoding: Encoding,
+    /// Requests waiting behind an ordered call that is still running.
+    queued: VecDeque<Request>,
+    current: Option<Pin<Box<dyn Future<Output = Reply> + Send>>>,
+    concurrent: FuturesUnordered<BoxFuture<Reply>>,
+}
+
+/// Runs a native-protocol connection until it closes.
+pub(crate) async fn run(mut ws: WsStream, session: Session, encoding: Encoding) {
+    let hello = hello(&session);
+    session
+        .connection()
+        .send_frame(server::encode_push(encoding, &Push::Hello(hello)));
+    let mut state = Loop {
+        session,
+        encoding,
+        queued: VecDeque::new(),
+        current: None,
+        concurrent: FuturesUnordered::new(),
+    };
+    let mut writer = FrameWriter::new(encoding);
+    let mut batch = Vec::new();
+    loop {
+        let conn = state.session.connection().clone();
+        if let Some(close) = write_queued(&mut ws, &conn, encoding, &mut writer, &mut batch).await {
+            match close {
+                Ok(close) => {
+                    let code = tokio_websockets::CloseCode::try_from(close.code.0)
+                        .unwrap_or(tokio_websockets::CloseCode::POLICY_VIOLATION);
+                    let reason: String = close.reason.chars().take(100).collect();
+                    let _ = ws.send(Message::close(Some(code), &reason)).await;
+                    // Wait (bounded) for the client's close frame so the close is clean.
+                    let _ = tokio::time::timeout(CLOSE_LINGER, async {
+                        while let Some(Ok(_)) = ws.next().await {}
+                    })
+                    .await;
+                }
+                Err(()) => {}
+            }
+            break;
+        }
+        let auth_deadline = state.session.auth_deadline();
+        tokio::select! {
+            message = ws.next() => match message {
+                Some(Ok(message)) => {
+                    if message.is_close() {
+                        break;
+                    }
+                    if message.is_text() || message.is_binary() {
+                        state.on_message(message.as_payload()).await;
+                    }
+                }
+                // A transport or protocol error (the framing layer already answered protocol
+                // errors and oversized messages with their close codes).
+                Some(Err(e)) => {
+                    tracing::debug!(conn = %state.session.id(), error = %e, "websocket error");
+                    let _ = ws.flush().await;
+                    break;
+                }
+                None => break,
+            },
+            _ = conn.outbox().ready() => {}
+            reply = async { state.current.as_mut().expect("guarded").await }, if state.current.is_some() => {
+                state.current = None;
+                state.reply(reply.0, reply.1.map(|p| CallResult::new(&p)));
+                state.run_queued().await;
+            }
+            Some(reply) = state.concurrent.next(), if !state.concurrent.is_empty() => {
+                state.reply(reply.0, reply.1.map(|p| CallResult::new(&p)));
+            }
+            _ = sleep_until(auth_deadline), if auth_deadline.is_some() => {
+                state.session.connection().close(CloseCode::AUTH_TIMEOUT, "authentication timed out");
+            }
+        }
+    }
+    state.session.close().await;
+}
+
+async fn sleep_until(deadline: Option<std::time::Instant>) {
+    if let Some(deadline) = deadline {
+        tokio::time::sleep_until(deadline.into()).await;
+    }
+}
+
+/// Writes everything queued as few messages as possible. `Some(Ok(close))` when the
+/// connection must now be closed with that request, `Some(Err(()))` when the socket failed.
+async fn write_queued(
+    ws: &mut WsStream,
+    conn: &Connection,
+    encoding: Encoding,
+    writer: &mut FrameWriter,
+    batch: &mut Vec<Bytes>,
+) -> Option<Result<plexus_core::outbox::CloseRequest, ()>> {
+    let outbox = conn.outbox();
+    loop {
+        batch.clear();
+        let close = outbox.drain(batch, BATCH_BYTES_MAX);
+        if batch.is_empty() {
+            return close.map(Ok);
+        }
+        let mut wrote = false;
+        for frame in batch.drain(..) {
+            if writer.len() + frame.len() > BATCH_BYTES_MAX && !writer.is_empty() {
+                if ws.feed(message(encoding, writer.take())).await.is_err() {
+                    return Some(Err(()));
+                }
+                wrote = true;
+            }
+            writer.push(&frame);
+        }
+        if !writer.is_empty() {
+            if ws.feed(message(encoding, writer.take())).await.is_err() {
+                return Some(Err(()));
+            }
+            wrote = true;
+        }
+        if wrote && ws.flush().await.is_err() {
+            return Some(Err(()));
+        }
+        if close.is_some() {
+            return close.map(Ok);
+        }
+    }
+}
+
+fn message(encoding: Encoding, bytes: Bytes) -> Message {
+    match encoding {
+        // Our JSON encoder only writes valid UTF-8.
+        Encoding::Json => Message::text(bytes),
+        Encoding::Msgpack => Message::binary(bytes),
+    }
+}
+
+fn hello(session: &Session) -> Hello {
+    let limits = session.node().limits();
+    let identity = session.connection().identity();
+    Hello {
+        version: PROTOCOL_VERSION,
+        node: session.node().id().to_string(),
+        conn: session.id().to_string(),
+        auth: session.auth_state(),
+        auth_timeout_ms: limits.auth_timeout.as_millis() as u64,
+        user: identity.map(|i| i.user.to_string()),
+        info: identity
+            .and_then(|i| i.info.as_ref())
+            .and_then(|p| p.to_fields().0),
+        ping_interval_ms: limits.ping_interval.as_millis() as u64,
+        max_missed_pongs: limits.max_missed_pongs,
+        limits: HelloLimits {
+            max_message_bytes: limits.max_message_bytes as u64,
+            max_subscriptions: limits.max_subscriptions as u32,
+            max_channel_bytes: limits.max_channel_bytes as u32,
+            requests_per_second: limits.requests_per_second,
+            requests_burst: limits.requests_burst,
+            max_pending_requests: limits.max_pending_requests as u32,
+        },
+    }
+}
+
+fn error_body(error: &Error) -> ErrorBody {
+    ErrorBody {
+        code: error.code,
+        message: error.message.clone(),
+        data: error.data.as_ref().and_then(|p| p.to_fields().0),
+    }
+}
+
+impl Loop {
+    async fn on_message(&mut self, bytes: &[u8]) {
+        let frames = match split_frames(self.encoding, bytes) {
+            Ok(frames) => frames,
+            Err(e) => {
+                self.session
+                    .connection()
+                    .close(CloseCode::BAD_FRAME, e.to_string());
+                return;
+            }
+        };
+        for frame in frames {
+            if self.session.connection().outbox().is_closing() {
+                return;
+            }
+            match decode_request(self.encoding, frame) {
+                Ok(request) => self.on_request(request).await,
+                Err(RequestError::Malformed(message)) => {
+                    self.session
+                        .connection()
+                        .close(CloseCode::BAD_FRAME, message);
+                    return;
+                }
+                Err(RequestError::Rejected { id, code, message }) => {
+                    self.reply::<Empty>(id, Err(Error::new(code, message)));
+                }
+            }
+        }
+    }
+
+    async fn on_request(&mut self, request: Request) {
+        if matches!(request.op, Op::Pong) {
+            self.session.pong();
+            return;
+        }
+        if let Err(e) = self.session.admit_request() {
+            self.reply::<Empty>(request.id, Err(e));
+            return;
+        }
+        let in_flight =
+            self.queued.len() + usize::from(self.current.is_some()) + self.concurrent.len();
+        if in_flight >= self.session.node().limits().max_pending_requests {
+            let e = Error::new(
+                ErrorCode::TOO_MANY_PENDING,
+                "too many requests waiting for an answer",
+            );
+            self.reply::<Empty>(request.id, Err(e));
+            return;
+        }
+        let busy = self.current.is_some() || !self.queued.is_empty();
+        if busy && !self.is_concurrent_call(&request) {
+            self.queued.push_back(request);
+            return;
+        }
+        self.execute(request).await;
+    }
+
+    fn is_concurrent_call(&self, request: &Request) -> bool {
+        match &request.op {
+            Op::Call(p) => self
+                .session
+                .node()
+                .commands()
+                .get(&p.method)
+                .is_some_and(|c| c.is_concurrent()),
+            _ => false,
+        }
+    }
+
+    /// Runs queued requests until one of them is an ordered call still running.
+    async fn run_queued(&mut self) {
+        while self.current.is_none() {
+            let Some(request) = self.queued.pop_front() else {
+                return;
+            };
+            self.execute(request).await;
+        }
+    }
+
+    async fn execute(&mut self, request: Request) {
+        let id = request.id;
+        match request.op {
+            Op::Pong => {
+                self.session.pong();
+            }
+            Op::Connect(p) => {
+                let credentials = p.credentials.map(|d| Payload::Json(d.0));
+                let request = ConnectRequest {
+                    token: p.token,
+                    credentials,
+                    version: p.version,
+                };
+                let result = self
+                    .session
+                    .connect(request)
+                    .await
+                    .map(|identity| ConnectResult {
+                        conn: self.session.id().to_string(),
+                        user: identity.as_ref().map(|i| i.user.to_string()),
+                        info: identity
+                            .as_ref()
+                            .and_then(|i| i.info.as_ref())
+                            .and_then(|p| p.to_fields().0),
+                    });
+                self.reply(id, result);
+            }
+            Op::Subscribe(p) => {
+                let result = self.session.subscribe(&p.channel).await;
+                self.reply(
+                    id,
+                    result.map(|pos| SubscribeResult {
+                        offset: pos.offset,
+                        epoch: pos.epoch.to_string(),
+                    }),
+                );
+            }
+            Op::Unsubscribe(p) => {
+                let result = self.session.unsubscribe(&p.channel).await;
+                self.reply(id, result.map(|()| Empty {}));
+            }
+            Op::Publish(p) => {
+                let result = match p.payload() {
+                    Ok(payload) => self.session.publish(&p.channel, payload).await,
+                    Err(e) => Err(Error::bad_request(e.to_string())),
+                };
+                self.reply(
+                    id,
+                    result.map(|pos| PublishResult {
+                        offset: pos.offset,
+                        epoch: pos.epoch.to_string(),
+                    }),
+                );
+            }
+            Op::Call(p) => {
+                let payload = match p.payload() {
+                    Ok(payload) => payload,
+                    Err(e) => {
+                        return self.reply::<Empty>(id, Err(Error::bad_request(e.to_string())));
+                    }
+                };
+                match self.session.call(&p.method, payload) {
+                    Err(e) => self.reply::<Empty>(id, Err(e)),
+                    Ok(call) => {
+                        let future = call.future;
+                        let fut: BoxFuture<Reply> = Box::pin(async move { (id, future.await) });
+                        if call.concurrent {
+                            self.concurrent.push(fut);
+                        } else {
+                            self.current = Some(fut);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Queues the reply to `id` (or, for a notification, an `error` push on failure) and closes
+    /// when the error asks for it.
+    fn reply<R: serde::Serialize>(&mut self, id: Option<u64>, result: Result<R, Error>) {
+        let conn = self.session.connection();
+        let close = result.as_ref().err().and_then(|e| e.close);
+        let frame = match (id, &result) {
+            (Some(id), Ok(r)) => Some(server::encode_result(self.encoding, id, r)),
+            (Some(id), Err(e)) => Some(server::encode_error(self.encoding, id, &error_body(e))),
+            (None, Ok(_)) => None,
+            (None, Err(e)) => Some(server::encode_push(
+                self.encoding,
+                &Push::Error(error_body(e)),
+            )),
+        };
+        if let Some(frame) = frame {
+            conn.send_frame(frame);
+        }
+        if let (Some(code), Err(e)) = (close, &result) {
+            conn.close(code, e.message.clone());
+        }
+    }
+}

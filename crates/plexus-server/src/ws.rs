@@ -1,0 +1,265 @@
+//! The WebSocket upgrade: validation, subprotocol choice, the upgrade hook, then the handover of
+//! the upgraded socket to a dialect's session loop.
+
+use crate::ServerState;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
+use base64::Engine as _;
+use hyper_util::rt::TokioIo;
+use plexus_core::auth::{UpgradeDecision, UpgradeRequest};
+use plexus_core::{CloseCode, Session};
+use plexus_protocol::{Encoding, PROTOCOL_VERSION, parse_subprotocol};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio_websockets::{Config, Limits, Message, ServerBuilder, WebSocketStream};
+
+/// The server side of an upgraded WebSocket.
+pub(crate) type WsStream = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+
+const WS_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+
+fn accept_key(key: &[u8]) -> String {
+    let mut sha = sha1_smol::Sha1::new();
+    sha.update(key);
+    sha.update(WS_GUID.as_bytes());
+    base64::engine::general_purpose::STANDARD.encode(sha.digest().bytes())
+}
+
+/// What the client asked for in `Sec-WebSocket-Protocol`.
+#[derive(Debug, PartialEq, Eq)]
+enum Negotiated {
+    /// Speak v1 in this encoding; echo the token when the client offered one.
+    V1(Encoding, Option<&'static str>),
+    /// The client offered only Plexus tokens of other versions: accept with the first one and
+    /// close with `unsupported_version`.
+    Unsupported(String),
+}
+
+fn negotiate(headers: &HeaderMap) -> Negotiated {
+    let offered: Vec<String> = headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(',').map(|t| t.trim().to_owned()))
+        .filter(|t| !t.is_empty())
+        .collect();
+    let mut other_version = None;
+    for token in &offered {
+        match parse_subprotocol(token) {
+            Some((PROTOCOL_VERSION, Some(encoding))) => {
+                return Negotiated::V1(encoding, Some(encoding.subprotocol()));
+            }
+            Some((version, _)) if version != PROTOCOL_VERSION => {
+                other_version.get_or_insert_with(|| token.clone());
+            }
+            _ => {}
+        }
+    }
+    match other_version {
+        Some(token) => Negotiated::Unsupported(token),
+        None => Negotiated::V1(Encoding::Json, None),
+    }
+}
+
+fn bad_request(message: &'static str) -> Response<Body> {
+    Response::builder()
+        .status(StatusCode::BAD_REQUEST)
+        .body(Body::from(message))
+        .expect("static response")
+}
+
+fn header_has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+}
+
+fn upgrade_request(req: &Request<Body>, peer: SocketAddr) -> UpgradeRequest {
+    let headers = req
+        .headers()
+        .iter()
+        .filter_map(|(k, v)| {
+            v.to_str()
+                .ok()
+                .map(|v| (k.as_str().to_owned(), v.to_owned()))
+        })
+        .collect();
+    let cookies = req
+        .headers()
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    UpgradeRequest {
+        path: req.uri().path().to_owned(),
+        query: req.uri().query().unwrap_or("").to_owned(),
+        headers,
+        cookies,
+        peer: Some(peer),
+    }
+}
+
+/// `GET /ws`: upgrades to the native protocol.
+pub(crate) async fn native_upgrade(
+    State(state): State<Arc<ServerState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    mut req: Request<Body>,
+) -> Response<Body> {
+    let headers = req.headers();
+    if !header_has_token(headers, header::UPGRADE, "websocket")
+        || !header_has_token(headers, header::CONNECTION, "upgrade")
+    {
+        return bad_request("expected a WebSocket upgrade");
+    }
+    if headers
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .and_then(|v| v.to_str().ok())
+        != Some("13")
+    {
+        return Response::builder()
+            .status(StatusCode::UPGRADE_REQUIRED)
+            .header(header::SEC_WEBSOCKET_VERSION, "13")
+            .body(Body::from("unsupported WebSocket version"))
+            .expect("static response");
+    }
+    let Some(key) = headers
+        .get(header::SEC_WEBSOCKET_KEY)
+        .map(|k| accept_key(k.as_bytes()))
+    else {
+        return bad_request("missing Sec-WebSocket-Key");
+    };
+    let negotiated = negotiate(headers);
+    let upgrade = Arc::new(upgrade_request(&req, peer));
+    let node = state.node.clone();
+    let identity = match node.auth().upgrade.clone() {
+        Some(hook) => match hook.check(upgrade.clone()).await {
+            UpgradeDecision::Accept(identity) => identity,
+            UpgradeDecision::Refuse { status, reason } => {
+                let status = StatusCode::from_u16(status).unwrap_or(StatusCode::FORBIDDEN);
+                return Response::builder()
+                    .status(status)
+                    .body(Body::from(reason))
+                    .expect("valid response");
+            }
+        },
+        None => None,
+    };
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    let mut response = Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header(header::UPGRADE, "websocket")
+        .header(header::CONNECTION, "upgrade")
+        .header(header::SEC_WEBSOCKET_ACCEPT, key);
+    let echoed = match &negotiated {
+        Negotiated::V1(_, token) => token.map(HeaderValue::from_static),
+        Negotiated::Unsupported(token) => HeaderValue::from_str(token).ok(),
+    };
+    if let Some(token) = echoed {
+        response = response.header(header::SEC_WEBSOCKET_PROTOCOL, token);
+    }
+    let tracker = state.sessions.enter();
+    tokio::spawn(async move {
+        let _tracker = tracker;
+        let upgraded = match on_upgrade.await {
+            Ok(upgraded) => upgraded,
+            Err(e) => {
+                tracing::debug!(error = %e, "upgrade failed");
+                return;
+            }
+        };
+        let limits = node.limits();
+        let mut ws = ServerBuilder::new()
+            .config(
+                Config::default()
+                    .frame_size(64 * 1024)
+                    .flush_threshold(16 * 1024),
+            )
+            .limits(Limits::default().max_payload_len(Some(limits.max_message_bytes)))
+            .serve(TokioIo::new(upgraded));
+        let encoding = match negotiated {
+            Negotiated::V1(encoding, _) => encoding,
+            Negotiated::Unsupported(token) => {
+                close_now(
+                    &mut ws,
+                    CloseCode::UNSUPPORTED_VERSION,
+                    &format!("{token} is not supported; use plexus.v1.json or plexus.v1.msgpack"),
+                )
+                .await;
+                return;
+            }
+        };
+        let format = state.formats.native(encoding);
+        match Session::open(&node, format, upgrade, identity) {
+            Ok(session) => crate::native::run(ws, session, encoding).await,
+            Err(e) => {
+                close_now(
+                    &mut ws,
+                    e.close.unwrap_or(CloseCode::DISCONNECTED),
+                    &e.message,
+                )
+                .await
+            }
+        }
+    });
+    response.body(Body::empty()).expect("valid response")
+}
+
+async fn close_now(ws: &mut WsStream, code: CloseCode, reason: &str) {
+    use futures_util::{SinkExt, StreamExt};
+    let code = tokio_websockets::CloseCode::try_from(code.0)
+        .unwrap_or(tokio_websockets::CloseCode::POLICY_VIOLATION);
+    let _ = ws.send(Message::close(Some(code), reason)).await;
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), async {
+        while let Some(Ok(_)) = ws.next().await {}
+    })
+    .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_key_matches_rfc_6455_example() {
+        assert_eq!(
+            accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="),
+            "s3pPLMBiTxaWp4FTnfTqvVkqvAI="
+        );
+    }
+
+    fn offered(v: &str) -> Negotiated {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_str(v).unwrap(),
+        );
+        negotiate(&h)
+    }
+
+    #[test]
+    fn subprotocol_choice() {
+        assert_eq!(
+            negotiate(&HeaderMap::new()),
+            Negotiated::V1(Encoding::Json, None)
+        );
+        assert_eq!(offered("graphql-ws"), Negotiated::V1(Encoding::Json, None));
+        assert_eq!(
+            offered("plexus.v1.msgpack, plexus.v1.json"),
+            Negotiated::V1(Encoding::Msgpack, Some("plexus.v1.msgpack"))
+        );
+        assert_eq!(
+            offered("plexus.v2.json, plexus.v1.json"),
+            Negotiated::V1(Encoding::Json, Some("plexus.v1.json"))
+        );
+        assert_eq!(
+            offered("plexus.v2.json"),
+            Negotiated::Unsupported("plexus.v2.json".into())
+        );
+    }
+}

@@ -1,0 +1,233 @@
+//! A raw protocol client for the server's integration tests, on tokio-tungstenite (a different
+//! WebSocket implementation from the server's, so every test is also an interop test).
+#![allow(dead_code)]
+
+use futures_util::{SinkExt, StreamExt};
+use plexus_core::CommandContext;
+use plexus_protocol::client::{Op, Request, encode_request};
+use plexus_protocol::server::{ErrorBody, Hello, Push, ServerFrame, decode_reply, decode_server_frame};
+use plexus_protocol::{Encoding, split_frames};
+use plexus_server::{RunningServer, Server, ServerBuilder};
+use serde::de::DeserializeOwned;
+use std::collections::VecDeque;
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// Upper bound for anything a test waits for; never an assertion about speed.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// A development-mode server builder on a free port, with an `echo` command.
+pub fn dev() -> ServerBuilder {
+    Server::builder()
+        .listen("127.0.0.1:0".parse().unwrap())
+        .dev_mode()
+        .command("echo", |ctx: CommandContext| async move { Ok(ctx.payload) })
+}
+
+pub async fn start(builder: ServerBuilder) -> RunningServer {
+    builder.build().start().await.expect("server starts")
+}
+
+pub async fn connect_raw(url: &str, protocols: &[&str]) -> Ws {
+    try_connect_raw(url, protocols).await.expect("websocket connects")
+}
+
+pub async fn try_connect_raw(url: &str, protocols: &[&str]) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
+    let mut request = url.into_client_request().unwrap();
+    if !protocols.is_empty() {
+        request.headers_mut().insert("Sec-WebSocket-Protocol", HeaderValue::from_str(&protocols.join(", ")).unwrap());
+    }
+    tokio_tungstenite::connect_async(request).await.map(|(ws, _)| ws)
+}
+
+#[derive(Debug)]
+pub enum Frame {
+    Reply { id: u64, bytes: Vec<u8> },
+    Push(Push),
+    Closed { code: u16, reason: String },
+}
+
+pub struct TestClient {
+    pub ws: Ws,
+    pub enc: Encoding,
+    pub hello: Hello,
+    buffered: VecDeque<Frame>,
+    next_id: u64,
+    /// Answer `ping` pushes with `pong` and hide them (default true).
+    pub auto_pong: bool,
+}
+
+impl TestClient {
+    pub async fn connect(url: &str, enc: Encoding) -> TestClient {
+        let ws = connect_raw(url, &[enc.subprotocol()]).await;
+        Self::from_ws(ws, enc).await
+    }
+
+    pub async fn from_ws(ws: Ws, enc: Encoding) -> TestClient {
+        let mut client = TestClient { ws, enc, hello: placeholder_hello(), buffered: VecDeque::new(), next_id: 1, auto_pong: true };
+        match client.next_frame().await {
+            Frame::Push(Push::Hello(hello)) => client.hello = hello,
+            other => panic!("expected hello first, got {other:?}"),
+        }
+        client
+    }
+
+    pub async fn send_bytes(&mut self, bytes: Vec<u8>) {
+        let message = match self.enc {
+            Encoding::Json => Message::text(String::from_utf8(bytes).unwrap()),
+            Encoding::Msgpack => Message::binary(bytes),
+        };
+        self.ws.send(message).await.expect("send");
+    }
+
+    /// Sends a request and returns its id.
+    pub async fn send(&mut self, op: Op) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        let bytes = encode_request(self.enc, &Request { id: Some(id), op });
+        self.send_bytes(bytes.to_vec()).await;
+        id
+    }
+
+    /// Sends a frame without id.
+    pub async fn notify(&mut self, op: Op) {
+        let bytes = encode_request(self.enc, &Request { id: None, op });
+        self.send_bytes(bytes.to_vec()).await;
+    }
+
+    async fn read_message(&mut self) {
+        loop {
+            let message = tokio::time::timeout(WAIT, self.ws.next()).await.expect("a frame within the wait bound");
+            let bytes = match message {
+                Some(Ok(Message::Text(t))) => t.as_bytes().to_vec(),
+                Some(Ok(Message::Binary(b))) => b.to_vec(),
+                Some(Ok(Message::Close(frame))) => {
+                    let (code, reason) = frame.map(|f| (u16::from(f.code), f.reason.to_string())).unwrap_or((1005, String::new()));
+                    self.buffered.push_back(Frame::Closed { code, reason });
+                    return;
+                }
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => {
+                    self.buffered.push_back(Frame::Closed { code: 1006, reason: e.to_string() });
+                    return;
+                }
+                None => {
+                    self.buffered.push_back(Frame::Closed { code: 1006, reason: "eof".into() });
+                    return;
+                }
+            };
+            for frame in split_frames(self.enc, &bytes).expect("server frames split") {
+                let decoded = match decode_server_frame(self.enc, frame).expect("server frame decodes") {
+                    ServerFrame::Reply { id } => Frame::Reply { id, bytes: frame.to_vec() },
+                    ServerFrame::Push(Push::Ping) if self.auto_pong => {
+                        let pong = encode_request(self.enc, &Request { id: None, op: Op::Pong });
+                        let message = match self.enc {
+                            Encoding::Json => Message::text(String::from_utf8(pong.to_vec()).unwrap()),
+                            Encoding::Msgpack => Message::binary(pong.to_vec()),
+                        };
+                        let _ = self.ws.send(message).await;
+                        continue;
+                    }
+                    ServerFrame::Push(push) => Frame::Push(push),
+                };
+                self.buffered.push_back(decoded);
+            }
+            return;
+        }
+    }
+
+    /// The next frame (reply, push or close).
+    pub async fn next_frame(&mut self) -> Frame {
+        while self.buffered.is_empty() {
+            self.read_message().await;
+        }
+        self.buffered.pop_front().unwrap()
+    }
+
+    /// The reply to `id`, keeping other frames for later.
+    pub async fn reply<R: DeserializeOwned>(&mut self, id: u64) -> Result<R, ErrorBody> {
+        let mut scanned = 0;
+        loop {
+            while scanned < self.buffered.len() {
+                if let Frame::Reply { id: got, .. } = &self.buffered[scanned]
+                    && *got == id
+                {
+                    let Some(Frame::Reply { bytes, .. }) = self.buffered.remove(scanned) else { unreachable!() };
+                    return decode_reply::<R>(self.enc, &bytes).expect("reply decodes");
+                }
+                if let Frame::Closed { code, reason } = &self.buffered[scanned] {
+                    panic!("closed ({code} {reason}) while waiting for reply {id}");
+                }
+                scanned += 1;
+            }
+            self.read_message().await;
+        }
+    }
+
+    pub async fn request<R: DeserializeOwned>(&mut self, op: Op) -> Result<R, ErrorBody> {
+        let id = self.send(op).await;
+        self.reply(id).await
+    }
+
+    /// The next push, skipping replies.
+    pub async fn next_push(&mut self) -> Push {
+        loop {
+            match self.next_frame().await {
+                Frame::Push(push) => return push,
+                Frame::Reply { .. } => continue,
+                Frame::Closed { code, reason } => panic!("closed ({code} {reason}) while waiting for a push"),
+            }
+        }
+    }
+
+    /// Waits for the close frame, skipping everything else; returns its code and reason.
+    pub async fn closed(&mut self) -> (u16, String) {
+        loop {
+            if let Frame::Closed { code, reason } = self.next_frame().await {
+                return (code, reason);
+            }
+        }
+    }
+
+    /// Whether anything other than pings arrives within `quiet`.
+    pub async fn silent_for(&mut self, quiet: Duration) -> bool {
+        if !self.buffered.is_empty() {
+            return false;
+        }
+        tokio::time::timeout(quiet, self.read_message()).await.is_err() && self.buffered.is_empty()
+    }
+}
+
+fn placeholder_hello() -> Hello {
+    serde_json::from_value(serde_json::json!({
+        "version": 0, "node": "", "conn": "", "auth": "optional", "auth_timeout_ms": 0,
+        "ping_interval_ms": 0, "max_missed_pongs": 0,
+        "limits": {"max_message_bytes": 0, "max_subscriptions": 0, "max_channel_bytes": 0,
+                   "requests_per_second": 0, "requests_burst": 0, "max_pending_requests": 0}
+    }))
+    .unwrap()
+}
+
+/// Generates a `json` and a `msgpack` test from one `|enc| async move { … }` body.
+#[macro_export]
+macro_rules! both_encodings {
+    ($name:ident, $body:expr) => {
+        mod $name {
+            use super::*;
+            #[tokio::test]
+            async fn json() {
+                ($body)(plexus_protocol::Encoding::Json).await
+            }
+            #[tokio::test]
+            async fn msgpack() {
+                ($body)(plexus_protocol::Encoding::Msgpack).await
+            }
+        }
+    };
+}
