@@ -59,8 +59,10 @@ pub struct TestClient {
     pub hello: Hello,
     buffered: VecDeque<Frame>,
     next_id: u64,
-    /// Answer `ping` pushes with `pong` and hide them (default true).
+    /// Answer `ping` pushes with `pong` and hide them and `latency` pushes (default true).
     pub auto_pong: bool,
+    /// The last `latency` push hidden by `auto_pong`.
+    pub last_rtt_ms: Option<f64>,
 }
 
 impl TestClient {
@@ -70,7 +72,7 @@ impl TestClient {
     }
 
     pub async fn from_ws(ws: Ws, enc: Encoding) -> TestClient {
-        let mut client = TestClient { ws, enc, hello: placeholder_hello(), buffered: VecDeque::new(), next_id: 1, auto_pong: true };
+        let mut client = TestClient { ws, enc, hello: placeholder_hello(), buffered: VecDeque::new(), next_id: 1, auto_pong: true, last_rtt_ms: None };
         match client.next_frame().await {
             Frame::Push(Push::Hello(hello)) => client.hello = hello,
             other => panic!("expected hello first, got {other:?}"),
@@ -132,6 +134,10 @@ impl TestClient {
                             Encoding::Msgpack => Message::binary(pong.to_vec()),
                         };
                         let _ = self.ws.send(message).await;
+                        continue;
+                    }
+                    ServerFrame::Push(Push::Latency(l)) if self.auto_pong => {
+                        self.last_rtt_ms = Some(l.rtt_ms);
                         continue;
                     }
                     ServerFrame::Push(push) => Frame::Push(push),
@@ -197,10 +203,14 @@ impl TestClient {
 
     /// Whether anything other than pings arrives within `quiet`.
     pub async fn silent_for(&mut self, quiet: Duration) -> bool {
-        if !self.buffered.is_empty() {
-            return false;
+        let deadline = tokio::time::Instant::now() + quiet;
+        while self.buffered.is_empty() {
+            if tokio::time::timeout_at(deadline, self.read_message()).await.is_err() {
+                return true;
+            }
         }
-        tokio::time::timeout(quiet, self.read_message()).await.is_err() && self.buffered.is_empty()
+        eprintln!("not silent: {:?}", self.buffered);
+        false
     }
 }
 
@@ -221,11 +231,11 @@ macro_rules! both_encodings {
         mod $name {
             use super::*;
             #[tokio::test]
-            async fn json() {
+            async fn over_json() {
                 ($body)(plexus_protocol::Encoding::Json).await
             }
             #[tokio::test]
-            async fn msgpack() {
+            async fn over_msgpack() {
                 ($body)(plexus_protocol::Encoding::Msgpack).await
             }
         }
