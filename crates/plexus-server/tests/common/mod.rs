@@ -5,7 +5,9 @@
 use futures_util::{SinkExt, StreamExt};
 use plexus_core::CommandContext;
 use plexus_protocol::client::{Op, Request, encode_request};
-use plexus_protocol::server::{ErrorBody, Hello, Push, ServerFrame, decode_reply, decode_server_frame};
+use plexus_protocol::server::{
+    ErrorBody, Hello, Push, ServerFrame, decode_reply, decode_server_frame,
+};
 use plexus_protocol::{Encoding, split_frames};
 use plexus_server::{RunningServer, Server, ServerBuilder};
 use serde::de::DeserializeOwned;
@@ -35,15 +37,25 @@ pub async fn start(builder: ServerBuilder) -> RunningServer {
 }
 
 pub async fn connect_raw(url: &str, protocols: &[&str]) -> Ws {
-    try_connect_raw(url, protocols).await.expect("websocket connects")
+    try_connect_raw(url, protocols)
+        .await
+        .expect("websocket connects")
 }
 
-pub async fn try_connect_raw(url: &str, protocols: &[&str]) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
+pub async fn try_connect_raw(
+    url: &str,
+    protocols: &[&str],
+) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
     let mut request = url.into_client_request().unwrap();
     if !protocols.is_empty() {
-        request.headers_mut().insert("Sec-WebSocket-Protocol", HeaderValue::from_str(&protocols.join(", ")).unwrap());
+        request.headers_mut().insert(
+            "Sec-WebSocket-Protocol",
+            HeaderValue::from_str(&protocols.join(", ")).unwrap(),
+        );
     }
-    tokio_tungstenite::connect_async(request).await.map(|(ws, _)| ws)
+    tokio_tungstenite::connect_async(request)
+        .await
+        .map(|(ws, _)| ws)
 }
 
 #[derive(Debug)]
@@ -72,7 +84,15 @@ impl TestClient {
     }
 
     pub async fn from_ws(ws: Ws, enc: Encoding) -> TestClient {
-        let mut client = TestClient { ws, enc, hello: placeholder_hello(), buffered: VecDeque::new(), next_id: 1, auto_pong: true, last_rtt_ms: None };
+        let mut client = TestClient {
+            ws,
+            enc,
+            hello: placeholder_hello(),
+            buffered: VecDeque::new(),
+            next_id: 1,
+            auto_pong: true,
+            last_rtt_ms: None,
+        };
         match client.next_frame().await {
             Frame::Push(Push::Hello(hello)) => client.hello = hello,
             other => panic!("expected hello first, got {other:?}"),
@@ -105,43 +125,65 @@ impl TestClient {
 
     async fn read_message(&mut self) {
         loop {
-            let message = tokio::time::timeout(WAIT, self.ws.next()).await.expect("a frame within the wait bound");
+            let message = tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("a frame within the wait bound");
             let bytes = match message {
                 Some(Ok(Message::Text(t))) => t.as_bytes().to_vec(),
                 Some(Ok(Message::Binary(b))) => b.to_vec(),
                 Some(Ok(Message::Close(frame))) => {
-                    let (code, reason) = frame.map(|f| (u16::from(f.code), f.reason.to_string())).unwrap_or((1005, String::new()));
+                    let (code, reason) = frame
+                        .map(|f| (u16::from(f.code), f.reason.to_string()))
+                        .unwrap_or((1005, String::new()));
                     self.buffered.push_back(Frame::Closed { code, reason });
                     return;
                 }
                 Some(Ok(_)) => continue,
                 Some(Err(e)) => {
-                    self.buffered.push_back(Frame::Closed { code: 1006, reason: e.to_string() });
+                    self.buffered.push_back(Frame::Closed {
+                        code: 1006,
+                        reason: e.to_string(),
+                    });
                     return;
                 }
                 None => {
-                    self.buffered.push_back(Frame::Closed { code: 1006, reason: "eof".into() });
+                    self.buffered.push_back(Frame::Closed {
+                        code: 1006,
+                        reason: "eof".into(),
+                    });
                     return;
                 }
             };
             for frame in split_frames(self.enc, &bytes).expect("server frames split") {
-                let decoded = match decode_server_frame(self.enc, frame).expect("server frame decodes") {
-                    ServerFrame::Reply { id } => Frame::Reply { id, bytes: frame.to_vec() },
-                    ServerFrame::Push(Push::Ping) if self.auto_pong => {
-                        let pong = encode_request(self.enc, &Request { id: None, op: Op::Pong });
-                        let message = match self.enc {
-                            Encoding::Json => Message::text(String::from_utf8(pong.to_vec()).unwrap()),
-                            Encoding::Msgpack => Message::binary(pong.to_vec()),
-                        };
-                        let _ = self.ws.send(message).await;
-                        continue;
-                    }
-                    ServerFrame::Push(Push::Latency(l)) if self.auto_pong => {
-                        self.last_rtt_ms = Some(l.rtt_ms);
-                        continue;
-                    }
-                    ServerFrame::Push(push) => Frame::Push(push),
-                };
+                let decoded =
+                    match decode_server_frame(self.enc, frame).expect("server frame decodes") {
+                        ServerFrame::Reply { id } => Frame::Reply {
+                            id,
+                            bytes: frame.to_vec(),
+                        },
+                        ServerFrame::Push(Push::Ping) if self.auto_pong => {
+                            let pong = encode_request(
+                                self.enc,
+                                &Request {
+                                    id: None,
+                                    op: Op::Pong,
+                                },
+                            );
+                            let message = match self.enc {
+                                Encoding::Json => {
+                                    Message::text(String::from_utf8(pong.to_vec()).unwrap())
+                                }
+                                Encoding::Msgpack => Message::binary(pong.to_vec()),
+                            };
+                            let _ = self.ws.send(message).await;
+                            continue;
+                        }
+                        ServerFrame::Push(Push::Latency(l)) if self.auto_pong => {
+                            self.last_rtt_ms = Some(l.rtt_ms);
+                            continue;
+                        }
+                        ServerFrame::Push(push) => Frame::Push(push),
+                    };
                 self.buffered.push_back(decoded);
             }
             return;
@@ -164,7 +206,9 @@ impl TestClient {
                 if let Frame::Reply { id: got, .. } = &self.buffered[scanned]
                     && *got == id
                 {
-                    let Some(Frame::Reply { bytes, .. }) = self.buffered.remove(scanned) else { unreachable!() };
+                    let Some(Frame::Reply { bytes, .. }) = self.buffered.remove(scanned) else {
+                        unreachable!()
+                    };
                     return decode_reply::<R>(self.enc, &bytes).expect("reply decodes");
                 }
                 if let Frame::Closed { code, reason } = &self.buffered[scanned] {
@@ -187,7 +231,9 @@ impl TestClient {
             match self.next_frame().await {
                 Frame::Push(push) => return push,
                 Frame::Reply { .. } => continue,
-                Frame::Closed { code, reason } => panic!("closed ({code} {reason}) while waiting for a push"),
+                Frame::Closed { code, reason } => {
+                    panic!("closed ({code} {reason}) while waiting for a push")
+                }
             }
         }
     }
@@ -205,7 +251,10 @@ impl TestClient {
     pub async fn silent_for(&mut self, quiet: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + quiet;
         while self.buffered.is_empty() {
-            if tokio::time::timeout_at(deadline, self.read_message()).await.is_err() {
+            if tokio::time::timeout_at(deadline, self.read_message())
+                .await
+                .is_err()
+            {
                 return true;
             }
         }
