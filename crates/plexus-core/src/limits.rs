@@ -5,7 +5,7 @@ use std::time::Duration;
 /// Limits applied to every connection. Each has a test that hits it.
 #[derive(Clone, Debug)]
 pub struct Limits {
-    /// The largest WebSocket message accepted; larger closes with `message_too_big` (4503).
+    /// The largest WebSocket message accepted; larger closes with `message_too_big` (1009).
     pub max_message_bytes: usize,
     /// Channels one connection may be subscribed to at once.
     pub max_subscriptions: usize,

@@ -54,24 +54,13 @@ struct NodeInner {
 }
 
 /// Builds a [`Node`].
+#[derive(Default)]
 pub struct NodeBuilder {
     engine: Option<Engine>,
     commands: Commands,
     channels: ChannelPolicy,
     auth: AuthConfig,
     limits: Limits,
-}
-
-impl Default for NodeBuilder {
-    fn default() -> Self {
-        NodeBuilder {
-            engine: None,
-            commands: Commands::default(),
-            channels: ChannelPolicy::default(),
-            auth: AuthConfig::default(),
-            limits: Limits::default(),
-        }
-    }
 }
 
 impl NodeBuilder {

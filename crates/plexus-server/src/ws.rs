@@ -185,7 +185,7 @@ pub(crate) async fn native_upgrade(
         let encoding = match negotiated {
             Negotiated::V1(encoding, _) => encoding,
             Negotiated::Unsupported(token) => {
-                close_now(
+                close(
                     &mut ws,
                     CloseCode::UNSUPPORTED_VERSION,
                     &format!("{token} is not supported; use plexus.v1.json or plexus.v1.msgpack"),
@@ -198,7 +198,7 @@ pub(crate) async fn native_upgrade(
         match Session::open(&node, format, upgrade, identity) {
             Ok(session) => crate::native::run(ws, session, encoding).await,
             Err(e) => {
-                close_now(
+                close(
                     &mut ws,
                     e.close.unwrap_or(CloseCode::DISCONNECTED),
                     &e.message,
@@ -210,12 +210,18 @@ pub(crate) async fn native_upgrade(
     response.body(Body::empty()).expect("valid response")
 }
 
-async fn close_now(ws: &mut WsStream, code: CloseCode, reason: &str) {
+/// How long a closing connection waits for the client to acknowledge the close frame.
+const CLOSE_LINGER: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Sends a close frame and waits (bounded) for the client's, so the close is clean.
+pub(crate) async fn close(ws: &mut WsStream, code: CloseCode, reason: &str) {
     use futures_util::{SinkExt, StreamExt};
     let code = tokio_websockets::CloseCode::try_from(code.0)
         .unwrap_or(tokio_websockets::CloseCode::POLICY_VIOLATION);
-    let _ = ws.send(Message::close(Some(code), reason)).await;
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), async {
+    // A close reason is at most 123 bytes; keep it well inside on a character boundary.
+    let reason: String = reason.chars().take(100).collect();
+    let _ = ws.send(Message::close(Some(code), &reason)).await;
+    let _ = tokio::time::timeout(CLOSE_LINGER, async {
         while let Some(Ok(_)) = ws.next().await {}
     })
     .await;

@@ -336,7 +336,7 @@ both_encodings!(
             );
             node.publish("firehose", chunk.clone()).await.unwrap();
             published += 1;
-            if published % 64 == 0 {
+            if published.is_multiple_of(64) {
                 tokio::task::yield_now().await;
             }
         }

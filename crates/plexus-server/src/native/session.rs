@@ -17,13 +17,10 @@ use plexus_protocol::server::{
 use plexus_protocol::{Encoding, FrameWriter, PROTOCOL_VERSION, split_frames};
 use std::collections::VecDeque;
 use std::pin::Pin;
-use std::time::Duration;
 use tokio_websockets::Message;
 
 /// Bytes of queued frames joined into one WebSocket message.
 const BATCH_BYTES_MAX: usize = 64 * 1024;
-/// How long a closing connection waits for the client to acknowledge the close frame.
-const CLOSE_LINGER: Duration = Duration::from_secs(2);
 
 type Reply = (Option<u64>, CommandResult);
 
@@ -54,19 +51,8 @@ pub(crate) async fn run(mut ws: WsStream, session: Session, encoding: Encoding) 
     loop {
         let conn = state.session.connection().clone();
         if let Some(close) = write_queued(&mut ws, &conn, encoding, &mut writer, &mut batch).await {
-            match close {
-                Ok(close) => {
-                    let code = tokio_websockets::CloseCode::try_from(close.code.0)
-                        .unwrap_or(tokio_websockets::CloseCode::POLICY_VIOLATION);
-                    let reason: String = close.reason.chars().take(100).collect();
-                    let _ = ws.send(Message::close(Some(code), &reason)).await;
-                    // Wait (bounded) for the client's close frame so the close is clean.
-                    let _ = tokio::time::timeout(CLOSE_LINGER, async {
-                        while let Some(Ok(_)) = ws.next().await {}
-                    })
-                    .await;
-                }
-                Err(()) => {}
+            if let Ok(close) = close {
+                crate::ws::close(&mut ws, close.code, &close.reason).await;
             }
             break;
         }
