@@ -444,3 +444,63 @@ both_encodings!(shutdown_drains_and_closes_with_4000, |enc| async move {
         "no longer accepting"
     );
 });
+
+both_encodings!(users_are_reached_on_every_connection, |enc| async move {
+    let server = start(upgrade_server()).await;
+    let node = server.node().clone();
+    let url = |who: &str| format!("{}?token={who}", server.ws_url());
+    let mut a1 = TestClient::connect(&url("alice"), enc).await;
+    let mut a2 = TestClient::connect(&url("alice"), enc).await;
+    let a2_id: plexus_core::ConnId = a2.hello.conn.parse().unwrap();
+    // Send to a user: every connection of the user, minus exclusions (Mesa Dispatcher).
+    node.send_to_user("alice", Payload::json(&"to both").unwrap(), None)
+        .await
+        .unwrap();
+    for c in [&mut a1, &mut a2] {
+        let Push::Message(m) = c.next_push().await else {
+            panic!()
+        };
+        assert_eq!(m.to, plexus_protocol::server::Target::User);
+        assert_eq!(m.payload().unwrap(), Payload::json(&"to both").unwrap());
+    }
+    node.send_to_user(
+        "alice",
+        Payload::json(&"not a2").unwrap(),
+        Some(plexus_core::Exclude::conn(a2_id)),
+    )
+    .await
+    .unwrap();
+    let Push::Message(m) = a1.next_push().await else {
+        panic!()
+    };
+    assert_eq!(m.payload().unwrap(), Payload::json(&"not a2").unwrap());
+    assert!(a2.silent_for(Duration::from_millis(100)).await);
+    // Subscribe and unsubscribe every connection of a user.
+    node.subscribe_user("alice", "team").await.unwrap();
+    for c in [&mut a1, &mut a2] {
+        let Push::Subscribed(s) = c.next_push().await else {
+            panic!()
+        };
+        assert_eq!(s.channel, "team");
+    }
+    assert_eq!(node.members("team").len(), 2);
+    node.unsubscribe_user("alice", "team").await.unwrap();
+    for c in [&mut a1, &mut a2] {
+        let Push::Unsubscribed(u) = c.next_push().await else {
+            panic!()
+        };
+        assert_eq!(u.channel, "team");
+    }
+    // Disconnect one connection for good, then the whole user.
+    node.disconnect_connection(a2_id, CloseCode::DISCONNECTED, "kicked")
+        .await
+        .unwrap();
+    assert_eq!(
+        a2.closed().await,
+        (CloseCode::DISCONNECTED.0, "kicked".to_owned())
+    );
+    node.disconnect_user("alice", CloseCode::RECONNECT, "please reconnect")
+        .await
+        .unwrap();
+    assert_eq!(a1.closed().await.0, CloseCode::RECONNECT.0);
+});

@@ -1,0 +1,108 @@
+//! The README's first command, as a new user runs it: `plexus serve` in development mode, a
+//! client that publishes and receives, then SIGTERM: clients get 4000 and the process exits 0.
+
+use futures_util::{SinkExt, StreamExt};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_tungstenite::tungstenite::Message;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn health(port: u16) -> Option<String> {
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .ok()?;
+    stream
+        .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .ok()?;
+    let mut body = String::new();
+    stream.read_to_string(&mut body).await.ok()?;
+    Some(body)
+}
+
+async fn next_text(
+    ws: &mut tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+) -> Message {
+    tokio::time::timeout(WAIT, ws.next())
+        .await
+        .expect("a message in time")
+        .expect("open")
+        .expect("no error")
+}
+
+#[tokio::test]
+async fn serve_in_development_mode_then_shut_down_on_sigterm() {
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_plexus"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("plexus starts");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let body = loop {
+        if let Some(body) = health(port).await {
+            break body;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the server never answered /health"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+    assert!(body.contains("\"status\":\"ok\""), "{body}");
+
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/ws"))
+        .await
+        .unwrap();
+    let hello = next_text(&mut ws).await;
+    assert!(hello.to_text().unwrap().contains("\"push\":\"hello\""));
+    assert!(
+        hello.to_text().unwrap().contains("\"auth\":\"optional\""),
+        "development mode is anonymous"
+    );
+    ws.send(Message::text(
+        r#"{"id":1,"op":"subscribe","params":{"channel":"demo"}}
+{"id":2,"op":"publish","params":{"channel":"demo","data":{"text":"hi"}}}"#,
+    ))
+    .await
+    .unwrap();
+    let mut seen = String::new();
+    while !seen.contains("\"push\":\"pub\"") {
+        if let Message::Text(t) = next_text(&mut ws).await {
+            seen.push_str(t.as_str());
+        }
+    }
+    assert!(seen.contains(r#""data":{"text":"hi"}"#), "{seen}");
+
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let close = loop {
+        match next_text(&mut ws).await {
+            Message::Close(frame) => break frame.expect("a close code"),
+            _ => continue,
+        }
+    };
+    assert_eq!(u16::from(close.code), 4000);
+    let exit = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(exit.success(), "exit status {exit:?}");
+}
