@@ -472,6 +472,12 @@ impl Driver {
                 Flow::End(ended) => return Ok(ended),
                 Flow::Stop(stop) => return Err(stop),
             }
+            if s.close.is_some() {
+                // The server closed: send the close reply tungstenite queued, then end here
+                // rather than wait for a TCP close that a server may be slow to send.
+                let _ = tokio::time::timeout(CLOSE_GRACE, s.sink.close()).await;
+                return Ok(lost(s, String::new()));
+            }
             if let Err(e) = flush(s, self.config.encoding, self.config.batch_bytes).await {
                 return Ok(lost(s, format!("write failed: {e}")));
             }
@@ -635,6 +641,8 @@ impl Driver {
 
     fn on_push(&mut self, s: &mut Session, push: Push) -> Flow {
         match push {
+            // Presence, durable mail and echoes (issue 5) are not handled by this client yet.
+            Push::Join(_) | Push::Leave(_) | Push::State(_) | Push::Mail(_) | Push::Echo(_) => {}
             Push::Hello(hello) => self.on_hello(s, hello),
             Push::Ping => s.outbox.push(self.pong.clone()),
             Push::Latency(l) => {
@@ -765,6 +773,7 @@ impl Driver {
                 .and_then(|p| p.to_fields().0),
             version: Some(PROTOCOL_VERSION),
             client: Some(concat!("plexus-client/", env!("CARGO_PKG_VERSION")).to_owned()),
+            sync: None,
         };
         let id = self.next_id();
         let frame = encode_request(
@@ -853,9 +862,7 @@ impl Driver {
             self.config.encoding,
             &Request {
                 id: Some(id),
-                op: Op::Subscribe(SubscribeParams {
-                    channel: channel.clone(),
-                }),
+                op: Op::Subscribe(SubscribeParams::new(channel.clone())),
             },
         );
         if frame.len() > s.max_out_bytes {
@@ -1003,10 +1010,7 @@ impl Driver {
                     let _ = request.reply.send(Err(ClientError::disconnected()));
                     return None;
                 }
-                if let Err((request, error)) = self.queue.push_request(request, now) {
-                    let _ = request.reply.send(Err(error));
-                    return None;
-                }
+                self.queue.push_request(request, now);
             }
             Command::Subscribe {
                 channel,
@@ -1096,10 +1100,7 @@ impl Driver {
                     deadline,
                     reply,
                 };
-                if let Err((request, error)) = self.queue.push_request(request, now) {
-                    let _ = request.reply.send(Err(error));
-                    return None;
-                }
+                self.queue.push_request(request, now);
             }
             Command::Release { channel, sub_id } => {
                 if self.subs.get(&channel).is_some_and(|e| e.sub_id == sub_id) {

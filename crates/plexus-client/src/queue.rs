@@ -75,13 +75,9 @@ impl RequestQueue {
         }
     }
 
-    /// Queues a request, first dropping abandoned ones if the queue is full. A full queue hands
-    /// the request back with a `QueueFull` error for the caller.
-    pub(crate) fn push_request(
-        &mut self,
-        request: QueuedRequest,
-        now: Instant,
-    ) -> Result<(), (QueuedRequest, ClientError)> {
+    /// Queues a request, first dropping abandoned ones if the queue is full. When it is still
+    /// full, the caller is answered with `QueueFull` at once.
+    pub(crate) fn push_request(&mut self, request: QueuedRequest, now: Instant) {
         if self.requests >= self.max_requests {
             self.purge(now);
         }
@@ -93,11 +89,11 @@ impl RequestQueue {
                     self.requests
                 ),
             );
-            return Err((request, error));
+            let _ = request.reply.send(Err(error));
+            return;
         }
         self.requests += 1;
         self.items.push_back(Outgoing::Request(request));
-        Ok(())
     }
 
     pub(crate) fn push_subscribe(&mut self, channel: String) {
@@ -193,12 +189,11 @@ mod tests {
         let mut q = RequestQueue::new(2);
         let (a, _ra) = request(later);
         let (b, _rb) = request(later);
-        let (c, _rc) = request(later);
-        q.push_request(a, now).unwrap();
-        q.push_request(b, now).unwrap();
-        let (back, err) = q.push_request(c, now).unwrap_err();
-        assert!(err.is_queue_full());
-        assert_eq!(back.deadline, later);
+        let (c, mut rc) = request(later);
+        q.push_request(a, now);
+        q.push_request(b, now);
+        q.push_request(c, now);
+        assert!(rc.try_recv().unwrap().unwrap_err().is_queue_full());
         // Subscribe items do not count against the request bound.
         q.push_subscribe("c".into());
         assert_eq!(q.requests(), 2);
@@ -211,12 +206,12 @@ mod tests {
         let mut q = RequestQueue::new(2);
         let (a, ra) = request(later);
         let (b, mut rb) = request(now + Duration::from_millis(5));
-        q.push_request(a, now).unwrap();
-        q.push_request(b, now).unwrap();
+        q.push_request(a, now);
+        q.push_request(b, now);
         drop(ra); // the caller of `a` gave up
         let (c, _rc) = request(later);
         let t = now + Duration::from_millis(10); // `b` has expired by now
-        q.push_request(c, t).unwrap();
+        q.push_request(c, t);
         assert_eq!(q.requests(), 1);
         assert!(rb.try_recv().unwrap().unwrap_err().is_timeout());
     }
@@ -227,9 +222,9 @@ mod tests {
         let mut q = RequestQueue::new(8);
         let (a, mut ra) = request(now + Duration::from_millis(1));
         let (b, _rb) = request(now + Duration::from_secs(1));
-        q.push_request(a, now).unwrap();
+        q.push_request(a, now);
         q.push_subscribe("new".into());
-        q.push_request(b, now).unwrap();
+        q.push_request(b, now);
         q.push_subscribes_front(vec!["x".into(), "y".into()]);
         let t = now + Duration::from_millis(2);
         let order: Vec<String> = std::iter::from_fn(|| q.pop(t))
