@@ -1,0 +1,327 @@
+//! `plexus sub`, `plexus pub` and `plexus call`: the CLI as a client of a Plexus server, on the
+//! `plexus-client` crate.
+//!
+//! Output is JSON, one value per line, on stdout; errors are JSON on stderr. Exit codes: 0 done,
+//! 1 the server refused (an error reply, a refused subscription) or a timeout, 2 the connection
+//! could not be made or was lost for good, 130 interrupted.
+
+use plexus_client::{
+    Client, ClientConfig, ClientError, ErrorKind, Event, Payload, Publication, SubscribeOptions,
+    SubscriptionEvent, UnsubscribeReason,
+};
+use plexus_protocol::BinaryField;
+use serde_json::{Map, Value, json};
+
+/// Exit code: the server refused, or no answer in time.
+const EXIT_REFUSED: i32 = 1;
+/// Exit code: no connection.
+const EXIT_CONNECTION: i32 = 2;
+/// Exit code: interrupted (Ctrl-C).
+const EXIT_INTERRUPTED: i32 = 130;
+
+/// Where and how to connect.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ConnArgs {
+    /// The server's WebSocket endpoint.
+    #[arg(long, env = "PLEXUS_URL", default_value = "ws://127.0.0.1:8000/ws")]
+    pub url: String,
+    /// A connection token, sent in `connect`.
+    #[arg(long, env = "PLEXUS_TOKEN")]
+    pub token: Option<String>,
+    /// Use MessagePack frames (`plexus.v1.msgpack`) instead of JSON.
+    #[arg(long)]
+    pub msgpack: bool,
+}
+
+/// `plexus sub`: print a channel's publications, one JSON line each.
+#[derive(clap::Args, Debug)]
+pub struct SubArgs {
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    /// The channel to subscribe to.
+    #[arg(long)]
+    pub channel: String,
+    /// Exit after this many publications (default: run until interrupted).
+    #[arg(long)]
+    pub count: Option<u64>,
+}
+
+/// `plexus pub`: publish to a channel and print where the publication landed.
+#[derive(clap::Args, Debug)]
+pub struct PubArgs {
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    /// The channel to publish to.
+    #[arg(long)]
+    pub channel: String,
+    /// The payload: JSON text; anything that is not valid JSON is sent as a JSON string.
+    pub data: String,
+}
+
+/// `plexus call`: call a command (RPC) on the server and print its result.
+#[derive(clap::Args, Debug)]
+pub struct CallArgs {
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    /// The command's name.
+    pub method: String,
+    /// The payload: JSON text (default `null`); anything that is not valid JSON is sent as a
+    /// JSON string.
+    pub data: Option<String>,
+}
+
+/// Runs `plexus sub`; returns the process exit code.
+pub async fn sub(args: SubArgs) -> anyhow::Result<i32> {
+    // A long-running subscriber rides out server restarts: reconnect is on.
+    let client = match Client::connect(config(&args.conn, true)).await {
+        Ok(client) => client,
+        Err(e) => return Ok(fail(&e)),
+    };
+    let mut events = client.events();
+    let mut subscription = match client
+        .subscribe(args.channel.as_str(), SubscribeOptions::default())
+        .await
+    {
+        Ok(s) => s,
+        Err(e) => return Ok(fail(&e)),
+    };
+    let mut printed = 0u64;
+    if args.count == Some(0) {
+        client.disconnect().await;
+        return Ok(0);
+    }
+    let code = loop {
+        tokio::select! {
+            event = subscription.next() => match event {
+                Some(SubscriptionEvent::Publication(p)) => {
+                    println!("{}", publication_json(&p));
+                    printed += 1;
+                    if args.count.is_some_and(|n| printed >= n) {
+                        break 0;
+                    }
+                }
+                Some(SubscriptionEvent::Subscribed(s)) => eprintln!(
+                    "plexus: resubscribed to {} at offset {} after a reconnect; \
+                     publications made meanwhile are not shown",
+                    s.channel, s.position.offset
+                ),
+                Some(SubscriptionEvent::Lagged { missed }) => {
+                    eprintln!("plexus: {missed} publications dropped: output too slow")
+                }
+                Some(SubscriptionEvent::Unsubscribed(reason)) => break ended(&reason),
+                Some(_) => {}
+                None => break EXIT_CONNECTION,
+            },
+            Some(event) = events.next() => match event {
+                Event::Disconnected { code, reason, will_reconnect: true } => {
+                    let code = code.map(|c| c.0.to_string()).unwrap_or_else(|| "none".into());
+                    eprintln!("plexus: disconnected ({code}: {reason}); reconnecting");
+                }
+                Event::GaveUp { error, .. } => break fail(&error),
+                _ => {}
+            },
+            _ = tokio::signal::ctrl_c() => break EXIT_INTERRUPTED,
+        }
+    };
+    client.disconnect().await;
+    Ok(code)
+}
+
+/// Runs `plexus pub`; returns the process exit code.
+pub async fn publish(args: PubArgs) -> anyhow::Result<i32> {
+    let client = match Client::connect(config(&args.conn, false)).await {
+        Ok(client) => client,
+        Err(e) => return Ok(fail(&e)),
+    };
+    let result = client
+        .publish(args.channel.as_str(), parse_data(&args.data))
+        .await;
+    client.disconnect().await;
+    match result {
+        Ok(position) => {
+            println!(
+                "{}",
+                json!({"offset": position.offset, "epoch": position.epoch})
+            );
+            Ok(0)
+        }
+        Err(e) => Ok(fail(&e)),
+    }
+}
+
+/// Runs `plexus call`; returns the process exit code.
+pub async fn call(args: CallArgs) -> anyhow::Result<i32> {
+    let client = match Client::connect(config(&args.conn, false)).await {
+        Ok(client) => client,
+        Err(e) => return Ok(fail(&e)),
+    };
+    let payload = args
+        .data
+        .as_deref()
+        .map(parse_data)
+        .unwrap_or_else(Payload::null);
+    let result = client.call(args.method.as_str(), payload).await;
+    client.disconnect().await;
+    match result {
+        Ok(payload) => {
+            match &payload {
+                Payload::Json(raw) => println!("{}", raw.get()),
+                Payload::Binary(_) => println!("{}", payload_json(&payload, Map::new())),
+            }
+            Ok(0)
+        }
+        Err(e) => Ok(fail(&e)),
+    }
+}
+
+fn config(conn: &ConnArgs, reconnect: bool) -> ClientConfig {
+    let mut config = ClientConfig::new(conn.url.as_str()).reconnect(reconnect);
+    if conn.msgpack {
+        config = config.msgpack();
+    }
+    if let Some(token) = &conn.token {
+        config = config.token(token.as_str());
+    }
+    config
+}
+
+/// JSON text as given, or the whole argument as a JSON string.
+fn parse_data(text: &str) -> Payload {
+    Payload::from_json_str(text)
+        .unwrap_or_else(|_| Payload::json(text).expect("a string always serializes to JSON"))
+}
+
+/// `{..fields, "data": <json>}` or `{..fields, "binary": "<base64>"}`.
+fn payload_json(payload: &Payload, mut fields: Map<String, Value>) -> Value {
+    match payload {
+        Payload::Json(raw) => {
+            let data = serde_json::from_str(raw.get()).unwrap_or(Value::Null);
+            fields.insert("data".into(), data);
+        }
+        Payload::Binary(bytes) => {
+            // The protocol's own field type writes standard padded base64 in JSON.
+            let binary = serde_json::to_value(BinaryField(bytes.clone())).unwrap_or(Value::Null);
+            fields.insert("binary".into(), binary);
+        }
+    }
+    Value::Object(fields)
+}
+
+fn publication_json(p: &Publication) -> Value {
+    let mut fields = Map::new();
+    fields.insert("channel".into(), json!(p.channel));
+    fields.insert("offset".into(), json!(p.offset));
+    fields.insert("epoch".into(), json!(p.epoch));
+    let mut value = payload_json(&p.payload, fields);
+    if let (Some(publisher), Value::Object(map)) = (&p.publisher, &mut value) {
+        let mut who = Map::new();
+        who.insert("conn".into(), json!(publisher.conn));
+        if let Some(user) = &publisher.user {
+            who.insert("user".into(), json!(user));
+        }
+        if let Some(info) = publisher.info.as_ref().and_then(Payload::as_json_str) {
+            who.insert(
+                "info".into(),
+                serde_json::from_str(info).unwrap_or(Value::Null),
+            );
+        }
+        map.insert("publisher".into(), Value::Object(who));
+    }
+    value
+}
+
+/// Prints the error as JSON on stderr; returns the exit code for it.
+fn fail(e: &ClientError) -> i32 {
+    let mut body = Map::new();
+    if let Some(code) = e.code() {
+        body.insert("code".into(), json!(code.0));
+    }
+    body.insert("message".into(), json!(e.message()));
+    if let Some(data) = e.data().and_then(Payload::as_json_str) {
+        body.insert(
+            "data".into(),
+            serde_json::from_str(data).unwrap_or(Value::Null),
+        );
+    }
+    if let Some(close) = e.close_code() {
+        body.insert("close_code".into(), json!(close.0));
+    }
+    eprintln!("{}", Value::Object(body));
+    exit_code(e)
+}
+
+fn exit_code(e: &ClientError) -> i32 {
+    match e.kind() {
+        ErrorKind::Connect | ErrorKind::Closed | ErrorKind::Disconnected | ErrorKind::Config => {
+            EXIT_CONNECTION
+        }
+        // A refused connect is the server's answer, yet the connection is what failed.
+        ErrorKind::Server if e.close_code().is_some() => EXIT_CONNECTION,
+        _ => EXIT_REFUSED,
+    }
+}
+
+fn ended(reason: &UnsubscribeReason) -> i32 {
+    match reason {
+        UnsubscribeReason::Server(why) => {
+            eprintln!(
+                "{}",
+                json!({"message": format!("unsubscribed by the server: {why}")})
+            );
+            EXIT_REFUSED
+        }
+        UnsubscribeReason::ResubscribeFailed(e) => fail(e),
+        _ => {
+            eprintln!("{}", json!({"message": "the connection closed"}));
+            EXIT_CONNECTION
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_is_json_or_else_a_json_string() {
+        assert_eq!(parse_data(r#"{"a":1}"#).as_json_str(), Some(r#"{"a":1}"#));
+        assert_eq!(parse_data("42").as_json_str(), Some("42"));
+        assert_eq!(
+            parse_data("hello world").as_json_str(),
+            Some(r#""hello world""#)
+        );
+        assert_eq!(
+            parse_data(r#"say "hi""#).as_json_str(),
+            Some(r#""say \"hi\"""#)
+        );
+    }
+
+    #[test]
+    fn publications_print_data_or_base64_and_the_publisher() {
+        let p = Publication {
+            channel: "c".into(),
+            offset: 3,
+            epoch: "e".into(),
+            payload: Payload::binary(vec![1u8, 2, 3]),
+            publisher: Some(plexus_client::Publisher {
+                conn: "n-1".into(),
+                user: Some("u".into()),
+                info: None,
+            }),
+        };
+        assert_eq!(
+            publication_json(&p),
+            json!({"channel": "c", "offset": 3, "epoch": "e", "binary": "AQID",
+                   "publisher": {"conn": "n-1", "user": "u"}})
+        );
+        let p = Publication {
+            payload: Payload::json(&json!({"t": "hi"})).unwrap(),
+            publisher: None,
+            ..p
+        };
+        assert_eq!(
+            publication_json(&p),
+            json!({"channel": "c", "offset": 3, "epoch": "e", "data": {"t": "hi"}})
+        );
+    }
+}
