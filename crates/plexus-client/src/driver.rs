@@ -168,6 +168,9 @@ struct Session {
     /// No frame for this long means the server is gone (from the hello).
     dead_after: Option<Duration>,
     last_frame: Instant,
+    /// When to look at `last_frame` next. Moved forward lazily when the timer fires, so a busy
+    /// connection does not re-arm its timer for every frame.
+    dead_check: Instant,
     max_in_flight: usize,
     /// The server's largest accepted message.
     max_out_bytes: usize,
@@ -381,6 +384,7 @@ impl Driver {
             handshake_deadline: deadline,
             dead_after: None,
             last_frame: Instant::now(),
+            dead_check: deadline,
             max_in_flight: self.config.max_in_flight,
             max_out_bytes: usize::MAX,
             outbox: Vec::new(),
@@ -488,14 +492,18 @@ impl Driver {
         let at = if s.phase != Phase::Ready {
             Some(s.handshake_deadline)
         } else {
-            let dead = s.dead_after.map(|d| s.last_frame + d);
+            let dead = s.dead_after.map(|_| s.dead_check);
             match (dead, self.next_retry) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             }
         };
-        // With nothing to wait for, park the timer a year ahead rather than re-arming it.
-        let at = at.unwrap_or_else(|| s.timer.deadline().max(Instant::now() + YEAR));
+        let at = match at {
+            Some(at) => at,
+            // Nothing to wait for: park the timer far ahead, once.
+            None if s.timer.deadline() > Instant::now() + YEAR / 2 => return,
+            None => Instant::now() + YEAR,
+        };
         if s.timer.deadline() != at {
             s.timer.as_mut().reset(at);
         }
@@ -517,6 +525,11 @@ impl Driver {
                 return Flow::End(Ended::failed(error));
             }
             return Flow::Continue;
+        }
+        if let Some(dead) = s.dead_after
+            && now >= s.dead_check
+        {
+            s.dead_check = s.last_frame + dead;
         }
         if let Some(dead) = s.dead_after
             && now >= s.last_frame + dead
@@ -791,6 +804,9 @@ impl Driver {
     fn on_ready(&mut self, s: &mut Session) {
         s.phase = Phase::Ready;
         s.last_frame = Instant::now();
+        if let Some(dead) = s.dead_after {
+            s.dead_check = s.last_frame + dead;
+        }
         let Some(info) = s.info.clone() else {
             return;
         };
