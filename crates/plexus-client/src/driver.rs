@@ -1036,6 +1036,14 @@ impl Driver {
                 reply,
             } => {
                 if let Some(entry) = self.subs.get_mut(&channel) {
+                    if entry.first.as_ref().is_some_and(|f| f.is_closed()) {
+                        // An earlier subscribe to this channel timed out before completing:
+                        // this one takes its place (and its queue slot or request in flight).
+                        entry.events = Some(LossySender::new(events));
+                        entry.sub_id = sub_id;
+                        entry.first = Some(reply);
+                        return None;
+                    }
                     if entry.is_server_side() && entry.state == SubState::Active {
                         // Adopt the server's subscription: its publications go to this handle.
                         entry.events = Some(LossySender::new(events));
@@ -1052,6 +1060,13 @@ impl Driver {
                         )));
                     }
                     return None;
+                }
+                if self.subs.len() >= self.config.max_subscriptions {
+                    // Subscribes whose caller gave up while they waited free their place.
+                    self.subs.retain(|_, e| {
+                        !(e.first.as_ref().is_some_and(|f| f.is_closed())
+                            && matches!(e.state, SubState::Queued | SubState::Idle))
+                    });
                 }
                 if self.subs.len() >= self.config.max_subscriptions {
                     let _ = reply.send(Err(ClientError::new(

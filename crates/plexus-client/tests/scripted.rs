@@ -1108,3 +1108,31 @@ async fn reconnect_attempts_are_bounded_and_end_with_gave_up() {
     let e = within("queued", queued).await.unwrap().unwrap_err();
     assert!(e.is_connect() || e.is_closed(), "{e:?}");
 }
+
+#[tokio::test]
+async fn a_subscribe_that_timed_out_offline_does_not_block_the_next_one() {
+    let server = FakeServer::bind(Encoding::Json).await;
+    let client = Client::start(server.config());
+    let e = client
+        .subscribe(
+            "late",
+            SubscribeOptions::default().timeout(Duration::from_millis(20)),
+        )
+        .await
+        .unwrap_err();
+    assert!(e.is_timeout(), "{e:?}");
+    let again = tokio::spawn({
+        let client = client.clone();
+        async move { client.subscribe("late", SubscribeOptions::default()).await }
+    });
+    tokio::task::yield_now().await;
+    let mut conn = server.accept_ready().await;
+    let (id, params) = conn.expect("subscribe").await;
+    assert_eq!(params["channel"], "late");
+    conn.reply(id, json!({"offset": 7, "epoch": "e"})).await;
+    let sub = within("subscribe", again).await.unwrap().unwrap();
+    assert_eq!(sub.position().offset, 7);
+    // One subscribe on the wire, not two.
+    conn.sync().await;
+    assert!(conn.inbox.is_empty(), "{:?}", conn.inbox);
+}
