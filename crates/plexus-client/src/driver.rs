@@ -702,7 +702,12 @@ impl Driver {
                     Some(entry) => {
                         entry.position = Some(position.clone());
                         if !matches!(entry.state, SubState::InFlight(_)) {
+                            // The server did it first: the queued subscribe is skipped, and a
+                            // caller still waiting for it gets this position.
                             entry.state = SubState::Active;
+                            if let Some(first) = entry.first.take() {
+                                let _ = first.send(Ok(position.clone()));
+                            }
                         }
                     }
                     None => {
