@@ -1136,3 +1136,20 @@ async fn a_subscribe_that_timed_out_offline_does_not_block_the_next_one() {
     conn.sync().await;
     assert!(conn.inbox.is_empty(), "{:?}", conn.inbox);
 }
+
+#[tokio::test]
+async fn credentials_are_sent_in_connect_in_both_encodings() {
+    for enc in both() {
+        let server = FakeServer::bind(enc).await;
+        let creds = json!({"login": "ann", "password": "pw", "n": [1, 2]});
+        let client = Client::start(server.config().credentials(creds.clone()));
+        let mut conn = server.accept().await;
+        conn.send(hello("optional", 0, 64)).await;
+        let (id, params) = conn.expect("connect").await;
+        assert_eq!(params["credentials"], creds, "{enc:?}");
+        assert!(params.get("token").is_none());
+        conn.reply(id, json!({"conn": "n1.1", "user": "ann"})).await;
+        let info = within("connected", client.wait_connected()).await.unwrap();
+        assert_eq!(info.user.as_deref(), Some("ann"));
+    }
+}
