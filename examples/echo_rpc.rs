@@ -24,7 +24,10 @@ async fn main() -> std::io::Result<()> {
         })
         .command("echo", |ctx: CommandContext| async move { Ok(ctx.payload) })
         .command("add", |ctx: CommandContext| async move {
-            let [a, b]: [f64; 2] = ctx.payload.to_value().map_err(|e| Error::bad_request(e.to_string()))?;
+            let [a, b]: [f64; 2] = ctx
+                .payload
+                .to_value()
+                .map_err(|e| Error::bad_request(e.to_string()))?;
             Ok(Payload::json(&(a + b)).expect("a number is JSON"))
         })
         .build();

@@ -9,7 +9,7 @@ use crate::commands::BoxFuture;
 use crate::engine::HistoryOptions;
 use crate::error::Error;
 use crate::ids::ConnId;
-use plexus_protocol::ErrorCode;
+use plexus_protocol::{ErrorCode, Payload};
 use regex_lite::Regex;
 use std::future::Future;
 use std::sync::Arc;
@@ -58,8 +58,24 @@ pub struct Namespace {
     pub publish: Access,
     /// Attach the publisher's connection, user and info to client publications.
     pub publisher_info: bool,
-    /// History kept for the namespace's channels.
+    /// History kept for the namespace's channels (clients who may subscribe may read it).
     pub history: Option<HistoryOptions>,
+    /// Whether a subscribe may recover missed publications from history (`since`).
+    pub recovery: bool,
+    /// Whether the namespace tracks presence.
+    pub presence: bool,
+    /// Which presence changes subscribers are told about.
+    pub join_leave: JoinLeave,
+}
+
+/// Join and leave pushes of a presence namespace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JoinLeave {
+    Off,
+    /// When a user's first connection joins and its last leaves (chat-service user lists).
+    Users,
+    /// For every connection.
+    Connections,
 }
 
 impl Namespace {
@@ -71,6 +87,9 @@ impl Namespace {
             publish: Access::Nobody,
             publisher_info: true,
             history: None,
+            recovery: false,
+            presence: false,
+            join_leave: JoinLeave::Off,
         }
     }
 
@@ -86,6 +105,20 @@ impl Namespace {
 
     pub fn history(mut self, history: HistoryOptions) -> Namespace {
         self.history = Some(history);
+        self
+    }
+
+    /// Keeps history and lets subscribers recover from it.
+    pub fn recovery(mut self, history: HistoryOptions) -> Namespace {
+        self.history = Some(history);
+        self.recovery = true;
+        self
+    }
+
+    /// Tracks presence, with the given join/leave pushes.
+    pub fn presence(mut self, join_leave: JoinLeave) -> Namespace {
+        self.presence = true;
+        self.join_leave = join_leave;
         self
     }
 }
@@ -104,6 +137,8 @@ pub struct GuardRequest {
     pub user: Option<Arc<str>>,
     pub channel: Arc<str>,
     pub action: Action,
+    /// The subscription token the client sent with `subscribe`, if any.
+    pub token: Option<String>,
 }
 
 /// A guard: `Ok(())` allows, an error refuses with that error (use `PERMISSION_DENIED`).
@@ -121,6 +156,34 @@ where
     }
 }
 
+/// A hook on client publications: it may refuse the publish (an error) or replace its payload.
+pub trait PublishHook: Send + Sync + 'static {
+    fn on_publish(
+        &self,
+        request: GuardRequest,
+        payload: Payload,
+    ) -> BoxFuture<Result<Payload, Error>>;
+}
+
+impl<F, Fut> PublishHook for F
+where
+    F: Fn(GuardRequest, Payload) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Payload, Error>> + Send + 'static,
+{
+    fn on_publish(
+        &self,
+        request: GuardRequest,
+        payload: Payload,
+    ) -> BoxFuture<Result<Payload, Error>> {
+        Box::pin(self(request, payload))
+    }
+}
+
+struct PublishRule {
+    channels: ChannelMatch,
+    hook: Arc<dyn PublishHook>,
+}
+
 struct GuardRule {
     channels: ChannelMatch,
     actions: Vec<Action>,
@@ -132,16 +195,26 @@ struct GuardRule {
 pub struct ChannelPolicy {
     namespaces: Vec<Namespace>,
     guards: Vec<Arc<GuardRule>>,
+    publish_hooks: Vec<Arc<PublishRule>>,
 }
 
 impl ChannelPolicy {
     /// Every channel open to anyone (development mode).
+    /// Every channel open to anyone, with history (the last 100 publications for an hour),
+    /// recovery, and presence with per-user join/leave pushes: development mode, where a
+    /// newcomer should see every feature work at once.
     pub fn open() -> ChannelPolicy {
         let mut policy = ChannelPolicy::default();
+        let history = HistoryOptions {
+            size: 100,
+            ttl: std::time::Duration::from_secs(3600),
+        };
         policy.add_namespace(
             Namespace::new("default", ChannelMatch::Any)
                 .subscribe(Access::Anyone)
-                .publish(Access::Anyone),
+                .publish(Access::Anyone)
+                .recovery(history)
+                .presence(JoinLeave::Users),
         );
         policy
     }
@@ -158,6 +231,29 @@ impl ChannelPolicy {
             actions: actions.to_vec(),
             guard: Arc::new(guard),
         }));
+    }
+
+    /// Adds a hook that sees (and may refuse or rewrite) client publications on the channels
+    /// `channels` matches. Hooks run in order after the access checks and guards.
+    pub fn add_publish_hook(&mut self, channels: ChannelMatch, hook: impl PublishHook) {
+        self.publish_hooks.push(Arc::new(PublishRule {
+            channels,
+            hook: Arc::new(hook),
+        }));
+    }
+
+    /// Runs the publish hooks matching the channel over `payload`.
+    pub async fn rewrite_publication(
+        &self,
+        request: &GuardRequest,
+        mut payload: Payload,
+    ) -> Result<Payload, Error> {
+        for rule in &self.publish_hooks {
+            if rule.channels.matches(&request.channel) {
+                payload = rule.hook.on_publish(request.clone(), payload).await?;
+            }
+        }
+        Ok(payload)
     }
 
     pub fn namespace(&self, channel: &str) -> Option<&Namespace> {

@@ -192,6 +192,7 @@ impl Command {
 #[derive(Default)]
 pub struct Commands {
     commands: HashMap<String, Arc<Command>>,
+    fallback: Option<Arc<Command>>,
     middleware: Vec<Arc<dyn Middleware>>,
     before: Vec<Arc<dyn BeforeHook>>,
     after: Vec<Arc<dyn AfterHook>>,
@@ -217,8 +218,15 @@ impl Commands {
         self.after.push(Arc::new(hook));
     }
 
+    /// The command that answers methods no other command is registered for (for example a
+    /// backend reached over HTTP). Without one, such calls get `method_not_found`.
+    pub fn fallback(&mut self, command: Command) {
+        self.fallback = Some(Arc::new(command));
+    }
+
+    /// The command for `name`, or the fallback.
     pub fn get(&self, name: &str) -> Option<Arc<Command>> {
-        self.commands.get(name).cloned()
+        self.commands.get(name).or(self.fallback.as_ref()).cloned()
     }
 
     /// The future of one call: the whole chain, with its timeout and panic guard.

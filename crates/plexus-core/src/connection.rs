@@ -5,8 +5,8 @@ use crate::model::{Event, Identity, WireFormat};
 use crate::outbox::{Outbox, PushOutcome};
 use bytes::Bytes;
 use plexus_protocol::CloseCode;
-use std::collections::HashSet;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -23,10 +23,39 @@ pub struct Connection {
     missed_pongs: AtomicU32,
     rtt_us: AtomicU64,
     created: Instant,
+    /// Whether any stream is held (a fast check on the fan-out path).
+    holding: AtomicBool,
+    held: Mutex<HashMap<HoldKey, Held>>,
+    held_max: usize,
 }
 
+/// A stream of sequenced frames that can be held back: a channel's publications (by offset), or
+/// the user's durable messages (by sequence number).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum HoldKey {
+    Channel(Arc<str>),
+    Mail,
+}
+
+#[derive(Default)]
+struct Held {
+    frames: Vec<(u64, Bytes)>,
+    overflow: bool,
+}
+
+/// Frames were dropped while a stream was held: the client must resubscribe or reconnect.
+#[derive(Debug, PartialEq, Eq)]
+pub struct HeldOverflow;
+
 impl Connection {
-    pub fn new(id: ConnId, format: Arc<dyn WireFormat>, queue_bytes_max: usize) -> Connection {
+    /// `held_max` bounds the frames held per stream while a subscribe or a mailbox sync
+    /// completes.
+    pub fn new(
+        id: ConnId,
+        format: Arc<dyn WireFormat>,
+        queue_bytes_max: usize,
+        held_max: usize,
+    ) -> Connection {
         Connection {
             id,
             format,
@@ -38,6 +67,55 @@ impl Connection {
             missed_pongs: AtomicU32::new(0),
             rtt_us: AtomicU64::new(0),
             created: Instant::now(),
+            holding: AtomicBool::new(false),
+            held: Mutex::new(HashMap::new()),
+            held_max,
+        }
+    }
+
+    /// Starts holding back a stream's frames (see [`Connection::release`]).
+    pub fn hold(&self, key: HoldKey) {
+        self.held.lock().unwrap().insert(key, Held::default());
+        self.holding.store(true, Ordering::Release);
+    }
+
+    /// Queues a sequenced frame, or holds it when its stream is held.
+    pub fn send_sequenced(&self, key: &HoldKey, seq: u64, frame: Bytes) -> PushOutcome {
+        if self.holding.load(Ordering::Acquire) {
+            let mut held = self.held.lock().unwrap();
+            if let Some(h) = held.get_mut(key) {
+                if h.frames.len() >= self.held_max {
+                    h.overflow = true;
+                } else {
+                    h.frames.push((seq, frame));
+                }
+                return PushOutcome::Queued;
+            }
+        }
+        self.outbox.push(frame)
+    }
+
+    /// Stops holding a stream: queues its held frames numbered above `after`, in order, and
+    /// fails when some had to be dropped.
+    pub fn release(&self, key: &HoldKey, after: u64) -> Result<(), HeldOverflow> {
+        let mut held = self.held.lock().unwrap();
+        let Some(h) = held.remove(key) else {
+            return Ok(());
+        };
+        // Queue while still holding the lock, and only then clear `holding`: a frame delivered
+        // concurrently waits for the lock, so it cannot overtake the held ones.
+        for (seq, frame) in h.frames {
+            if seq > after {
+                self.outbox.push(frame);
+            }
+        }
+        if held.is_empty() {
+            self.holding.store(false, Ordering::Release);
+        }
+        if h.overflow {
+            Err(HeldOverflow)
+        } else {
+            Ok(())
         }
     }
 
@@ -140,6 +218,12 @@ impl Connection {
     /// Called by the heartbeat sweep when a ping is due. Returns false when the connection
     /// missed too many pongs and is being closed.
     pub(crate) fn heartbeat_tick(&self, max_missed: u32) -> bool {
+        if let Some(expires) = self.identity().and_then(|i| i.expires_at)
+            && expires <= std::time::SystemTime::now()
+        {
+            self.close(CloseCode::TOKEN_EXPIRED, "authentication expired");
+            return false;
+        }
         let now_ns = self.created.elapsed().as_nanos() as u64;
         if self.ping_sent_ns.load(Ordering::Relaxed) != 0 {
             let missed = self.missed_pongs.fetch_add(1, Ordering::Relaxed) + 1;

@@ -5,6 +5,7 @@
 //!   messages. It delivers to every node's [`EngineHandler`], **in offset order per channel**.
 //! - [`PresenceStore`]: who is in a channel.
 //! - [`KvStore`]: small expiring key/value state.
+//! - [`MailboxStore`]: per-user durable inboxes.
 //!
 //! [`crate::memory`] implements all three for one process; `plexus-redis` implements them for
 //! many nodes.
@@ -99,6 +100,71 @@ pub enum Control {
         code: CloseCode,
         reason: String,
     },
+    /// A presence event for a channel's subscribers (except `conn` itself).
+    Presence {
+        channel: Arc<str>,
+        conn: ConnId,
+        event: PresenceEvent,
+    },
+    /// A durable message for every connection of `user`.
+    Mail {
+        user: Arc<str>,
+        mail: Mail,
+    },
+    /// Tell the other connections of `user` that one of its connections changed.
+    Echo {
+        user: Arc<str>,
+        conn: ConnId,
+        event: EchoEvent,
+        channel: Option<Arc<str>>,
+    },
+}
+
+/// A presence change in a channel.
+#[derive(Clone, Debug, PartialEq)]
+pub enum PresenceEvent {
+    Join {
+        user: Option<Arc<str>>,
+        info: Option<Payload>,
+    },
+    Leave {
+        user: Option<Arc<str>>,
+    },
+    /// The connection's presence state was set, or (`None`) cleared.
+    State {
+        user: Option<Arc<str>>,
+        state: Option<Payload>,
+    },
+}
+
+/// What changed for another connection of the same user.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EchoEvent {
+    Connected,
+    Disconnected,
+    Joined,
+    Left,
+}
+
+impl EchoEvent {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EchoEvent::Connected => "connected",
+            EchoEvent::Disconnected => "disconnected",
+            EchoEvent::Joined => "joined",
+            EchoEvent::Left => "left",
+        }
+    }
+}
+
+/// A durable message in a user's mailbox.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Mail {
+    /// The user's sequence number: +1 per message.
+    pub seq: u64,
+    pub payload: Payload,
+    /// When it was sent, in Unix milliseconds.
+    pub sent_ms: u64,
 }
 
 /// What a broker calls on the node it serves.
@@ -123,8 +189,8 @@ pub trait EngineHandler: Send + Sync + 'static {
 /// - `history` never returns a partial page silently: it returns what is kept plus the position.
 #[async_trait]
 pub trait Broker: Send + Sync + 'static {
-    /// Starts delivering to `handler`. Called once, before any other method.
-    fn run(&self, handler: Arc<dyn EngineHandler>);
+    /// Starts delivering to `handler` for node `node`. Called once, before any other method.
+    fn run(&self, node: crate::ids::NodeId, handler: Arc<dyn EngineHandler>);
     async fn publish(
         &self,
         channel: &str,
@@ -144,6 +210,37 @@ pub trait Broker: Send + Sync + 'static {
     /// Whether a connection of another node exists (a registry lookup). The in-memory engine has
     /// no other node and answers false.
     async fn remote_connection_exists(&self, conn: ConnId) -> Result<bool, EngineError>;
+    /// A connection of this node opened: engines with many nodes record it (in order with
+    /// `connection_closed`) so that other nodes can route to it.
+    fn connection_opened(&self, _conn: ConnId) {}
+    fn connection_closed(&self, _conn: ConnId) {}
+    /// The live nodes, this one included (empty for a single-process engine).
+    async fn nodes(&self) -> Result<Vec<NodeInfo>, EngineError> {
+        Ok(Vec::new())
+    }
+    /// Whether the engine can serve now.
+    fn health(&self) -> EngineHealth {
+        EngineHealth {
+            healthy: true,
+            detail: "in process".into(),
+        }
+    }
+}
+
+/// A live node, as the engine knows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeInfo {
+    pub id: String,
+    pub connections: u64,
+    /// Unix milliseconds of its last announcement.
+    pub seen_ms: u64,
+}
+
+/// The engine's state, for `/health`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EngineHealth {
+    pub healthy: bool,
+    pub detail: String,
 }
 
 /// One member of a channel's presence.
@@ -152,6 +249,8 @@ pub struct PresenceEntry {
     pub conn: ConnId,
     pub user: Option<Arc<str>>,
     pub info: Option<Payload>,
+    /// The connection's ephemeral presence state (Mesh `publishPresenceState`).
+    pub state: Option<Payload>,
 }
 
 /// Counts of a channel's presence, kept cheap to read on big channels.
@@ -163,15 +262,55 @@ pub struct PresenceStats {
 
 /// Who is in a channel.
 ///
-/// Contract: `add` is idempotent per (channel, connection) and refreshes the entry; `remove`
-/// of an absent entry is a no-op; `stats` is O(1) in the number of members; entries of a node
-/// that died disappear within a bounded time (engines with many nodes).
+/// Contract: `add` is idempotent per (channel, connection) and refreshes the entry, and returns
+/// whether it is the user's first connection in the channel (always true for anonymous
+/// connections); `remove` of an absent entry is a no-op and returns whether it was the user's
+/// last connection there, recording when the user was last seen; a state lives as long as its
+/// entry (or its expiry); `stats` is O(1) in the number of members; entries of a node that died
+/// disappear within a bounded time (engines with many nodes).
 #[async_trait]
 pub trait PresenceStore: Send + Sync + 'static {
-    async fn add(&self, channel: &str, entry: PresenceEntry) -> Result<(), EngineError>;
-    async fn remove(&self, channel: &str, conn: ConnId) -> Result<(), EngineError>;
+    async fn add(&self, channel: &str, entry: PresenceEntry) -> Result<bool, EngineError>;
+    async fn remove(&self, channel: &str, conn: ConnId) -> Result<bool, EngineError>;
     async fn get(&self, channel: &str) -> Result<Vec<PresenceEntry>, EngineError>;
     async fn stats(&self, channel: &str) -> Result<PresenceStats, EngineError>;
+    /// Sets or clears a member's state; false when the connection is not in the channel.
+    async fn set_state(
+        &self,
+        channel: &str,
+        conn: ConnId,
+        state: Option<Payload>,
+    ) -> Result<bool, EngineError>;
+    /// When `user` was last in `channel` (set when its last connection left), if ever.
+    async fn last_seen(
+        &self,
+        channel: &str,
+        user: &str,
+    ) -> Result<Option<std::time::SystemTime>, EngineError>;
+}
+
+/// Per-user durable inboxes (Mesa sync, Plezi `register_as` / `notify`).
+///
+/// Contract: sequence numbers grow by exactly one per message of a user; `pending` returns
+/// unacknowledged, unexpired messages in sequence order; `ack` is cumulative; a full inbox
+/// refuses with [`EngineError::Limit`] (never a silent drop); an inbox unused for its lifetime
+/// is forgotten and the user is no longer registered.
+#[async_trait]
+pub trait MailboxStore: Send + Sync + 'static {
+    /// Creates or refreshes the user's inbox for `lifetime`.
+    async fn register(&self, user: &str, lifetime: Duration) -> Result<(), EngineError>;
+    async fn is_registered(&self, user: &str) -> Result<bool, EngineError>;
+    /// Stores a message (for at most `ttl`); refuses beyond `max_messages` waiting.
+    async fn push(
+        &self,
+        user: &str,
+        payload: Payload,
+        ttl: Duration,
+        max_messages: usize,
+    ) -> Result<Mail, EngineError>;
+    async fn pending(&self, user: &str) -> Result<Vec<Mail>, EngineError>;
+    /// Acknowledges every message up to `seq`; returns how many are still waiting.
+    async fn ack(&self, user: &str, seq: u64) -> Result<u64, EngineError>;
 }
 
 /// Small key/value state with optional expiry.
@@ -184,6 +323,12 @@ pub trait KvStore: Send + Sync + 'static {
     async fn get(&self, key: &str) -> Result<Option<Bytes>, EngineError>;
     async fn set(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<(), EngineError>;
     async fn delete(&self, key: &str) -> Result<bool, EngineError>;
+    /// Keys starting with `prefix` (at most `limit`), with their values.
+    async fn scan_prefix(
+        &self,
+        prefix: &str,
+        limit: usize,
+    ) -> Result<Vec<(String, Bytes)>, EngineError>;
 }
 
 /// The three parts of an engine, as a node holds them.
@@ -192,4 +337,5 @@ pub struct Engine {
     pub broker: Arc<dyn Broker>,
     pub presence: Arc<dyn PresenceStore>,
     pub kv: Arc<dyn KvStore>,
+    pub mailbox: Arc<dyn MailboxStore>,
 }

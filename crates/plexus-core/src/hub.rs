@@ -32,11 +32,29 @@ impl<K: Hash + Eq, V> Sharded<K, V> {
 
 type ConnMap = HashMap<u64, Arc<Connection>>;
 
+/// A channel's local subscribers, and the last position delivered to them.
+#[derive(Default)]
+struct ChannelSubs {
+    conns: ConnMap,
+    last: Option<(Arc<str>, u64)>,
+}
+
+/// Whether a publication continues the positions this node delivered for its channel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Continuity {
+    /// The next offset of the same epoch, or the first publication this node sees.
+    Continuous,
+    /// An offset was skipped or the epoch changed: publications were lost on the way.
+    Gap,
+    /// An offset at or below the last delivered one (a duplicate); not delivered again.
+    Stale,
+}
+
 /// Connections by id, by user, and by channel.
 pub struct Hub {
     conns: Sharded<u64, Arc<Connection>>,
     users: Sharded<Arc<str>, ConnMap>,
-    channels: Sharded<Arc<str>, ConnMap>,
+    channels: Sharded<Arc<str>, ChannelSubs>,
 }
 
 impl Default for Hub {
@@ -114,8 +132,8 @@ impl Hub {
     pub fn subscribe(&self, channel: &Arc<str>, conn: &Arc<Connection>) -> bool {
         let mut shard = self.channels.shard(&**channel).lock().unwrap();
         let subs = shard.entry(channel.clone()).or_default();
-        subs.insert(conn.id.seq, conn.clone());
-        subs.len() == 1
+        subs.conns.insert(conn.id.seq, conn.clone());
+        subs.conns.len() == 1
     }
 
     /// Removes a subscriber; returns true when the channel has no subscriber left on this node.
@@ -124,10 +142,10 @@ impl Hub {
         let Some(subs) = shard.get_mut(channel) else {
             return false;
         };
-        if subs.remove(&id.seq).is_none() {
+        if subs.conns.remove(&id.seq).is_none() {
             return false;
         }
-        if subs.is_empty() {
+        if subs.conns.is_empty() {
             shard.remove(channel);
             return true;
         }
@@ -138,8 +156,31 @@ impl Hub {
         let shard = self.channels.shard(channel).lock().unwrap();
         shard
             .get(channel)
-            .map(|c| c.values().cloned().collect())
+            .map(|c| c.conns.values().cloned().collect())
             .unwrap_or_default()
+    }
+
+    /// The subscribers a publication goes to, and whether it continues the channel's delivered
+    /// positions (which it then records).
+    pub fn subscribers_at(
+        &self,
+        channel: &str,
+        epoch: &Arc<str>,
+        offset: u64,
+    ) -> (Vec<Arc<Connection>>, Continuity) {
+        let mut shard = self.channels.shard(channel).lock().unwrap();
+        let Some(subs) = shard.get_mut(channel) else {
+            return (Vec::new(), Continuity::Continuous);
+        };
+        let continuity = match &subs.last {
+            Some((e, last)) if e == epoch && offset <= *last => Continuity::Stale,
+            Some((e, last)) if e != epoch || offset != last + 1 => Continuity::Gap,
+            _ => Continuity::Continuous,
+        };
+        if continuity != Continuity::Stale {
+            subs.last = Some((epoch.clone(), offset));
+        }
+        (subs.conns.values().cloned().collect(), continuity)
     }
 
     pub fn subscriber_count(&self, channel: &str) -> usize {
@@ -148,7 +189,7 @@ impl Hub {
             .lock()
             .unwrap()
             .get(channel)
-            .map_or(0, |c| c.len())
+            .map_or(0, |c| c.conns.len())
     }
 
     /// Channels with at least one subscriber on this node.

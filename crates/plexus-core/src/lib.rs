@@ -11,20 +11,29 @@ mod error;
 pub mod hub;
 pub mod ids;
 pub mod limits;
+pub mod mailbox;
 pub mod memory;
+pub mod metadata;
 pub mod model;
 pub mod node;
 pub mod outbox;
+pub mod presence;
 pub mod session;
+pub mod stats;
 
 pub use auth::{AuthConfig, AuthRequest, UpgradeDecision, UpgradeRequest};
-pub use channels::{Access, Action, ChannelMatch, ChannelPolicy, GuardRequest, Namespace};
+pub use channels::{
+    Access, Action, ChannelMatch, ChannelPolicy, GuardRequest, JoinLeave, Namespace,
+};
 pub use commands::{Before, CallInfo, Command, CommandContext, CommandResult, Commands};
 pub use connection::Connection;
+pub use engine::HistoryOptions;
 pub use engine::{Engine, EngineError};
 pub use error::Error;
 pub use ids::{ConnId, NodeId};
 pub use limits::Limits;
+pub use mailbox::DurableOutcome;
+pub use metadata::Metadata;
 pub use model::{
     ClientInfo, Event, Exclude, Identity, Publication, StreamPosition, Target, WireFormat,
 };

@@ -35,6 +35,22 @@ pub struct Limits {
     pub push_latency: bool,
     /// Time given to connections to drain their queues at shutdown.
     pub shutdown_timeout: Duration,
+    /// Publications one recovery may return; a larger gap answers `recovered: false`
+    /// (`too_many`). Also bounds the live publications buffered while a subscribe completes.
+    pub recovery_max_publications: usize,
+    /// Publications one client `history` read (or history-on-subscribe) may return.
+    pub client_history_max: usize,
+    /// The largest metadata object (connection, user or channel) and presence state, in bytes
+    /// of JSON.
+    pub max_metadata_bytes: usize,
+    /// Durable messages waiting in one user's inbox; more are refused with an error.
+    pub mailbox_max_messages: usize,
+    /// How long an inbox lives after its user's last connection (Plezi `register_as` lifetime).
+    pub mailbox_lifetime: Duration,
+    /// How long a durable message waits for its acknowledgement, unless the sender says.
+    pub mail_ttl: Duration,
+    /// Pause between redelivered durable messages on connect (Mesa `redeliveryInterval`).
+    pub mail_redelivery_pace: Duration,
 }
 
 impl Default for Limits {
@@ -54,6 +70,13 @@ impl Default for Limits {
             max_missed_pongs: 2,
             push_latency: true,
             shutdown_timeout: Duration::from_secs(10),
+            recovery_max_publications: 300,
+            client_history_max: 300,
+            max_metadata_bytes: 16 * 1024,
+            mailbox_max_messages: 1000,
+            mailbox_lifetime: Duration::from_secs(7 * 24 * 3600),
+            mail_ttl: Duration::from_secs(7 * 24 * 3600),
+            mail_redelivery_pace: Duration::ZERO,
         }
     }
 }

@@ -1,8 +1,8 @@
 //! The in-memory engine: one process, nothing to install.
 
 use crate::engine::{
-    Broker, Control, Engine, EngineError, EngineHandler, HistoryPage, HistoryQuery, KvStore,
-    PresenceEntry, PresenceStats, PresenceStore, PublishOptions,
+    Broker, Control, Engine, EngineError, EngineHandler, HistoryPage, HistoryQuery, KvStore, Mail,
+    MailboxStore, PresenceEntry, PresenceStats, PresenceStore, PublishOptions,
 };
 use crate::ids::ConnId;
 use crate::model::{ClientInfo, Publication, StreamPosition};
@@ -11,7 +11,7 @@ use bytes::Bytes;
 use plexus_protocol::Payload;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 /// Bounds of the in-memory engine.
 #[derive(Clone, Debug)]
@@ -23,6 +23,10 @@ pub struct MemoryOptions {
     pub max_streams: usize,
     /// Keys the key/value store holds at once.
     pub max_kv_keys: usize,
+    /// (channel, user) pairs whose last-seen time is remembered; the oldest are forgotten first.
+    pub max_last_seen: usize,
+    /// Users with an inbox at once.
+    pub max_mailboxes: usize,
 }
 
 impl Default for MemoryOptions {
@@ -31,6 +35,8 @@ impl Default for MemoryOptions {
             stream_meta_ttl: Duration::from_secs(24 * 3600),
             max_streams: 1_000_000,
             max_kv_keys: 1_000_000,
+            max_last_seen: 1_000_000,
+            max_mailboxes: 1_000_000,
         }
     }
 }
@@ -39,8 +45,9 @@ impl Default for MemoryOptions {
 pub fn memory_engine(options: MemoryOptions) -> Engine {
     Engine {
         broker: Arc::new(MemoryBroker::new(options.clone())),
-        presence: Arc::new(MemoryPresence::default()),
+        presence: Arc::new(MemoryPresence::new(options.max_last_seen)),
         kv: Arc::new(MemoryKv::new(options.max_kv_keys)),
+        mailbox: Arc::new(MemoryMailbox::new(options.max_mailboxes)),
     }
 }
 
@@ -153,7 +160,7 @@ impl MemoryBroker {
 
 #[async_trait]
 impl Broker for MemoryBroker {
-    fn run(&self, handler: Arc<dyn EngineHandler>) {
+    fn run(&self, _node: crate::ids::NodeId, handler: Arc<dyn EngineHandler>) {
         let _ = self.handler.set(handler);
     }
 
@@ -256,43 +263,91 @@ struct ChannelPresence {
 }
 
 /// Presence for one process.
-#[derive(Default)]
 pub struct MemoryPresence {
     channels: Mutex<HashMap<Arc<str>, ChannelPresence>>,
+    last_seen: Mutex<LastSeen>,
+}
+
+/// When each (channel, user) was last seen, bounded: the oldest entries are forgotten first.
+struct LastSeen {
+    max: usize,
+    at: HashMap<(Arc<str>, Arc<str>), (SystemTime, u64)>,
+    order: std::collections::BTreeMap<u64, (Arc<str>, Arc<str>)>,
+    tick: u64,
+}
+
+impl LastSeen {
+    fn record(&mut self, channel: &str, user: &Arc<str>) {
+        self.tick += 1;
+        let key = (Arc::from(channel), user.clone());
+        if let Some((_, old)) = self.at.insert(key.clone(), (SystemTime::now(), self.tick)) {
+            self.order.remove(&old);
+        }
+        self.order.insert(self.tick, key);
+        while self.at.len() > self.max {
+            let Some((_, oldest)) = self.order.pop_first() else {
+                break;
+            };
+            self.at.remove(&oldest);
+        }
+    }
+}
+
+impl MemoryPresence {
+    pub fn new(max_last_seen: usize) -> MemoryPresence {
+        MemoryPresence {
+            channels: Mutex::new(HashMap::new()),
+            last_seen: Mutex::new(LastSeen {
+                max: max_last_seen.max(1),
+                at: HashMap::new(),
+                order: Default::default(),
+                tick: 0,
+            }),
+        }
+    }
 }
 
 #[async_trait]
 impl PresenceStore for MemoryPresence {
-    async fn add(&self, channel: &str, entry: PresenceEntry) -> Result<(), EngineError> {
+    async fn add(&self, channel: &str, entry: PresenceEntry) -> Result<bool, EngineError> {
         let mut channels = self.channels.lock().unwrap();
         let ch = channels.entry(Arc::from(channel)).or_default();
+        // A refresh of a present connection is never a first.
+        let mut first = !ch.members.contains_key(&entry.conn);
         if let Some(user) = &entry.user
-            && !ch.members.contains_key(&entry.conn)
+            && first
         {
-            *ch.users.entry(user.clone()).or_default() += 1;
+            let n = ch.users.entry(user.clone()).or_default();
+            *n += 1;
+            first = *n == 1;
         }
         ch.members.insert(entry.conn, entry);
-        Ok(())
+        Ok(first)
     }
 
-    async fn remove(&self, channel: &str, conn: ConnId) -> Result<(), EngineError> {
+    async fn remove(&self, channel: &str, conn: ConnId) -> Result<bool, EngineError> {
         let mut channels = self.channels.lock().unwrap();
         let Some(ch) = channels.get_mut(channel) else {
-            return Ok(());
+            return Ok(false);
         };
-        if let Some(entry) = ch.members.remove(&conn)
-            && let Some(user) = entry.user
+        let Some(entry) = ch.members.remove(&conn) else {
+            return Ok(false);
+        };
+        let mut last = true;
+        if let Some(user) = entry.user
             && let Some(n) = ch.users.get_mut(&user)
         {
             *n -= 1;
-            if *n == 0 {
+            last = *n == 0;
+            if last {
                 ch.users.remove(&user);
+                self.last_seen.lock().unwrap().record(channel, &user);
             }
         }
         if ch.members.is_empty() {
             channels.remove(channel);
         }
-        Ok(())
+        Ok(last)
     }
 
     async fn get(&self, channel: &str) -> Result<Vec<PresenceEntry>, EngineError> {
@@ -312,6 +367,149 @@ impl PresenceStore for MemoryPresence {
                 users: c.users.len(),
             })
             .unwrap_or_default())
+    }
+
+    async fn set_state(
+        &self,
+        channel: &str,
+        conn: ConnId,
+        state: Option<Payload>,
+    ) -> Result<bool, EngineError> {
+        let mut channels = self.channels.lock().unwrap();
+        match channels
+            .get_mut(channel)
+            .and_then(|c| c.members.get_mut(&conn))
+        {
+            Some(entry) => {
+                entry.state = state;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    async fn last_seen(
+        &self,
+        channel: &str,
+        user: &str,
+    ) -> Result<Option<SystemTime>, EngineError> {
+        let seen = self.last_seen.lock().unwrap();
+        Ok(seen
+            .at
+            .get(&(Arc::from(channel), Arc::from(user)))
+            .map(|(t, _)| *t))
+    }
+}
+
+struct Inbox {
+    next_seq: u64,
+    messages: VecDeque<(Mail, Instant)>,
+    registered_until: Instant,
+}
+
+/// Durable inboxes for one process.
+pub struct MemoryMailbox {
+    max_users: usize,
+    inboxes: Mutex<HashMap<Arc<str>, Inbox>>,
+}
+
+impl MemoryMailbox {
+    pub fn new(max_users: usize) -> MemoryMailbox {
+        MemoryMailbox {
+            max_users,
+            inboxes: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn live<'a>(inboxes: &'a mut HashMap<Arc<str>, Inbox>, user: &str) -> Option<&'a mut Inbox> {
+        let now = Instant::now();
+        if inboxes.get(user).is_some_and(|i| i.registered_until <= now) {
+            inboxes.remove(user);
+        }
+        let inbox = inboxes.get_mut(user)?;
+        inbox.messages.retain(|(_, expires)| *expires > now);
+        Some(inbox)
+    }
+}
+
+#[async_trait]
+impl MailboxStore for MemoryMailbox {
+    async fn register(&self, user: &str, lifetime: Duration) -> Result<(), EngineError> {
+        let mut inboxes = self.inboxes.lock().unwrap();
+        let until = Instant::now() + lifetime;
+        if let Some(inbox) = Self::live(&mut inboxes, user) {
+            inbox.registered_until = inbox.registered_until.max(until);
+            return Ok(());
+        }
+        if inboxes.len() >= self.max_users {
+            let now = Instant::now();
+            inboxes.retain(|_, i| i.registered_until > now);
+            if inboxes.len() >= self.max_users {
+                return Err(EngineError::Limit(format!("{} mailboxes", self.max_users)));
+            }
+        }
+        inboxes.insert(
+            Arc::from(user),
+            Inbox {
+                next_seq: 1,
+                messages: VecDeque::new(),
+                registered_until: until,
+            },
+        );
+        Ok(())
+    }
+
+    async fn is_registered(&self, user: &str) -> Result<bool, EngineError> {
+        Ok(Self::live(&mut self.inboxes.lock().unwrap(), user).is_some())
+    }
+
+    async fn push(
+        &self,
+        user: &str,
+        payload: Payload,
+        ttl: Duration,
+        max_messages: usize,
+    ) -> Result<Mail, EngineError> {
+        let mut inboxes = self.inboxes.lock().unwrap();
+        let Some(inbox) = Self::live(&mut inboxes, user) else {
+            return Err(EngineError::Limit(format!("user `{user}` has no mailbox")));
+        };
+        if inbox.messages.len() >= max_messages {
+            return Err(EngineError::Limit(format!(
+                "mailbox of `{user}` is full ({max_messages} messages)"
+            )));
+        }
+        let sent_ms = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let mail = Mail {
+            seq: inbox.next_seq,
+            payload,
+            sent_ms,
+        };
+        inbox.next_seq += 1;
+        inbox
+            .messages
+            .push_back((mail.clone(), Instant::now() + ttl));
+        Ok(mail)
+    }
+
+    async fn pending(&self, user: &str) -> Result<Vec<Mail>, EngineError> {
+        let mut inboxes = self.inboxes.lock().unwrap();
+        Ok(Self::live(&mut inboxes, user)
+            .map(|i| i.messages.iter().map(|(m, _)| m.clone()).collect())
+            .unwrap_or_default())
+    }
+
+    async fn ack(&self, user: &str, seq: u64) -> Result<u64, EngineError> {
+        let mut inboxes = self.inboxes.lock().unwrap();
+        let Some(inbox) = Self::live(&mut inboxes, user) else {
+            return Ok(0);
+        };
+        while inbox.messages.front().is_some_and(|(m, _)| m.seq <= seq) {
+            inbox.messages.pop_front();
+        }
+        Ok(inbox.messages.len() as u64)
     }
 }
 
@@ -360,6 +558,23 @@ impl KvStore for MemoryKv {
     async fn delete(&self, key: &str) -> Result<bool, EngineError> {
         Ok(self.entries.lock().unwrap().remove(key).is_some())
     }
+
+    async fn scan_prefix(
+        &self,
+        prefix: &str,
+        limit: usize,
+    ) -> Result<Vec<(String, Bytes)>, EngineError> {
+        let entries = self.entries.lock().unwrap();
+        let now = Instant::now();
+        let mut found: Vec<(String, Bytes)> = entries
+            .iter()
+            .filter(|(k, (_, exp))| k.starts_with(prefix) && exp.is_none_or(|e| e > now))
+            .map(|(k, (v, _))| (k.clone(), v.clone()))
+            .collect();
+        found.sort_by(|a, b| a.0.cmp(&b.0));
+        found.truncate(limit);
+        Ok(found)
+    }
 }
 
 #[cfg(test)]
@@ -381,7 +596,7 @@ mod tests {
     async fn offsets_grow_by_one_and_history_is_bounded() {
         let broker = MemoryBroker::new(MemoryOptions::default());
         let seen = Arc::new(Collect::default());
-        broker.run(seen.clone());
+        broker.run(crate::ids::NodeId(1), seen.clone());
         let history = Some(HistoryOptions {
             size: 3,
             ttl: Duration::from_secs(60),
@@ -447,7 +662,7 @@ mod tests {
             max_streams: 2,
             ..Default::default()
         });
-        broker.run(Arc::new(Collect::default()));
+        broker.run(crate::ids::NodeId(1), Arc::new(Collect::default()));
         for ch in ["a", "b"] {
             broker
                 .publish(ch, Payload::null(), None, PublishOptions::default())
@@ -463,17 +678,21 @@ mod tests {
 
     #[tokio::test]
     async fn presence_counts_unique_users() {
-        let p = MemoryPresence::default();
+        let p = MemoryPresence::new(10);
         let node = crate::ids::NodeId(1);
         let entry = |seq, user: &str| PresenceEntry {
             conn: ConnId { node, seq },
             user: Some(Arc::from(user)),
             info: None,
+            state: None,
         };
-        p.add("c", entry(1, "ann")).await.unwrap();
-        p.add("c", entry(2, "ann")).await.unwrap();
-        p.add("c", entry(2, "ann")).await.unwrap();
-        p.add("c", entry(3, "bob")).await.unwrap();
+        assert!(
+            p.add("c", entry(1, "ann")).await.unwrap(),
+            "ann's first connection"
+        );
+        assert!(!p.add("c", entry(2, "ann")).await.unwrap());
+        assert!(!p.add("c", entry(2, "ann")).await.unwrap(), "idempotent");
+        assert!(p.add("c", entry(3, "bob")).await.unwrap());
         assert_eq!(
             p.stats("c").await.unwrap(),
             PresenceStats {
@@ -481,14 +700,94 @@ mod tests {
                 users: 2
             }
         );
-        p.remove("c", ConnId { node, seq: 1 }).await.unwrap();
-        p.remove("c", ConnId { node, seq: 3 }).await.unwrap();
+        assert!(
+            !p.remove("c", ConnId { node, seq: 1 }).await.unwrap(),
+            "ann still has a connection"
+        );
+        assert!(
+            p.remove("c", ConnId { node, seq: 3 }).await.unwrap(),
+            "bob's last"
+        );
         assert_eq!(
             p.stats("c").await.unwrap(),
             PresenceStats {
                 connections: 1,
                 users: 1
             }
+        );
+        assert!(p.last_seen("c", "bob").await.unwrap().is_some());
+        assert!(p.last_seen("c", "ann").await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn last_seen_is_bounded() {
+        let p = MemoryPresence::new(2);
+        let node = crate::ids::NodeId(1);
+        for (seq, user) in [(1, "a"), (2, "b"), (3, "c")] {
+            let e = PresenceEntry {
+                conn: ConnId { node, seq },
+                user: Some(Arc::from(user)),
+                info: None,
+                state: None,
+            };
+            p.add("ch", e).await.unwrap();
+            p.remove("ch", ConnId { node, seq }).await.unwrap();
+        }
+        assert!(
+            p.last_seen("ch", "a").await.unwrap().is_none(),
+            "the oldest was forgotten"
+        );
+        assert!(p.last_seen("ch", "c").await.unwrap().is_some());
+    }
+
+    #[tokio::test]
+    async fn mailboxes_are_ordered_bounded_and_acknowledged() {
+        let m = MemoryMailbox::new(1);
+        let ttl = Duration::from_secs(60);
+        assert!(!m.is_registered("u").await.unwrap());
+        assert!(
+            m.push("u", Payload::null(), ttl, 10).await.is_err(),
+            "unregistered"
+        );
+        m.register("u", Duration::from_secs(60)).await.unwrap();
+        assert!(
+            matches!(m.register("v", ttl).await, Err(EngineError::Limit(_))),
+            "one mailbox at most"
+        );
+        for i in 1..=3 {
+            assert_eq!(
+                m.push("u", Payload::json(&i).unwrap(), ttl, 3)
+                    .await
+                    .unwrap()
+                    .seq,
+                i
+            );
+        }
+        assert!(
+            matches!(
+                m.push("u", Payload::null(), ttl, 3).await,
+                Err(EngineError::Limit(_))
+            ),
+            "full is an error"
+        );
+        assert_eq!(m.ack("u", 2).await.unwrap(), 1);
+        assert_eq!(
+            m.pending("u")
+                .await
+                .unwrap()
+                .iter()
+                .map(|m| m.seq)
+                .collect::<Vec<_>>(),
+            vec![3]
+        );
+        m.push("u", Payload::null(), Duration::from_millis(1), 3)
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        assert_eq!(
+            m.pending("u").await.unwrap().len(),
+            1,
+            "expired messages are gone"
         );
     }
 

@@ -15,6 +15,12 @@ pub struct Identity {
     pub user: Arc<str>,
     /// Application data about the user, given to clients (`info`).
     pub info: Option<Payload>,
+    /// Channels the connection is subscribed to as soon as it is authenticated (a token's
+    /// `channels` claim, a backend's answer).
+    pub channels: Vec<Arc<str>>,
+    /// When the authentication expires; the connection is then closed with `token_expired`
+    /// (4506), checked by the heartbeat sweep.
+    pub expires_at: Option<std::time::SystemTime>,
 }
 
 impl Identity {
@@ -22,7 +28,22 @@ impl Identity {
         Identity {
             user: user.into(),
             info: None,
+            channels: Vec::new(),
+            expires_at: None,
         }
+    }
+
+    pub fn with_channels(
+        mut self,
+        channels: impl IntoIterator<Item = impl Into<Arc<str>>>,
+    ) -> Identity {
+        self.channels = channels.into_iter().map(Into::into).collect();
+        self
+    }
+
+    pub fn expires_at(mut self, at: std::time::SystemTime) -> Identity {
+        self.expires_at = Some(at);
+        self
     }
 
     pub fn with_info(mut self, info: Payload) -> Identity {
@@ -106,6 +127,20 @@ pub enum Event<'a> {
     },
     Ping,
     Latency(Duration),
+    /// A presence change of another connection in a channel.
+    Presence {
+        channel: &'a str,
+        conn: ConnId,
+        event: &'a crate::engine::PresenceEvent,
+    },
+    /// A durable message for the connection's user.
+    Mail(&'a crate::engine::Mail),
+    /// Another connection of the same user changed.
+    Echo {
+        conn: ConnId,
+        event: crate::engine::EchoEvent,
+        channel: Option<&'a str>,
+    },
 }
 
 /// How one dialect in one encoding writes events as frames.

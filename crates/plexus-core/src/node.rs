@@ -6,14 +6,18 @@ use crate::auth::AuthConfig;
 use crate::channels::{ChannelPolicy, validate_channel};
 use crate::commands::Commands;
 use crate::connection::Connection;
+use crate::connection::HoldKey;
+use crate::engine::EchoEvent;
 use crate::engine::{Control, Engine, EngineError, EngineHandler, PublishOptions};
 use crate::error::Error;
+use crate::hub::Continuity;
 use crate::hub::Hub;
 use crate::ids::{ConnId, NodeId};
 use crate::limits::Limits;
 use crate::memory::{MemoryOptions, memory_engine};
 use crate::model::{ClientInfo, EncodeCache, Event, Exclude, Publication, StreamPosition, Target};
 use crate::outbox::PushOutcome;
+use crate::stats::NodeStats;
 use plexus_protocol::{CloseCode, ErrorCode, Payload};
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
@@ -21,14 +25,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-/// Counters a node keeps (read by metrics and `info`).
-#[derive(Default, Debug)]
-pub struct NodeStats {
-    pub connections_opened: AtomicU64,
-    pub publications: AtomicU64,
-    pub deliveries: AtomicU64,
-    pub slow_consumer_closes: AtomicU64,
-}
+/// The `unsubscribed` reason that asks the client to subscribe again and recover.
+pub const INSUFFICIENT_STATE: &str = "insufficient_state";
 
 /// A node. Cheap to clone; every clone is the same node.
 #[derive(Clone)]
@@ -51,11 +49,17 @@ struct NodeInner {
     heartbeat: Heartbeat,
     shutting_down: AtomicBool,
     stats: NodeStats,
+    echoes: bool,
+    /// The generation of each presence state with an expiry timer, so that a timer only clears
+    /// the state it was started for (a state set again, even to the same value, restarts it).
+    state_generations: Mutex<HashMap<(Arc<str>, ConnId), u64>>,
+    next_state_generation: AtomicU64,
 }
 
 /// Builds a [`Node`].
 #[derive(Default)]
 pub struct NodeBuilder {
+    echoes: bool,
     engine: Option<Engine>,
     commands: Commands,
     channels: ChannelPolicy,
@@ -105,6 +109,13 @@ impl NodeBuilder {
         &mut self.limits
     }
 
+    /// Tell a user's other connections when one of its connections connects, disconnects,
+    /// joins or leaves a channel (chat-service echoes).
+    pub fn echoes(mut self, on: bool) -> Self {
+        self.echoes = on;
+        self
+    }
+
     /// Builds the node and starts its engine and heartbeat. Needs a tokio runtime.
     pub fn build(self) -> Node {
         let engine = self
@@ -125,11 +136,14 @@ impl NodeBuilder {
             heartbeat,
             shutting_down: AtomicBool::new(false),
             stats: NodeStats::default(),
+            echoes: self.echoes,
+            state_generations: Mutex::new(HashMap::new()),
+            next_state_generation: AtomicU64::new(1),
         });
         inner
             .engine
             .broker
-            .run(Arc::new(Handler(Arc::downgrade(&inner))));
+            .run(inner.id, Arc::new(Handler(Arc::downgrade(&inner))));
         let node = Node { inner };
         node.inner.heartbeat.spawn(Arc::downgrade(&node.inner));
         node
@@ -153,7 +167,7 @@ impl EngineHandler for Handler {
     }
 }
 
-fn engine_error(e: EngineError) -> Error {
+pub(crate) fn engine_error(e: EngineError) -> Error {
     match e {
         EngineError::Limit(m) => Error::new(ErrorCode::LIMIT_EXCEEDED, m),
         EngineError::Unavailable(m) => {
@@ -203,6 +217,37 @@ impl Node {
         self.inner.shutting_down.load(Ordering::Relaxed)
     }
 
+    /// Starts a new generation of a connection's presence state in a channel (`None` clears it).
+    pub(crate) fn set_state_generation(&self, channel: &Arc<str>, conn: ConnId, set: bool) -> u64 {
+        let mut gens = self.inner.state_generations.lock().unwrap();
+        if !set {
+            gens.remove(&(channel.clone(), conn));
+            return 0;
+        }
+        let generation = self
+            .inner
+            .next_state_generation
+            .fetch_add(1, Ordering::Relaxed);
+        gens.insert((channel.clone(), conn), generation);
+        generation
+    }
+
+    /// Whether `generation` is still the current state's; if so, forgets it.
+    pub(crate) fn take_state_generation(
+        &self,
+        channel: &Arc<str>,
+        conn: ConnId,
+        generation: u64,
+    ) -> bool {
+        let mut gens = self.inner.state_generations.lock().unwrap();
+        let key = (channel.clone(), conn);
+        if gens.get(&key) == Some(&generation) {
+            gens.remove(&key);
+            return true;
+        }
+        false
+    }
+
     pub(crate) fn next_conn_id(&self) -> ConnId {
         ConnId {
             node: self.inner.id,
@@ -212,6 +257,7 @@ impl Node {
 
     /// Registers a new connection (called by sessions).
     pub(crate) fn add_connection(&self, conn: &Arc<Connection>) {
+        self.inner.engine.broker.connection_opened(conn.id);
         self.inner.hub.add_connection(conn.clone());
         self.inner.heartbeat.add(conn);
         self.inner
@@ -238,15 +284,55 @@ impl Node {
             })
     }
 
-    /// Forgets a closed connection: its subscriptions, user entry and heartbeat.
+    /// Forgets a closed connection: its subscriptions (with their presence), user entry,
+    /// metadata and heartbeat.
     pub(crate) async fn remove_connection(&self, conn: &Arc<Connection>) {
         self.inner.heartbeat.remove(conn);
         self.inner.hub.remove_connection(conn.id);
+        self.inner.engine.broker.connection_closed(conn.id);
         if let Some(user) = conn.user() {
             self.inner.hub.remove_user_connection(user, conn.id);
         }
         for channel in conn.take_subscriptions() {
-            self.hub_unsubscribe(&channel, conn.id).await;
+            self.leave_channel(conn, &channel, false).await;
+        }
+        self.forget_connection_metadata(conn.id).await;
+        if let Some(user) = conn.user() {
+            // The inbox lives `mailbox_lifetime` after the user's last connection.
+            let _ = self
+                .inner
+                .engine
+                .mailbox
+                .register(user, self.inner.limits.mailbox_lifetime)
+                .await;
+        }
+        self.echo(conn, EchoEvent::Disconnected, None).await;
+        NodeStats::add(&self.inner.stats.connections_closed, 1);
+    }
+
+    /// Tells the connection's user's other connections, when echoes are on.
+    pub(crate) async fn echo(
+        &self,
+        conn: &Connection,
+        event: EchoEvent,
+        channel: Option<Arc<str>>,
+    ) {
+        if !self.inner.echoes {
+            return;
+        }
+        let Some(user) = conn.identity().map(|i| i.user.clone()) else {
+            return;
+        };
+        if let Err(e) = self
+            .control(Control::Echo {
+                user,
+                conn: conn.id,
+                event,
+                channel,
+            })
+            .await
+        {
+            tracing::warn!(error = %e, "echo failed");
         }
     }
 
@@ -257,19 +343,28 @@ impl Node {
 
     async fn hub_unsubscribe(&self, channel: &str, conn: ConnId) {
         let _guard = self.sub_lock(channel).lock().await;
-        if self.inner.hub.unsubscribe(channel, conn)
-            && let Err(e) = self.inner.engine.broker.unsubscribe(channel).await
-        {
-            tracing::warn!(%channel, error = %e, "engine unsubscribe failed");
+        if self.inner.hub.unsubscribe(channel, conn) {
+            self.channel_emptied(channel).await;
         }
     }
 
-    /// Subscribes a local connection; returns the channel's position.
-    pub(crate) async fn subscribe_local(
+    /// The channel has no local subscriber left (the caller holds its subscribe lock).
+    async fn channel_emptied(&self, channel: &str) {
+        if let Err(e) = self.inner.engine.broker.unsubscribe(channel).await {
+            tracing::warn!(%channel, error = %e, "engine unsubscribe failed");
+        }
+        // Its metadata goes with it.
+        let _ = self.remove_channel_metadata(channel).await;
+    }
+
+    /// Adds a local connection to a channel with its publications **held** (see
+    /// [`Connection::hold`]): the caller reads the position or history, queues its answer, then
+    /// calls [`Node::release`]. Also joins the channel's presence.
+    pub(crate) async fn join_channel(
         &self,
         conn: &Arc<Connection>,
         channel: &Arc<str>,
-    ) -> Result<StreamPosition, Error> {
+    ) -> Result<(), Error> {
         match conn.add_subscription(channel, self.inner.limits.max_subscriptions) {
             Ok(true) => {}
             Ok(false) => {
@@ -288,6 +383,8 @@ impl Node {
                 ));
             }
         }
+        let key = HoldKey::Channel(channel.clone());
+        conn.hold(key.clone());
         {
             let _guard = self.sub_lock(channel).lock().await;
             if self.inner.hub.subscribe(channel, conn)
@@ -295,15 +392,50 @@ impl Node {
             {
                 self.inner.hub.unsubscribe(channel, conn.id);
                 conn.remove_subscription(channel);
+                let _ = conn.release(&key, u64::MAX);
                 return Err(engine_error(e));
             }
         }
-        self.inner
-            .engine
-            .broker
-            .position(channel)
-            .await
-            .map_err(engine_error)
+        self.join_presence(conn, channel).await;
+        self.echo(conn, EchoEvent::Joined, Some(channel.clone()))
+            .await;
+        Ok(())
+    }
+
+    /// Ends the hold [`Node::join_channel`] started: queues held publications after `offset`.
+    /// When some were dropped (the hold overflowed), the subscription is ended with an
+    /// `unsubscribed` push (`insufficient_state`) so the client subscribes again and recovers.
+    pub(crate) fn release(&self, conn: &Arc<Connection>, channel: &Arc<str>, offset: u64) {
+        if conn
+            .release(&HoldKey::Channel(channel.clone()), offset)
+            .is_err()
+        {
+            self.detach(conn.clone(), channel.clone(), INSUFFICIENT_STATE);
+        }
+    }
+
+    /// Subscribes a local connection server-side: it gets a `subscribed` push, then the
+    /// channel's publications.
+    pub(crate) async fn subscribe_local(
+        &self,
+        conn: &Arc<Connection>,
+        channel: &Arc<str>,
+    ) -> Result<StreamPosition, Error> {
+        self.join_channel(conn, channel).await?;
+        let position = match self.inner.engine.broker.position(channel).await {
+            Ok(position) => position,
+            Err(e) => {
+                self.release(conn, channel, u64::MAX);
+                self.unsubscribe_local(conn, channel).await;
+                return Err(engine_error(e));
+            }
+        };
+        conn.send_event(&Event::Subscribed {
+            channel,
+            position: &position,
+        });
+        self.release(conn, channel, position.offset);
+        Ok(position)
     }
 
     /// Unsubscribes a local connection; false when it was not subscribed.
@@ -311,8 +443,19 @@ impl Node {
         if !conn.remove_subscription(channel) {
             return false;
         }
-        self.hub_unsubscribe(channel, conn.id).await;
+        self.leave_channel(conn, channel, true).await;
         true
+    }
+
+    /// Removes a connection from a channel's subscribers and presence.
+    async fn leave_channel(&self, conn: &Arc<Connection>, channel: &str, echo: bool) {
+        let _ = conn.release(&HoldKey::Channel(Arc::from(channel)), u64::MAX);
+        self.hub_unsubscribe(channel, conn.id).await;
+        self.leave_presence(conn, channel).await;
+        if echo {
+            self.echo(conn, EchoEvent::Left, Some(Arc::from(channel)))
+                .await;
+        }
     }
 
     /// Publishes to a channel from the server side.
@@ -351,14 +494,40 @@ impl Node {
     }
 
     fn deliver_publication(&self, publication: &Publication, exclude: Option<&Exclude>) {
-        let subscribers = self.inner.hub.subscribers(&publication.channel);
+        let (subscribers, continuity) = self.inner.hub.subscribers_at(
+            &publication.channel,
+            &publication.epoch,
+            publication.offset,
+        );
+        match continuity {
+            Continuity::Continuous => {}
+            Continuity::Stale => return,
+            Continuity::Gap => {
+                // Publications were lost between the engine and this node. Subscribers that can
+                // recover are told to subscribe again (and recover); the others get what comes
+                // (at-most-once, as documented).
+                if self
+                    .inner
+                    .channels
+                    .namespace(&publication.channel)
+                    .is_some_and(|ns| ns.recovery)
+                {
+                    tracing::warn!(channel = %publication.channel, offset = publication.offset, "gap in a channel's offsets");
+                    for conn in subscribers {
+                        self.detach(conn, publication.channel.clone(), INSUFFICIENT_STATE);
+                    }
+                    return;
+                }
+            }
+        }
+        let key = HoldKey::Channel(publication.channel.clone());
         let mut cache = EncodeCache::new(Event::Publication(publication));
         for conn in subscribers {
             if exclude.is_some_and(|e| e.excludes(conn.id, conn.user())) {
                 continue;
             }
             if let Some(frame) = cache.frame(conn.format()) {
-                self.count_push(conn.send_frame(frame));
+                self.count_push(conn.send_sequenced(&key, publication.offset, frame));
             }
         }
     }
@@ -425,23 +594,63 @@ impl Node {
                     let node = self.clone();
                     let channel = channel.clone();
                     tokio::spawn(async move {
-                        if let Ok(position) = node.subscribe_local(&conn, &channel).await {
-                            conn.send_event(&Event::Subscribed {
-                                channel: &channel,
-                                position: &position,
-                            });
-                        }
+                        let _ = node.subscribe_local(&conn, &channel).await;
                     });
+                }
+            }
+            Control::Presence {
+                channel,
+                conn,
+                event,
+            } => {
+                let mut cache = EncodeCache::new(Event::Presence {
+                    channel: &channel,
+                    conn,
+                    event: &event,
+                });
+                for sub in hub.subscribers(&channel) {
+                    if sub.id != conn
+                        && let Some(frame) = cache.frame(sub.format())
+                    {
+                        self.count_push(sub.send_frame(frame));
+                    }
+                }
+            }
+            Control::Mail { user, mail } => {
+                let mut cache = EncodeCache::new(Event::Mail(&mail));
+                for conn in hub.user_connections(&user) {
+                    if let Some(frame) = cache.frame(conn.format()) {
+                        self.count_push(conn.send_sequenced(&HoldKey::Mail, mail.seq, frame));
+                    }
+                }
+            }
+            Control::Echo {
+                user,
+                conn,
+                event,
+                channel,
+            } => {
+                let mut cache = EncodeCache::new(Event::Echo {
+                    conn,
+                    event,
+                    channel: channel.as_deref(),
+                });
+                for other in hub.user_connections(&user) {
+                    if other.id != conn
+                        && let Some(frame) = cache.frame(other.format())
+                    {
+                        self.count_push(other.send_frame(frame));
+                    }
                 }
             }
             Control::UnsubscribeUser { user, channel } => {
                 for conn in hub.user_connections(&user) {
-                    self.spawn_unsubscribe(conn, channel.clone(), "unsubscribed by the server");
+                    self.detach(conn, channel.clone(), "unsubscribed by the server");
                 }
             }
             Control::ClearChannel { channel } => {
                 for conn in hub.subscribers(&channel) {
-                    self.spawn_unsubscribe(conn, channel.clone(), "channel cleared");
+                    self.detach(conn, channel.clone(), "channel cleared");
                 }
             }
             Control::DisconnectUser { user, code, reason } => {
@@ -457,19 +666,33 @@ impl Node {
         }
     }
 
-    fn spawn_unsubscribe(&self, conn: Arc<Connection>, channel: Arc<str>, reason: &'static str) {
+    /// Ends a subscription at once — no later publication reaches it — and tells the client;
+    /// the rest of the cleanup (presence, the engine's interest) finishes in a task.
+    fn detach(&self, conn: Arc<Connection>, channel: Arc<str>, reason: &'static str) {
+        if !conn.remove_subscription(&channel) {
+            return;
+        }
+        let _ = conn.release(&HoldKey::Channel(channel.clone()), u64::MAX);
+        let emptied = self.inner.hub.unsubscribe(&channel, conn.id);
+        conn.send_event(&Event::Unsubscribed {
+            channel: &channel,
+            reason,
+        });
         let node = self.clone();
         tokio::spawn(async move {
-            if node.unsubscribe_local(&conn, &channel).await {
-                conn.send_event(&Event::Unsubscribed {
-                    channel: &channel,
-                    reason,
-                });
+            if emptied {
+                let _guard = node.sub_lock(&channel).lock().await;
+                if node.inner.hub.subscriber_count(&channel) == 0 {
+                    node.channel_emptied(&channel).await;
+                }
             }
+            node.leave_presence(&conn, &channel).await;
+            node.echo(&conn, EchoEvent::Left, Some(channel.clone()))
+                .await;
         });
     }
 
-    async fn control(&self, control: Control) -> Result<(), Error> {
+    pub(crate) async fn control(&self, control: Control) -> Result<(), Error> {
         self.inner
             .engine
             .broker
@@ -530,11 +753,7 @@ impl Node {
             return Ok(false);
         };
         let channel: Arc<str> = Arc::from(channel);
-        let position = self.subscribe_local(&c, &channel).await?;
-        c.send_event(&Event::Subscribed {
-            channel: &channel,
-            position: &position,
-        });
+        self.subscribe_local(&c, &channel).await?;
         Ok(true)
     }
 
@@ -573,12 +792,13 @@ impl Node {
         .await
     }
 
-    /// Unsubscribes everyone from a channel (Mesh `clearRoom`).
+    /// Unsubscribes everyone from a channel, on every node, and removes its metadata.
     pub async fn clear_channel(&self, channel: &str) -> Result<(), Error> {
         self.control(Control::ClearChannel {
             channel: Arc::from(channel),
         })
-        .await
+        .await?;
+        self.remove_channel_metadata(channel).await
     }
 
     /// Whether a local connection is subscribed to a channel (Mesh `isInRoom`).

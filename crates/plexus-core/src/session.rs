@@ -3,19 +3,27 @@
 //! A dialect (the native protocol, and later Socket.IO, Mesa, …) decodes its frames, calls the
 //! methods here, and encodes what they return. Everything a client may do goes through a
 //! `Session`, so every dialect gets the same authentication, limits, permissions and cleanup.
+//!
+//! Two methods hand back work the dialect must finish after it queued its answer, so that the
+//! answer comes first: [`Session::finish_auth`] after the hello or the `connect` reply (it
+//! delivers the mailbox backlog and subscribes the identity's channels), and dropping the
+//! [`Subscription`] returned by [`Session::subscribe`] after the subscribe reply (it releases
+//! the live publications held back meanwhile).
 
 use crate::auth::{AuthRequest, UpgradeRequest};
 use crate::channels::{Action, GuardRequest, validate_channel};
 use crate::commands::{BoxFuture, CommandContext, CommandResult, Extensions};
-use crate::connection::Connection;
+use crate::connection::{Connection, HoldKey};
+use crate::engine::{EchoEvent, HistoryPage, HistoryQuery, PresenceEntry, PresenceStats};
 use crate::error::Error;
 use crate::ids::ConnId;
-use crate::model::{ClientInfo, Event, Identity, StreamPosition, WireFormat};
-use crate::node::Node;
+use crate::metadata::Metadata;
+use crate::model::{ClientInfo, Event, Identity, Publication, StreamPosition, WireFormat};
+use crate::node::{Node, engine_error};
 use plexus_protocol::server::AuthState;
 use plexus_protocol::{CloseCode, ErrorCode, PROTOCOL_VERSION, Payload};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 /// A `connect` request, decoded by the dialect.
 #[derive(Clone, Debug, Default)]
@@ -23,6 +31,54 @@ pub struct ConnectRequest {
     pub token: Option<String>,
     pub credentials: Option<Payload>,
     pub version: Option<u32>,
+    /// Receive the durable backlog (default true).
+    pub sync: Option<bool>,
+}
+
+/// A `subscribe` request, decoded by the dialect.
+#[derive(Clone, Debug, Default)]
+pub struct SubscribeRequest {
+    pub channel: String,
+    pub token: Option<String>,
+    /// Recover from this offset and epoch.
+    pub since: Option<(u64, String)>,
+    /// Also return the last N publications.
+    pub history: Option<u32>,
+}
+
+/// Why a recovery could not be done.
+pub mod reason {
+    /// The channel's epoch differs: its history was lost (engine restart, expiry).
+    pub const EPOCH_CHANGED: &str = "epoch_changed";
+    /// Publications after the position are no longer kept (size or TTL).
+    pub const HISTORY_TRIMMED: &str = "history_trimmed";
+    /// More publications were missed than one recovery may return.
+    pub const TOO_MANY: &str = "too_many";
+    /// The namespace does not keep history for recovery.
+    pub const NOT_AVAILABLE: &str = "not_available";
+    /// The position is ahead of the channel's.
+    pub const INVALID_POSITION: &str = "invalid_position";
+}
+
+/// A completed subscribe. Queue the reply, then drop it: dropping releases the live
+/// publications held back since the subscribe started (only those after `position`).
+pub struct Subscription {
+    pub channel: Arc<str>,
+    pub position: StreamPosition,
+    /// With `since`: whether `publications` holds every missed publication.
+    pub recovered: Option<bool>,
+    pub reason: Option<&'static str>,
+    /// Recovered publications, or the history asked for, oldest first.
+    pub publications: Vec<Publication>,
+    release: Option<(Node, Arc<Connection>)>,
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        if let Some((node, conn)) = self.release.take() {
+            node.release(&conn, &self.channel, self.position.offset);
+        }
+    }
 }
 
 /// What a call turned into: the future to run and whether it may run concurrently with the
@@ -76,6 +132,8 @@ pub struct Session {
     /// Whether requests other than `connect` may be served.
     admitted: bool,
     auth_deadline: Option<Instant>,
+    /// Set by a successful authentication until [`Session::finish_auth`] ran: `Some(sync)`.
+    auth_pending: Option<bool>,
     rate: RateLimit,
     closed: bool,
 }
@@ -96,14 +154,19 @@ impl Session {
                 .and_close(CloseCode::SHUTDOWN));
         }
         let limits = node.limits();
+        let held_max = limits
+            .recovery_max_publications
+            .max(limits.mailbox_max_messages);
         let conn = Arc::new(Connection::new(
             node.next_conn_id(),
             format,
             limits.outbound_queue_bytes_max,
+            held_max,
         ));
         let authenticated = identity.is_some();
         if let Some(identity) = identity {
             conn.set_identity(identity);
+            conn.hold(HoldKey::Mail);
             node.add_user_connection(&conn)?;
         }
         node.add_connection(&conn);
@@ -115,6 +178,7 @@ impl Session {
             upgrade,
             admitted,
             auth_deadline,
+            auth_pending: authenticated.then_some(true),
             rate: RateLimit::new(limits.requests_per_second, limits.requests_burst),
             closed: false,
         })
@@ -169,13 +233,26 @@ impl Session {
         }
     }
 
-    /// In-band authentication (`connect`).
+    /// In-band authentication (`connect`). Call [`Session::finish_auth`] after queuing the reply.
     pub async fn connect(&mut self, request: ConnectRequest) -> Result<Option<Identity>, Error> {
+        let result = self.authenticate(request).await;
+        if let Err(e) = &result
+            && e.close.is_some()
+        {
+            crate::stats::NodeStats::add(&self.node.stats().auth_failures, 1);
+        }
+        result
+    }
+
+    async fn authenticate(&mut self, request: ConnectRequest) -> Result<Option<Identity>, Error> {
         if let Some(version) = request.version
             && version != PROTOCOL_VERSION
         {
-            return Err(Error::new(ErrorCode::BAD_REQUEST, format!("protocol version {version} is not supported; this server speaks {PROTOCOL_VERSION}"))
-                .and_close(CloseCode::UNSUPPORTED_VERSION));
+            return Err(Error::new(
+                ErrorCode::BAD_REQUEST,
+                format!("protocol version {version} is not supported; this server speaks {PROTOCOL_VERSION}"),
+            )
+            .and_close(CloseCode::UNSUPPORTED_VERSION));
         }
         if self.conn.identity().is_some() {
             return Err(Error::new(
@@ -186,7 +263,7 @@ impl Session {
         let has_credentials = request.token.is_some() || request.credentials.is_some();
         if !has_credentials {
             if self.node.auth().anonymous {
-                self.admit(None);
+                self.admit();
                 return Ok(None);
             }
             return Err(Error::new(
@@ -230,42 +307,178 @@ impl Session {
             }
             Ok(Ok(identity)) => identity,
         };
+        if identity
+            .expires_at
+            .is_some_and(|at| at <= SystemTime::now())
+        {
+            return Err(Error::new(ErrorCode::TOKEN_EXPIRED, "token expired")
+                .and_close(CloseCode::TOKEN_EXPIRED));
+        }
         self.conn.set_identity(identity.clone());
+        self.conn.hold(HoldKey::Mail);
         self.node.add_user_connection(&self.conn)?;
-        self.admit(Some(identity.clone()));
+        self.admit();
+        self.auth_pending = Some(request.sync.unwrap_or(true));
         Ok(Some(identity))
     }
 
-    fn admit(&mut self, _identity: Option<Identity>) {
+    fn admit(&mut self) {
         self.admitted = true;
         self.auth_deadline = None;
     }
 
-    fn guard_request(&self, channel: &Arc<str>, action: Action) -> GuardRequest {
+    /// Runs what follows a successful authentication, once the hello or `connect` reply is
+    /// queued: the mailbox backlog, echoes to the user's other connections, and subscriptions
+    /// to the identity's channels. Does nothing otherwise.
+    pub async fn finish_auth(&mut self) {
+        let Some(sync) = self.auth_pending.take() else {
+            return;
+        };
+        self.node.open_mailbox(&self.conn, sync).await;
+        self.node.echo(&self.conn, EchoEvent::Connected, None).await;
+        let channels = self
+            .conn
+            .identity()
+            .map(|i| i.channels.clone())
+            .unwrap_or_default();
+        for channel in channels {
+            if let Err(e) = self.node.subscribe_local(&self.conn, &channel).await {
+                tracing::warn!(%channel, error = %e, "subscribing an identity's channel failed");
+            }
+        }
+    }
+
+    fn guard_request(
+        &self,
+        channel: &Arc<str>,
+        action: Action,
+        token: Option<String>,
+    ) -> GuardRequest {
         GuardRequest {
             conn: self.conn.id,
             user: self.conn.identity().map(|i| i.user.clone()),
             channel: channel.clone(),
             action,
+            token,
         }
     }
 
-    /// A client subscribe.
-    pub async fn subscribe(&mut self, channel: &str) -> Result<StreamPosition, Error> {
+    /// Checks that this connection may read a channel (it is subscribed, or may subscribe).
+    async fn check_read(&self, channel: &str) -> Result<Arc<str>, Error> {
         self.require_admitted()?;
         validate_channel(channel, self.node.limits().max_channel_bytes)?;
         let channel: Arc<str> = Arc::from(channel);
+        if !self.conn.is_subscribed(&channel) {
+            self.node
+                .channels()
+                .check(self.guard_request(&channel, Action::Subscribe, None), false)
+                .await?;
+        }
+        Ok(channel)
+    }
+
+    /// A client subscribe, with recovery (`since`) or history. Queue the reply, then drop the
+    /// returned [`Subscription`].
+    pub async fn subscribe(&mut self, request: SubscribeRequest) -> Result<Subscription, Error> {
+        self.require_admitted()?;
+        validate_channel(&request.channel, self.node.limits().max_channel_bytes)?;
+        let channel: Arc<str> = Arc::from(request.channel.as_str());
         if self.conn.is_subscribed(&channel) {
             return Err(Error::new(
                 ErrorCode::ALREADY_SUBSCRIBED,
                 format!("already subscribed to `{channel}`"),
             ));
         }
-        self.node
-            .channels()
-            .check(self.guard_request(&channel, Action::Subscribe), false)
-            .await?;
-        self.node.subscribe_local(&self.conn, &channel).await
+        let guard = self.guard_request(&channel, Action::Subscribe, request.token.clone());
+        self.node.channels().check(guard, false).await?;
+        self.node.join_channel(&self.conn, &channel).await?;
+        let mut subscription = Subscription {
+            channel: channel.clone(),
+            position: StreamPosition {
+                offset: 0,
+                epoch: Arc::from(""),
+            },
+            recovered: None,
+            reason: None,
+            publications: Vec::new(),
+            release: Some((self.node.clone(), self.conn.clone())),
+        };
+        let read = self
+            .read_for_subscribe(&channel, &request, &mut subscription)
+            .await;
+        if let Err(e) = read {
+            drop(subscription);
+            self.node.unsubscribe_local(&self.conn, &channel).await;
+            return Err(e);
+        }
+        Ok(subscription)
+    }
+
+    async fn read_for_subscribe(
+        &self,
+        channel: &Arc<str>,
+        request: &SubscribeRequest,
+        out: &mut Subscription,
+    ) -> Result<(), Error> {
+        let broker = &self.node.engine().broker;
+        let namespace = self.node.channels().namespace(channel);
+        let limits = self.node.limits();
+        if let Some((offset, epoch)) = &request.since {
+            out.recovered = Some(false);
+            if !namespace.is_some_and(|ns| ns.recovery && ns.history.is_some()) {
+                out.position = broker.position(channel).await.map_err(engine_error)?;
+                out.reason = Some(reason::NOT_AVAILABLE);
+                return Ok(());
+            }
+            let max = limits.recovery_max_publications;
+            let query = HistoryQuery {
+                since: Some(*offset),
+                limit: max + 1,
+                reverse: false,
+            };
+            let HistoryPage {
+                publications,
+                position,
+            } = broker.history(channel, query).await.map_err(engine_error)?;
+            out.reason = if *position.epoch != **epoch {
+                Some(reason::EPOCH_CHANGED)
+            } else if *offset > position.offset {
+                Some(reason::INVALID_POSITION)
+            } else if *offset == position.offset {
+                None
+            } else if publications.first().map(|p| p.offset) != Some(offset + 1) {
+                Some(reason::HISTORY_TRIMMED)
+            } else if publications.len() > max {
+                Some(reason::TOO_MANY)
+            } else if publications.last().map(|p| p.offset) != Some(position.offset) {
+                Some(reason::HISTORY_TRIMMED)
+            } else {
+                None
+            };
+            if out.reason.is_none() {
+                out.recovered = Some(true);
+                out.publications = publications;
+            }
+            out.position = position;
+            return Ok(());
+        }
+        if let Some(limit) = request.history
+            && namespace.is_some_and(|ns| ns.history.is_some())
+        {
+            let limit = (limit as usize).min(limits.client_history_max);
+            let query = HistoryQuery {
+                since: None,
+                limit,
+                reverse: true,
+            };
+            let mut page = broker.history(channel, query).await.map_err(engine_error)?;
+            page.publications.reverse();
+            out.publications = page.publications;
+            out.position = page.position;
+            return Ok(());
+        }
+        out.position = broker.position(channel).await.map_err(engine_error)?;
+        Ok(())
     }
 
     /// A client unsubscribe.
@@ -281,7 +494,7 @@ impl Session {
         }
     }
 
-    /// A client publish.
+    /// A client publish: namespace rules, guards, then publish hooks (which may rewrite it).
     pub async fn publish(
         &mut self,
         channel: &str,
@@ -291,9 +504,15 @@ impl Session {
         validate_channel(channel, self.node.limits().max_channel_bytes)?;
         let channel: Arc<str> = Arc::from(channel);
         let subscribed = self.conn.is_subscribed(&channel);
+        let request = self.guard_request(&channel, Action::Publish, None);
         self.node
             .channels()
-            .check(self.guard_request(&channel, Action::Publish), subscribed)
+            .check(request.clone(), subscribed)
+            .await?;
+        let payload = self
+            .node
+            .channels()
+            .rewrite_publication(&request, payload)
             .await?;
         let publisher = self
             .node
@@ -308,6 +527,134 @@ impl Session {
         self.node
             .publish_with(&channel, payload, publisher, None)
             .await
+    }
+
+    /// A client history read (who may subscribe may read), capped by
+    /// `Limits::client_history_max`.
+    pub async fn history(
+        &self,
+        channel: &str,
+        since: Option<u64>,
+        limit: Option<u32>,
+        reverse: bool,
+    ) -> Result<HistoryPage, Error> {
+        let channel = self.check_read(channel).await?;
+        if self
+            .node
+            .channels()
+            .namespace(&channel)
+            .is_none_or(|ns| ns.history.is_none())
+        {
+            return Err(Error::new(
+                ErrorCode::NOT_AVAILABLE,
+                format!("no history is kept for `{channel}`"),
+            ));
+        }
+        let max = self.node.limits().client_history_max;
+        let limit = limit.map_or(max, |l| (l as usize).min(max));
+        let query = HistoryQuery {
+            since,
+            limit,
+            reverse,
+        };
+        self.node
+            .engine()
+            .broker
+            .history(&channel, query)
+            .await
+            .map_err(engine_error)
+    }
+
+    pub async fn presence(&self, channel: &str) -> Result<Vec<PresenceEntry>, Error> {
+        let channel = self.check_read(channel).await?;
+        self.node.presence(&channel).await
+    }
+
+    pub async fn presence_stats(&self, channel: &str) -> Result<PresenceStats, Error> {
+        let channel = self.check_read(channel).await?;
+        self.node.presence_stats(&channel).await
+    }
+
+    /// Sets (or clears) this connection's presence state in a channel it is subscribed to.
+    pub async fn set_presence_state(
+        &self,
+        channel: &str,
+        state: Option<Payload>,
+        expire_after: Option<Duration>,
+    ) -> Result<(), Error> {
+        self.require_admitted()?;
+        if !self.conn.is_subscribed(channel) {
+            return Err(Error::new(
+                ErrorCode::NOT_SUBSCRIBED,
+                format!("not subscribed to `{channel}`"),
+            ));
+        }
+        self.node
+            .set_presence_state(self.conn.id, channel, state, expire_after)
+            .await
+    }
+
+    pub async fn last_seen(
+        &self,
+        channel: &str,
+        user: &str,
+    ) -> Result<(bool, Option<SystemTime>), Error> {
+        let channel = self.check_read(channel).await?;
+        self.node.last_seen(&channel, user).await
+    }
+
+    /// Reads metadata: this connection's, this user's, or a channel's this connection may read.
+    pub async fn metadata(
+        &self,
+        conn: Option<ConnId>,
+        user: Option<&str>,
+        channel: Option<&str>,
+    ) -> Result<Metadata, Error> {
+        self.require_admitted()?;
+        let found = match (conn, user, channel) {
+            (Some(conn), None, None) => {
+                if conn != self.conn.id {
+                    return Err(Error::permission_denied(
+                        "clients may read their own connection's metadata only",
+                    ));
+                }
+                Some(self.conn.metadata())
+            }
+            (None, Some(user), None) => {
+                if self.conn.user() != Some(user) {
+                    return Err(Error::permission_denied(
+                        "clients may read their own user's metadata only",
+                    ));
+                }
+                self.node.user_metadata(user).await?
+            }
+            (None, None, Some(channel)) => {
+                let channel = self.check_read(channel).await?;
+                self.node.channel_metadata(&channel).await?
+            }
+            _ => {
+                return Err(Error::bad_request(
+                    "name exactly one of `conn`, `user`, `channel`",
+                ));
+            }
+        };
+        Ok(found.unwrap_or_default())
+    }
+
+    /// Sets or merges this connection's metadata.
+    pub async fn set_metadata(&self, value: Metadata, merge: bool) -> Result<(), Error> {
+        self.require_admitted()?;
+        self.node
+            .set_connection_metadata(self.conn.id, value, merge)
+            .await
+    }
+
+    /// Acknowledges this user's durable messages up to `seq`.
+    pub async fn ack(&self, seq: u64) -> Result<u64, Error> {
+        let Some(user) = self.conn.user() else {
+            return Err(Error::unauthorized());
+        };
+        self.node.ack_mail(user, seq).await
     }
 
     /// A client call: resolves the command and returns its future, to be run in order or
@@ -332,10 +679,22 @@ impl Session {
             extensions: Extensions::default(),
         };
         let concurrent = command.is_concurrent();
-        let future = self
+        let chain = self
             .node
             .commands()
             .run(command, ctx, self.node.limits().command_timeout);
+        let node = self.node.clone();
+        let future: BoxFuture<CommandResult> = Box::pin(async move {
+            let started = Instant::now();
+            let result = chain.await;
+            let stats = node.stats();
+            stats.command_latency.observe(started.elapsed());
+            crate::stats::NodeStats::add(&stats.commands, 1);
+            if result.is_err() {
+                crate::stats::NodeStats::add(&stats.command_errors, 1);
+            }
+            result
+        });
         Ok(PendingCall { future, concurrent })
     }
 

@@ -32,6 +32,22 @@ pub enum Op {
     Publish(PublishParams),
     /// A call of a named command (RPC) registered on the server.
     Call(CallParams),
+    /// Read a channel's history.
+    History(HistoryParams),
+    /// Who is in a channel.
+    Presence(ChannelParams),
+    /// How many connections and unique users are in a channel.
+    PresenceStats(ChannelParams),
+    /// Set (or clear, with `null`) this connection's ephemeral presence state in a channel.
+    PresenceState(PresenceStateParams),
+    /// When a user was last seen in a channel.
+    LastSeen(LastSeenParams),
+    /// Read metadata of a connection, a user or a channel.
+    GetMeta(GetMetaParams),
+    /// Set or merge this connection's metadata.
+    SetMeta(SetMetaParams),
+    /// Acknowledge durable messages up to a sequence number.
+    Ack(AckParams),
 }
 
 impl Op {
@@ -44,6 +60,14 @@ impl Op {
             Op::Unsubscribe(_) => "unsubscribe",
             Op::Publish(_) => "publish",
             Op::Call(_) => "call",
+            Op::History(_) => "history",
+            Op::Presence(_) => "presence",
+            Op::PresenceStats(_) => "presence_stats",
+            Op::PresenceState(_) => "presence_state",
+            Op::LastSeen(_) => "last_seen",
+            Op::GetMeta(_) => "get_meta",
+            Op::SetMeta(_) => "set_meta",
+            Op::Ack(_) => "ack",
         }
     }
 }
@@ -73,12 +97,112 @@ pub struct ConnectParams {
     /// A name and version of the client library, for logs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client: Option<String>,
+    /// Whether to receive the user's unacknowledged durable messages now (default true; `false`
+    /// drops the backlog, Mesa `shouldSync: false`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync: Option<bool>,
+}
+
+/// A position in a channel: the offset of the last publication seen and the channel's epoch.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Position {
+    pub offset: u64,
+    pub epoch: String,
 }
 
 /// `subscribe`: start receiving a channel's publications.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct SubscribeParams {
     pub channel: String,
+    /// A subscription token, for channels that require one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    /// Recover: deliver every publication after this position, then the live stream, or say
+    /// `recovered: false` when that is impossible.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<Position>,
+    /// Also return the last `history` publications (oldest first), when the namespace keeps
+    /// history (Mesh "history on subscribe"). Ignored with `since`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history: Option<u32>,
+}
+
+impl SubscribeParams {
+    pub fn new(channel: impl Into<String>) -> SubscribeParams {
+        SubscribeParams {
+            channel: channel.into(),
+            ..Default::default()
+        }
+    }
+}
+
+/// Parameters naming one channel.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ChannelParams {
+    pub channel: String,
+}
+
+/// `history`: read a channel's kept publications.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct HistoryParams {
+    pub channel: String,
+    /// Only publications with an offset greater than this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<u64>,
+    /// At most this many (the server caps it; 0 returns only the position).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+    /// Newest first.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reverse: bool,
+}
+
+/// `presence_state`: this connection's ephemeral state in a channel.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PresenceStateParams {
+    pub channel: String,
+    /// Any JSON value; `null` clears the state.
+    #[serde(deserialize_with = "present_required")]
+    pub state: DataField,
+    /// Clear the state after this many milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expire_ms: Option<u64>,
+}
+
+fn present_required<'de, D: Deserializer<'de>>(d: D) -> Result<DataField, D::Error> {
+    DataField::deserialize(d)
+}
+
+/// `last_seen`: when `user` was last present in `channel`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LastSeenParams {
+    pub channel: String,
+    pub user: String,
+}
+
+/// `get_meta`: exactly one of `conn`, `user`, `channel`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct GetMetaParams {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conn: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
+}
+
+/// `set_meta`: replace (or with `merge`, shallow-merge) this connection's metadata object.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SetMetaParams {
+    pub value: DataField,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub merge: bool,
+}
+
+/// `ack`: acknowledge every durable message with a sequence number up to `seq`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AckParams {
+    pub seq: u64,
 }
 
 /// `unsubscribe`: stop receiving a channel's publications.
@@ -223,6 +347,14 @@ pub fn decode_request(encoding: Encoding, frame: &[u8]) -> Result<Request, Reque
         "unsubscribe" => Op::Unsubscribe(params(encoding, frame).map_err(bad)?),
         "publish" => Op::Publish(params(encoding, frame).map_err(bad)?),
         "call" => Op::Call(params(encoding, frame).map_err(bad)?),
+        "history" => Op::History(params(encoding, frame).map_err(bad)?),
+        "presence" => Op::Presence(params(encoding, frame).map_err(bad)?),
+        "presence_stats" => Op::PresenceStats(params(encoding, frame).map_err(bad)?),
+        "presence_state" => Op::PresenceState(params(encoding, frame).map_err(bad)?),
+        "last_seen" => Op::LastSeen(params(encoding, frame).map_err(bad)?),
+        "get_meta" => Op::GetMeta(params(encoding, frame).map_err(bad)?),
+        "set_meta" => Op::SetMeta(params(encoding, frame).map_err(bad)?),
+        "ack" => Op::Ack(params(encoding, frame).map_err(bad)?),
         other => {
             return Err(reject(
                 ErrorCode::UNKNOWN_OPERATION,
@@ -255,6 +387,13 @@ pub fn encode_request(encoding: Encoding, request: &Request) -> Bytes {
         Op::Unsubscribe(p) => env(encoding, id, name, Some(p)),
         Op::Publish(p) => env(encoding, id, name, Some(p)),
         Op::Call(p) => env(encoding, id, name, Some(p)),
+        Op::History(p) => env(encoding, id, name, Some(p)),
+        Op::Presence(p) | Op::PresenceStats(p) => env(encoding, id, name, Some(p)),
+        Op::PresenceState(p) => env(encoding, id, name, Some(p)),
+        Op::LastSeen(p) => env(encoding, id, name, Some(p)),
+        Op::GetMeta(p) => env(encoding, id, name, Some(p)),
+        Op::SetMeta(p) => env(encoding, id, name, Some(p)),
+        Op::Ack(p) => env(encoding, id, name, Some(p)),
     }
 }
 
@@ -283,9 +422,77 @@ mod tests {
             },
             Request {
                 id: Some(2),
+                op: Op::Subscribe(SubscribeParams::new("chat")),
+            },
+            Request {
+                id: Some(20),
                 op: Op::Subscribe(SubscribeParams {
                     channel: "chat".into(),
+                    token: Some("t".into()),
+                    since: Some(Position {
+                        offset: 4,
+                        epoch: "e".into(),
+                    }),
+                    history: Some(10),
                 }),
+            },
+            Request {
+                id: Some(21),
+                op: Op::History(HistoryParams {
+                    channel: "c".into(),
+                    since: Some(3),
+                    limit: Some(10),
+                    reverse: true,
+                }),
+            },
+            Request {
+                id: Some(22),
+                op: Op::Presence(ChannelParams {
+                    channel: "c".into(),
+                }),
+            },
+            Request {
+                id: Some(23),
+                op: Op::PresenceStats(ChannelParams {
+                    channel: "c".into(),
+                }),
+            },
+            Request {
+                id: Some(24),
+                op: Op::PresenceState(PresenceStateParams {
+                    channel: "c".into(),
+                    state: Payload::null().to_fields().0.unwrap(),
+                    expire_ms: Some(5),
+                }),
+            },
+            Request {
+                id: Some(25),
+                op: Op::LastSeen(LastSeenParams {
+                    channel: "c".into(),
+                    user: "u".into(),
+                }),
+            },
+            Request {
+                id: Some(26),
+                op: Op::GetMeta(GetMetaParams {
+                    conn: Some("x-1".into()),
+                    ..Default::default()
+                }),
+            },
+            Request {
+                id: Some(27),
+                op: Op::SetMeta(SetMetaParams {
+                    value: Payload::json(&serde_json::json!({"a": 1}))
+                        .unwrap()
+                        .to_fields()
+                        .0
+                        .unwrap(),
+                    merge: true,
+                }),
+            },
+            Request {
+                id: Some(28),
+                op: Op::Ack(AckParams { seq: 9 }),
             },
             Request {
                 id: Some(3),

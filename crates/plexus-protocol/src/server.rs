@@ -200,6 +200,16 @@ pub enum Push {
     /// Answer with a `pong` frame.
     Ping,
     Latency(LatencyPush),
+    /// A connection (first of its user, or each where the namespace asks) joined a channel.
+    Join(JoinPush),
+    /// A connection (last of its user, or each) left a channel.
+    Leave(JoinPush),
+    /// A connection's presence state changed.
+    State(StatePush),
+    /// A durable message.
+    Mail(MailPush),
+    /// Another connection of this user changed.
+    Echo(EchoPush),
     /// A notification (a frame without `id`) could not be handled.
     Error(ErrorBody),
 }
@@ -214,6 +224,11 @@ impl Push {
             Push::Unsubscribed(_) => "unsubscribed",
             Push::Ping => "ping",
             Push::Latency(_) => "latency",
+            Push::Join(_) => "join",
+            Push::Leave(_) => "leave",
+            Push::State(_) => "state",
+            Push::Mail(_) => "mail",
+            Push::Echo(_) => "echo",
             Push::Error(_) => "error",
         }
     }
@@ -233,11 +248,154 @@ pub struct ConnectResult {
     pub info: Option<DataField>,
 }
 
-/// Result of `subscribe`: the channel's current position.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// Result of `subscribe`: the channel's current position, and what recovery or history
+/// delivered.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct SubscribeResult {
     pub offset: u64,
     pub epoch: String,
+    /// With `since`: whether every missed publication is in `publications` (in order, followed
+    /// seamlessly by the live stream). `false` delivers nothing and says why in `reason`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovered: Option<bool>,
+    /// Why recovery failed: `epoch_changed`, `history_trimmed`, `too_many`, `not_available`,
+    /// `invalid_position`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Recovered publications (with `since`) or the last publications (with `history`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub publications: Vec<PubPush>,
+}
+
+/// Result of `history`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct HistoryResult {
+    pub publications: Vec<PubPush>,
+    /// The channel's current top offset and epoch.
+    pub offset: u64,
+    pub epoch: String,
+}
+
+/// One member of a channel's presence.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PresenceMember {
+    pub conn: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub info: Option<DataField>,
+    /// The connection's ephemeral presence state, if set.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub state: Option<DataField>,
+}
+
+/// Result of `presence`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct PresenceResult {
+    pub members: Vec<PresenceMember>,
+}
+
+/// Result of `presence_stats`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct PresenceStatsResult {
+    pub connections: u64,
+    pub users: u64,
+}
+
+/// Result of `last_seen`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct LastSeenResult {
+    /// Whether the user is in the channel now.
+    pub online: bool,
+    /// When the user was last in the channel (Unix milliseconds); absent if never seen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_seen_ms: Option<u64>,
+}
+
+/// Result of `get_meta`: a JSON object.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MetaResult {
+    pub value: DataField,
+}
+
+/// Result of `ack`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct AckResult {
+    /// Durable messages still waiting for an acknowledgement.
+    pub pending: u64,
+}
+
+/// A connection joined a channel (presence).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct JoinPush {
+    pub channel: String,
+    pub conn: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub info: Option<DataField>,
+}
+
+/// A connection's presence state changed (`state` absent: cleared).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StatePush {
+    pub channel: String,
+    pub conn: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub state: Option<DataField>,
+}
+
+/// A durable message for this connection's user; acknowledge it with `ack`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MailPush {
+    /// The user's sequence number: +1 per durable message.
+    pub seq: u64,
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub data: Option<DataField>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binary: Option<BinaryField>,
+    /// When it was sent (Unix milliseconds).
+    pub sent_ms: u64,
+}
+
+impl MailPush {
+    pub fn payload(&self) -> Option<Payload> {
+        Payload::from_fields(self.data.clone(), self.binary.clone())
+            .ok()
+            .flatten()
+    }
+}
+
+/// Another connection of this user connected, disconnected, joined or left a channel.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EchoPush {
+    /// `connected`, `disconnected`, `joined` or `left`.
+    pub event: String,
+    pub conn: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
 }
 
 /// Result of `publish`: where the publication landed.
@@ -342,6 +500,11 @@ pub fn decode_server_frame(encoding: Encoding, frame: &[u8]) -> Result<ServerFra
         "unsubscribed" => Push::Unsubscribed(decode(encoding, frame)?),
         "ping" => Push::Ping,
         "latency" => Push::Latency(decode(encoding, frame)?),
+        "join" => Push::Join(decode(encoding, frame)?),
+        "leave" => Push::Leave(decode(encoding, frame)?),
+        "state" => Push::State(decode(encoding, frame)?),
+        "mail" => Push::Mail(decode(encoding, frame)?),
+        "echo" => Push::Echo(decode(encoding, frame)?),
         "error" => Push::Error(decode(encoding, frame)?),
         other => return Err(DecodeError::Invalid(format!("unknown push `{other}`"))),
     };

@@ -7,7 +7,9 @@
 //!
 //! - `json client`, `json server`: one frame (a client request, a server push);
 //! - `json server reply=<Type>`: one reply whose result decodes as `<Type>` (`ConnectResult`,
-//!   `SubscribeResult`, `PublishResult`, `CallResult`, `Empty`), or `reply=error`;
+//!   `SubscribeResult`, `PublishResult`, `CallResult`, `HistoryResult`, `PresenceResult`,
+//!   `PresenceStatsResult`, `LastSeenResult`, `MetaResult`, `AckResult`, `Empty`), or
+//!   `reply=error`;
 //! - `json client error=<code>`: a frame the codec rejects with that error code;
 //! - `json client close=4500`: a message that is not a frame at all;
 //! - `json batch client`, `json batch server [reply=<Type>,<Type>…]`: one WebSocket message of
@@ -17,14 +19,20 @@
 //! - `msgpack client|server`, `msgpack batch client|server`: MessagePack bytes in hex (`#` starts
 //!   a comment). They must be exactly what the encoder writes, and the same frames as the JSON
 //!   block just before them.
+//!
+//! Beyond one example of each operation, push and result type, the document must show the shapes
+//! listed in [`FEATURES`] (a recovery that succeeds, one that fails, history on subscribe, the
+//! durable-message backlog…), and its table of recovery reasons must list [`RECOVERY_REASONS`].
 
 use plexus_protocol::client::{
-    self, CallParams, ConnectParams, Op, PublishParams, RequestError, SubscribeParams,
-    UnsubscribeParams,
+    self, AckParams, CallParams, ChannelParams, ConnectParams, GetMetaParams, HistoryParams,
+    LastSeenParams, Op, PresenceStateParams, PublishParams, RequestError, SetMetaParams,
+    SubscribeParams, UnsubscribeParams,
 };
 use plexus_protocol::codes::{CLOSE_CODES, ERROR_CODES, ErrorCode};
 use plexus_protocol::server::{
-    self, CallResult, ConnectResult, Empty, ErrorBody, PublishResult, Push, ServerFrame,
+    self, AckResult, CallResult, ConnectResult, Empty, ErrorBody, HistoryResult, LastSeenResult,
+    MetaResult, PresenceResult, PresenceStatsResult, PublishResult, Push, ServerFrame,
     SubscribeResult,
 };
 use plexus_protocol::{Encoding, FrameWriter, Payload, split_frames};
@@ -47,17 +55,34 @@ fn doc() -> String {
 /// The wire name of every operation. The `match` stops compiling when a variant is added to
 /// `Op`: add it to the list too, and an example to the document.
 fn op_names() -> BTreeSet<&'static str> {
+    let null = || Payload::null().to_fields().0.expect("null is a JSON value");
     let ops = [
         Op::Connect(ConnectParams::default()),
         Op::Pong,
-        Op::Subscribe(SubscribeParams {
-            channel: String::new(),
-        }),
+        Op::Subscribe(SubscribeParams::new("")),
         Op::Unsubscribe(UnsubscribeParams {
             channel: String::new(),
         }),
         Op::Publish(PublishParams::new("", &Payload::null())),
         Op::Call(CallParams::new("", &Payload::null())),
+        Op::History(HistoryParams::default()),
+        Op::Presence(ChannelParams::default()),
+        Op::PresenceStats(ChannelParams::default()),
+        Op::PresenceState(PresenceStateParams {
+            channel: String::new(),
+            state: null(),
+            expire_ms: None,
+        }),
+        Op::LastSeen(LastSeenParams {
+            channel: String::new(),
+            user: String::new(),
+        }),
+        Op::GetMeta(GetMetaParams::default()),
+        Op::SetMeta(SetMetaParams {
+            value: null(),
+            merge: false,
+        }),
+        Op::Ack(AckParams { seq: 0 }),
     ];
     for op in &ops {
         match op {
@@ -66,7 +91,15 @@ fn op_names() -> BTreeSet<&'static str> {
             | Op::Subscribe(_)
             | Op::Unsubscribe(_)
             | Op::Publish(_)
-            | Op::Call(_) => {}
+            | Op::Call(_)
+            | Op::History(_)
+            | Op::Presence(_)
+            | Op::PresenceStats(_)
+            | Op::PresenceState(_)
+            | Op::LastSeen(_)
+            | Op::GetMeta(_)
+            | Op::SetMeta(_)
+            | Op::Ack(_) => {}
         }
     }
     ops.iter().map(Op::name).collect()
@@ -82,6 +115,11 @@ fn push_names() -> BTreeSet<&'static str> {
         "unsubscribed",
         "ping",
         "latency",
+        "join",
+        "leave",
+        "state",
+        "mail",
+        "echo",
         "error",
     ];
     let guard = |push: &Push| match push {
@@ -92,10 +130,79 @@ fn push_names() -> BTreeSet<&'static str> {
         | Push::Unsubscribed(_)
         | Push::Ping
         | Push::Latency(_)
+        | Push::Join(_)
+        | Push::Leave(_)
+        | Push::State(_)
+        | Push::Mail(_)
+        | Push::Echo(_)
         | Push::Error(_) => push.name(),
     };
     assert_eq!(guard(&Push::Ping), "ping");
     pushes.into_iter().collect()
+}
+
+/// Example shapes the document must show, beyond one example of each operation, push and result
+/// type (see [`features_of`]).
+const FEATURES: [&str; 10] = [
+    "subscribe with a token",
+    "subscribe with since",
+    "subscribe with history",
+    "a recovery that recovers publications",
+    "a recovery that fails with a reason",
+    "publications of history on subscribe",
+    "an unsubscribed push with reason insufficient_state",
+    "a state push that clears the state",
+    "connect with sync false",
+    "mail pushes after the connect reply, in seq order, then ack",
+];
+
+/// The `reason`s of a failed recovery (`plexus_core::session::reason`), in the order the server
+/// tries them.
+const RECOVERY_REASONS: [&str; 5] = [
+    "not_available",
+    "epoch_changed",
+    "invalid_position",
+    "too_many",
+    "history_trimmed",
+];
+
+/// The [`FEATURES`] one frame shows.
+fn features_of(kind: Kind, value: &Value) -> Vec<&'static str> {
+    let has = |pointer: &str| value.pointer(pointer).is_some();
+    let is = |pointer: &str, expected: Value| value.pointer(pointer) == Some(&expected);
+    let mut found = Vec::new();
+    match kind {
+        Kind::Client if is("/op", "subscribe".into()) => {
+            for (param, feature) in [
+                ("/params/token", FEATURES[0]),
+                ("/params/since", FEATURES[1]),
+                ("/params/history", FEATURES[2]),
+            ] {
+                if has(param) {
+                    found.push(feature);
+                }
+            }
+        }
+        Kind::Client if is("/op", "connect".into()) && is("/params/sync", false.into()) => {
+            found.push(FEATURES[8]);
+        }
+        Kind::Reply(Reply::Subscribe) => match value.pointer("/result/recovered") {
+            Some(Value::Bool(true)) if has("/result/publications/0") => found.push(FEATURES[3]),
+            Some(Value::Bool(false)) if has("/result/reason") && !has("/result/publications") => {
+                found.push(FEATURES[4])
+            }
+            None if has("/result/publications/0") => found.push(FEATURES[5]),
+            _ => {}
+        },
+        Kind::Push
+            if is("/push", "unsubscribed".into()) && is("/reason", "insufficient_state".into()) =>
+        {
+            found.push(FEATURES[6]);
+        }
+        Kind::Push if is("/push", "state".into()) && !has("/state") => found.push(FEATURES[7]),
+        _ => {}
+    }
+    found
 }
 
 /// What a reply example holds: the result type of an operation, or an error.
@@ -105,15 +212,27 @@ enum Reply {
     Subscribe,
     Publish,
     Call,
+    History,
+    Presence,
+    PresenceStats,
+    LastSeen,
+    Meta,
+    Ack,
     Empty,
     Error,
 }
 
-const REPLIES: [Reply; 6] = [
+const REPLIES: [Reply; 12] = [
     Reply::Connect,
     Reply::Subscribe,
     Reply::Publish,
     Reply::Call,
+    Reply::History,
+    Reply::Presence,
+    Reply::PresenceStats,
+    Reply::LastSeen,
+    Reply::Meta,
+    Reply::Ack,
     Reply::Empty,
     Reply::Error,
 ];
@@ -125,6 +244,12 @@ impl Reply {
             Reply::Subscribe => "SubscribeResult",
             Reply::Publish => "PublishResult",
             Reply::Call => "CallResult",
+            Reply::History => "HistoryResult",
+            Reply::Presence => "PresenceResult",
+            Reply::PresenceStats => "PresenceStatsResult",
+            Reply::LastSeen => "LastSeenResult",
+            Reply::Meta => "MetaResult",
+            Reply::Ack => "AckResult",
             Reply::Empty => "Empty",
             Reply::Error => "error",
         }
@@ -145,6 +270,14 @@ impl Reply {
             "unsubscribe" => Reply::Empty,
             "publish" => Reply::Publish,
             "call" => Reply::Call,
+            "history" => Reply::History,
+            "presence" => Reply::Presence,
+            "presence_stats" => Reply::PresenceStats,
+            "presence_state" => Reply::Empty,
+            "last_seen" => Reply::LastSeen,
+            "get_meta" => Reply::Meta,
+            "set_meta" => Reply::Empty,
+            "ack" => Reply::Ack,
             other => return Err(format!("`{other}` gets no reply")),
         })
     }
@@ -202,6 +335,12 @@ fn transcode(
                 Reply::Subscribe => reencode_result::<SubscribeResult>(from, to, id, frame),
                 Reply::Publish => reencode_result::<PublishResult>(from, to, id, frame),
                 Reply::Call => reencode_result::<CallResult>(from, to, id, frame),
+                Reply::History => reencode_result::<HistoryResult>(from, to, id, frame),
+                Reply::Presence => reencode_result::<PresenceResult>(from, to, id, frame),
+                Reply::PresenceStats => reencode_result::<PresenceStatsResult>(from, to, id, frame),
+                Reply::LastSeen => reencode_result::<LastSeenResult>(from, to, id, frame),
+                Reply::Meta => reencode_result::<MetaResult>(from, to, id, frame),
+                Reply::Ack => reencode_result::<AckResult>(from, to, id, frame),
                 Reply::Empty => reencode_result::<Empty>(from, to, id, frame),
                 Reply::Error => match decode_reply::<Empty>(from, frame)? {
                     Err(body) => {
@@ -423,6 +562,9 @@ struct Seen {
     batches: BTreeSet<(Format, Dir)>,
     binary: BTreeSet<(Format, Dir)>,
     sessions: usize,
+    features: BTreeSet<&'static str>,
+    /// The `reason` of every failed recovery shown.
+    recovery_reasons: BTreeSet<String>,
 }
 
 impl Seen {
@@ -443,6 +585,10 @@ impl Seen {
         };
         if has_binary(value) {
             self.binary.insert((format, dir));
+        }
+        self.features.extend(features_of(kind, value));
+        if let Some(reason) = value.pointer("/result/reason").and_then(Value::as_str) {
+            self.recovery_reasons.insert(reason.to_string());
         }
     }
 }
@@ -714,6 +860,7 @@ fn hex(bytes: &[u8]) -> String {
 /// A session: each reply must answer an earlier request of the session, and is typed by it.
 fn check_session(body: &str, seen: &mut Seen) -> Result<(), String> {
     let mut ops_by_id: BTreeMap<u64, &'static str> = BTreeMap::new();
+    let mut backlog = Backlog::default();
     for (n, line) in body.lines().enumerate() {
         let n = n + 1;
         let at = |e: String| format!("line {n} of the session: {e}");
@@ -744,10 +891,52 @@ fn check_session(body: &str, seen: &mut Seen) -> Result<(), String> {
         if let (Kind::Client, Some(id)) = (kind, id) {
             ops_by_id.insert(id, name);
         }
+        backlog.next(kind, name, &value).map_err(at)?;
         seen.record(kind, name, Format::Json, &value);
+    }
+    if backlog.acked {
+        seen.features.insert(FEATURES[9]);
     }
     seen.sessions += 1;
     Ok(())
+}
+
+/// Follows the durable messages of a session: after the `connect` result (or a `hello` of a
+/// connection authenticated at the upgrade), `mail` pushes must come in `seq` order, +1 each;
+/// `acked` once one of them was acknowledged.
+#[derive(Default)]
+struct Backlog {
+    connected: bool,
+    last_seq: Option<u64>,
+    acked: bool,
+}
+
+impl Backlog {
+    fn next(&mut self, kind: Kind, name: &str, value: &Value) -> Result<(), String> {
+        match (kind, name) {
+            (Kind::Reply(Reply::Connect), _) => self.connected = true,
+            (Kind::Push, "hello") => self.connected = value.get("auth") == Some(&"done".into()),
+            (Kind::Push, "mail") => {
+                let seq = value.get("seq").and_then(Value::as_u64).unwrap_or(0);
+                if !self.connected {
+                    return Err("a `mail` push before the `connect` result".into());
+                }
+                if self.last_seq.is_some_and(|last| seq != last + 1) {
+                    return Err(format!("`mail` {seq} does not follow {:?}", self.last_seq));
+                }
+                self.last_seq = Some(seq);
+            }
+            (Kind::Client, "ack") => {
+                let seq = value.pointer("/params/seq").and_then(Value::as_u64);
+                if seq.is_none() || seq > self.last_seq {
+                    return Err("an `ack` of a `seq` not received".into());
+                }
+                self.acked = true;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -853,6 +1042,43 @@ fn every_operation_push_and_reply_has_an_example() {
         "{DOC_PATH} needs an example of a bad frame"
     );
     assert!(seen.sessions > 0, "{DOC_PATH} needs a session example");
+    let missing: Vec<_> = FEATURES
+        .iter()
+        .filter(|f| !seen.features.contains(*f))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{DOC_PATH} has no example of {missing:?}"
+    );
+}
+
+#[test]
+fn recovery_reason_table_lists_every_reason() {
+    let doc = doc();
+    let rows = table(&doc, "<!-- table: recovery-reasons");
+    assert_eq!(
+        rows[0],
+        ["reason", "meaning"],
+        "recovery reason table header"
+    );
+    let documented: Vec<&str> = rows[1..]
+        .iter()
+        .map(|row| {
+            assert!(
+                row.len() == 2 && !row[1].is_empty(),
+                "recovery reason row {row:?}"
+            );
+            row[0].as_str()
+        })
+        .collect();
+    assert_eq!(documented, RECOVERY_REASONS);
+    let (_, seen) = check_document(&doc);
+    for reason in &seen.recovery_reasons {
+        assert!(
+            RECOVERY_REASONS.contains(&reason.as_str()),
+            "an example fails a recovery with `{reason}`, which is not a reason"
+        );
+    }
 }
 
 #[test]

@@ -193,6 +193,13 @@ impl ServerBuilder {
         self
     }
 
+    /// Tell a user's other connections when one of its connections connects, disconnects,
+    /// joins or leaves a channel.
+    pub fn echoes(mut self, on: bool) -> Self {
+        self.node = self.node.echoes(on);
+        self
+    }
+
     /// Whether connections may be used without authenticating.
     pub fn anonymous(mut self, allowed: bool) -> Self {
         self.node.auth_mut().anonymous = allowed;

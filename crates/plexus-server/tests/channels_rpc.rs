@@ -17,9 +17,7 @@ fn json(v: serde_json::Value) -> Payload {
 }
 
 fn sub(channel: &str) -> Op {
-    Op::Subscribe(SubscribeParams {
-        channel: channel.into(),
-    })
+    Op::Subscribe(SubscribeParams::new(channel))
 }
 
 fn publish(channel: &str, payload: &Payload) -> Op {

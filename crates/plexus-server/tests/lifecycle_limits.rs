@@ -17,9 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 fn sub(channel: &str) -> Op {
-    Op::Subscribe(SubscribeParams {
-        channel: channel.into(),
-    })
+    Op::Subscribe(SubscribeParams::new(channel))
 }
 
 fn echo() -> Op {

@@ -1,5 +1,7 @@
 //! `plexus`: the server and its command-line tools.
 
+mod cli_client;
+
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use plexus_server::Server;
@@ -21,6 +23,12 @@ enum Command {
     /// Run the server. Without a configuration it runs in development mode: anonymous
     /// connections, every channel open.
     Serve(ServeArgs),
+    /// Subscribe to a channel and print one JSON line per publication.
+    Sub(cli_client::SubArgs),
+    /// Publish to a channel over a client connection.
+    Pub(cli_client::PubArgs),
+    /// Call a command (RPC) and print its result.
+    Call(cli_client::CallArgs),
 }
 
 #[derive(clap::Args)]
@@ -61,6 +69,9 @@ async fn main() {
     init_tracing();
     let result = match cli.command {
         Command::Serve(args) => serve(args).await,
+        Command::Sub(args) => cli_client::sub(args).await,
+        Command::Pub(args) => cli_client::publish(args).await,
+        Command::Call(args) => cli_client::call(args).await,
     };
     match result {
         Ok(code) => std::process::exit(code),

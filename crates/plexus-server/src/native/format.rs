@@ -1,11 +1,13 @@
 //! How the native protocol writes core events: one [`WireFormat`] per encoding.
 
 use bytes::Bytes;
-use plexus_core::ClientInfo;
+use plexus_core::engine::{PresenceEntry, PresenceEvent};
 use plexus_core::model::{Event, WireFormat};
+use plexus_core::{ClientInfo, Publication};
 use plexus_protocol::Encoding;
 use plexus_protocol::server::{
-    self, LatencyPush, MessagePush, PubPush, Push, SubscribedPush, UnsubscribedPush,
+    self, EchoPush, JoinPush, LatencyPush, MailPush, MessagePush, PresenceMember, PubPush, Push,
+    StatePush, SubscribedPush, UnsubscribedPush,
 };
 
 /// Wire-format ids of the native protocol (see `WireFormat::id`).
@@ -31,6 +33,29 @@ impl NativeFormat {
     }
 }
 
+/// A core publication as a `pub` push (also the shape of publications inside results).
+pub(crate) fn pub_push(p: &Publication) -> PubPush {
+    let (data, binary) = p.payload.to_fields();
+    PubPush {
+        channel: p.channel.to_string(),
+        offset: p.offset,
+        epoch: p.epoch.to_string(),
+        data,
+        binary,
+        publisher: p.publisher.as_ref().map(client_info),
+    }
+}
+
+/// A presence entry as a `presence` result member.
+pub(crate) fn presence_member(e: &PresenceEntry) -> PresenceMember {
+    PresenceMember {
+        conn: e.conn.to_string(),
+        user: e.user.as_deref().map(str::to_owned),
+        info: e.info.as_ref().and_then(|p| p.to_fields().0),
+        state: e.state.as_ref().and_then(|p| p.to_fields().0),
+    }
+}
+
 fn client_info(info: &ClientInfo) -> server::ClientInfo {
     server::ClientInfo {
         conn: info.conn.to_string(),
@@ -50,17 +75,7 @@ impl WireFormat for NativeFormat {
     fn encode(&self, event: &Event<'_>) -> Option<Bytes> {
         let push = match event {
             Event::Ping => return Some(self.ping.clone()),
-            Event::Publication(p) => {
-                let (data, binary) = p.payload.to_fields();
-                Push::Pub(PubPush {
-                    channel: p.channel.to_string(),
-                    offset: p.offset,
-                    epoch: p.epoch.to_string(),
-                    data,
-                    binary,
-                    publisher: p.publisher.as_ref().map(client_info),
-                })
-            }
+            Event::Publication(p) => Push::Pub(pub_push(p)),
             Event::Message { to, payload } => Push::Message(MessagePush::new(*to, payload)),
             Event::Subscribed { channel, position } => Push::Subscribed(SubscribedPush {
                 channel: channel.to_string(),
@@ -73,6 +88,51 @@ impl WireFormat for NativeFormat {
             }),
             Event::Latency(rtt) => Push::Latency(LatencyPush {
                 rtt_ms: rtt.as_secs_f64() * 1000.0,
+            }),
+            Event::Presence {
+                channel,
+                conn,
+                event,
+            } => {
+                let (channel, conn) = (channel.to_string(), conn.to_string());
+                match event {
+                    PresenceEvent::Join { user, info } => Push::Join(JoinPush {
+                        channel,
+                        conn,
+                        user: user.as_deref().map(str::to_owned),
+                        info: info.as_ref().and_then(|p| p.to_fields().0),
+                    }),
+                    PresenceEvent::Leave { user } => Push::Leave(JoinPush {
+                        channel,
+                        conn,
+                        user: user.as_deref().map(str::to_owned),
+                        info: None,
+                    }),
+                    PresenceEvent::State { user, state } => Push::State(StatePush {
+                        channel,
+                        conn,
+                        user: user.as_deref().map(str::to_owned),
+                        state: state.as_ref().and_then(|p| p.to_fields().0),
+                    }),
+                }
+            }
+            Event::Mail(mail) => {
+                let (data, binary) = mail.payload.to_fields();
+                Push::Mail(MailPush {
+                    seq: mail.seq,
+                    data,
+                    binary,
+                    sent_ms: mail.sent_ms,
+                })
+            }
+            Event::Echo {
+                conn,
+                event,
+                channel,
+            } => Push::Echo(EchoPush {
+                event: event.as_str().to_owned(),
+                conn: conn.to_string(),
+                channel: channel.map(str::to_owned),
             }),
         };
         Some(server::encode_push(self.encoding, &push))

@@ -2,21 +2,25 @@
 //! requests in order (or concurrently for concurrent commands), and writes queued frames in
 //! batches.
 
+use super::format::{presence_member, pub_push};
 use crate::ws::WsStream;
 use bytes::Bytes;
 use futures_util::stream::FuturesUnordered;
 use futures_util::{SinkExt, StreamExt};
+use plexus_core::Metadata;
 use plexus_core::commands::{BoxFuture, CommandResult};
-use plexus_core::session::ConnectRequest;
+use plexus_core::session::{ConnectRequest, SubscribeRequest};
 use plexus_core::{CloseCode, Connection, Error, ErrorCode, Payload, Session};
 use plexus_protocol::client::{Op, Request, RequestError, decode_request};
 use plexus_protocol::server::{
-    self, CallResult, ConnectResult, Empty, ErrorBody, Hello, HelloLimits, PublishResult, Push,
-    SubscribeResult,
+    self, AckResult, CallResult, ConnectResult, Empty, ErrorBody, Hello, HelloLimits,
+    HistoryResult, LastSeenResult, MetaResult, PresenceResult, PresenceStatsResult, PublishResult,
+    Push, SubscribeResult,
 };
 use plexus_protocol::{Encoding, FrameWriter, PROTOCOL_VERSION, split_frames};
 use std::collections::VecDeque;
 use std::pin::Pin;
+use std::time::{Duration, UNIX_EPOCH};
 use tokio_websockets::Message;
 
 /// Bytes of queued frames joined into one WebSocket message.
@@ -39,6 +43,8 @@ pub(crate) async fn run(mut ws: WsStream, session: Session, encoding: Encoding) 
     session
         .connection()
         .send_frame(server::encode_push(encoding, &Push::Hello(hello)));
+    let mut session = session;
+    session.finish_auth().await;
     let mut state = Loop {
         session,
         encoding,
@@ -174,6 +180,13 @@ fn hello(session: &Session) -> Hello {
     }
 }
 
+fn meta_result(value: &Metadata) -> Result<MetaResult, Error> {
+    let raw = serde_json::value::to_raw_value(value).map_err(|e| Error::internal(e.to_string()))?;
+    Ok(MetaResult {
+        value: plexus_protocol::DataField(std::sync::Arc::from(raw)),
+    })
+}
+
 fn error_body(error: &Error) -> ErrorBody {
     ErrorBody {
         code: error.code,
@@ -273,6 +286,7 @@ impl Loop {
                     token: p.token,
                     credentials,
                     version: p.version,
+                    sync: p.sync,
                 };
                 let result = self
                     .session
@@ -286,17 +300,34 @@ impl Loop {
                             .and_then(|i| i.info.as_ref())
                             .and_then(|p| p.to_fields().0),
                     });
+                let ok = result.is_ok();
                 self.reply(id, result);
+                if ok {
+                    self.session.finish_auth().await;
+                }
             }
             Op::Subscribe(p) => {
-                let result = self.session.subscribe(&p.channel).await;
-                self.reply(
-                    id,
-                    result.map(|pos| SubscribeResult {
-                        offset: pos.offset,
-                        epoch: pos.epoch.to_string(),
-                    }),
-                );
+                let request = SubscribeRequest {
+                    channel: p.channel,
+                    token: p.token,
+                    since: p.since.map(|s| (s.offset, s.epoch)),
+                    history: p.history,
+                };
+                match self.session.subscribe(request).await {
+                    Ok(sub) => {
+                        let result = SubscribeResult {
+                            offset: sub.position.offset,
+                            epoch: sub.position.epoch.to_string(),
+                            recovered: sub.recovered,
+                            reason: sub.reason.map(str::to_owned),
+                            publications: sub.publications.iter().map(pub_push).collect(),
+                        };
+                        self.reply(id, Ok(result));
+                        // Only now, after the reply, the publications held meanwhile go out.
+                        drop(sub);
+                    }
+                    Err(e) => self.reply::<Empty>(id, Err(e)),
+                }
             }
             Op::Unsubscribe(p) => {
                 let result = self.session.unsubscribe(&p.channel).await;
@@ -314,6 +345,89 @@ impl Loop {
                         epoch: pos.epoch.to_string(),
                     }),
                 );
+            }
+            Op::History(p) => {
+                let result = self
+                    .session
+                    .history(&p.channel, p.since, p.limit, p.reverse)
+                    .await;
+                self.reply(
+                    id,
+                    result.map(|page| HistoryResult {
+                        publications: page.publications.iter().map(pub_push).collect(),
+                        offset: page.position.offset,
+                        epoch: page.position.epoch.to_string(),
+                    }),
+                );
+            }
+            Op::Presence(p) => {
+                let result = self.session.presence(&p.channel).await;
+                self.reply(
+                    id,
+                    result.map(|members| PresenceResult {
+                        members: members.iter().map(presence_member).collect(),
+                    }),
+                );
+            }
+            Op::PresenceStats(p) => {
+                let result = self.session.presence_stats(&p.channel).await;
+                self.reply(
+                    id,
+                    result.map(|s| PresenceStatsResult {
+                        connections: s.connections as u64,
+                        users: s.users as u64,
+                    }),
+                );
+            }
+            Op::PresenceState(p) => {
+                let state = Payload::Json(p.state.0);
+                let state = (state.as_json_str() != Some("null")).then_some(state);
+                let expire = p.expire_ms.map(Duration::from_millis);
+                let result = self
+                    .session
+                    .set_presence_state(&p.channel, state, expire)
+                    .await;
+                self.reply(id, result.map(|()| Empty {}));
+            }
+            Op::LastSeen(p) => {
+                let result = self.session.last_seen(&p.channel, &p.user).await;
+                self.reply(
+                    id,
+                    result.map(|(online, at)| LastSeenResult {
+                        online,
+                        last_seen_ms: at
+                            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                            .map(|d| d.as_millis() as u64),
+                    }),
+                );
+            }
+            Op::GetMeta(p) => {
+                let conn = match p.conn.as_deref().map(str::parse) {
+                    None => None,
+                    Some(Ok(conn)) => Some(conn),
+                    Some(Err(_)) => {
+                        return self.reply::<Empty>(
+                            id,
+                            Err(Error::bad_request("`conn` is not a connection id")),
+                        );
+                    }
+                };
+                let result = self
+                    .session
+                    .metadata(conn, p.user.as_deref(), p.channel.as_deref())
+                    .await;
+                self.reply(id, result.and_then(|m| meta_result(&m)));
+            }
+            Op::SetMeta(p) => {
+                let result = match serde_json::from_str::<Metadata>(p.value.0.get()) {
+                    Ok(value) => self.session.set_metadata(value, p.merge).await,
+                    Err(_) => Err(Error::bad_request("`value` must be a JSON object")),
+                };
+                self.reply(id, result.map(|()| Empty {}));
+            }
+            Op::Ack(p) => {
+                let result = self.session.ack(p.seq).await;
+                self.reply(id, result.map(|pending| AckResult { pending }));
             }
             Op::Call(p) => {
                 let payload = match p.payload() {

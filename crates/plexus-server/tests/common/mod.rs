@@ -24,12 +24,24 @@ pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 /// Upper bound for anything a test waits for; never an assertion about speed.
 pub const WAIT: Duration = Duration::from_secs(10);
 
-/// A development-mode server builder on a free port, with an `echo` command.
+/// A development-mode server builder on a free port, with an `echo` command, and every channel
+/// open without presence (so that tests that are not about presence see no join/leave pushes).
 pub fn dev() -> ServerBuilder {
     Server::builder()
         .listen("127.0.0.1:0".parse().unwrap())
         .dev_mode()
+        .channels(open_without_presence())
         .command("echo", |ctx: CommandContext| async move { Ok(ctx.payload) })
+}
+
+pub fn open_without_presence() -> plexus_core::ChannelPolicy {
+    let mut policy = plexus_core::ChannelPolicy::default();
+    policy.add_namespace(
+        plexus_core::Namespace::new("open", plexus_core::ChannelMatch::Any)
+            .subscribe(plexus_core::Access::Anyone)
+            .publish(plexus_core::Access::Anyone),
+    );
+    policy
 }
 
 pub async fn start(builder: ServerBuilder) -> RunningServer {

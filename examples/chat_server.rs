@@ -5,15 +5,23 @@
 //! `call say {"room": "lobby", "text": "hi"}`. Rooms are channels; nobody may publish to them
 //! directly, so every message goes through `say` and carries the sender's name.
 //!
-//! Run: `cargo run -p plexus-examples --example chat`.
+//! Run: `cargo run -p plexus-examples --example chat_server`.
 
-use plexus_core::{Access, ChannelMatch, CommandContext, Error, ErrorCode, Identity, Namespace, Payload};
+use plexus_core::{
+    Access, ChannelMatch, CommandContext, Error, ErrorCode, Identity, Namespace, Payload,
+};
 use plexus_server::Server;
 use serde_json::{Value, json};
 
 fn field(ctx: &CommandContext, name: &str) -> Result<String, Error> {
-    let v: Value = ctx.payload.to_value().map_err(|e| Error::bad_request(e.to_string()))?;
-    v[name].as_str().map(str::to_owned).ok_or_else(|| Error::bad_request(format!("`{name}` is required")))
+    let v: Value = ctx
+        .payload
+        .to_value()
+        .map_err(|e| Error::bad_request(e.to_string()))?;
+    v[name]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| Error::bad_request(format!("`{name}` is required")))
 }
 
 #[tokio::main]
