@@ -14,6 +14,11 @@
 //! # Ok(()) }
 //! ```
 
+pub mod api;
+pub mod backend;
+pub mod config;
+pub mod jwt;
+mod metrics;
 pub mod native;
 mod ws;
 
@@ -95,6 +100,7 @@ pub(crate) struct ServerState {
     pub(crate) formats: Formats,
     pub(crate) sessions: Arc<Sessions>,
     dev_mode: bool,
+    endpoints: api::HttpEndpoints,
 }
 
 /// Builds a [`Server`].
@@ -102,9 +108,32 @@ pub struct ServerBuilder {
     node: NodeBuilder,
     listen: SocketAddr,
     dev_mode: bool,
+    endpoints: api::HttpEndpoints,
 }
 
 impl ServerBuilder {
+    /// The HTTP server API (`/api/…`) and `/metrics`; neither is served unless set.
+    pub fn endpoints(mut self, endpoints: api::HttpEndpoints) -> Self {
+        self.endpoints = endpoints;
+        self
+    }
+
+    /// Adds a hook that sees (and may refuse or rewrite) client publications.
+    pub fn publish_hook(
+        mut self,
+        channels: ChannelMatch,
+        hook: impl plexus_core::channels::PublishHook,
+    ) -> Self {
+        self.node.channels_mut().add_publish_hook(channels, hook);
+        self
+    }
+
+    /// The command that answers calls of methods no command is registered for.
+    pub fn fallback_command(mut self, command: Command) -> Self {
+        self.node.commands_mut().fallback(command);
+        self
+    }
+
     /// The address to listen on (default `127.0.0.1:8000`; port 0 picks a free port).
     pub fn listen(mut self, addr: SocketAddr) -> Self {
         self.listen = addr;
@@ -220,6 +249,7 @@ impl ServerBuilder {
                 formats: Formats::new(),
                 sessions: Arc::default(),
                 dev_mode: self.dev_mode,
+                endpoints: self.endpoints,
             }),
             listen: self.listen,
         }
@@ -238,6 +268,7 @@ impl Server {
             node: NodeBuilder::default(),
             listen: SocketAddr::from(([127, 0, 0, 1], 8000)),
             dev_mode: false,
+            endpoints: api::HttpEndpoints::default(),
         }
     }
 
@@ -252,6 +283,7 @@ impl Server {
             .route("/ws", get(ws::native_upgrade))
             .route("/health", get(health))
             .with_state(self.state.clone())
+            .merge(api::routes(self.state.node.clone(), &self.state.endpoints))
     }
 
     /// Binds and serves in the background.

@@ -1,0 +1,862 @@
+//! The HTTP server API: `POST /api/<method>` with a JSON body, protected by an API key
+//! (`Authorization: apikey <KEY>` or `X-API-Key: <KEY>`). Documented in `docs/api.md` and
+//! `docs/openapi.yaml`.
+//!
+//! A success is `200 {"result": {…}}`; a failure is a 4xx/5xx status with
+//! `{"error": {"code", "message"}}`, the code from the table of `docs/protocol.md`.
+
+use crate::backend::Backend;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use plexus_core::engine::{HistoryQuery, PresenceEntry};
+use plexus_core::stats::Histogram;
+use plexus_core::{CloseCode, ConnId, Error, ErrorCode, Metadata, Node, Payload, Publication};
+use plexus_protocol::{BinaryField, DataField};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// The HTTP endpoints of the standalone server besides `/ws` and `/health`: the server API and
+/// `/metrics`. Nothing is served unless set.
+#[derive(Clone, Default)]
+pub struct HttpEndpoints {
+    /// `/api/<method>`.
+    pub api: Option<ApiOptions>,
+    /// `GET /metrics` (Prometheus text format).
+    pub metrics: bool,
+    /// The hook client, whose counters `/metrics` shows.
+    pub backend: Option<Arc<Backend>>,
+    /// API call counters, shared with `/metrics`.
+    pub stats: Arc<ApiStats>,
+}
+
+/// Who may call the API.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ApiKey {
+    /// Calls must carry this key.
+    Required(String),
+    /// No key is needed (development mode only).
+    Open,
+    /// No key is configured: every call is refused with 404, saying how to enable the API.
+    Missing,
+}
+
+/// Options of the server API.
+#[derive(Clone, Debug)]
+pub struct ApiOptions {
+    pub key: ApiKey,
+    /// The largest request body.
+    pub max_body_bytes: usize,
+    /// Publications one `history` call may return.
+    pub history_max: usize,
+    /// Channels one `broadcast` may name.
+    pub broadcast_max_channels: usize,
+    /// Channels one `channels` call may list.
+    pub channels_max: usize,
+}
+
+impl Default for ApiOptions {
+    fn default() -> ApiOptions {
+        ApiOptions {
+            key: ApiKey::Missing,
+            max_body_bytes: 1024 * 1024,
+            history_max: 1000,
+            broadcast_max_channels: 1000,
+            channels_max: 10_000,
+        }
+    }
+}
+
+/// Every API method, in the order of `docs/api.md`.
+pub const METHODS: &[&str] = &[
+    "publish",
+    "broadcast",
+    "send",
+    "send_all",
+    "send_connection",
+    "send_durable",
+    "disconnect",
+    "subscribe",
+    "unsubscribe",
+    "channels",
+    "info",
+    "history",
+    "history_remove",
+    "presence",
+    "presence_stats",
+    "metadata_get",
+    "metadata_set",
+];
+
+/// API calls by method (the last slot counts unknown methods) and their duration.
+#[derive(Debug)]
+pub struct ApiStats {
+    calls: Vec<AtomicU64>,
+    errors: Vec<AtomicU64>,
+    pub unauthorized: AtomicU64,
+    pub duration: Histogram,
+    started: Instant,
+}
+
+impl Default for ApiStats {
+    fn default() -> ApiStats {
+        ApiStats {
+            calls: (0..=METHODS.len()).map(|_| AtomicU64::new(0)).collect(),
+            errors: (0..=METHODS.len()).map(|_| AtomicU64::new(0)).collect(),
+            unauthorized: AtomicU64::new(0),
+            duration: Histogram::default(),
+            started: Instant::now(),
+        }
+    }
+}
+
+impl ApiStats {
+    /// Calls and failed calls of `method` (`None`: unknown methods).
+    pub fn calls(&self, method: Option<&str>) -> (u64, u64) {
+        let i = slot(method);
+        (
+            self.calls[i].load(Ordering::Relaxed),
+            self.errors[i].load(Ordering::Relaxed),
+        )
+    }
+
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+}
+
+fn slot(method: Option<&str>) -> usize {
+    method
+        .and_then(|m| METHODS.iter().position(|x| *x == m))
+        .unwrap_or(METHODS.len())
+}
+
+struct ApiState {
+    node: Node,
+    options: ApiOptions,
+    stats: Arc<ApiStats>,
+    backend: Option<Arc<Backend>>,
+    metrics: bool,
+}
+
+/// The routes of `endpoints` (none when nothing is enabled).
+pub(crate) fn routes(node: Node, endpoints: &HttpEndpoints) -> Router {
+    let mut router = Router::new();
+    let state = Arc::new(ApiState {
+        node,
+        options: endpoints.api.clone().unwrap_or_default(),
+        stats: endpoints.stats.clone(),
+        backend: endpoints.backend.clone(),
+        metrics: endpoints.metrics,
+    });
+    if endpoints.api.is_some() {
+        router = router.route("/api/{method}", post(call));
+    }
+    if endpoints.metrics {
+        router = router.route("/metrics", get(metrics));
+    }
+    router.with_state(state)
+}
+
+async fn metrics(State(state): State<Arc<ApiState>>) -> Response {
+    debug_assert!(state.metrics);
+    let text = crate::metrics::render(&state.node, &state.stats, state.backend.as_deref());
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}
+
+/// An API failure: an HTTP status and a Plexus error.
+struct Failure(StatusCode, Error);
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Failure {
+        let status = match e.code {
+            ErrorCode::BAD_REQUEST | ErrorCode::BAD_CHANNEL | ErrorCode::BAD_PAYLOAD => {
+                StatusCode::BAD_REQUEST
+            }
+            ErrorCode::UNAUTHORIZED => StatusCode::UNAUTHORIZED,
+            ErrorCode::PERMISSION_DENIED => StatusCode::FORBIDDEN,
+            ErrorCode::METHOD_NOT_FOUND => StatusCode::NOT_FOUND,
+            ErrorCode::LIMIT_EXCEEDED
+            | ErrorCode::NOT_AVAILABLE
+            | ErrorCode::NOT_SUBSCRIBED
+            | ErrorCode::ALREADY_SUBSCRIBED => StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::TIMEOUT | ErrorCode::BACKEND_UNAVAILABLE => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        Failure(status, e)
+    }
+}
+
+fn bad_request(message: impl Into<String>) -> Failure {
+    Error::bad_request(message).into()
+}
+
+fn error_response(status: StatusCode, e: &Error) -> Response {
+    let body = json!({"error": {"code": e.code.0, "message": e.message}});
+    (status, axum::Json(body)).into_response()
+}
+
+/// Compares without an early exit, so the time taken does not tell how much of a key matched.
+fn same_key(given: &[u8], expected: &[u8]) -> bool {
+    given.len() == expected.len()
+        && given
+            .iter()
+            .zip(expected)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}
+
+fn given_key(headers: &HeaderMap) -> Option<&str> {
+    if let Some(auth) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        let (scheme, key) = auth.trim().split_once(' ')?;
+        return scheme.eq_ignore_ascii_case("apikey").then(|| key.trim());
+    }
+    headers.get("x-api-key").and_then(|v| v.to_str().ok())
+}
+
+async fn call(
+    State(state): State<Arc<ApiState>>,
+    Path(method): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let started = Instant::now();
+    match &state.options.key {
+        ApiKey::Open => {}
+        ApiKey::Missing => {
+            let e = Error::new(
+                ErrorCode::NOT_AVAILABLE,
+                "the HTTP API is disabled: set `api.key` in the configuration",
+            );
+            return error_response(StatusCode::NOT_FOUND, &e);
+        }
+        ApiKey::Required(key) => {
+            if !given_key(&headers).is_some_and(|k| same_key(k.as_bytes(), key.as_bytes())) {
+                state.stats.unauthorized.fetch_add(1, Ordering::Relaxed);
+                let e = Error::new(ErrorCode::UNAUTHORIZED, "a valid API key is required");
+                let mut response = error_response(StatusCode::UNAUTHORIZED, &e);
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, "apikey".parse().expect("static"));
+                return response;
+            }
+        }
+    }
+    let known = METHODS.iter().find(|m| **m == method).copied();
+    let i = slot(known);
+    state.stats.calls[i].fetch_add(1, Ordering::Relaxed);
+    let result = match known {
+        None => Err(Failure::from(Error::new(
+            ErrorCode::METHOD_NOT_FOUND,
+            format!("no API method `{method}`"),
+        ))),
+        Some(method) => match axum::body::to_bytes(body, state.options.max_body_bytes).await {
+            Err(_) => Err(Failure(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                Error::new(
+                    ErrorCode::LIMIT_EXCEEDED,
+                    format!("body larger than {} bytes", state.options.max_body_bytes),
+                ),
+            )),
+            Ok(bytes) => dispatch(&state, method, &bytes).await,
+        },
+    };
+    state.stats.duration.observe(started.elapsed());
+    match result {
+        Ok(value) => axum::Json(json!({ "result": value })).into_response(),
+        Err(Failure(status, e)) => {
+            state.stats.errors[i].fetch_add(1, Ordering::Relaxed);
+            error_response(status, &e)
+        }
+    }
+}
+
+fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, Failure> {
+    let body = if body.iter().all(u8::is_ascii_whitespace) {
+        b"{}".as_slice()
+    } else {
+        body
+    };
+    serde_json::from_slice(body).map_err(|e| bad_request(format!("invalid body: {e}")))
+}
+
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DataField>, D::Error> {
+    DataField::deserialize(d).map(Some)
+}
+
+/// `data` or `binary`.
+#[derive(Deserialize)]
+struct PayloadParams {
+    #[serde(default, deserialize_with = "present")]
+    data: Option<DataField>,
+    #[serde(default)]
+    binary: Option<BinaryField>,
+}
+
+impl PayloadParams {
+    fn payload(self, node: &Node) -> Result<Payload, Failure> {
+        let payload = Payload::from_fields(self.data, self.binary)
+            .map_err(|e| bad_request(e.to_string()))?
+            .ok_or_else(|| bad_request("`data` or `binary` is required"))?;
+        let max = node.limits().max_message_bytes;
+        if payload.len() > max {
+            return Err(Error::new(
+                ErrorCode::LIMIT_EXCEEDED,
+                format!("payload larger than max_message_bytes ({max})"),
+            )
+            .into());
+        }
+        Ok(payload)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PublishParams {
+    channel: String,
+    #[serde(default, deserialize_with = "present")]
+    data: Option<DataField>,
+    #[serde(default)]
+    binary: Option<BinaryField>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BroadcastParams {
+    channels: Vec<String>,
+    #[serde(default, deserialize_with = "present")]
+    data: Option<DataField>,
+    #[serde(default)]
+    binary: Option<BinaryField>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SendParams {
+    user: String,
+    #[serde(default, deserialize_with = "present")]
+    data: Option<DataField>,
+    #[serde(default)]
+    binary: Option<BinaryField>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SendAllParams {
+    #[serde(default, deserialize_with = "present")]
+    data: Option<DataField>,
+    #[serde(default)]
+    binary: Option<BinaryField>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SendConnectionParams {
+    conn: String,
+    #[serde(default, deserialize_with = "present")]
+    data: Option<DataField>,
+    #[serde(default)]
+    binary: Option<BinaryField>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SendDurableParams {
+    user: String,
+    #[serde(default, deserialize_with = "present")]
+    data: Option<DataField>,
+    #[serde(default)]
+    binary: Option<BinaryField>,
+    #[serde(default)]
+    ttl_ms: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DisconnectParams {
+    #[serde(default)]
+    user: Option<String>,
+    #[serde(default)]
+    conn: Option<String>,
+    #[serde(default)]
+    code: Option<u16>,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UserChannelParams {
+    user: String,
+    channel: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChannelsParams {
+    #[serde(default)]
+    prefix: Option<String>,
+    #[serde(default)]
+    limit: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InfoParams {}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HistoryParams {
+    channel: String,
+    #[serde(default)]
+    since: Option<u64>,
+    #[serde(default)]
+    limit: Option<u64>,
+    #[serde(default)]
+    reverse: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChannelParams {
+    channel: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MetadataGetParams {
+    #[serde(default)]
+    conn: Option<String>,
+    #[serde(default)]
+    user: Option<String>,
+    #[serde(default)]
+    channel: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MetadataSetParams {
+    #[serde(default)]
+    conn: Option<String>,
+    #[serde(default)]
+    user: Option<String>,
+    #[serde(default)]
+    channel: Option<String>,
+    value: Metadata,
+    #[serde(default)]
+    merge: bool,
+}
+
+/// What `metadata_get` and `metadata_set` address.
+enum MetaTarget {
+    Conn(ConnId),
+    User(String),
+    Channel(String),
+}
+
+fn meta_target(
+    conn: Option<String>,
+    user: Option<String>,
+    channel: Option<String>,
+) -> Result<MetaTarget, Failure> {
+    match (conn, user, channel) {
+        (Some(conn), None, None) => Ok(MetaTarget::Conn(parse_conn(&conn)?)),
+        (None, Some(user), None) => Ok(MetaTarget::User(non_empty("user", user)?)),
+        (None, None, Some(channel)) => Ok(MetaTarget::Channel(channel)),
+        _ => Err(bad_request("name exactly one of `conn`, `user`, `channel`")),
+    }
+}
+
+fn parse_conn(conn: &str) -> Result<ConnId, Failure> {
+    conn.parse()
+        .map_err(|_| bad_request(format!("`{conn}` is not a connection id")))
+}
+
+fn non_empty(field: &str, value: String) -> Result<String, Failure> {
+    if value.is_empty() {
+        return Err(bad_request(format!("`{field}` must not be empty")));
+    }
+    Ok(value)
+}
+
+fn payload(
+    data: Option<DataField>,
+    binary: Option<BinaryField>,
+    node: &Node,
+) -> Result<Payload, Failure> {
+    PayloadParams { data, binary }.payload(node)
+}
+
+fn payload_fields(payload: &Payload) -> serde_json::Map<String, Value> {
+    let mut map = serde_json::Map::new();
+    match payload {
+        Payload::Json(raw) => {
+            map.insert(
+                "data".into(),
+                serde_json::from_str(raw.get()).unwrap_or(Value::Null),
+            );
+        }
+        Payload::Binary(_) => {
+            let (_, binary) = payload.to_fields();
+            map.insert(
+                "binary".into(),
+                serde_json::to_value(binary).unwrap_or(Value::Null),
+            );
+        }
+    }
+    map
+}
+
+fn publication_json(p: &Publication) -> Value {
+    let mut map = serde_json::Map::new();
+    map.insert("offset".into(), p.offset.into());
+    map.extend(payload_fields(&p.payload));
+    if let Some(publisher) = &p.publisher {
+        let mut info = serde_json::Map::new();
+        info.insert("conn".into(), publisher.conn.to_string().into());
+        if let Some(user) = &publisher.user {
+            info.insert("user".into(), user.to_string().into());
+        }
+        if let Some(Payload::Json(raw)) = &publisher.info {
+            info.insert(
+                "info".into(),
+                serde_json::from_str(raw.get()).unwrap_or(Value::Null),
+            );
+        }
+        map.insert("publisher".into(), info.into());
+    }
+    map.into()
+}
+
+fn presence_json(e: &PresenceEntry) -> Value {
+    let mut map = serde_json::Map::new();
+    map.insert("conn".into(), e.conn.to_string().into());
+    if let Some(user) = &e.user {
+        map.insert("user".into(), user.to_string().into());
+    }
+    for (key, value) in [("info", &e.info), ("state", &e.state)] {
+        if let Some(Payload::Json(raw)) = value {
+            map.insert(
+                key.into(),
+                serde_json::from_str(raw.get()).unwrap_or(Value::Null),
+            );
+        }
+    }
+    map.into()
+}
+
+#[derive(Serialize)]
+struct Position {
+    offset: u64,
+    epoch: String,
+}
+
+fn require_history(node: &Node, channel: &str) -> Result<(), Failure> {
+    plexus_core::channels::validate_channel(channel, node.limits().max_channel_bytes)?;
+    if node
+        .channels()
+        .namespace(channel)
+        .is_some_and(|ns| ns.history.is_some())
+    {
+        return Ok(());
+    }
+    Err(Error::new(
+        ErrorCode::NOT_AVAILABLE,
+        format!("no history is kept for `{channel}`"),
+    )
+    .into())
+}
+
+async fn dispatch(state: &ApiState, method: &str, body: &[u8]) -> Result<Value, Failure> {
+    let node = &state.node;
+    let empty = || Ok(json!({}));
+    match method {
+        "publish" => {
+            let p: PublishParams = parse(body)?;
+            let payload = payload(p.data, p.binary, node)?;
+            let position = node.publish(&p.channel, payload).await?;
+            Ok(json!(Position {
+                offset: position.offset,
+                epoch: position.epoch.to_string()
+            }))
+        }
+        "broadcast" => {
+            let p: BroadcastParams = parse(body)?;
+            if p.channels.is_empty() {
+                return Err(bad_request("`channels` must not be empty"));
+            }
+            let max = state.options.broadcast_max_channels;
+            if p.channels.len() > max {
+                return Err(Error::new(
+                    ErrorCode::LIMIT_EXCEEDED,
+                    format!("at most {max} channels per broadcast"),
+                )
+                .into());
+            }
+            let payload = payload(p.data, p.binary, node)?;
+            let mut responses = Vec::with_capacity(p.channels.len());
+            for channel in p.channels {
+                responses.push(match node.publish(&channel, payload.clone()).await {
+                    Ok(pos) => json!({"channel": channel, "offset": pos.offset, "epoch": pos.epoch.to_string()}),
+                    Err(e) => json!({"channel": channel, "error": {"code": e.code.0, "message": e.message}}),
+                });
+            }
+            Ok(json!({ "responses": responses }))
+        }
+        "send" => {
+            let p: SendParams = parse(body)?;
+            let user = non_empty("user", p.user)?;
+            let payload = payload(p.data, p.binary, node)?;
+            node.send_to_user(&user, payload, None).await?;
+            empty()
+        }
+        "send_all" => {
+            let p: SendAllParams = parse(body)?;
+            let payload = payload(p.data, p.binary, node)?;
+            node.broadcast(payload, None).await?;
+            empty()
+        }
+        "send_connection" => {
+            let p: SendConnectionParams = parse(body)?;
+            let conn = parse_conn(&p.conn)?;
+            let payload = payload(p.data, p.binary, node)?;
+            let delivered = node.send_to_connection(conn, payload).await?;
+            Ok(json!({ "delivered": delivered }))
+        }
+        "send_durable" => {
+            let p: SendDurableParams = parse(body)?;
+            let user = non_empty("user", p.user)?;
+            let payload = payload(p.data, p.binary, node)?;
+            let ttl = p.ttl_ms.map(Duration::from_millis);
+            if ttl.is_some_and(|t| t.is_zero()) {
+                return Err(bad_request("`ttl_ms` must be positive"));
+            }
+            let outcome = node.send_durable(&user, payload, ttl).await?;
+            Ok(json!({ "registered": outcome.registered, "seq": outcome.seq }))
+        }
+        "disconnect" => {
+            let p: DisconnectParams = parse(body)?;
+            let code = p.code.unwrap_or(CloseCode::DISCONNECTED.0);
+            if !(4000..=4999).contains(&code) {
+                return Err(bad_request("`code` must be between 4000 and 4999"));
+            }
+            let reason = p
+                .reason
+                .unwrap_or_else(|| "disconnected by the server".into());
+            if reason.len() > 100 {
+                return Err(bad_request("`reason` must be at most 100 bytes"));
+            }
+            match (p.user, p.conn) {
+                (Some(user), None) => {
+                    let user = non_empty("user", user)?;
+                    node.disconnect_user(&user, CloseCode(code), &reason)
+                        .await?
+                }
+                (None, Some(conn)) => {
+                    let conn = parse_conn(&conn)?;
+                    node.disconnect_connection(conn, CloseCode(code), &reason)
+                        .await?
+                }
+                _ => return Err(bad_request("name exactly one of `user` and `conn`")),
+            }
+            empty()
+        }
+        "subscribe" | "unsubscribe" => {
+            let p: UserChannelParams = parse(body)?;
+            let user = non_empty("user", p.user)?;
+            plexus_core::channels::validate_channel(&p.channel, node.limits().max_channel_bytes)?;
+            if method == "subscribe" {
+                node.subscribe_user(&user, &p.channel).await?;
+            } else {
+                node.unsubscribe_user(&user, &p.channel).await?;
+            }
+            empty()
+        }
+        "channels" => {
+            let p: ChannelsParams = parse(body)?;
+            let max = state.options.channels_max;
+            let limit = p.limit.map_or(max, |l| (l as usize).min(max));
+            let mut names: Vec<_> = node
+                .active_channels()
+                .into_iter()
+                .filter(|c| {
+                    p.prefix
+                        .as_deref()
+                        .is_none_or(|prefix| c.starts_with(prefix))
+                })
+                .collect();
+            names.sort();
+            let total = names.len();
+            let channels: Vec<_> = names
+                .into_iter()
+                .take(limit)
+                .map(|c| json!({"channel": &*c, "subscribers": node.hub().subscriber_count(&c)}))
+                .collect();
+            Ok(json!({ "channels": channels, "total": total }))
+        }
+        "info" => {
+            let _: InfoParams = parse(body)?;
+            let stats = node.stats();
+            let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+            Ok(json!({
+                "node": node.id().to_string(),
+                "version": env!("CARGO_PKG_VERSION"),
+                "uptime_ms": state.stats.uptime().as_millis() as u64,
+                "connections": node.connection_count(),
+                "users": node.hub().user_count(),
+                "channels": node.active_channels().len(),
+                "shutting_down": node.is_shutting_down(),
+                "counters": {
+                    "connections_opened": load(&stats.connections_opened),
+                    "connections_closed": load(&stats.connections_closed),
+                    "messages_in": load(&stats.messages_in),
+                    "messages_out": load(&stats.messages_out),
+                    "bytes_in": load(&stats.bytes_in),
+                    "bytes_out": load(&stats.bytes_out),
+                    "publications": load(&stats.publications),
+                    "deliveries": load(&stats.deliveries),
+                    "slow_consumer_closes": load(&stats.slow_consumer_closes),
+                    "auth_failures": load(&stats.auth_failures),
+                    "commands": load(&stats.commands),
+                    "command_errors": load(&stats.command_errors),
+                }
+            }))
+        }
+        "history" => {
+            let p: HistoryParams = parse(body)?;
+            require_history(node, &p.channel)?;
+            let max = state.options.history_max;
+            let limit = p.limit.map_or(max, |l| (l as usize).min(max));
+            let query = HistoryQuery {
+                since: p.since,
+                limit,
+                reverse: p.reverse,
+            };
+            let page = node
+                .engine()
+                .broker
+                .history(&p.channel, query)
+                .await
+                .map_err(engine_failure)?;
+            let publications: Vec<_> = page.publications.iter().map(publication_json).collect();
+            Ok(json!({
+                "publications": publications,
+                "offset": page.position.offset,
+                "epoch": page.position.epoch.to_string(),
+            }))
+        }
+        "history_remove" => {
+            let p: ChannelParams = parse(body)?;
+            require_history(node, &p.channel)?;
+            node.engine()
+                .broker
+                .remove_history(&p.channel)
+                .await
+                .map_err(engine_failure)?;
+            empty()
+        }
+        "presence" => {
+            let p: ChannelParams = parse(body)?;
+            plexus_core::channels::validate_channel(&p.channel, node.limits().max_channel_bytes)?;
+            let members = node.presence(&p.channel).await?;
+            let members: Vec<_> = members.iter().map(presence_json).collect();
+            Ok(json!({ "members": members }))
+        }
+        "presence_stats" => {
+            let p: ChannelParams = parse(body)?;
+            plexus_core::channels::validate_channel(&p.channel, node.limits().max_channel_bytes)?;
+            let s = node.presence_stats(&p.channel).await?;
+            Ok(json!({ "connections": s.connections, "users": s.users }))
+        }
+        "metadata_get" => {
+            let p: MetadataGetParams = parse(body)?;
+            let value = match meta_target(p.conn, p.user, p.channel)? {
+                MetaTarget::Conn(conn) => node.connection_metadata(conn).await?,
+                MetaTarget::User(user) => node.user_metadata(&user).await?,
+                MetaTarget::Channel(channel) => {
+                    plexus_core::channels::validate_channel(
+                        &channel,
+                        node.limits().max_channel_bytes,
+                    )?;
+                    node.channel_metadata(&channel).await?
+                }
+            };
+            Ok(json!({ "value": value }))
+        }
+        "metadata_set" => {
+            let p: MetadataSetParams = parse(body)?;
+            match meta_target(p.conn, p.user, p.channel)? {
+                MetaTarget::Conn(conn) => {
+                    node.set_connection_metadata(conn, p.value, p.merge).await?
+                }
+                MetaTarget::User(user) => node.set_user_metadata(&user, p.value, p.merge).await?,
+                MetaTarget::Channel(channel) => {
+                    node.set_channel_metadata(&channel, p.value, p.merge)
+                        .await?
+                }
+            }
+            empty()
+        }
+        _ => Err(Error::new(
+            ErrorCode::METHOD_NOT_FOUND,
+            format!("no API method `{method}`"),
+        )
+        .into()),
+    }
+}
+
+fn engine_failure(e: plexus_core::EngineError) -> Failure {
+    match e {
+        plexus_core::EngineError::Limit(m) => Error::new(ErrorCode::LIMIT_EXCEEDED, m).into(),
+        plexus_core::EngineError::Unavailable(m) => Failure(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Error::internal(format!("engine unavailable: {m}")),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_keys_are_read_from_either_header() {
+        let mut h = HeaderMap::new();
+        h.insert(header::AUTHORIZATION, "apikey s3cret".parse().unwrap());
+        assert_eq!(given_key(&h), Some("s3cret"));
+        h.insert(header::AUTHORIZATION, "Bearer s3cret".parse().unwrap());
+        assert_eq!(given_key(&h), None);
+        let mut h = HeaderMap::new();
+        h.insert("x-api-key", "k".parse().unwrap());
+        assert_eq!(given_key(&h), Some("k"));
+        assert!(same_key(b"abc", b"abc"));
+        assert!(!same_key(b"abc", b"abd"));
+        assert!(!same_key(b"ab", b"abc"));
+    }
+
+    #[test]
+    fn every_method_has_a_stats_slot() {
+        let stats = ApiStats::default();
+        for m in METHODS {
+            assert_eq!(stats.calls(Some(m)), (0, 0));
+        }
+        assert_eq!(slot(Some("nope")), METHODS.len());
+    }
+}

@@ -1,0 +1,1873 @@
+//! The standalone server's configuration: a TOML file, `PLEXUS_…` environment variables and
+//! command-line flags, merged with an explicit precedence — **defaults < file < environment <
+//! flags** — and checked once, before anything starts. Every problem is reported with where it
+//! came from (`plexus.toml:12:1`, `environment variable PLEXUS_API_KEY`, `flag --listen`), all
+//! of them at once. Unknown keys are errors.
+//!
+//! With a configuration file the defaults are secure: no anonymous connections, no channel
+//! open to clients, no HTTP API without `api.key`, no metrics unless enabled. Without one
+//! (`plexus serve` alone) the server runs in development mode: anonymous connections, every
+//! channel open, the API without a key, metrics on.
+//!
+//! Every setting has an environment variable: `PLEXUS_` and its path in capitals with `_` for
+//! `.` (`server.listen` → `PLEXUS_SERVER_LISTEN`). Lists and tables take TOML values
+//! (`PLEXUS_NAMESPACES='[{name = "chat", channels = "chat:*", subscribe = "authenticated"}]'`);
+//! a list of strings may also be written `a,b,c`. The walk-through is `docs/configuration.md`.
+
+use crate::api::{ApiKey, ApiOptions, HttpEndpoints};
+use crate::backend::{Backend, BackendHooks, BackendOptions, rpc_command};
+use crate::jwt::{JwtKeys, JwtVerifier};
+use crate::{Server, ServerBuilder};
+use axum::http::{HeaderName, HeaderValue, Uri};
+use plexus_core::auth::AuthRequest;
+use plexus_core::channels::{
+    Access, Action, ChannelMatch, ChannelPolicy, GuardRequest, JoinLeave, Namespace,
+};
+use plexus_core::{Error, ErrorCode, HistoryOptions, Limits, Payload};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The whole configuration, as the file spells it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerSection,
+    pub client: ClientSection,
+    pub jwt: JwtSection,
+    pub api: ApiSection,
+    pub metrics: MetricsSection,
+    pub backend: BackendSection,
+    pub namespaces: Vec<NamespaceSection>,
+}
+
+/// `[server]`
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerSection {
+    pub listen: String,
+    /// Default: on without a configuration file, off with one.
+    pub dev_mode: bool,
+    pub shutdown_timeout_ms: u64,
+}
+
+impl Default for ServerSection {
+    fn default() -> Self {
+        ServerSection {
+            listen: "127.0.0.1:8000".into(),
+            dev_mode: false,
+            shutdown_timeout_ms: Limits::default().shutdown_timeout.as_millis() as u64,
+        }
+    }
+}
+
+/// `[client]`: how connections authenticate, and their limits.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClientSection {
+    /// Default: on in development mode, off otherwise.
+    pub anonymous: bool,
+    pub auth_timeout_ms: u64,
+    pub max_message_bytes: u64,
+    pub max_subscriptions: u64,
+    pub max_channel_bytes: u64,
+    pub outbound_queue_bytes_max: u64,
+    pub max_connections_per_user: u64,
+    pub requests_per_second: u64,
+    pub requests_burst: u64,
+    pub max_pending_requests: u64,
+    pub command_timeout_ms: u64,
+    pub ping_interval_ms: u64,
+    pub max_missed_pongs: u64,
+    pub push_latency: bool,
+    pub recovery_max_publications: u64,
+    pub history_max: u64,
+    pub max_metadata_bytes: u64,
+    pub mailbox_max_messages: u64,
+    pub mailbox_lifetime_ms: u64,
+    pub mail_ttl_ms: u64,
+    pub mail_redelivery_pace_ms: u64,
+}
+
+impl Default for ClientSection {
+    fn default() -> Self {
+        let l = Limits::default();
+        let ms = |d: Duration| d.as_millis() as u64;
+        ClientSection {
+            anonymous: false,
+            auth_timeout_ms: ms(l.auth_timeout),
+            max_message_bytes: l.max_message_bytes as u64,
+            max_subscriptions: l.max_subscriptions as u64,
+            max_channel_bytes: l.max_channel_bytes as u64,
+            outbound_queue_bytes_max: l.outbound_queue_bytes_max as u64,
+            max_connections_per_user: l.max_connections_per_user as u64,
+            requests_per_second: l.requests_per_second.into(),
+            requests_burst: l.requests_burst.into(),
+            max_pending_requests: l.max_pending_requests as u64,
+            command_timeout_ms: ms(l.command_timeout),
+            ping_interval_ms: ms(l.ping_interval),
+            max_missed_pongs: l.max_missed_pongs.into(),
+            push_latency: l.push_latency,
+            recovery_max_publications: l.recovery_max_publications as u64,
+            history_max: l.client_history_max as u64,
+            max_metadata_bytes: l.max_metadata_bytes as u64,
+            mailbox_max_messages: l.mailbox_max_messages as u64,
+            mailbox_lifetime_ms: ms(l.mailbox_lifetime),
+            mail_ttl_ms: ms(l.mail_ttl),
+            mail_redelivery_pace_ms: ms(l.mail_redelivery_pace),
+        }
+    }
+}
+
+/// `[jwt]`: keys that verify connection and subscription tokens. Empty = not used.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JwtSection {
+    pub hmac_secret: String,
+    /// PEM text, or the path of a PEM file (relative to the configuration file).
+    pub rsa_public_key: String,
+    pub ecdsa_public_key: String,
+    pub audience: String,
+    pub issuer: String,
+    pub leeway_seconds: u64,
+}
+
+/// `[api]`
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiSection {
+    pub key: String,
+    pub max_body_bytes: u64,
+    pub history_max: u64,
+    pub broadcast_max_channels: u64,
+    pub channels_max: u64,
+}
+
+impl Default for ApiSection {
+    fn default() -> Self {
+        let d = ApiOptions::default();
+        ApiSection {
+            key: String::new(),
+            max_body_bytes: d.max_body_bytes as u64,
+            history_max: d.history_max as u64,
+            broadcast_max_channels: d.broadcast_max_channels as u64,
+            channels_max: d.channels_max as u64,
+        }
+    }
+}
+
+/// `[metrics]`
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsSection {
+    /// Default: on in development mode, off otherwise.
+    pub enabled: bool,
+}
+
+/// `[backend]`: the application's HTTP hooks. An empty URL turns its hook off.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BackendSection {
+    pub timeout_ms: u64,
+    pub max_in_flight: u64,
+    pub max_response_bytes: u64,
+    pub forward_headers: Vec<String>,
+    pub headers: BTreeMap<String, String>,
+    pub connect_url: String,
+    pub subscribe_url: String,
+    pub publish_url: String,
+    pub rpc_url: String,
+    pub rpc_urls: BTreeMap<String, String>,
+}
+
+impl Default for BackendSection {
+    fn default() -> Self {
+        let d = BackendOptions::default();
+        BackendSection {
+            timeout_ms: d.timeout.as_millis() as u64,
+            max_in_flight: d.max_in_flight as u64,
+            max_response_bytes: d.max_response_bytes as u64,
+            forward_headers: d.forward_headers.iter().map(|h| h.to_string()).collect(),
+            headers: BTreeMap::new(),
+            connect_url: String::new(),
+            subscribe_url: String::new(),
+            publish_url: String::new(),
+            rpc_url: String::new(),
+            rpc_urls: BTreeMap::new(),
+        }
+    }
+}
+
+/// `[[namespaces]]`: a set of channels and who may do what in them. The first namespace that
+/// matches a channel applies; a channel no namespace matches is closed to clients.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NamespaceSection {
+    pub name: String,
+    /// A glob: `*` matches anything (`chat:*`, `*`, `room:*:public`); no `*` = one channel.
+    pub channels: String,
+    /// A regular expression that must match the whole name (instead of `channels`).
+    pub regex: String,
+    /// `nobody`, `anyone`, `authenticated`, `token` or `backend`.
+    pub subscribe: String,
+    /// `nobody`, `anyone`, `subscribers`, `authenticated` or `backend`.
+    pub publish: String,
+    pub publisher_info: bool,
+    pub history_size: u64,
+    pub history_ttl_ms: u64,
+    pub recovery: bool,
+    pub presence: bool,
+    /// `off`, `users` or `connections`.
+    pub join_leave: String,
+}
+
+impl Default for NamespaceSection {
+    fn default() -> Self {
+        NamespaceSection {
+            name: String::new(),
+            channels: String::new(),
+            regex: String::new(),
+            subscribe: "nobody".into(),
+            publish: "nobody".into(),
+            publisher_info: true,
+            history_size: 0,
+            history_ttl_ms: 0,
+            recovery: false,
+            presence: false,
+            join_leave: "off".into(),
+        }
+    }
+}
+
+/// Environment variables that are not settings (the CLI client's, logging).
+const NOT_SETTINGS: &[&str] = &["PLEXUS_LOG", "PLEXUS_URL", "PLEXUS_TOKEN", "PLEXUS_CONFIG"];
+
+/// Where the configuration comes from.
+#[derive(Clone, Debug, Default)]
+pub struct Sources {
+    pub file: Option<ConfigFile>,
+    /// Environment variables (only those starting with `PLEXUS_` are read).
+    pub env: Vec<(String, String)>,
+    pub flags: Vec<Flag>,
+}
+
+/// A configuration file's name (for messages and relative key paths) and text.
+#[derive(Clone, Debug)]
+pub struct ConfigFile {
+    pub path: PathBuf,
+    pub text: String,
+}
+
+impl ConfigFile {
+    pub fn read(path: impl Into<PathBuf>) -> Result<ConfigFile, ConfigError> {
+        let path = path.into();
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Ok(ConfigFile { path, text }),
+            Err(e) => Err(ConfigError::one(
+                path.display().to_string(),
+                format!("cannot read: {e}"),
+            )),
+        }
+    }
+}
+
+/// A setting given on the command line.
+#[derive(Clone, Debug)]
+pub struct Flag {
+    /// How the user wrote it, for messages (`--listen`).
+    pub name: String,
+    /// The setting's path (`server.listen`).
+    pub key: String,
+    pub value: String,
+}
+
+impl Flag {
+    pub fn new(name: impl Into<String>, key: impl Into<String>, value: impl Into<String>) -> Flag {
+        Flag {
+            name: name.into(),
+            key: key.into(),
+            value: value.into(),
+        }
+    }
+}
+
+/// One problem, and where it is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    /// `plexus.toml:12:3`, `environment variable PLEXUS_API_KEY`, `flag --listen`, …
+    pub location: String,
+    /// The setting's path, when the problem is about one (`namespaces[1].subscribe`).
+    pub key: Option<String>,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.key {
+            Some(key) => write!(f, "{}: `{key}`: {}", self.location, self.message),
+            None => write!(f, "{}: {}", self.location, self.message),
+        }
+    }
+}
+
+/// Every problem found in a configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    pub problems: Vec<Problem>,
+}
+
+impl ConfigError {
+    fn one(location: String, message: String) -> ConfigError {
+        ConfigError {
+            problems: vec![Problem {
+                location,
+                key: None,
+                message,
+            }],
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.problems.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+// ---------------------------------------------------------------------------------------------
+// Key paths and the schema (derived from the defaults, so it cannot drift from the structs).
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Seg {
+    Key(String),
+    Index(usize),
+}
+
+fn path_string(path: &[Seg]) -> String {
+    let mut s = String::new();
+    for seg in path {
+        match seg {
+            Seg::Key(k) => {
+                if !s.is_empty() {
+                    s.push('.');
+                }
+                s.push_str(k);
+            }
+            Seg::Index(i) => s.push_str(&format!("[{i}]")),
+        }
+    }
+    s
+}
+
+fn key_path(keys: &[&str]) -> Vec<Seg> {
+    keys.iter().map(|k| Seg::Key((*k).to_owned())).collect()
+}
+
+#[derive(Debug)]
+enum Schema {
+    Bool,
+    Int,
+    Str,
+    List(Box<Schema>),
+    /// A struct: these keys only.
+    Table(Vec<(String, Schema)>),
+    /// Any keys, values of one type.
+    Map(Box<Schema>),
+}
+
+impl Schema {
+    fn of(value: &serde_json::Value) -> Schema {
+        use serde_json::Value as J;
+        match value {
+            J::Bool(_) => Schema::Bool,
+            J::Number(_) => Schema::Int,
+            J::Array(items) => {
+                Schema::List(Box::new(items.first().map_or(Schema::Str, Schema::of)))
+            }
+            J::Object(map) if map.is_empty() => Schema::Map(Box::new(Schema::Str)),
+            J::Object(map) => Schema::Table(
+                map.iter()
+                    .map(|(k, v)| (k.clone(), Schema::of(v)))
+                    .collect(),
+            ),
+            _ => Schema::Str,
+        }
+    }
+
+    fn config() -> Schema {
+        let mut defaults = serde_json::to_value(Config::default()).expect("defaults serialize");
+        defaults["namespaces"] = serde_json::json!([NamespaceSection::default()]);
+        Schema::of(&defaults)
+    }
+
+    fn field(&self, key: &str) -> Option<&Schema> {
+        match self {
+            Schema::Table(fields) => fields.iter().find(|(k, _)| k == key).map(|(_, s)| s),
+            Schema::Map(values) => Some(values),
+            _ => None,
+        }
+    }
+
+    fn describe(&self) -> &'static str {
+        match self {
+            Schema::Bool => "a boolean",
+            Schema::Int => "a non-negative integer",
+            Schema::Str => "a string",
+            Schema::List(_) => "an array",
+            Schema::Table(_) | Schema::Map(_) => "a table",
+        }
+    }
+
+    /// Checks a value; pushes each problem with its path.
+    fn check(&self, value: &toml::Value, path: &mut Vec<Seg>, out: &mut Vec<(Vec<Seg>, String)>) {
+        let wrong = |out: &mut Vec<(Vec<Seg>, String)>, path: &[Seg]| {
+            out.push((
+                path.to_vec(),
+                format!("expected {}, found {}", self.describe(), value.type_str()),
+            ));
+        };
+        match (self, value) {
+            (Schema::Bool, toml::Value::Boolean(_)) | (Schema::Str, toml::Value::String(_)) => {}
+            (Schema::Int, toml::Value::Integer(i)) if *i >= 0 => {}
+            (Schema::List(item), toml::Value::Array(items)) => {
+                for (i, v) in items.iter().enumerate() {
+                    path.push(Seg::Index(i));
+                    item.check(v, path, out);
+                    path.pop();
+                }
+            }
+            (Schema::Table(fields), toml::Value::Table(table)) => {
+                for (k, v) in table {
+                    path.push(Seg::Key(k.clone()));
+                    match fields.iter().find(|(name, _)| name == k) {
+                        Some((_, schema)) => schema.check(v, path, out),
+                        None => {
+                            let known: Vec<&str> = fields.iter().map(|(n, _)| n.as_str()).collect();
+                            out.push((path.clone(), unknown_key(k, &known)));
+                        }
+                    }
+                    path.pop();
+                }
+            }
+            (Schema::Map(values), toml::Value::Table(table)) => {
+                for (k, v) in table {
+                    path.push(Seg::Key(k.clone()));
+                    values.check(v, path, out);
+                    path.pop();
+                }
+            }
+            _ => wrong(out, path),
+        }
+    }
+
+    /// The setting an environment variable name (after `PLEXUS_`) names.
+    fn env_path(&self, rest: &str) -> Option<(Vec<Seg>, &Schema)> {
+        let Schema::Table(fields) = self else {
+            return None;
+        };
+        for (key, schema) in fields {
+            let upper = key.to_ascii_uppercase();
+            if rest == upper {
+                return Some((vec![Seg::Key(key.clone())], schema));
+            }
+        }
+        for (key, schema) in fields {
+            let upper = key.to_ascii_uppercase();
+            if let Some(tail) = rest.strip_prefix(&upper).and_then(|t| t.strip_prefix('_'))
+                && let Some((mut path, leaf)) = schema.env_path(tail)
+            {
+                path.insert(0, Seg::Key(key.clone()));
+                return Some((path, leaf));
+            }
+        }
+        None
+    }
+
+    /// Parses a value given as text (environment, flags) for this setting.
+    fn parse_text(&self, text: &str) -> Result<toml::Value, String> {
+        match self {
+            Schema::Str => Ok(toml::Value::String(text.to_owned())),
+            Schema::Bool => match text {
+                "true" => Ok(toml::Value::Boolean(true)),
+                "false" => Ok(toml::Value::Boolean(false)),
+                _ => Err(format!("expected `true` or `false`, found `{text}`")),
+            },
+            Schema::Int => text
+                .parse::<i64>()
+                .ok()
+                .filter(|i| *i >= 0)
+                .map(toml::Value::Integer)
+                .ok_or_else(|| format!("expected a non-negative integer, found `{text}`")),
+            Schema::List(item)
+                if matches!(**item, Schema::Str) && !text.trim_start().starts_with('[') =>
+            {
+                Ok(toml::Value::Array(
+                    text.split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(|s| toml::Value::String(s.to_owned()))
+                        .collect(),
+                ))
+            }
+            _ => {
+                let doc = format!("v = {text}");
+                let mut table: toml::Table = toml::from_str(&doc)
+                    .map_err(|e| format!("not a TOML value: {}", e.message()))?;
+                let value = table.remove("v").expect("parsed key");
+                let mut problems = Vec::new();
+                self.check(&value, &mut Vec::new(), &mut problems);
+                match problems.first() {
+                    None => Ok(value),
+                    Some((path, message)) if path.is_empty() => Err(message.clone()),
+                    Some((path, message)) => Err(format!("{}: {message}", path_string(path))),
+                }
+            }
+        }
+    }
+}
+
+fn unknown_key(key: &str, known: &[&str]) -> String {
+    let close = known
+        .iter()
+        .map(|k| (edit_distance(key, k), *k))
+        .filter(|(d, k)| *d <= 2.max(k.len() / 4))
+        .min();
+    match close {
+        Some((_, k)) => format!("unknown key `{key}` (did you mean `{k}`?)"),
+        None => format!("unknown key `{key}`; known keys: {}", known.join(", ")),
+    }
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = if ca == *cb {
+                prev
+            } else {
+                1 + prev.min(cur).min(row[j])
+            };
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
+fn set_path(table: &mut toml::Table, path: &[Seg], value: toml::Value) {
+    let Some((Seg::Key(first), rest)) = path.split_first() else {
+        return;
+    };
+    if rest.is_empty() {
+        table.insert(first.clone(), value);
+        return;
+    }
+    let entry = table
+        .entry(first.clone())
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    if !entry.is_table() {
+        *entry = toml::Value::Table(toml::Table::new());
+    }
+    if let toml::Value::Table(inner) = entry {
+        set_path(inner, rest, value);
+    }
+}
+
+fn get_path<'a>(table: &'a toml::Table, path: &[Seg]) -> Option<&'a toml::Value> {
+    let (Seg::Key(first), rest) = path.split_first()? else {
+        return None;
+    };
+    let value = table.get(first)?;
+    if rest.is_empty() {
+        return Some(value);
+    }
+    match (value, &rest[0]) {
+        (toml::Value::Table(t), Seg::Key(_)) => get_path(t, rest),
+        _ => None,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Locations.
+
+/// Line and column (1-based) of a byte offset.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+/// The span of the key (or array item) at `path` in the file.
+fn span_of(
+    doc: &toml::Spanned<toml::de::DeTable<'_>>,
+    path: &[Seg],
+) -> Option<std::ops::Range<usize>> {
+    let mut table = doc.get_ref();
+    let mut value: Option<&toml::Spanned<toml::de::DeValue<'_>>> = None;
+    let mut span = None;
+    for seg in path {
+        match seg {
+            Seg::Key(key) => {
+                if let Some(v) = value {
+                    table = v.get_ref().as_table()?;
+                }
+                let (k, v) = table.iter().find(|(k, _)| k.get_ref() == key)?;
+                span = Some(k.span());
+                value = Some(v);
+            }
+            Seg::Index(i) => {
+                let item = value?.get_ref().as_array()?.get(*i)?;
+                span = Some(item.span());
+                value = Some(item);
+            }
+        }
+    }
+    span
+}
+
+struct Locator<'a> {
+    file: Option<(&'a ConfigFile, toml::Spanned<toml::de::DeTable<'a>>)>,
+    /// Settings given by the environment and flags, in order (later wins).
+    overlays: Vec<(Vec<Seg>, String)>,
+}
+
+impl Locator<'_> {
+    fn locate(&self, path: &[Seg]) -> String {
+        if let Some((_, label)) = self
+            .overlays
+            .iter()
+            .rev()
+            .find(|(p, _)| path.starts_with(p) || p.starts_with(path))
+        {
+            return label.clone();
+        }
+        match &self.file {
+            Some((file, doc)) => {
+                // The deepest part of the path the file has.
+                let found = (1..=path.len())
+                    .rev()
+                    .find_map(|n| span_of(doc, &path[..n]));
+                match found {
+                    Some(span) => {
+                        let (line, col) = line_col(&file.text, span.start);
+                        format!("{}:{line}:{col}", file.path.display())
+                    }
+                    None => file.path.display().to_string(),
+                }
+            }
+            None => "defaults".into(),
+        }
+    }
+
+    fn problem(&self, path: &[Seg], message: impl Into<String>) -> Problem {
+        Problem {
+            location: self.locate(path),
+            key: (!path.is_empty()).then(|| path_string(path)),
+            message: message.into(),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Loading.
+
+/// A checked configuration, ready to build a server from.
+pub struct Loaded {
+    pub config: Config,
+    /// Development mode: anonymous connections, every channel open, the API without a key.
+    pub dev_mode: bool,
+    /// Things that are allowed but probably not meant (nobody can authenticate, …).
+    pub warnings: Vec<String>,
+    pub listen: SocketAddr,
+    limits: Limits,
+    anonymous: bool,
+    metrics: bool,
+    api_key: ApiKey,
+    jwt: Option<Arc<JwtVerifier>>,
+    namespaces: Vec<Compiled>,
+    backend: Option<Arc<Backend>>,
+    hooks: Option<Arc<BackendHooks>>,
+    rpc_url: Option<Uri>,
+    rpc_urls: Vec<(String, Uri)>,
+}
+
+/// How a namespace's subscribers are checked beyond its [`Access`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SubscribeCheck {
+    None,
+    Token,
+    Backend,
+}
+
+struct Compiled {
+    namespace: Namespace,
+    subscribe: SubscribeCheck,
+    publish_backend: bool,
+}
+
+/// Loads, merges and checks a configuration.
+pub fn load(sources: &Sources) -> Result<Loaded, ConfigError> {
+    let schema = Schema::config();
+    let mut problems = Vec::new();
+    let mut merged = toml::Table::new();
+    let mut locator = Locator {
+        file: None,
+        overlays: Vec::new(),
+    };
+
+    if let Some(file) = &sources.file {
+        let name = file.path.display().to_string();
+        let (doc, errors) = toml::de::DeTable::parse_recoverable(&file.text);
+        if !errors.is_empty() {
+            let problems = errors
+                .iter()
+                .map(|e| {
+                    let location = match e.span() {
+                        Some(span) => {
+                            let (line, col) = line_col(&file.text, span.start);
+                            format!("{name}:{line}:{col}")
+                        }
+                        None => name.clone(),
+                    };
+                    Problem {
+                        location,
+                        key: None,
+                        message: e.message().trim().to_owned(),
+                    }
+                })
+                .collect();
+            return Err(ConfigError { problems });
+        }
+        merged = toml::from_str(&file.text).map_err(|e| ConfigError::one(name, e.to_string()))?;
+        locator.file = Some((file, doc));
+        let mut found = Vec::new();
+        schema.check(
+            &toml::Value::Table(merged.clone()),
+            &mut Vec::new(),
+            &mut found,
+        );
+        problems.extend(
+            found
+                .iter()
+                .map(|(path, message)| locator.problem(path, message.clone())),
+        );
+        // Without the bad values the rest can still be checked, so every problem is reported
+        // in one go.
+        for (path, _) in &found {
+            remove_path(&mut merged, path);
+        }
+    }
+
+    let mut env: Vec<&(String, String)> = sources
+        .env
+        .iter()
+        .filter(|(k, _)| k.starts_with("PLEXUS_") && !NOT_SETTINGS.contains(&k.as_str()))
+        .collect();
+    env.sort();
+    for (name, text) in env {
+        let label = format!("environment variable {name}");
+        let Some((path, leaf)) = schema.env_path(&name["PLEXUS_".len()..]) else {
+            problems.push(Problem {
+                location: label,
+                key: None,
+                message: "not a setting".into(),
+            });
+            continue;
+        };
+        match leaf.parse_text(text) {
+            Ok(value) => {
+                set_path(&mut merged, &path, value);
+                locator.overlays.push((path, label));
+            }
+            Err(message) => problems.push(Problem {
+                location: label,
+                key: Some(path_string(&path)),
+                message,
+            }),
+        }
+    }
+
+    for flag in &sources.flags {
+        let label = format!("flag {}", flag.name);
+        let keys: Vec<&str> = flag.key.split('.').collect();
+        let mut leaf = Some(&schema);
+        for key in &keys {
+            leaf = leaf.and_then(|s| s.field(key));
+        }
+        let Some(leaf) = leaf.filter(|_| keys.iter().all(|k| !k.is_empty())) else {
+            problems.push(Problem {
+                location: label,
+                key: None,
+                message: format!("`{}` is not a setting", flag.key),
+            });
+            continue;
+        };
+        let path = key_path(&keys);
+        match leaf.parse_text(&flag.value) {
+            Ok(value) => {
+                set_path(&mut merged, &path, value);
+                locator.overlays.push((path, label));
+            }
+            Err(message) => problems.push(Problem {
+                location: label,
+                key: Some(flag.key.clone()),
+                message,
+            }),
+        }
+    }
+
+    let config: Config = match toml::Value::Table(merged.clone()).try_into() {
+        Ok(config) => config,
+        Err(e) => {
+            let e: toml::de::Error = e;
+            problems.push(Problem {
+                location: locator.locate(&[]),
+                key: None,
+                message: e.message().to_owned(),
+            });
+            return Err(ConfigError { problems });
+        }
+    };
+    let is_set = |keys: &[&str]| get_path(&merged, &key_path(keys)).is_some();
+    let dev_mode = if is_set(&["server", "dev_mode"]) {
+        config.server.dev_mode
+    } else {
+        sources.file.is_none()
+    };
+    let anonymous = if is_set(&["client", "anonymous"]) {
+        config.client.anonymous
+    } else {
+        dev_mode
+    };
+    let metrics = if is_set(&["metrics", "enabled"]) {
+        config.metrics.enabled
+    } else {
+        dev_mode
+    };
+    let base_dir = sources
+        .file
+        .as_ref()
+        .and_then(|f| f.path.parent())
+        .map(Path::to_path_buf);
+    match compile(config, dev_mode, anonymous, metrics, base_dir, &locator) {
+        Ok(loaded) if problems.is_empty() => Ok(loaded),
+        Ok(_) => Err(sorted(problems)),
+        Err(e) => {
+            problems.extend(e.problems);
+            Err(sorted(problems))
+        }
+    }
+}
+
+/// Problems in file order (line, column), then those of the environment and flags.
+fn sorted(mut problems: Vec<Problem>) -> ConfigError {
+    let position = |p: &Problem| {
+        let mut parts = p.location.rsplitn(3, ':');
+        let col = parts.next().and_then(|c| c.parse::<usize>().ok());
+        let line = parts.next().and_then(|l| l.parse::<usize>().ok());
+        match (line, col) {
+            (Some(line), Some(col)) => (0, line, col),
+            _ if p.location.starts_with("environment") => (2, 0, 0),
+            _ if p.location.starts_with("flag") => (3, 0, 0),
+            _ => (1, 0, 0),
+        }
+    };
+    problems.sort_by_key(position);
+    ConfigError { problems }
+}
+
+fn remove_path(table: &mut toml::Table, path: &[Seg]) {
+    let Some((Seg::Key(first), rest)) = path.split_first() else {
+        return;
+    };
+    if rest.is_empty() {
+        table.remove(first);
+        return;
+    }
+    let mut value = table.get_mut(first);
+    for (i, seg) in rest.iter().enumerate() {
+        let last = i + 1 == rest.len();
+        match (value, seg) {
+            (Some(toml::Value::Table(t)), Seg::Key(k)) => {
+                if last {
+                    t.remove(k);
+                    return;
+                }
+                value = t.get_mut(k);
+            }
+            (Some(toml::Value::Array(a)), Seg::Index(n)) => {
+                if last {
+                    // Keep the indexes of the other items: blank the item instead.
+                    if let Some(item) = a.get_mut(*n) {
+                        *item = toml::Value::Table(toml::Table::new());
+                    }
+                    return;
+                }
+                value = a.get_mut(*n);
+            }
+            _ => return,
+        }
+    }
+}
+
+fn ms(value: u64) -> Duration {
+    Duration::from_millis(value)
+}
+
+fn usize_of(value: u64) -> usize {
+    usize::try_from(value).unwrap_or(usize::MAX)
+}
+
+/// A PEM key given inline or as a file path.
+fn read_pem(value: &str, base: Option<&Path>) -> Result<Vec<u8>, String> {
+    if value.trim_start().starts_with("-----BEGIN") {
+        return Ok(value.as_bytes().to_vec());
+    }
+    let path = Path::new(value);
+    let path = match base {
+        Some(base) if path.is_relative() => base.join(path),
+        _ => path.to_path_buf(),
+    };
+    std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+}
+
+fn hook_url(value: &str) -> Result<Option<Uri>, String> {
+    if value.is_empty() {
+        return Ok(None);
+    }
+    let uri: Uri = value.parse().map_err(|e| format!("not a URL: {e}"))?;
+    match uri.scheme_str() {
+        Some("http") if uri.authority().is_some() => Ok(Some(uri)),
+        Some("https") => {
+            Err("hooks speak plain http:// (put TLS in front of the backend elsewhere)".into())
+        }
+        _ => Err("expected an http:// URL".into()),
+    }
+}
+
+/// A namespace's channel pattern.
+fn channel_match(ns: &NamespaceSection) -> Result<ChannelMatch, String> {
+    match (ns.channels.is_empty(), ns.regex.is_empty()) {
+        (false, false) => Err("give `channels` or `regex`, not both".into()),
+        (true, true) => Err("give `channels` (a glob such as `chat:*`) or `regex`".into()),
+        (true, false) => ChannelMatch::regex(&ns.regex).map_err(|e| format!("bad regex: {e}")),
+        (false, true) => {
+            let glob = &ns.channels;
+            if glob == "*" {
+                return Ok(ChannelMatch::Any);
+            }
+            let stars = glob.matches('*').count();
+            if stars == 0 {
+                return Ok(ChannelMatch::Exact(glob.clone()));
+            }
+            if stars == 1 && glob.ends_with('*') {
+                return Ok(ChannelMatch::Prefix(glob[..glob.len() - 1].to_owned()));
+            }
+            let pattern: Vec<String> = glob.split('*').map(regex_escape).collect();
+            ChannelMatch::regex(&pattern.join(".*")).map_err(|e| format!("bad glob: {e}"))
+        }
+    }
+}
+
+fn regex_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if "\\.+*?()|[]{}^$#&-~".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn compile(
+    config: Config,
+    dev_mode: bool,
+    anonymous: bool,
+    metrics: bool,
+    base_dir: Option<PathBuf>,
+    at: &Locator<'_>,
+) -> Result<Loaded, ConfigError> {
+    let mut problems = Vec::new();
+    let mut warnings = Vec::new();
+    let mut err = |keys: &[Seg], message: String| problems.push(at.problem(keys, message));
+    let p = |keys: &[&str]| key_path(keys);
+
+    let listen = config
+        .server
+        .listen
+        .parse::<SocketAddr>()
+        .unwrap_or_else(|e| {
+            err(
+                &p(&["server", "listen"]),
+                format!("not an address such as 127.0.0.1:8000: {e}"),
+            );
+            SocketAddr::from(([127, 0, 0, 1], 8000))
+        });
+
+    let c = &config.client;
+    let positive: [(&str, u64); 14] = [
+        ("auth_timeout_ms", c.auth_timeout_ms),
+        ("max_message_bytes", c.max_message_bytes),
+        ("max_subscriptions", c.max_subscriptions),
+        ("max_channel_bytes", c.max_channel_bytes),
+        ("outbound_queue_bytes_max", c.outbound_queue_bytes_max),
+        ("requests_per_second", c.requests_per_second),
+        ("requests_burst", c.requests_burst),
+        ("max_pending_requests", c.max_pending_requests),
+        ("command_timeout_ms", c.command_timeout_ms),
+        ("ping_interval_ms", c.ping_interval_ms),
+        ("max_missed_pongs", c.max_missed_pongs),
+        ("max_metadata_bytes", c.max_metadata_bytes),
+        ("mailbox_lifetime_ms", c.mailbox_lifetime_ms),
+        ("mail_ttl_ms", c.mail_ttl_ms),
+    ];
+    for (key, value) in positive {
+        if value == 0 {
+            err(&p(&["client", key]), "must be greater than 0".into());
+        }
+    }
+    if c.max_message_bytes < 1024 {
+        err(
+            &p(&["client", "max_message_bytes"]),
+            "must be at least 1024".into(),
+        );
+    }
+    if c.ping_interval_ms < 100 {
+        err(
+            &p(&["client", "ping_interval_ms"]),
+            "must be at least 100".into(),
+        );
+    }
+    for (key, value) in [
+        ("requests_per_second", c.requests_per_second),
+        ("requests_burst", c.requests_burst),
+        ("max_missed_pongs", c.max_missed_pongs),
+    ] {
+        if value > u64::from(u32::MAX) {
+            err(
+                &p(&["client", key]),
+                format!("must be at most {}", u32::MAX),
+            );
+        }
+    }
+    let limits = Limits {
+        max_message_bytes: usize_of(c.max_message_bytes),
+        max_subscriptions: usize_of(c.max_subscriptions),
+        max_channel_bytes: usize_of(c.max_channel_bytes),
+        outbound_queue_bytes_max: usize_of(c.outbound_queue_bytes_max),
+        auth_timeout: ms(c.auth_timeout_ms),
+        max_connections_per_user: usize_of(c.max_connections_per_user),
+        requests_per_second: u32::try_from(c.requests_per_second).unwrap_or(u32::MAX),
+        requests_burst: u32::try_from(c.requests_burst).unwrap_or(u32::MAX),
+        max_pending_requests: usize_of(c.max_pending_requests),
+        command_timeout: ms(c.command_timeout_ms),
+        ping_interval: ms(c.ping_interval_ms),
+        max_missed_pongs: u32::try_from(c.max_missed_pongs).unwrap_or(u32::MAX),
+        push_latency: c.push_latency,
+        shutdown_timeout: ms(config.server.shutdown_timeout_ms),
+        recovery_max_publications: usize_of(c.recovery_max_publications),
+        client_history_max: usize_of(c.history_max),
+        max_metadata_bytes: usize_of(c.max_metadata_bytes),
+        mailbox_max_messages: usize_of(c.mailbox_max_messages),
+        mailbox_lifetime: ms(c.mailbox_lifetime_ms),
+        mail_ttl: ms(c.mail_ttl_ms),
+        mail_redelivery_pace: ms(c.mail_redelivery_pace_ms),
+    };
+
+    // JWT.
+    let j = &config.jwt;
+    let mut keys = JwtKeys {
+        audience: (!j.audience.is_empty()).then(|| j.audience.clone()),
+        issuer: (!j.issuer.is_empty()).then(|| j.issuer.clone()),
+        leeway_seconds: j.leeway_seconds,
+        ..JwtKeys::default()
+    };
+    if !j.hmac_secret.is_empty() {
+        if j.hmac_secret.len() < 32 {
+            err(
+                &p(&["jwt", "hmac_secret"]),
+                "must be at least 32 bytes long (`plexus config init` makes a random one)".into(),
+            );
+        }
+        keys.hmac_secret = Some(j.hmac_secret.as_bytes().to_vec());
+    }
+    // Each PEM key is read and parsed on its own, so that a message names the right one.
+    let mut key_problem = false;
+    for (key, value) in [
+        ("rsa_public_key", &j.rsa_public_key),
+        ("ecdsa_public_key", &j.ecdsa_public_key),
+    ] {
+        if value.is_empty() {
+            continue;
+        }
+        let rsa = key == "rsa_public_key";
+        let checked = read_pem(value, base_dir.as_deref()).and_then(|pem| {
+            let alone = JwtKeys {
+                rsa_public_pem: rsa.then(|| pem.clone()),
+                ecdsa_public_pem: (!rsa).then(|| pem.clone()),
+                ..JwtKeys::default()
+            };
+            JwtVerifier::new(alone).map(|_| pem)
+        });
+        match checked {
+            Ok(pem) if rsa => keys.rsa_public_pem = Some(pem),
+            Ok(pem) => keys.ecdsa_public_pem = Some(pem),
+            Err(e) => {
+                key_problem = true;
+                err(&p(&["jwt", key]), e);
+            }
+        }
+    }
+    let any_key = keys.hmac_secret.is_some()
+        || keys.rsa_public_pem.is_some()
+        || keys.ecdsa_public_pem.is_some();
+    let jwt = if any_key && !key_problem {
+        JwtVerifier::new(keys).ok().map(Arc::new)
+    } else {
+        None
+    };
+
+    // API and metrics.
+    let api_key = if !config.api.key.is_empty() {
+        if config.api.key.len() < 16 {
+            err(
+                &p(&["api", "key"]),
+                "must be at least 16 characters long".into(),
+            );
+        }
+        ApiKey::Required(config.api.key.clone())
+    } else if dev_mode {
+        ApiKey::Open
+    } else {
+        warnings.push("`api.key` is not set: the HTTP API (/api/…) is disabled".into());
+        ApiKey::Missing
+    };
+    for (key, value) in [
+        ("max_body_bytes", config.api.max_body_bytes),
+        ("history_max", config.api.history_max),
+        ("broadcast_max_channels", config.api.broadcast_max_channels),
+        ("channels_max", config.api.channels_max),
+    ] {
+        if value == 0 {
+            err(&p(&["api", key]), "must be greater than 0".into());
+        }
+    }
+
+    // Backend.
+    let b = &config.backend;
+    let mut url = |key: &[Seg], value: &str| match hook_url(value) {
+        Ok(u) => u,
+        Err(e) => {
+            err(key, e);
+            None
+        }
+    };
+    let connect_url = url(&p(&["backend", "connect_url"]), &b.connect_url);
+    let subscribe_url = url(&p(&["backend", "subscribe_url"]), &b.subscribe_url);
+    let publish_url = url(&p(&["backend", "publish_url"]), &b.publish_url);
+    let rpc_url = url(&p(&["backend", "rpc_url"]), &b.rpc_url);
+    let mut rpc_urls = Vec::new();
+    for (method, value) in &b.rpc_urls {
+        let key = p(&["backend", "rpc_urls", method]);
+        if value.is_empty() {
+            url(&key, "-");
+        } else if let Some(u) = url(&key, value) {
+            rpc_urls.push((method.clone(), u));
+        }
+    }
+    for (key, value) in [
+        ("timeout_ms", b.timeout_ms),
+        ("max_in_flight", b.max_in_flight),
+        ("max_response_bytes", b.max_response_bytes),
+    ] {
+        if value == 0 {
+            err(&p(&["backend", key]), "must be greater than 0".into());
+        }
+    }
+    let mut forward_headers = Vec::new();
+    for (i, name) in b.forward_headers.iter().enumerate() {
+        match HeaderName::try_from(name.to_ascii_lowercase()) {
+            Ok(h) => forward_headers.push(h),
+            Err(_) => err(
+                &[
+                    Seg::Key("backend".into()),
+                    Seg::Key("forward_headers".into()),
+                    Seg::Index(i),
+                ],
+                format!("`{name}` is not a header name"),
+            ),
+        }
+    }
+    let mut headers = Vec::new();
+    for (name, value) in &b.headers {
+        match (
+            HeaderName::try_from(name.as_str()),
+            HeaderValue::try_from(value.as_str()),
+        ) {
+            (Ok(n), Ok(v)) => headers.push((n, v)),
+            _ => err(
+                &p(&["backend", "headers", name]),
+                "not a valid header".into(),
+            ),
+        }
+    }
+    let uses_backend = connect_url.is_some()
+        || subscribe_url.is_some()
+        || publish_url.is_some()
+        || rpc_url.is_some()
+        || !rpc_urls.is_empty();
+    let backend = uses_backend.then(|| {
+        Arc::new(Backend::new(BackendOptions {
+            timeout: ms(b.timeout_ms.max(1)),
+            max_in_flight: usize_of(b.max_in_flight.max(1)),
+            max_response_bytes: usize_of(b.max_response_bytes.max(1)),
+            forward_headers,
+            headers,
+        }))
+    });
+    if !dev_mode && b.timeout_ms >= c.auth_timeout_ms && connect_url.is_some() {
+        warnings.push("`backend.timeout_ms` is not below `client.auth_timeout_ms`: a slow connect hook ends in an auth timeout (4003)".into());
+    }
+
+    // Namespaces.
+    let mut namespaces = Vec::new();
+    let mut names = std::collections::HashSet::new();
+    for (i, ns) in config.namespaces.iter().enumerate() {
+        let at_ns = |key: &str| {
+            let mut path = vec![Seg::Key("namespaces".into()), Seg::Index(i)];
+            if !key.is_empty() {
+                path.push(Seg::Key(key.into()));
+            }
+            path
+        };
+        if ns.name.is_empty() {
+            err(&at_ns("name"), "every namespace needs a `name`".into());
+        } else if !names.insert(ns.name.clone()) {
+            err(
+                &at_ns("name"),
+                format!("a namespace named `{}` comes earlier", ns.name),
+            );
+        }
+        let channels = match channel_match(ns) {
+            Ok(m) => m,
+            Err(e) => {
+                err(
+                    &at_ns(if ns.regex.is_empty() {
+                        "channels"
+                    } else {
+                        "regex"
+                    }),
+                    e,
+                );
+                ChannelMatch::Any
+            }
+        };
+        let (subscribe, check) = match ns.subscribe.as_str() {
+            "nobody" => (Access::Nobody, SubscribeCheck::None),
+            "anyone" => (Access::Anyone, SubscribeCheck::None),
+            "authenticated" => (Access::Authenticated, SubscribeCheck::None),
+            "token" => {
+                if jwt.is_none() && !key_problem {
+                    err(
+                        &at_ns("subscribe"),
+                        "`token` needs a key in [jwt] to check subscription tokens".into(),
+                    );
+                }
+                (Access::Anyone, SubscribeCheck::Token)
+            }
+            "backend" => {
+                if subscribe_url.is_none() {
+                    err(
+                        &at_ns("subscribe"),
+                        "`backend` needs `backend.subscribe_url`".into(),
+                    );
+                }
+                (Access::Anyone, SubscribeCheck::Backend)
+            }
+            other => {
+                err(
+                    &at_ns("subscribe"),
+                    format!("`{other}`: expected nobody, anyone, authenticated, token or backend"),
+                );
+                (Access::Nobody, SubscribeCheck::None)
+            }
+        };
+        let (publish, publish_backend) = match ns.publish.as_str() {
+            "nobody" => (Access::Nobody, false),
+            "anyone" => (Access::Anyone, false),
+            "subscribers" => (Access::Subscribers, false),
+            "authenticated" => (Access::Authenticated, false),
+            "backend" => {
+                if publish_url.is_none() {
+                    err(
+                        &at_ns("publish"),
+                        "`backend` needs `backend.publish_url`".into(),
+                    );
+                }
+                (Access::Anyone, true)
+            }
+            other => {
+                err(
+                    &at_ns("publish"),
+                    format!(
+                        "`{other}`: expected nobody, anyone, subscribers, authenticated or backend"
+                    ),
+                );
+                (Access::Nobody, false)
+            }
+        };
+        let mut namespace = Namespace::new(ns.name.clone(), channels)
+            .subscribe(subscribe)
+            .publish(publish);
+        namespace.publisher_info = ns.publisher_info;
+        match (ns.history_size, ns.history_ttl_ms) {
+            (0, 0) => {}
+            (0, _) => err(
+                &at_ns("history_size"),
+                "`history_ttl_ms` is set: set `history_size` too".into(),
+            ),
+            (_, 0) => err(
+                &at_ns("history_ttl_ms"),
+                "`history_size` is set: set `history_ttl_ms` too".into(),
+            ),
+            (size, ttl) => {
+                namespace.history = Some(HistoryOptions {
+                    size: usize_of(size),
+                    ttl: ms(ttl),
+                })
+            }
+        }
+        if ns.recovery {
+            if namespace.history.is_none() {
+                err(
+                    &at_ns("recovery"),
+                    "recovery needs history (`history_size` and `history_ttl_ms`)".into(),
+                );
+            }
+            namespace.recovery = true;
+        }
+        namespace.presence = ns.presence;
+        namespace.join_leave = match ns.join_leave.as_str() {
+            "off" => JoinLeave::Off,
+            "users" => JoinLeave::Users,
+            "connections" => JoinLeave::Connections,
+            other => {
+                err(
+                    &at_ns("join_leave"),
+                    format!("`{other}`: expected off, users or connections"),
+                );
+                JoinLeave::Off
+            }
+        };
+        if namespace.join_leave != JoinLeave::Off && !ns.presence {
+            err(
+                &at_ns("join_leave"),
+                "join/leave pushes need `presence = true`".into(),
+            );
+        }
+        namespaces.push(Compiled {
+            namespace,
+            subscribe: check,
+            publish_backend,
+        });
+    }
+
+    if !dev_mode {
+        if !anonymous && jwt.is_none() && connect_url.is_none() {
+            warnings.push("no way to authenticate: set a key in [jwt], `backend.connect_url` or `client.anonymous = true`".into());
+        }
+        if namespaces.is_empty() {
+            warnings.push(
+                "no [[namespaces]]: clients may not subscribe or publish to any channel".into(),
+            );
+        }
+    }
+
+    if !problems.is_empty() {
+        return Err(ConfigError { problems });
+    }
+    let hooks = backend.as_ref().map(|backend| {
+        Arc::new(BackendHooks {
+            backend: backend.clone(),
+            connect: connect_url,
+            subscribe: subscribe_url,
+            publish: publish_url,
+        })
+    });
+    Ok(Loaded {
+        config,
+        dev_mode,
+        warnings,
+        listen,
+        limits,
+        anonymous,
+        metrics,
+        api_key,
+        jwt,
+        namespaces,
+        backend,
+        hooks,
+        rpc_url,
+        rpc_urls,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Building the server.
+
+/// The first namespace matching a channel, as the policy sees it.
+fn first_match<'a>(
+    rules: &'a [(ChannelMatch, SubscribeCheck, bool)],
+    channel: &str,
+) -> Option<&'a (ChannelMatch, SubscribeCheck, bool)> {
+    rules.iter().find(|(m, _, _)| m.matches(channel))
+}
+
+impl Loaded {
+    /// The limits every connection gets.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// The JWT verifier, when [jwt] has a key.
+    pub fn jwt(&self) -> Option<&Arc<JwtVerifier>> {
+        self.jwt.as_ref()
+    }
+
+    /// A server builder with everything the configuration says.
+    pub fn server_builder(&self) -> ServerBuilder {
+        let mut builder = Server::builder();
+        if self.dev_mode {
+            builder = builder.dev_mode();
+        }
+        builder = builder
+            .listen(self.listen)
+            .limits(self.limits.clone())
+            .anonymous(self.anonymous);
+
+        let mut policy = ChannelPolicy::default();
+        let mut rules = Vec::new();
+        for c in &self.namespaces {
+            policy.add_namespace(c.namespace.clone());
+            rules.push((c.namespace.channels.clone(), c.subscribe, c.publish_backend));
+        }
+        if self.dev_mode {
+            // Development mode opens every channel the namespaces above leave unmatched.
+            policy.add_namespace(
+                Namespace::new("development", ChannelMatch::Any)
+                    .subscribe(Access::Anyone)
+                    .publish(Access::Anyone),
+            );
+            rules.push((ChannelMatch::Any, SubscribeCheck::None, false));
+        }
+        let rules = Arc::new(rules);
+        if rules
+            .iter()
+            .any(|(_, check, _)| *check != SubscribeCheck::None)
+        {
+            let (rules, jwt, hooks) = (rules.clone(), self.jwt.clone(), self.hooks.clone());
+            policy.add_guard(
+                ChannelMatch::Any,
+                &[Action::Subscribe],
+                move |request: GuardRequest| {
+                    let check =
+                        first_match(&rules, &request.channel).map_or(SubscribeCheck::None, |r| r.1);
+                    let (jwt, hooks) = (jwt.clone(), hooks.clone());
+                    async move {
+                        match check {
+                            SubscribeCheck::None => Ok(()),
+                            SubscribeCheck::Token => {
+                                let Some(token) = request.token.as_deref() else {
+                                    return Err(Error::permission_denied(format!(
+                                        "subscribing to `{}` needs a subscription token",
+                                        request.channel
+                                    )));
+                                };
+                                let jwt = jwt.ok_or_else(|| Error::internal("no JWT key"))?;
+                                jwt.verify_subscription(
+                                    token,
+                                    request.user.as_deref(),
+                                    &request.channel,
+                                )
+                            }
+                            SubscribeCheck::Backend => {
+                                let hooks = hooks.ok_or_else(|| Error::internal("no backend"))?;
+                                let url = hooks
+                                    .subscribe
+                                    .clone()
+                                    .ok_or_else(|| Error::internal("no subscribe hook"))?;
+                                hooks.subscribe(&url, &request).await
+                            }
+                        }
+                    }
+                },
+            );
+        }
+        if rules.iter().any(|(_, _, backend)| *backend) {
+            let (rules, hooks) = (rules.clone(), self.hooks.clone());
+            policy.add_publish_hook(
+                ChannelMatch::Any,
+                move |request: GuardRequest, payload: Payload| {
+                    let backend = first_match(&rules, &request.channel).is_some_and(|r| r.2);
+                    let hooks = hooks.clone();
+                    async move {
+                        if !backend {
+                            return Ok(payload);
+                        }
+                        let hooks = hooks.ok_or_else(|| Error::internal("no backend"))?;
+                        let url = hooks
+                            .publish
+                            .clone()
+                            .ok_or_else(|| Error::internal("no publish hook"))?;
+                        hooks.publish(&url, &request, payload).await
+                    }
+                },
+            );
+        }
+        builder = builder.channels(policy);
+
+        let connect = self
+            .hooks
+            .as_ref()
+            .and_then(|h| h.connect.clone().map(|u| (h.clone(), u)));
+        if self.jwt.is_some() || connect.is_some() {
+            let jwt = self.jwt.clone();
+            builder = builder.auth_hook(move |request: AuthRequest| {
+                let (jwt, connect) = (jwt.clone(), connect.clone());
+                async move { authenticate(jwt.as_deref(), connect, request).await }
+            });
+        }
+
+        if let Some(backend) = &self.backend {
+            for (method, url) in &self.rpc_urls {
+                builder =
+                    builder.command_with(method.clone(), rpc_command(backend.clone(), url.clone()));
+            }
+            if let Some(url) = &self.rpc_url {
+                builder = builder.fallback_command(rpc_command(backend.clone(), url.clone()));
+            }
+        }
+
+        builder.endpoints(HttpEndpoints {
+            api: Some(ApiOptions {
+                key: self.api_key.clone(),
+                max_body_bytes: usize_of(self.config.api.max_body_bytes),
+                history_max: usize_of(self.config.api.history_max),
+                broadcast_max_channels: usize_of(self.config.api.broadcast_max_channels),
+                channels_max: usize_of(self.config.api.channels_max),
+            }),
+            metrics: self.metrics,
+            backend: self.backend.clone(),
+            stats: Arc::default(),
+        })
+    }
+
+    /// What the server will do, in a few lines (for `config check` and the startup log).
+    pub fn summary(&self) -> Vec<String> {
+        let mut lines = vec![format!("listen {}", self.listen)];
+        if self.dev_mode {
+            lines.push("development mode: anonymous connections, every channel open, the API without a key".into());
+        }
+        let mut auth = Vec::new();
+        if let Some(_jwt) = &self.jwt {
+            auth.push("JWT");
+        }
+        if self.hooks.as_ref().is_some_and(|h| h.connect.is_some()) {
+            auth.push("connect hook");
+        }
+        if self.anonymous {
+            auth.push("anonymous");
+        }
+        lines.push(format!(
+            "authentication: {}",
+            if auth.is_empty() {
+                "none".into()
+            } else {
+                auth.join(", ")
+            }
+        ));
+        for c in &self.namespaces {
+            let ns = &self
+                .config
+                .namespaces
+                .iter()
+                .find(|n| n.name == c.namespace.name);
+            if let Some(ns) = ns {
+                let pattern = if ns.regex.is_empty() {
+                    ns.channels.clone()
+                } else {
+                    format!("/{}/", ns.regex)
+                };
+                lines.push(format!(
+                    "namespace {} ({pattern}): subscribe {}, publish {}",
+                    ns.name, ns.subscribe, ns.publish
+                ));
+            }
+        }
+        lines.push(format!(
+            "HTTP API: {}",
+            match &self.api_key {
+                ApiKey::Required(_) => "on, with a key",
+                ApiKey::Open => "on, without a key",
+                ApiKey::Missing => "off (no api.key)",
+            }
+        ));
+        lines.push(format!(
+            "metrics: {}",
+            if self.metrics { "on (/metrics)" } else { "off" }
+        ));
+        lines
+    }
+}
+
+/// In-band authentication: a token checked with the JWT keys, otherwise the backend's
+/// `connect` hook (with the client's credentials and the token, if any).
+async fn authenticate(
+    jwt: Option<&JwtVerifier>,
+    connect: Option<(Arc<BackendHooks>, Uri)>,
+    request: AuthRequest,
+) -> Result<plexus_core::Identity, Error> {
+    if let (Some(token), Some(jwt)) = (request.token.as_deref(), jwt) {
+        return jwt.verify_connection(token);
+    }
+    match connect {
+        Some((hooks, url)) => hooks.connect(&url, &request).await,
+        None => Err(Error::new(
+            ErrorCode::AUTH_FAILED,
+            "this server accepts tokens only",
+        )),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// `plexus config init`.
+
+/// Random bytes as hex, from the operating system's generator.
+pub fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    getrandom::getrandom(&mut buf).expect("the operating system's random generator");
+    buf.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A commented example configuration with fresh random secrets.
+pub fn init_template() -> String {
+    TEMPLATE
+        .replace("@HMAC_SECRET@", &random_hex(32))
+        .replace("@API_KEY@", &random_hex(24))
+}
+
+const TEMPLATE: &str = r#"# Plexus configuration. Check it with `plexus config check plexus.toml`, run it with
+# `plexus serve --config plexus.toml`. Every setting can also come from an environment variable
+# (PLEXUS_ + its path in capitals: PLEXUS_SERVER_LISTEN, PLEXUS_API_KEY, …) or, for the common
+# ones, a flag; flags win over the environment, the environment over this file.
+#
+# With a file, the defaults are closed: nothing is allowed that the file does not allow.
+
+[server]
+listen = "127.0.0.1:8000"
+# Development mode: anonymous connections, every channel open, the API without a key.
+dev_mode = false
+# Time given to clients to receive their queued messages at shutdown (close 4000).
+shutdown_timeout_ms = 10000
+
+[client]
+# Connections that never authenticate may subscribe and publish where namespaces allow anyone.
+anonymous = false
+auth_timeout_ms = 10000
+max_message_bytes = 65536
+max_subscriptions = 128
+max_channel_bytes = 255
+outbound_queue_bytes_max = 1048576
+max_connections_per_user = 100
+requests_per_second = 100
+requests_burst = 200
+max_pending_requests = 64
+command_timeout_ms = 30000
+ping_interval_ms = 25000
+max_missed_pongs = 2
+push_latency = true
+recovery_max_publications = 300
+history_max = 300
+max_metadata_bytes = 16384
+mailbox_max_messages = 1000
+mailbox_lifetime_ms = 604800000
+mail_ttl_ms = 604800000
+mail_redelivery_pace_ms = 0
+
+[jwt]
+# Connection tokens: `sub` = user id, `exp`, `info`, `channels`. Make one for testing with
+# `plexus token --config plexus.toml --user alice`. Your backend signs them with this secret.
+hmac_secret = "@HMAC_SECRET@"
+# Public keys for RS256/384/512 and ES256/384 tokens: PEM text or a file path. Empty = unused.
+rsa_public_key = ""
+ecdsa_public_key = ""
+# When set, tokens must carry this `aud` / `iss`.
+audience = ""
+issuer = ""
+leeway_seconds = 0
+
+[api]
+# The HTTP server API (POST /api/<method>) requires this key:
+#   Authorization: apikey <key>     (or X-API-Key: <key>)
+key = "@API_KEY@"
+max_body_bytes = 1048576
+history_max = 1000
+broadcast_max_channels = 1000
+channels_max = 10000
+
+[metrics]
+# GET /metrics in the Prometheus text format.
+enabled = true
+
+[backend]
+# Hooks into your application over HTTP (POST JSON). An empty URL turns a hook off.
+timeout_ms = 5000
+max_in_flight = 256
+max_response_bytes = 1048576
+# Headers of the client's WebSocket request passed on to the connect hook.
+forward_headers = ["cookie", "authorization", "origin", "user-agent", "x-forwarded-for", "x-real-ip"]
+# Headers added to every hook request, e.g. a secret your backend checks.
+headers = {}
+connect_url = ""    # e.g. "http://127.0.0.1:3000/plexus/connect"
+subscribe_url = ""  # for namespaces with subscribe = "backend"
+publish_url = ""    # for namespaces with publish = "backend"
+rpc_url = ""        # answers every `call` without a URL of its own
+rpc_urls = {}       # per method, e.g. { "orders.create" = "http://127.0.0.1:3000/rpc/orders" }
+
+# Channels. The first namespace whose pattern matches a channel applies; channels no namespace
+# matches are closed to clients (the server API may still publish to them).
+#   subscribe: nobody | anyone | authenticated | token (a subscription token) | backend
+#   publish:   nobody | anyone | subscribers | authenticated | backend
+[[namespaces]]
+name = "chat"
+channels = "chat:*"
+subscribe = "authenticated"
+publish = "subscribers"
+publisher_info = true
+history_size = 100
+history_ttl_ms = 300000
+recovery = true
+presence = true
+join_leave = "users"
+
+[[namespaces]]
+name = "news"
+channels = "news"
+subscribe = "anyone"
+publish = "nobody"
+
+[[namespaces]]
+name = "private"
+regex = "private:[a-z0-9-]+"
+subscribe = "token"
+publish = "nobody"
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(text: &str) -> Sources {
+        Sources {
+            file: Some(ConfigFile {
+                path: "test.toml".into(),
+                text: text.into(),
+            }),
+            ..Sources::default()
+        }
+    }
+
+    #[test]
+    fn the_template_is_valid_and_names_every_setting() {
+        let text = init_template();
+        let loaded = load(&file(&text)).unwrap_or_else(|e| panic!("{e}"));
+        assert!(!loaded.dev_mode);
+        assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+        let schema = Schema::config();
+        let Schema::Table(sections) = &schema else {
+            panic!()
+        };
+        for (section, fields) in sections {
+            let Schema::Table(fields) = fields else {
+                continue;
+            };
+            for (key, _) in fields {
+                let header = format!("[{section}]");
+                let body = text
+                    .split(&header)
+                    .nth(1)
+                    .unwrap_or_else(|| panic!("{header} missing"));
+                assert!(
+                    body.contains(&format!("\n{key} = ")),
+                    "{section}.{key} is not in the template"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn globs() {
+        let ns = |channels: &str| NamespaceSection {
+            channels: channels.into(),
+            ..NamespaceSection::default()
+        };
+        let m = channel_match(&ns("room:*:public")).unwrap();
+        assert!(m.matches("room:12:public"));
+        assert!(!m.matches("room:12:private"));
+        assert!(
+            matches!(channel_match(&ns("chat:*")).unwrap(), ChannelMatch::Prefix(p) if p == "chat:")
+        );
+        assert!(matches!(
+            channel_match(&ns("news")).unwrap(),
+            ChannelMatch::Exact(_)
+        ));
+        assert!(matches!(
+            channel_match(&ns("*")).unwrap(),
+            ChannelMatch::Any
+        ));
+        assert!(channel_match(&ns("a.b*c")).unwrap().matches("a.bxxc"));
+        assert!(!channel_match(&ns("a.b*c")).unwrap().matches("axbxxc"));
+    }
+
+    #[test]
+    fn environment_names_map_to_paths() {
+        let schema = Schema::config();
+        let path = |name: &str| schema.env_path(name).map(|(p, _)| path_string(&p));
+        assert_eq!(path("SERVER_LISTEN").as_deref(), Some("server.listen"));
+        assert_eq!(
+            path("CLIENT_MAX_MESSAGE_BYTES").as_deref(),
+            Some("client.max_message_bytes")
+        );
+        assert_eq!(
+            path("BACKEND_RPC_URLS").as_deref(),
+            Some("backend.rpc_urls")
+        );
+        assert_eq!(path("BACKEND_RPC_URL").as_deref(), Some("backend.rpc_url"));
+        assert_eq!(path("NAMESPACES").as_deref(), Some("namespaces"));
+        assert_eq!(path("SERVER_NOPE"), None);
+    }
+
+    #[test]
+    fn edit_distance_suggests_keys() {
+        assert_eq!(edit_distance("lisen", "listen"), 1);
+        assert!(unknown_key("lisen", &["listen", "dev_mode"]).contains("did you mean `listen`"));
+        assert!(unknown_key("zzz", &["listen"]).contains("known keys: listen"));
+    }
+}
