@@ -1,0 +1,547 @@
+//! The configuration: precedence (defaults < file < environment < flags), every problem
+//! reported with its location, secure defaults with a file, and the options' effects over real
+//! connections.
+
+mod support;
+
+use plexus_core::Limits;
+use plexus_server::config::{self, ConfigError, Sources};
+use serde_json::json;
+use std::time::Duration;
+use support::*;
+
+fn problems(result: Result<config::Loaded, ConfigError>) -> Vec<String> {
+    match result {
+        Ok(_) => panic!("the configuration was accepted"),
+        Err(e) => e.problems.iter().map(ToString::to_string).collect(),
+    }
+}
+
+fn assert_has(problems: &[String], expected: &str) {
+    assert!(
+        problems.iter().any(|p| p.contains(expected)),
+        "no problem like {expected:?} in:\n{}",
+        problems.join("\n")
+    );
+}
+
+#[test]
+fn defaults_then_file_then_environment_then_flags() {
+    let file = "[server]\nlisten = \"127.0.0.1:1001\"\n[client]\nmax_subscriptions = 10\nrequests_burst = 50\n";
+    let only_file = load(file);
+    assert_eq!(only_file.listen.port(), 1001);
+    assert_eq!(only_file.limits().max_subscriptions, 10);
+    assert_eq!(only_file.limits().requests_burst, 50);
+    assert_eq!(
+        only_file.limits().max_pending_requests,
+        Limits::default().max_pending_requests,
+        "a default"
+    );
+
+    let env = [
+        ("PLEXUS_SERVER_LISTEN", "127.0.0.1:1002"),
+        ("PLEXUS_CLIENT_MAX_SUBSCRIPTIONS", "20"),
+    ];
+    let with_env = load_with(file, &env, &[]).unwrap();
+    assert_eq!(with_env.listen.port(), 1002);
+    assert_eq!(with_env.limits().max_subscriptions, 20);
+    assert_eq!(
+        with_env.limits().requests_burst,
+        50,
+        "the file's, untouched by the environment"
+    );
+
+    let flags = [("server.listen", "127.0.0.1:1003")];
+    let with_flags = load_with(file, &env, &flags).unwrap();
+    assert_eq!(with_flags.listen.port(), 1003);
+    assert_eq!(
+        with_flags.limits().max_subscriptions,
+        20,
+        "the environment's"
+    );
+}
+
+#[test]
+fn environment_variables_take_lists_and_tables() {
+    let env = [
+        (
+            "PLEXUS_NAMESPACES",
+            r#"[{name = "chat", channels = "chat:*", subscribe = "anyone"}]"#,
+        ),
+        ("PLEXUS_BACKEND_FORWARD_HEADERS", "cookie, x-tenant"),
+        (
+            "PLEXUS_BACKEND_RPC_URLS",
+            r#"{ "a.b" = "http://127.0.0.1:9/a" }"#,
+        ),
+        ("PLEXUS_JWT_HMAC_SECRET", SECRET),
+        ("PLEXUS_METRICS_ENABLED", "true"),
+        ("PLEXUS_LOG", "debug"),
+        ("PLEXUS_URL", "ws://not-a-setting"),
+    ];
+    let loaded = load_with("", &env, &[]).unwrap();
+    assert_eq!(loaded.config.namespaces[0].name, "chat");
+    assert_eq!(
+        loaded.config.backend.forward_headers,
+        ["cookie", "x-tenant"]
+    );
+    assert_eq!(
+        loaded.config.backend.rpc_urls["a.b"],
+        "http://127.0.0.1:9/a"
+    );
+    assert_eq!(loaded.config.jwt.hmac_secret, SECRET);
+    assert!(loaded.config.metrics.enabled);
+}
+
+#[test]
+fn unknown_keys_are_errors_with_their_location() {
+    let file = "[server]\nlisen = \"x\"\n\n[api]\nkey = \"0123456789abcdef\"\nmax_body = 5\n\n[[namespaces]]\nname = \"a\"\nchannels = \"a:*\"\nsubscibe = \"anyone\"\n\n[typo]\nx = 1\n";
+    let p = problems(load_with(
+        file,
+        &[("PLEXUS_SERVER_LISTN", "x")],
+        &[("server.nope", "1")],
+    ));
+    assert_eq!(p.len(), 6, "{p:#?}");
+    assert_has(
+        &p,
+        "test.toml:2:1: `server.lisen`: unknown key `lisen` (did you mean `listen`?)",
+    );
+    assert_has(&p, "test.toml:6:1: `api.max_body`: unknown key `max_body`");
+    assert_has(
+        &p,
+        "test.toml:11:1: `namespaces[0].subscibe`: unknown key `subscibe` (did you mean `subscribe`?)",
+    );
+    assert_has(&p, "test.toml:13:2: `typo`: unknown key `typo`");
+    assert_has(
+        &p,
+        "environment variable PLEXUS_SERVER_LISTN: not a setting",
+    );
+    assert_has(&p, "flag --set server.nope: `server.nope` is not a setting");
+    // In file order, then the environment, then flags.
+    assert!(
+        p[0].starts_with("test.toml:2:")
+            && p[4].starts_with("environment")
+            && p[5].starts_with("flag"),
+        "{p:#?}"
+    );
+}
+
+#[test]
+fn wrong_types_are_errors_with_their_location() {
+    let file = "[client]\nmax_subscriptions = \"many\"\nanonymous = 1\nping_interval_ms = -5\n[backend]\nforward_headers = \"cookie\"\n";
+    let p = problems(load_with(
+        file,
+        &[
+            ("PLEXUS_CLIENT_REQUESTS_BURST", "lots"),
+            ("PLEXUS_METRICS_ENABLED", "yes"),
+        ],
+        &[("client.max_pending_requests", "-1")],
+    ));
+    assert_has(
+        &p,
+        "test.toml:2:1: `client.max_subscriptions`: expected a non-negative integer, found string",
+    );
+    assert_has(
+        &p,
+        "test.toml:3:1: `client.anonymous`: expected a boolean, found integer",
+    );
+    assert_has(
+        &p,
+        "test.toml:4:1: `client.ping_interval_ms`: expected a non-negative integer",
+    );
+    assert_has(
+        &p,
+        "test.toml:6:1: `backend.forward_headers`: expected an array, found string",
+    );
+    assert_has(
+        &p,
+        "environment variable PLEXUS_CLIENT_REQUESTS_BURST: `client.requests_burst`: expected a non-negative integer, found `lots`",
+    );
+    assert_has(
+        &p,
+        "environment variable PLEXUS_METRICS_ENABLED: `metrics.enabled`: expected `true` or `false`",
+    );
+    assert_has(
+        &p,
+        "flag --set client.max_pending_requests: `client.max_pending_requests`: expected a non-negative integer",
+    );
+    let p = problems(load_with("", &[("PLEXUS_NAMESPACES", "[{name = 1}]")], &[]));
+    assert_has(
+        &p,
+        "environment variable PLEXUS_NAMESPACES: `namespaces`: [0].name: expected a string, found integer",
+    );
+}
+
+#[test]
+fn syntax_errors_have_a_location() {
+    let p = problems(load_with("[server]\nlisten = \"unterminated\n", &[], &[]));
+    assert!(p[0].starts_with("test.toml:2:"), "{p:#?}");
+}
+
+#[test]
+fn invalid_values_are_errors_with_their_location() {
+    let file = r#"[server]
+listen = "not an address"
+[client]
+max_subscriptions = 0
+[jwt]
+hmac_secret = "short"
+ecdsa_public_key = "/no/such/key.pem"
+rsa_public_key = "-----BEGIN PUBLIC KEY-----\nnot a key\n-----END PUBLIC KEY-----\n"
+[api]
+key = "short"
+[backend]
+connect_url = "https://secure.example/connect"
+rpc_url = "ftp://x"
+rpc_urls = { "m" = "" }
+forward_headers = ["bad header"]
+[[namespaces]]
+name = "a"
+channels = "a:*"
+subscribe = "backend"
+publish = "everyone"
+history_ttl_ms = 1000
+recovery = true
+join_leave = "users"
+[[namespaces]]
+name = "a"
+regex = "(unclosed"
+subscribe = "token"
+[[namespaces]]
+channels = "x"
+regex = "x"
+join_leave = "sometimes"
+"#;
+    let p = problems(load_with(file, &[], &[]));
+    for expected in [
+        "test.toml:2:1: `server.listen`: not an address",
+        "test.toml:4:1: `client.max_subscriptions`: must be greater than 0",
+        "test.toml:6:1: `jwt.hmac_secret`: must be at least 32 bytes long",
+        "test.toml:7:1: `jwt.ecdsa_public_key`: cannot read /no/such/key.pem",
+        "test.toml:8:1: `jwt.rsa_public_key`: not an RSA public key",
+        "test.toml:10:1: `api.key`: must be at least 16 characters long",
+        "test.toml:12:1: `backend.connect_url`: hooks speak plain http://",
+        "test.toml:13:1: `backend.rpc_url`: expected an http:// URL",
+        "`backend.rpc_urls.m`",
+        "test.toml:15:20: `backend.forward_headers[0]`: `bad header` is not a header name",
+        "test.toml:19:1: `namespaces[0].subscribe`: `backend` needs `backend.subscribe_url`",
+        "test.toml:20:1: `namespaces[0].publish`: `everyone`: expected nobody, anyone, subscribers, authenticated or backend",
+        "`namespaces[0].history_size`: `history_ttl_ms` is set",
+        "test.toml:22:1: `namespaces[0].recovery`: recovery needs history",
+        "test.toml:23:1: `namespaces[0].join_leave`: join/leave pushes need `presence = true`",
+        "test.toml:25:1: `namespaces[1].name`: a namespace named `a` comes earlier",
+        "test.toml:26:1: `namespaces[1].regex`: bad regex",
+        "`namespaces[2].name`: every namespace needs a `name`",
+        "`namespaces[2].regex`: give `channels` or `regex`, not both",
+        "test.toml:31:1: `namespaces[2].join_leave`: `sometimes`: expected off, users or connections",
+    ] {
+        assert_has(&p, expected);
+    }
+}
+
+#[test]
+fn a_token_namespace_needs_a_jwt_key() {
+    let p = problems(load_with(
+        "[[namespaces]]\nname = \"p\"\nchannels = \"p:*\"\nsubscribe = \"token\"\n",
+        &[],
+        &[],
+    ));
+    assert_has(
+        &p,
+        "`namespaces[0].subscribe`: `token` needs a key in [jwt]",
+    );
+}
+
+#[test]
+fn pem_keys_are_read_from_files_relative_to_the_configuration() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests");
+    let sources = Sources {
+        file: Some(config::ConfigFile {
+            path: dir.join("plexus.toml"),
+            text: "[jwt]\nrsa_public_key = \"keys/rsa_public.pem\"\necdsa_public_key = \"keys/ec_public.pem\"\n".into(),
+        }),
+        ..Sources::default()
+    };
+    let loaded = config::load(&sources).unwrap_or_else(|e| panic!("{e}"));
+    assert!(loaded.jwt().is_some());
+    // Inline PEM text works too.
+    let inline = format!(
+        "[jwt]\necdsa_public_key = '''\n{}'''\n",
+        String::from_utf8(key("ec_public.pem")).unwrap()
+    );
+    assert!(load(&inline).jwt().is_some());
+}
+
+#[test]
+fn every_client_limit_is_configurable() {
+    type Get = fn(&Limits) -> u64;
+    let cases: &[(&str, u64, Get)] = &[
+        ("auth_timeout_ms", 1234, |l| {
+            l.auth_timeout.as_millis() as u64
+        }),
+        ("max_message_bytes", 2048, |l| l.max_message_bytes as u64),
+        ("max_subscriptions", 7, |l| l.max_subscriptions as u64),
+        ("max_channel_bytes", 64, |l| l.max_channel_bytes as u64),
+        ("outbound_queue_bytes_max", 99_999, |l| {
+            l.outbound_queue_bytes_max as u64
+        }),
+        ("max_connections_per_user", 3, |l| {
+            l.max_connections_per_user as u64
+        }),
+        ("requests_per_second", 11, |l| l.requests_per_second.into()),
+        ("requests_burst", 12, |l| l.requests_burst.into()),
+        ("max_pending_requests", 13, |l| {
+            l.max_pending_requests as u64
+        }),
+        ("command_timeout_ms", 1400, |l| {
+            l.command_timeout.as_millis() as u64
+        }),
+        ("ping_interval_ms", 1500, |l| {
+            l.ping_interval.as_millis() as u64
+        }),
+        ("max_missed_pongs", 5, |l| l.max_missed_pongs.into()),
+        ("recovery_max_publications", 17, |l| {
+            l.recovery_max_publications as u64
+        }),
+        ("history_max", 18, |l| l.client_history_max as u64),
+        ("max_metadata_bytes", 1900, |l| l.max_metadata_bytes as u64),
+        ("mailbox_max_messages", 20, |l| {
+            l.mailbox_max_messages as u64
+        }),
+        ("mailbox_lifetime_ms", 2100, |l| {
+            l.mailbox_lifetime.as_millis() as u64
+        }),
+        ("mail_ttl_ms", 2200, |l| l.mail_ttl.as_millis() as u64),
+        ("mail_redelivery_pace_ms", 23, |l| {
+            l.mail_redelivery_pace.as_millis() as u64
+        }),
+    ];
+    for (key, value, get) in cases {
+        let loaded = load(&format!("[client]\n{key} = {value}\n"));
+        assert_eq!(get(loaded.limits()), *value, "{key}");
+        let env_name = format!("PLEXUS_CLIENT_{}", key.to_uppercase());
+        let loaded = load_with("", &[(env_name.as_str(), &(value + 1).to_string())], &[]).unwrap();
+        assert_eq!(get(loaded.limits()), value + 1, "{env_name}");
+    }
+    assert!(
+        !load("[client]\npush_latency = false\n")
+            .limits()
+            .push_latency
+    );
+    let loaded = load("[server]\nshutdown_timeout_ms = 777\n");
+    assert_eq!(loaded.limits().shutdown_timeout, Duration::from_millis(777));
+}
+
+#[tokio::test]
+async fn with_a_file_nothing_is_allowed_that_the_file_does_not_allow() {
+    let loaded = load(&format!("[jwt]\nhmac_secret = \"{SECRET}\"\n"));
+    assert!(!loaded.dev_mode);
+    assert!(
+        loaded
+            .warnings
+            .iter()
+            .any(|w| w.contains("no [[namespaces]]")),
+        "{:?}",
+        loaded.warnings
+    );
+    let server = serve_loaded(loaded).await;
+    let mut anon = Client::connect(&server.ws_url()).await;
+    assert_eq!(anon.hello["auth"], "required");
+    assert_eq!(
+        anon.request("subscribe", json!({"channel": "x"}))
+            .await
+            .unwrap_err()["code"],
+        101
+    );
+    let (mut c, r) = connect_token(
+        &server.ws_url(),
+        &hs(json!({"sub": "a"}), plexus_server::jwt::Algorithm::HS256),
+    )
+    .await;
+    r.unwrap();
+    for channel in ["x", "chat:1", "news"] {
+        assert_eq!(
+            c.request("subscribe", json!({"channel": channel}))
+                .await
+                .unwrap_err()["code"],
+            105
+        );
+        assert_eq!(
+            c.request("publish", json!({"channel": channel, "data": 1}))
+                .await
+                .unwrap_err()["code"],
+            105
+        );
+    }
+    assert_eq!(
+        c.request("call", json!({"method": "echo"}))
+            .await
+            .unwrap_err()["code"],
+        103
+    );
+    let empty = load("");
+    assert!(
+        empty
+            .warnings
+            .iter()
+            .any(|w| w.contains("no way to authenticate")),
+        "{:?}",
+        empty.warnings
+    );
+}
+
+#[tokio::test]
+async fn without_a_file_the_server_runs_in_development_mode() {
+    let loaded = config::load(&Sources::default()).unwrap();
+    assert!(loaded.dev_mode);
+    let server = serve_loaded(loaded).await;
+    let mut c = Client::connect(&server.ws_url()).await;
+    assert_eq!(c.hello["auth"], "optional");
+    c.request("subscribe", json!({"channel": "anything"}))
+        .await
+        .unwrap();
+    c.request("publish", json!({"channel": "anything", "data": 1}))
+        .await
+        .unwrap();
+    assert_eq!(c.push("pub").await["data"], 1);
+}
+
+#[tokio::test]
+async fn dev_mode_can_be_set_explicitly_and_keeps_configured_namespaces() {
+    let file = "[server]\ndev_mode = true\n[[namespaces]]\nname = \"ro\"\nchannels = \"ro:*\"\nsubscribe = \"anyone\"\npublish = \"nobody\"\n";
+    let server = serve(file).await;
+    let mut c = Client::connect(&server.ws_url()).await;
+    c.request("subscribe", json!({"channel": "other"}))
+        .await
+        .unwrap();
+    c.request("subscribe", json!({"channel": "ro:1"}))
+        .await
+        .unwrap();
+    assert_eq!(
+        c.request("publish", json!({"channel": "ro:1", "data": 1}))
+            .await
+            .unwrap_err()["code"],
+        105
+    );
+    // And the other way round: a bare server with dev_mode = false is closed.
+    let loaded = load_with("", &[], &[("server.dev_mode", "false")]);
+    assert!(!loaded.unwrap().dev_mode);
+}
+
+#[tokio::test]
+async fn client_limits_apply_to_connections() {
+    let server = serve("[client]\nanonymous = true\nmax_subscriptions = 1\nmax_message_bytes = 2048\nping_interval_ms = 700\nauth_timeout_ms = 300\n[[namespaces]]\nname = \"all\"\nchannels = \"*\"\nsubscribe = \"anyone\"\n").await;
+    let mut c = Client::connect(&server.ws_url()).await;
+    assert_eq!(c.hello["limits"]["max_message_bytes"], 2048);
+    assert_eq!(c.hello["limits"]["max_subscriptions"], 1);
+    assert_eq!(c.hello["ping_interval_ms"], 700);
+    c.request("subscribe", json!({"channel": "a"}))
+        .await
+        .unwrap();
+    assert_eq!(
+        c.request("subscribe", json!({"channel": "b"}))
+            .await
+            .unwrap_err()["code"],
+        106
+    );
+
+    let closed = serve(&format!(
+        "[client]\nauth_timeout_ms = 300\n[jwt]\nhmac_secret = \"{SECRET}\"\n"
+    ))
+    .await;
+    let mut c = Client::connect(&closed.ws_url()).await;
+    assert_eq!(c.hello["auth_timeout_ms"], 300);
+    assert_eq!(c.closed().await.0, 4003);
+}
+
+#[tokio::test]
+async fn namespace_options_apply_to_channels() {
+    let file = format!(
+        r#"
+[jwt]
+hmac_secret = "{SECRET}"
+[[namespaces]]
+name = "quiet"
+channels = "quiet:*"
+subscribe = "authenticated"
+publish = "authenticated"
+publisher_info = false
+[[namespaces]]
+name = "room"
+regex = "room-[0-9]+"
+subscribe = "authenticated"
+publish = "subscribers"
+history_size = 5
+history_ttl_ms = 60000
+recovery = true
+presence = true
+join_leave = "users"
+"#
+    );
+    let server = serve(&file).await;
+    let token = |u: &str| hs(json!({"sub": u}), plexus_server::jwt::Algorithm::HS256);
+    let (mut a, _) = connect_token(&server.ws_url(), &token("alice")).await;
+    let (mut b, _) = connect_token(&server.ws_url(), &token("bob")).await;
+
+    a.request("subscribe", json!({"channel": "quiet:1"}))
+        .await
+        .unwrap();
+    a.request("publish", json!({"channel": "quiet:1", "data": 1}))
+        .await
+        .unwrap();
+    assert!(
+        a.push("pub").await.get("publisher").is_none(),
+        "publisher_info = false"
+    );
+
+    assert_eq!(
+        b.request("subscribe", json!({"channel": "room-x"}))
+            .await
+            .unwrap_err()["code"],
+        105,
+        "the regex must match the whole name"
+    );
+    assert_eq!(
+        b.request("publish", json!({"channel": "room-1", "data": 0}))
+            .await
+            .unwrap_err()["code"],
+        105,
+        "subscribers only"
+    );
+    let position = b
+        .request("subscribe", json!({"channel": "room-1"}))
+        .await
+        .unwrap();
+    a.request("subscribe", json!({"channel": "room-1"}))
+        .await
+        .unwrap();
+    assert_eq!(b.push("join").await["user"], "alice");
+    a.request("publish", json!({"channel": "room-1", "data": "m1"}))
+        .await
+        .unwrap();
+    let p = b.push("pub").await;
+    assert_eq!(p["publisher"]["user"], "alice");
+    let stats = b
+        .request("presence_stats", json!({"channel": "room-1"}))
+        .await
+        .unwrap();
+    assert_eq!(stats["users"], 2);
+
+    // Recovery from the position b had before.
+    let (mut b2, _) = connect_token(&server.ws_url(), &token("bob")).await;
+    let since = json!({"offset": position["offset"], "epoch": position["epoch"]});
+    let r = b2
+        .request("subscribe", json!({"channel": "room-1", "since": since}))
+        .await
+        .unwrap();
+    assert_eq!(r["recovered"], true);
+    assert_eq!(r["publications"][0]["data"], "m1");
+}
+
+#[tokio::test]
+async fn graceful_shutdown_uses_the_configured_timeout() {
+    let server = serve("[server]\nshutdown_timeout_ms = 2000\n[client]\nanonymous = true\n").await;
+    let mut c = Client::connect(&server.ws_url()).await;
+    let (drained, (code, _)) = tokio::join!(server.shutdown(), c.closed());
+    assert!(drained, "every session ended within the timeout");
+    assert_eq!(code, 4000);
+}
