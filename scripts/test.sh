@@ -12,5 +12,18 @@ if ! need cargo; then
   exit 1
 fi
 
-echo "== cargo test (workspace)"
+# Redis: the multi-node tests and the Redis run of the feature suite start their own
+# `redis-server` on free loopback ports.
+if ! need redis-server; then
+  echo "== installing redis-server"
+  if [ "$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq redis-server >/dev/null
+  else sudo apt-get update -qq && sudo apt-get install -y -qq redis-server >/dev/null; fi
+fi
+
+echo "== cargo test (workspace; the feature suite on the in-memory engine)"
 cargo test --workspace --locked
+
+# The same feature suite, unchanged, against the Redis engine (one parameterised suite: the
+# tests read PLEXUS_TEST_ENGINE).
+echo "== the feature suite on the Redis engine"
+PLEXUS_TEST_ENGINE=redis cargo test --locked -p plexus-server --test channels_rpc --test lifecycle_limits --test reliability

@@ -41,6 +41,10 @@ pub enum HoldKey {
 struct Held {
     frames: Vec<(u64, Bytes)>,
     overflow: bool,
+    /// After release: frames numbered at or below this were already given to the client (in a
+    /// reply), and are dropped if they still arrive live — with a multi-node engine a live copy
+    /// can come after the read that returned it. Cleared by the first frame above it.
+    floor: Option<u64>,
 }
 
 /// Frames were dropped while a stream was held: the client must resubscribe or reconnect.
@@ -84,39 +88,75 @@ impl Connection {
         if self.holding.load(Ordering::Acquire) {
             let mut held = self.held.lock().unwrap();
             if let Some(h) = held.get_mut(key) {
-                if h.frames.len() >= self.held_max {
-                    h.overflow = true;
-                } else {
-                    h.frames.push((seq, frame));
+                match h.floor {
+                    Some(floor) if seq <= floor => return PushOutcome::Queued,
+                    Some(_) => {
+                        held.remove(key);
+                        if held.is_empty() {
+                            self.holding.store(false, Ordering::Release);
+                        }
+                    }
+                    None => {
+                        if h.frames.len() >= self.held_max {
+                            h.overflow = true;
+                        } else {
+                            h.frames.push((seq, frame));
+                        }
+                        return PushOutcome::Queued;
+                    }
                 }
-                return PushOutcome::Queued;
             }
         }
         self.outbox.push(frame)
+    }
+
+    /// Forgets a stream's floor (its numbering restarted: a new epoch).
+    pub fn clear_floor(&self, key: &HoldKey) {
+        if self.holding.load(Ordering::Acquire) {
+            let mut held = self.held.lock().unwrap();
+            if held.get(key).is_some_and(|h| h.floor.is_some()) {
+                held.remove(key);
+                if held.is_empty() {
+                    self.holding.store(false, Ordering::Release);
+                }
+            }
+        }
     }
 
     /// Stops holding a stream: queues its held frames numbered above `after`, in order, and
     /// fails when some had to be dropped.
     pub fn release(&self, key: &HoldKey, after: u64) -> Result<(), HeldOverflow> {
         let mut held = self.held.lock().unwrap();
-        let Some(h) = held.remove(key) else {
+        if after == u64::MAX {
+            // Nothing more is wanted from this stream (the subscription ended).
+            let overflow = held.remove(key).is_some_and(|h| h.overflow);
+            if held.is_empty() {
+                self.holding.store(false, Ordering::Release);
+            }
+            return if overflow { Err(HeldOverflow) } else { Ok(()) };
+        }
+        let Some(h) = held.get_mut(key) else {
             return Ok(());
         };
-        // Queue while still holding the lock, and only then clear `holding`: a frame delivered
-        // concurrently waits for the lock, so it cannot overtake the held ones.
-        for (seq, frame) in h.frames {
+        if h.floor.is_some() {
+            return Ok(());
+        }
+        // Queue while still holding the lock: a frame delivered concurrently waits for the
+        // lock, so it cannot overtake the held ones.
+        let frames = std::mem::take(&mut h.frames);
+        let overflow = h.overflow;
+        let mut floor = after;
+        for (seq, frame) in frames {
             if seq > after {
+                floor = floor.max(seq);
                 self.outbox.push(frame);
             }
         }
+        h.floor = Some(floor);
         if held.is_empty() {
             self.holding.store(false, Ordering::Release);
         }
-        if h.overflow {
-            Err(HeldOverflow)
-        } else {
-            Ok(())
-        }
+        if overflow { Err(HeldOverflow) } else { Ok(()) }
     }
 
     pub fn format(&self) -> &dyn WireFormat {

@@ -518,6 +518,11 @@ impl Node {
                     }
                     return;
                 }
+                // A new numbering (epoch) must not be filtered by the old one's floor.
+                let key = HoldKey::Channel(publication.channel.clone());
+                for conn in &subscribers {
+                    conn.clear_floor(&key);
+                }
             }
         }
         let key = HoldKey::Channel(publication.channel.clone());

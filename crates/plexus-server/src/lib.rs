@@ -317,12 +317,24 @@ impl Server {
     }
 }
 
-async fn health(State(state): State<Arc<ServerState>>) -> axum::Json<serde_json::Value> {
-    axum::Json(serde_json::json!({
-        "status": "ok",
+/// `GET /health`: 200 with `"status": "ok"` while the engine can serve, 503 with
+/// `"status": "degraded"` (and the engine's state) while it cannot.
+async fn health(
+    State(state): State<Arc<ServerState>>,
+) -> (axum::http::StatusCode, axum::Json<serde_json::Value>) {
+    let engine = state.node.engine().broker.health();
+    let status = if engine.healthy {
+        axum::http::StatusCode::OK
+    } else {
+        axum::http::StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = serde_json::json!({
+        "status": if engine.healthy { "ok" } else { "degraded" },
         "node": state.node.id().to_string(),
         "connections": state.node.connection_count(),
-    }))
+        "engine": {"healthy": engine.healthy, "detail": engine.detail},
+    });
+    (status, axum::Json(body))
 }
 
 /// A server that is listening.
@@ -350,6 +362,11 @@ impl RunningServer {
     /// Graceful shutdown: stop accepting, tell every client "server shutting down, reconnect"
     /// (4000) after its queued frames, and wait for the sessions to end, at most
     /// `Limits::shutdown_timeout`. Returns true when every session ended in time.
+    /// Stops serving at once, without telling anyone (a crash, for tests of node failure).
+    pub fn abort(self) {
+        self.task.abort();
+    }
+
     pub async fn shutdown(mut self) -> bool {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());

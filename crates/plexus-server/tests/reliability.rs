@@ -450,7 +450,7 @@ both_encodings!(
             inner: plexus_core::memory::MemoryBroker::new(Default::default()),
             drop_offset: 3,
         });
-        let server = start(server(100, JoinLeave::Off).engine(engine)).await;
+        let server = start_as_is(server(100, JoinLeave::Off).engine(engine)).await;
         let mut c = TestClient::connect(&server.ws_url(), enc).await;
         let pos: SubscribeResult = c.request(sub("h:lossy")).await.unwrap();
         publish_n(&server, "h:lossy", 6).await;

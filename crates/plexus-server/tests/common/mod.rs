@@ -44,8 +44,59 @@ pub fn open_without_presence() -> plexus_core::ChannelPolicy {
     policy
 }
 
+/// Starts a server on the engine the suite runs against: the in-memory engine, or Redis when
+/// `PLEXUS_TEST_ENGINE=redis` (the test command runs the suite both ways). With Redis, every
+/// server gets its own key prefix on one `redis-server` per test binary.
 pub async fn start(builder: ServerBuilder) -> RunningServer {
+    let builder = match test_engine() {
+        Engine::Memory => builder,
+        Engine::Redis => {
+            builder.engine(redis_engine(&plexus_redis::testing::unique_prefix()).await)
+        }
+    };
+    start_as_is(builder).await
+}
+
+/// Starts a server with exactly the engine the builder has.
+pub async fn start_as_is(builder: ServerBuilder) -> RunningServer {
     builder.build().start().await.expect("server starts")
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Engine {
+    Memory,
+    Redis,
+}
+
+pub fn test_engine() -> Engine {
+    match std::env::var("PLEXUS_TEST_ENGINE").as_deref() {
+        Ok("redis") => Engine::Redis,
+        Ok("memory") | Err(_) => Engine::Memory,
+        Ok(other) => panic!("PLEXUS_TEST_ENGINE={other}: expected memory or redis"),
+    }
+}
+
+/// The `redis-server` of this test binary.
+pub fn redis() -> &'static plexus_redis::testing::RedisServer {
+    static REDIS: std::sync::OnceLock<plexus_redis::testing::RedisServer> =
+        std::sync::OnceLock::new();
+    REDIS.get_or_init(|| plexus_redis::testing::RedisServer::start().expect("redis-server starts"))
+}
+
+/// A Redis engine on this binary's `redis-server`, with short liveness bounds for tests.
+pub async fn redis_engine(prefix: &str) -> plexus_core::Engine {
+    plexus_redis::redis_engine(redis_config(&redis().url(), prefix))
+        .await
+        .expect("redis engine")
+}
+
+pub fn redis_config(url: &str, prefix: &str) -> plexus_redis::RedisConfig {
+    let mut config = plexus_redis::RedisConfig::new(url).prefix(prefix);
+    config.presence_ttl = Duration::from_secs(3);
+    config.node_ttl = Duration::from_secs(3);
+    config.probe_interval = Duration::from_secs(1);
+    config.probe_timeout = Duration::from_secs(1);
+    config
 }
 
 pub async fn connect_raw(url: &str, protocols: &[&str]) -> Ws {

@@ -1,0 +1,225 @@
+//! The Redis engine: many Plexus nodes, one system. The only crate that knows Redis.
+//!
+//! It implements every engine trait of `plexus-core`:
+//! - [`RedisBroker`]: publications appended to a Redis Stream and published by **one atomic Lua
+//!   script per publish** (offsets never repeat or skip under concurrent publishers on many
+//!   nodes), one Redis subscription per channel per node shared by its local subscribers
+//!   (subscribed in batches, processed in channel order), a control channel for node-to-node
+//!   instructions, a registry of which node holds which connection, node liveness keys, and
+//!   repair after a pub/sub gap from the streams;
+//! - presence with expiring members ([`presence::RedisPresence`]), key/value state
+//!   ([`kv::RedisKv`]) and mailboxes ([`mailbox::RedisMailbox`]).
+//!
+//! Every key starts with a prefix, so several applications share one Redis. Keys of one channel
+//! (stream, meta, presence) carry the channel as a hash tag (`{…}`), so the scripts stay valid on
+//! Redis Cluster; see `docs/redis.md` for the layout.
+
+mod broker;
+pub mod kv;
+pub mod mailbox;
+pub mod presence;
+pub mod testing;
+mod wire;
+
+pub use broker::RedisBroker;
+
+use plexus_core::engine::{Engine, EngineError};
+use redis::aio::ConnectionManager;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The Redis engine's settings.
+#[derive(Clone, Debug)]
+pub struct RedisConfig {
+    /// `redis://[user:password@]host:port[/db]`.
+    pub url: String,
+    /// Prefix of every key and channel (one per application sharing the Redis).
+    pub prefix: String,
+    /// A channel's offset and epoch are kept this long after its last publication.
+    pub stream_meta_ttl: Duration,
+    /// A presence member not refreshed for this long is gone (a node that died leaves no ghost
+    /// beyond it). Members are refreshed every third of it.
+    pub presence_ttl: Duration,
+    /// A node that stopped announcing itself for this long is dead: its registry entries expire.
+    pub node_ttl: Duration,
+    /// An idle pub/sub connection is probed (PING) this often; no answer in `probe_timeout`
+    /// means it is dead and is replaced.
+    pub probe_interval: Duration,
+    pub probe_timeout: Duration,
+    /// Timeout of every command.
+    pub command_timeout: Duration,
+    /// Keys the key/value store holds at once.
+    pub max_kv_keys: usize,
+    /// Users remembered per channel for "last seen".
+    pub max_last_seen_per_channel: usize,
+    /// Publications read back from streams for one channel after a pub/sub gap.
+    pub repair_max_publications: usize,
+}
+
+impl RedisConfig {
+    pub fn new(url: impl Into<String>) -> RedisConfig {
+        RedisConfig {
+            url: url.into(),
+            prefix: "plexus".into(),
+            stream_meta_ttl: Duration::from_secs(24 * 3600),
+            presence_ttl: Duration::from_secs(60),
+            node_ttl: Duration::from_secs(15),
+            probe_interval: Duration::from_secs(5),
+            probe_timeout: Duration::from_secs(3),
+            command_timeout: Duration::from_secs(5),
+            max_kv_keys: 1_000_000,
+            max_last_seen_per_channel: 10_000,
+            repair_max_publications: 10_000,
+        }
+    }
+
+    pub fn prefix(mut self, prefix: impl Into<String>) -> RedisConfig {
+        self.prefix = prefix.into();
+        self
+    }
+}
+
+/// What every part of the engine shares: the client, one multiplexed command connection that
+/// reconnects by itself, the key layout and the settings.
+pub(crate) struct Shared {
+    /// Set by [`RedisBroker::halt`]: every background task stops, as if the process died.
+    pub(crate) halted: std::sync::atomic::AtomicBool,
+    pub(crate) client: redis::Client,
+    pub(crate) conn: ConnectionManager,
+    pub(crate) keys: Keys,
+    pub(crate) config: RedisConfig,
+}
+
+pub(crate) fn unavailable(e: impl std::fmt::Display) -> EngineError {
+    EngineError::Unavailable(e.to_string())
+}
+
+impl Shared {
+    /// A command connection (a cheap clone of the shared multiplexed one).
+    pub(crate) fn conn(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+
+    /// Runs a command future under the command timeout.
+    pub(crate) async fn run<T>(
+        &self,
+        fut: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, EngineError> {
+        match tokio::time::timeout(self.config.command_timeout, fut).await {
+            Ok(result) => result.map_err(unavailable),
+            Err(_) => Err(EngineError::Unavailable("redis command timed out".into())),
+        }
+    }
+}
+
+/// The key layout (see `docs/redis.md`).
+pub(crate) struct Keys {
+    p: String,
+}
+
+impl Keys {
+    pub(crate) fn stream(&self, ch: &str) -> String {
+        format!("{}:stream:{{{ch}}}", self.p)
+    }
+    pub(crate) fn meta(&self, ch: &str) -> String {
+        format!("{}:meta:{{{ch}}}", self.p)
+    }
+    /// The pub/sub channel of a Plexus channel.
+    pub(crate) fn pubsub(&self, ch: &str) -> String {
+        format!("{}:ch:{ch}", self.p)
+    }
+    pub(crate) fn pubsub_prefix(&self) -> String {
+        format!("{}:ch:", self.p)
+    }
+    pub(crate) fn control(&self) -> String {
+        format!("{}:control", self.p)
+    }
+    pub(crate) fn node(&self, id: &str) -> String {
+        format!("{}:node:{id}", self.p)
+    }
+    pub(crate) fn node_pattern(&self) -> String {
+        format!("{}:node:*", self.p)
+    }
+    pub(crate) fn node_conns(&self, id: &str) -> String {
+        format!("{}:nodeconns:{id}", self.p)
+    }
+    /// Members, their expiry, per-user counts, last seen, and each member's user.
+    pub(crate) fn presence(&self, ch: &str) -> [String; 5] {
+        [
+            format!("{}:pres:{{{ch}}}", self.p),
+            format!("{}:pres:exp:{{{ch}}}", self.p),
+            format!("{}:pres:users:{{{ch}}}", self.p),
+            format!("{}:seen:{{{ch}}}", self.p),
+            format!("{}:pres:cu:{{{ch}}}", self.p),
+        ]
+    }
+    pub(crate) fn kv(&self, key: &str) -> String {
+        format!("{}:kv:{key}", self.p)
+    }
+    pub(crate) fn kv_index(&self) -> String {
+        format!("{}:kvidx", self.p)
+    }
+    pub(crate) fn mailbox(&self, user: &str) -> [String; 2] {
+        [
+            format!("{}:mbox:{{{user}}}", self.p),
+            format!("{}:mbox:s:{{{user}}}", self.p),
+        ]
+    }
+}
+
+/// Like [`redis_engine`], also returning the broker (for its health and for [`RedisBroker::halt`]).
+pub async fn redis_engine_with_broker(
+    config: RedisConfig,
+) -> Result<(Engine, Arc<RedisBroker>), EngineError> {
+    let client = redis::Client::open(config.url.as_str()).map_err(unavailable)?;
+    let manager_config = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(config.command_timeout))
+        .set_response_timeout(Some(config.command_timeout))
+        .set_number_of_retries(2)
+        .set_max_delay(Duration::from_secs(2));
+    let conn = tokio::time::timeout(
+        config.command_timeout,
+        client.get_connection_manager_with_config(manager_config),
+    )
+    .await
+    .map_err(|_| EngineError::Unavailable(format!("no answer from {}", config.url)))?
+    .map_err(unavailable)?;
+    let keys = Keys {
+        p: config.prefix.clone(),
+    };
+    let shared = Arc::new(Shared {
+        halted: Default::default(),
+        client,
+        conn,
+        keys,
+        config,
+    });
+    let presence = Arc::new(presence::RedisPresence::new(shared.clone()));
+    let broker = Arc::new(RedisBroker::new(shared.clone()));
+    let engine = Engine {
+        broker: broker.clone(),
+        presence,
+        kv: Arc::new(kv::RedisKv::new(shared.clone())),
+        mailbox: Arc::new(mailbox::RedisMailbox::new(shared)),
+    };
+    Ok((engine, broker))
+}
+
+/// Connects to Redis and builds the engine. Call inside a tokio runtime; the broker starts its
+/// background tasks when the node starts it.
+pub async fn redis_engine(config: RedisConfig) -> Result<Engine, EngineError> {
+    Ok(redis_engine_with_broker(config).await?.0)
+}
+
+impl Shared {
+    pub(crate) fn halted(&self) -> bool {
+        self.halted.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// Unix milliseconds now.
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
