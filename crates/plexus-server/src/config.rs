@@ -33,9 +33,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// The whole configuration, as the file spells it.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
+    /// `memory` (one process) or `redis` (many nodes sharing the `[redis]` server).
+    pub engine: String,
     pub server: ServerSection,
     pub client: ClientSection,
     pub jwt: JwtSection,
@@ -43,6 +45,47 @@ pub struct Config {
     pub metrics: MetricsSection,
     pub backend: BackendSection,
     pub namespaces: Vec<NamespaceSection>,
+    pub redis: RedisSection,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            engine: "memory".into(),
+            server: ServerSection::default(),
+            client: ClientSection::default(),
+            jwt: JwtSection::default(),
+            api: ApiSection::default(),
+            metrics: MetricsSection::default(),
+            backend: BackendSection::default(),
+            namespaces: Vec::new(),
+            redis: RedisSection::default(),
+        }
+    }
+}
+
+/// `[redis]`: the Redis engine (used with `engine = "redis"`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedisSection {
+    pub url: String,
+    /// Prefix of every key and channel: one per application sharing the Redis.
+    pub prefix: String,
+    /// A presence member whose node stopped refreshing it is gone after this long.
+    pub presence_ttl_ms: u64,
+    /// A node that stopped announcing itself is dead after this long.
+    pub node_ttl_ms: u64,
+}
+
+impl Default for RedisSection {
+    fn default() -> Self {
+        RedisSection {
+            url: "redis://127.0.0.1:6379/".into(),
+            prefix: "plexus".into(),
+            presence_ttl_ms: 60_000,
+            node_ttl_ms: 15_000,
+        }
+    }
 }
 
 /// `[server]`
@@ -1009,6 +1052,24 @@ fn compile(
     let mut err = |keys: &[Seg], message: String| problems.push(at.problem(keys, message));
     let p = |keys: &[&str]| key_path(keys);
 
+    if !matches!(config.engine.as_str(), "memory" | "redis") {
+        err(
+            &p(&["engine"]),
+            format!("`{}`: expected memory or redis", config.engine),
+        );
+    }
+    if config.engine == "redis" && !config.redis.url.starts_with("redis://") {
+        err(&p(&["redis", "url"]), "expected a redis:// URL".into());
+    }
+    for (key, value) in [
+        ("presence_ttl_ms", config.redis.presence_ttl_ms),
+        ("node_ttl_ms", config.redis.node_ttl_ms),
+    ] {
+        if value < 300 {
+            err(&p(&["redis", key]), "must be at least 300".into());
+        }
+    }
+
     let listen = config
         .server
         .listen
@@ -1680,6 +1741,10 @@ const TEMPLATE: &str = r#"# Plexus configuration. Check it with `plexus config c
 #
 # With a file, the defaults are closed: nothing is allowed that the file does not allow.
 
+# `memory`: one process, nothing to install. `redis`: many nodes sharing the [redis] server
+# (see docs/redis.md).
+engine = "memory"
+
 [server]
 listen = "127.0.0.1:8000"
 # Development mode: anonymous connections, every channel open, the API without a key.
@@ -1778,6 +1843,14 @@ name = "private"
 regex = "private:[a-z0-9-]+"
 subscribe = "token"
 publish = "nobody"
+
+[redis]
+# Used with engine = "redis". One prefix per application sharing the Redis.
+url = "redis://127.0.0.1:6379/"
+prefix = "plexus"
+# A presence member whose node died is gone after this long; a dead node after node_ttl_ms.
+presence_ttl_ms = 60000
+node_ttl_ms = 15000
 "#;
 
 #[cfg(test)]

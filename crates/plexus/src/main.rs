@@ -48,6 +48,12 @@ struct ServeArgs {
     /// Address to listen on (`server.listen`).
     #[arg(long)]
     listen: Option<String>,
+    /// `memory` or `redis` (`engine`).
+    #[arg(long)]
+    engine: Option<String>,
+    /// The Redis server of the `redis` engine (`redis.url`).
+    #[arg(long)]
+    redis_url: Option<String>,
     /// The HTTP API key (`api.key`).
     #[arg(long)]
     api_key: Option<String>,
@@ -149,6 +155,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<i32> {
         }
     };
     flag("--listen", "server.listen", args.listen);
+    flag("--engine", "engine", args.engine);
+    flag("--redis-url", "redis.url", args.redis_url);
     flag("--api-key", "api.key", args.api_key);
     flag("--jwt-hmac-secret", "jwt.hmac_secret", args.jwt_hmac_secret);
     flag(
@@ -176,6 +184,17 @@ async fn serve(args: ServeArgs) -> anyhow::Result<i32> {
         tracing::warn!("{warning}");
     }
     let mut builder = loaded.server_builder();
+    if loaded.config.engine == "redis" {
+        let r = &loaded.config.redis;
+        let mut redis = plexus_redis::RedisConfig::new(&r.url).prefix(&r.prefix);
+        redis.presence_ttl = Duration::from_millis(r.presence_ttl_ms);
+        redis.node_ttl = Duration::from_millis(r.node_ttl_ms);
+        let engine = plexus_redis::redis_engine(redis)
+            .await
+            .with_context(|| format!("cannot use Redis at {}", r.url))?;
+        tracing::info!(url = %r.url, prefix = %r.prefix, "engine: redis");
+        builder = builder.engine(engine);
+    }
     if loaded.dev_mode {
         builder = builder.command("echo", |ctx: plexus_core::CommandContext| async move {
             Ok(ctx.payload)
