@@ -27,3 +27,66 @@ cargo test --workspace --locked
 # tests read PLEXUS_TEST_ENGINE).
 echo "== the feature suite on the Redis engine"
 PLEXUS_TEST_ENGINE=redis cargo test --locked -p plexus-server --test channels_rpc --test lifecycle_limits --test reliability
+
+# --- HTTP server API against docs/openapi.yaml (schemathesis) ---------------------------------
+# Starts `plexus serve` with a configuration that enables every API method, then lets
+# schemathesis generate valid and invalid requests for each operation of docs/openapi.yaml and
+# check every answer (status codes, content types, response schemas, auth, no 5xx).
+echo "== HTTP API against docs/openapi.yaml (schemathesis)"
+if ! need python3; then
+  echo "python3 is required for the OpenAPI check" >&2
+  exit 1
+fi
+st_venv=target/schemathesis-venv
+if [ ! -x "$st_venv/bin/schemathesis" ]; then
+  python3 -m venv "$st_venv"
+  "$st_venv/bin/pip" install --quiet "schemathesis==4.32.5"
+fi
+cargo build --locked -p plexus
+st_dir=$(mktemp -d)
+st_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+st_key="openapi-check-$(python3 -c 'import secrets; print(secrets.token_hex(16))')"
+cat > "$st_dir/plexus.toml" <<TOML
+[server]
+listen = "127.0.0.1:$st_port"
+[client]
+anonymous = true
+[api]
+key = "$st_key"
+[metrics]
+enabled = true
+[[namespaces]]
+name = "all"
+channels = "*"
+subscribe = "anyone"
+publish = "anyone"
+history_size = 10
+history_ttl_ms = 60000
+presence = true
+TOML
+PLEXUS_LOG=warn target/debug/plexus serve --config "$st_dir/plexus.toml" > "$st_dir/serve.log" 2>&1 &
+st_pid=$!
+trap 'kill "$st_pid" 2>/dev/null || true; rm -rf "$st_dir"' EXIT
+for _ in $(seq 100); do
+  if python3 -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$st_port/health')" 2>/dev/null; then
+    break
+  fi
+  sleep 0.1
+done
+# Run from the temporary directory: schemathesis keeps a cache in the working directory.
+st_repo=$(pwd)
+if ! (cd "$st_dir" && "$st_repo/$st_venv/bin/schemathesis" run "$st_repo/docs/openapi.yaml" \
+  --url "http://127.0.0.1:$st_port" \
+  --header "X-API-Key: $st_key" \
+  --checks all \
+  --max-examples 100 \
+  --workers 2); then
+  echo "== server log" >&2
+  cat "$st_dir/serve.log" >&2
+  exit 1
+fi
+kill "$st_pid"
+wait "$st_pid" || true
+trap - EXIT
+rm -rf "$st_dir"
+# --- end of the OpenAPI check -----------------------------------------------------------------

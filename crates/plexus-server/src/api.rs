@@ -289,10 +289,12 @@ async fn call(
 }
 
 fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, Failure> {
-    let body = if body.iter().all(u8::is_ascii_whitespace) {
-        b"{}".as_slice()
-    } else {
-        body
+    let start = body.iter().position(|b| !b.is_ascii_whitespace());
+    let body = match start {
+        None => b"{}".as_slice(),
+        // serde would also read a struct from an array; the API takes objects only.
+        Some(i) if body[i] != b'{' => return Err(bad_request("the body must be a JSON object")),
+        Some(_) => body,
     };
     serde_json::from_slice(body).map_err(|e| bad_request(format!("invalid body: {e}")))
 }
@@ -301,12 +303,34 @@ fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DataField>, D::Erro
     DataField::deserialize(d).map(Some)
 }
 
+/// An optional field that, when present, must not be `null`.
+fn some<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
+}
+
+/// An integer a JavaScript number holds exactly (at most 2^53 - 1).
+#[derive(Clone, Copy, Debug)]
+struct SafeInt(u64);
+
+impl<'de> Deserialize<'de> for SafeInt {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<SafeInt, D::Error> {
+        const MAX: u64 = (1 << 53) - 1;
+        let n = u64::deserialize(d)?;
+        if n > MAX {
+            return Err(serde::de::Error::custom(format!(
+                "{n} is larger than {MAX}"
+            )));
+        }
+        Ok(SafeInt(n))
+    }
+}
+
 /// `data` or `binary`.
 #[derive(Deserialize)]
 struct PayloadParams {
     #[serde(default, deserialize_with = "present")]
     data: Option<DataField>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "some")]
     binary: Option<BinaryField>,
 }
 
@@ -333,7 +357,7 @@ struct PublishParams {
     channel: String,
     #[serde(default, deserialize_with = "present")]
     data: Option<DataField>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "some")]
     binary: Option<BinaryField>,
 }
 
@@ -343,7 +367,7 @@ struct BroadcastParams {
     channels: Vec<String>,
     #[serde(default, deserialize_with = "present")]
     data: Option<DataField>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "some")]
     binary: Option<BinaryField>,
 }
 
@@ -353,7 +377,7 @@ struct SendParams {
     user: String,
     #[serde(default, deserialize_with = "present")]
     data: Option<DataField>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "some")]
     binary: Option<BinaryField>,
 }
 
@@ -362,7 +386,7 @@ struct SendParams {
 struct SendAllParams {
     #[serde(default, deserialize_with = "present")]
     data: Option<DataField>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "some")]
     binary: Option<BinaryField>,
 }
 
@@ -372,7 +396,7 @@ struct SendConnectionParams {
     conn: String,
     #[serde(default, deserialize_with = "present")]
     data: Option<DataField>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "some")]
     binary: Option<BinaryField>,
 }
 
@@ -382,22 +406,22 @@ struct SendDurableParams {
     user: String,
     #[serde(default, deserialize_with = "present")]
     data: Option<DataField>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "some")]
     binary: Option<BinaryField>,
-    #[serde(default)]
-    ttl_ms: Option<u64>,
+    #[serde(default, deserialize_with = "some")]
+    ttl_ms: Option<SafeInt>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct DisconnectParams {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "some")]
     user: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "some")]
     conn: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "some")]
     code: Option<u16>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "some")]
     reason: Option<String>,
 }
 
@@ -411,10 +435,10 @@ struct UserChannelParams {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ChannelsParams {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "some")]
     prefix: Option<String>,
-    #[serde(default)]
-    limit: Option<u64>,
+    #[serde(default, deserialize_with = "some")]
+    limit: Option<SafeInt>,
 }
 
 #[derive(Deserialize)]
@@ -425,10 +449,10 @@ struct InfoParams {}
 #[serde(deny_unknown_fields)]
 struct HistoryParams {
     channel: String,
-    #[serde(default)]
-    since: Option<u64>,
-    #[serde(default)]
-    limit: Option<u64>,
+    #[serde(default, deserialize_with = "some")]
+    since: Option<SafeInt>,
+    #[serde(default, deserialize_with = "some")]
+    limit: Option<SafeInt>,
     #[serde(default)]
     reverse: bool,
 }
@@ -442,22 +466,22 @@ struct ChannelParams {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct MetadataGetParams {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "some")]
     conn: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "some")]
     user: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "some")]
     channel: Option<String>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct MetadataSetParams {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "some")]
     conn: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "some")]
     user: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "some")]
     channel: Option<String>,
     value: Metadata,
     #[serde(default)]
@@ -484,9 +508,19 @@ fn meta_target(
     }
 }
 
+/// A connection id exactly as the server writes it: 8 lower-case hex digits, `-`, at most 19
+/// decimal digits (stricter than `ConnId::from_str`, which also takes `+` signs and capitals).
 fn parse_conn(conn: &str) -> Result<ConnId, Failure> {
-    conn.parse()
-        .map_err(|_| bad_request(format!("`{conn}` is not a connection id")))
+    let canonical = conn.split_once('-').is_some_and(|(node, seq)| {
+        node.len() == 8
+            && node.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+            && (1..=19).contains(&seq.len())
+            && seq.bytes().all(|b| b.is_ascii_digit())
+    });
+    canonical
+        .then(|| conn.parse().ok())
+        .flatten()
+        .ok_or_else(|| bad_request(format!("`{conn}` is not a connection id")))
 }
 
 fn non_empty(field: &str, value: String) -> Result<String, Failure> {
@@ -644,7 +678,7 @@ async fn dispatch(state: &ApiState, method: &str, body: &[u8]) -> Result<Value, 
             let p: SendDurableParams = parse(body)?;
             let user = non_empty("user", p.user)?;
             let payload = payload(p.data, p.binary, node)?;
-            let ttl = p.ttl_ms.map(Duration::from_millis);
+            let ttl = p.ttl_ms.map(|t| Duration::from_millis(t.0));
             if ttl.is_some_and(|t| t.is_zero()) {
                 return Err(bad_request("`ttl_ms` must be positive"));
             }
@@ -657,11 +691,15 @@ async fn dispatch(state: &ApiState, method: &str, body: &[u8]) -> Result<Value, 
             if !(4000..=4999).contains(&code) {
                 return Err(bad_request("`code` must be between 4000 and 4999"));
             }
-            let reason = p
+            let mut reason = p
                 .reason
                 .unwrap_or_else(|| "disconnected by the server".into());
-            if reason.len() > 100 {
-                return Err(bad_request("`reason` must be at most 100 bytes"));
+            if reason.chars().count() > 100 {
+                return Err(bad_request("`reason` must be at most 100 characters"));
+            }
+            // A close frame carries at most 123 bytes of reason: cut at a character boundary.
+            while reason.len() > 100 {
+                reason.pop();
             }
             match (p.user, p.conn) {
                 (Some(user), None) => {
@@ -692,7 +730,9 @@ async fn dispatch(state: &ApiState, method: &str, body: &[u8]) -> Result<Value, 
         "channels" => {
             let p: ChannelsParams = parse(body)?;
             let max = state.options.channels_max;
-            let limit = p.limit.map_or(max, |l| (l as usize).min(max));
+            let limit = p
+                .limit
+                .map_or(max, |l| usize::try_from(l.0).unwrap_or(max).min(max));
             let mut names: Vec<_> = node
                 .active_channels()
                 .into_iter()
@@ -743,9 +783,11 @@ async fn dispatch(state: &ApiState, method: &str, body: &[u8]) -> Result<Value, 
             let p: HistoryParams = parse(body)?;
             require_history(node, &p.channel)?;
             let max = state.options.history_max;
-            let limit = p.limit.map_or(max, |l| (l as usize).min(max));
+            let limit = p
+                .limit
+                .map_or(max, |l| usize::try_from(l.0).unwrap_or(max).min(max));
             let query = HistoryQuery {
-                since: p.since,
+                since: p.since.map(|s| s.0),
                 limit,
                 reverse: p.reverse,
             };
@@ -803,9 +845,14 @@ async fn dispatch(state: &ApiState, method: &str, body: &[u8]) -> Result<Value, 
         "metadata_set" => {
             let p: MetadataSetParams = parse(body)?;
             match meta_target(p.conn, p.user, p.channel)? {
-                MetaTarget::Conn(conn) => {
-                    node.set_connection_metadata(conn, p.value, p.merge).await?
-                }
+                MetaTarget::Conn(conn) => node
+                    .set_connection_metadata(conn, p.value, p.merge)
+                    .await
+                    .map_err(|e| match e.code {
+                        // The only bad request left here: no such connection.
+                        ErrorCode::BAD_REQUEST => Failure(StatusCode::NOT_FOUND, e),
+                        _ => e.into(),
+                    })?,
                 MetaTarget::User(user) => node.set_user_metadata(&user, p.value, p.merge).await?,
                 MetaTarget::Channel(channel) => {
                     node.set_channel_metadata(&channel, p.value, p.merge)

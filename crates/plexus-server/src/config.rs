@@ -286,8 +286,14 @@ impl Default for NamespaceSection {
     }
 }
 
-/// Environment variables that are not settings (the CLI client's, logging).
-const NOT_SETTINGS: &[&str] = &["PLEXUS_LOG", "PLEXUS_URL", "PLEXUS_TOKEN", "PLEXUS_CONFIG"];
+/// Environment variables that are not settings (logging, the CLI client's, the test suites').
+const NOT_SETTINGS: &[&str] = &[
+    "PLEXUS_LOG",
+    "PLEXUS_URL",
+    "PLEXUS_TOKEN",
+    "PLEXUS_CONFIG",
+    "PLEXUS_TEST_ENGINE",
+];
 
 /// Where the configuration comes from.
 #[derive(Clone, Debug, Default)]

@@ -212,6 +212,37 @@ async fn bad_requests_are_answered_with_codes() {
             StatusCode::UNPROCESSABLE_ENTITY,
             106,
         ),
+        ("/api/info", "[]".to_owned(), StatusCode::BAD_REQUEST, 104),
+        (
+            "/api/send_all",
+            "[null, null]".to_owned(),
+            StatusCode::BAD_REQUEST,
+            104,
+        ),
+        (
+            "/api/metadata_get",
+            r#"{"channel":"a","user":null}"#.to_owned(),
+            StatusCode::BAD_REQUEST,
+            104,
+        ),
+        (
+            "/api/channels",
+            r#"{"limit":9007199254740992}"#.to_owned(),
+            StatusCode::BAD_REQUEST,
+            104,
+        ),
+        (
+            "/api/send_connection",
+            r#"{"conn":"ABCDEF01-1","data":1}"#.to_owned(),
+            StatusCode::BAD_REQUEST,
+            104,
+        ),
+        (
+            "/api/send_connection",
+            r#"{"conn":"abcdef01-+1","data":1}"#.to_owned(),
+            StatusCode::BAD_REQUEST,
+            104,
+        ),
         (
             "/api/send_connection",
             r#"{"conn":"nope","data":1}"#.to_owned(),
@@ -591,7 +622,7 @@ async fn metadata_of_connections_users_and_channels() {
     .await;
     assert_eq!(
         (status, v["error"]["code"].clone()),
-        (StatusCode::BAD_REQUEST, json!(104))
+        (StatusCode::NOT_FOUND, json!(104))
     );
 }
 
