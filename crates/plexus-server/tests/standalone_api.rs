@@ -780,3 +780,32 @@ async fn metrics_count_what_happens() {
     get("plexus_command_duration_seconds_count");
     get(r#"plexus_command_duration_seconds_bucket{le="+Inf"}"#);
 }
+
+#[tokio::test]
+async fn api_limits_cap_history_and_channels() {
+    let toml = config().replace(
+        "broadcast_max_channels = 3",
+        "broadcast_max_channels = 3\nhistory_max = 2\nchannels_max = 1",
+    );
+    let server = serve(&toml).await;
+    for i in 1..=4 {
+        api_ok(&server, "publish", json!({"channel": "room:h", "data": i})).await;
+    }
+    let r = api_ok(
+        &server,
+        "history",
+        json!({"channel": "room:h", "limit": 10}),
+    )
+    .await;
+    assert_eq!(r["publications"].as_array().unwrap().len(), 2);
+    let mut c = Client::connect(&server.ws_url()).await;
+    c.request("subscribe", json!({"channel": "room:a"}))
+        .await
+        .unwrap();
+    c.request("subscribe", json!({"channel": "room:b"}))
+        .await
+        .unwrap();
+    let r = api_ok(&server, "channels", json!({"limit": 10})).await;
+    assert_eq!(r["total"], 2);
+    assert_eq!(r["channels"].as_array().unwrap().len(), 1);
+}

@@ -396,3 +396,15 @@ async fn without_credentials_a_secure_server_refuses() {
     assert_eq!(e["code"], 112, "credentials need a connect hook: {e}");
     assert_eq!(c.closed().await.0, 4502);
 }
+
+#[tokio::test]
+async fn leeway_tolerates_clock_skew() {
+    let toml = format!("[jwt]\nhmac_secret = \"{SECRET}\"\nleeway_seconds = 60\n");
+    let server = serve(&toml).await;
+    let skewed = hs(json!({"sub": "a", "exp": now() - 5}), Algorithm::HS256);
+    connect_token(&server.ws_url(), &skewed).await.1.unwrap();
+    let too_old = hs(json!({"sub": "a", "exp": now() - 120}), Algorithm::HS256);
+    let (mut c, r) = connect_token(&server.ws_url(), &too_old).await;
+    assert_eq!(r.unwrap_err()["code"], 115);
+    assert_eq!(c.closed().await.0, 4506);
+}
