@@ -1650,10 +1650,12 @@ impl Loaded {
     pub fn summary(&self) -> Vec<String> {
         let mut lines = vec![format!("listen {}", self.listen)];
         if self.dev_mode {
-            lines.push("development mode: anonymous connections, every channel open, the API without a key".into());
+            lines.push(
+                "development mode: every channel not in a namespace is open to every client".into(),
+            );
         }
         let mut auth = Vec::new();
-        if let Some(_jwt) = &self.jwt {
+        if self.jwt.is_some() {
             auth.push("JWT");
         }
         if self.hooks.as_ref().is_some_and(|h| h.connect.is_some()) {
