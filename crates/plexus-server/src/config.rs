@@ -134,6 +134,8 @@ pub struct ClientSection {
     pub mailbox_lifetime_ms: u64,
     pub mail_ttl_ms: u64,
     pub mail_redelivery_pace_ms: u64,
+    /// Time one write to a client may take before the client is dropped.
+    pub write_timeout_ms: u64,
 }
 
 impl Default for ClientSection {
@@ -162,6 +164,7 @@ impl Default for ClientSection {
             mailbox_lifetime_ms: ms(l.mailbox_lifetime),
             mail_ttl_ms: ms(l.mail_ttl),
             mail_redelivery_pace_ms: ms(l.mail_redelivery_pace),
+            write_timeout_ms: ms(l.write_timeout),
         }
     }
 }
@@ -1089,7 +1092,7 @@ fn compile(
         });
 
     let c = &config.client;
-    let positive: [(&str, u64); 14] = [
+    let positive: [(&str, u64); 15] = [
         ("auth_timeout_ms", c.auth_timeout_ms),
         ("max_message_bytes", c.max_message_bytes),
         ("max_subscriptions", c.max_subscriptions),
@@ -1104,6 +1107,7 @@ fn compile(
         ("max_metadata_bytes", c.max_metadata_bytes),
         ("mailbox_lifetime_ms", c.mailbox_lifetime_ms),
         ("mail_ttl_ms", c.mail_ttl_ms),
+        ("write_timeout_ms", c.write_timeout_ms),
     ];
     for (key, value) in positive {
         if value == 0 {
@@ -1156,6 +1160,7 @@ fn compile(
         mailbox_lifetime: ms(c.mailbox_lifetime_ms),
         mail_ttl: ms(c.mail_ttl_ms),
         mail_redelivery_pace: ms(c.mail_redelivery_pace_ms),
+        write_timeout: ms(c.write_timeout_ms),
     };
 
     // JWT.
@@ -1783,6 +1788,8 @@ mailbox_max_messages = 1000
 mailbox_lifetime_ms = 604800000
 mail_ttl_ms = 604800000
 mail_redelivery_pace_ms = 0
+# A client that stops reading is dropped once one write has waited this long.
+write_timeout_ms = 10000
 
 [jwt]
 # Connection tokens: `sub` = user id, `exp`, `info`, `channels`. Make one for testing with
