@@ -35,6 +35,8 @@ pub struct Limits {
     pub push_latency: bool,
     /// Time given to connections to drain their queues at shutdown.
     pub shutdown_timeout: Duration,
+    /// Time one write to a client may take; a client that stops reading is dropped after it.
+    pub write_timeout: Duration,
     /// Publications one recovery may return; a larger gap answers `recovered: false`
     /// (`too_many`). Also bounds the live publications buffered while a subscribe completes.
     pub recovery_max_publications: usize,
@@ -70,6 +72,7 @@ impl Default for Limits {
             max_missed_pongs: 2,
             push_latency: true,
             shutdown_timeout: Duration::from_secs(10),
+            write_timeout: Duration::from_secs(10),
             recovery_max_publications: 300,
             client_history_max: 300,
             max_metadata_bytes: 16 * 1024,

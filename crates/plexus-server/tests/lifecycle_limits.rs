@@ -502,3 +502,35 @@ both_encodings!(users_are_reached_on_every_connection, |enc| async move {
         .unwrap();
     assert_eq!(a1.closed().await.0, CloseCode::RECONNECT.0);
 });
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_dropped_after_the_write_timeout() {
+    let mut builder = dev();
+    // A queue large enough that the socket buffers fill before it does.
+    builder.limits_mut().outbound_queue_bytes_max = 64 * 1024 * 1024;
+    builder.limits_mut().write_timeout = Duration::from_millis(300);
+    let server = start(builder).await;
+    let node = server.node().clone();
+    let mut stuck = TestClient::connect(&server.ws_url(), Encoding::Json).await;
+    let _: SubscribeResult = stuck.request(sub("flood")).await.unwrap();
+    let chunk = Payload::binary(vec![b'x'; 32 * 1024]);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    // Publish until the server gives up on the client that never reads.
+    while node.connection_count() > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the stuck client was never dropped"
+        );
+        for _ in 0..32 {
+            node.publish("flood", chunk.clone()).await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        node.stats()
+            .slow_consumer_closes
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0,
+        "dropped by the write timeout, not the queue bound"
+    );
+}

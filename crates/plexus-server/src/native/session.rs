@@ -56,11 +56,26 @@ pub(crate) async fn run(mut ws: WsStream, session: Session, encoding: Encoding) 
     let mut batch = Vec::new();
     loop {
         let conn = state.session.connection().clone();
-        if let Some(close) = write_queued(&mut ws, &conn, encoding, &mut writer, &mut batch).await {
-            if let Ok(close) = close {
-                crate::ws::close(&mut ws, close.code, &close.reason).await;
+        // A client that stops reading blocks the write; past the write timeout it is dropped
+        // (its queue is bounded meanwhile, so it never grows the server's memory).
+        let write_timeout = state.session.node().limits().write_timeout;
+        let written = tokio::time::timeout(
+            write_timeout,
+            write_queued(&mut ws, &conn, encoding, &mut writer, &mut batch),
+        )
+        .await;
+        match written {
+            Err(_) => {
+                tracing::debug!(conn = %conn.id, "write timed out: dropping the connection");
+                break;
             }
-            break;
+            Ok(Some(close)) => {
+                if let Ok(close) = close {
+                    crate::ws::close(&mut ws, close.code, &close.reason).await;
+                }
+                break;
+            }
+            Ok(None) => {}
         }
         let auth_deadline = state.session.auth_deadline();
         tokio::select! {
