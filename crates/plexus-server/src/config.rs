@@ -1897,11 +1897,13 @@ mod tests {
                 continue;
             };
             for (key, _) in fields {
-                let header = format!("[{section}]");
-                let body = text
+                let header = format!("\n[{section}]\n");
+                let after = text
                     .split(&header)
                     .nth(1)
                     .unwrap_or_else(|| panic!("{header} missing"));
+                // The section's own lines: up to the next table header.
+                let body = format!("\n{}", after.split("\n[").next().unwrap_or(""));
                 assert!(
                     body.contains(&format!("\n{key} = ")),
                     "{section}.{key} is not in the template"
