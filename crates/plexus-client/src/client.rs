@@ -1,16 +1,22 @@
 //! The handles the application holds: [`Client`], [`Subscription`], [`Events`], [`Pushes`].
 
-use crate::config::{ClientConfig, RequestOptions, SubscribeOptions};
-use crate::driver::{Command, Driver, Outputs};
+use crate::config::{ClientConfig, HistoryOptions, RequestOptions, SubscribeOptions};
+use crate::driver::{Command, Driver, Outputs, SubItem};
 use crate::error::{ClientError, ErrorKind};
+use crate::mail::{Mail, Mailbox};
 use crate::queue::{QueuedRequest, Reply, ReplyKind};
 use crate::types::{
-    ConnectionInfo, ConnectionState, Event, Position, PushEvent, SubscriptionEvent,
+    ConnectionInfo, ConnectionState, Event, History, LastSeen, Member, MetaTarget, Position,
+    PresenceStats, PushEvent, Subscribed, SubscriptionEvent,
 };
 use futures_util::Stream;
 use futures_util::stream::{BoxStream, StreamExt};
-use plexus_protocol::Payload;
-use plexus_protocol::client::{CallParams, Op, PublishParams};
+use plexus_protocol::client::{
+    CallParams, ChannelParams, GetMetaParams, HistoryParams, LastSeenParams, Op,
+    PresenceStateParams, PublishParams, SetMetaParams,
+};
+use plexus_protocol::{DataField, Payload};
+use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -52,6 +58,8 @@ struct Handle {
     /// sees everything from the start.
     first_events: Mutex<Option<broadcast::Receiver<Event>>>,
     first_pushes: Mutex<Option<broadcast::Receiver<PushEvent>>>,
+    /// The durable-message stream, until [`Client::mail`] takes it.
+    mail: Mutex<Option<mpsc::Receiver<Mail>>>,
     state: watch::Receiver<ConnectionState>,
     latency: Arc<AtomicU64>,
     request_timeout: Duration,
@@ -93,6 +101,10 @@ impl Client {
         let (events, first_events) = broadcast::channel(config.event_buffer);
         let (pushes, first_pushes) = broadcast::channel(config.push_buffer);
         let (state_tx, state) = watch::channel(ConnectionState::Connecting);
+        let (mail, mail_rx) = mpsc::channel(config.mail_buffer);
+        // Unbounded, yet never larger than the number of `Mail` values alive: each sends one
+        // notice, once.
+        let (mail_done, mail_done_rx) = mpsc::unbounded_channel();
         let latency = Arc::new(AtomicU64::new(f64::NAN.to_bits()));
         let inner = Arc::new(Handle {
             cmd: cmd_tx,
@@ -100,6 +112,7 @@ impl Client {
             pushes: pushes.downgrade(),
             first_events: Mutex::new(Some(first_events)),
             first_pushes: Mutex::new(Some(first_pushes)),
+            mail: Mutex::new(Some(mail_rx)),
             state,
             latency: latency.clone(),
             request_timeout: config.request_timeout,
@@ -111,6 +124,9 @@ impl Client {
             pushes,
             state: state_tx,
             latency,
+            mail,
+            mail_done,
+            mail_done_rx,
         };
         tokio::spawn(Driver::new(config, cmd_rx, outputs, first).run());
         Client { inner }
@@ -166,8 +182,16 @@ impl Client {
     /// Subscribes to a channel and returns the subscription's stream of events.
     ///
     /// The subscription is kept across reconnects: after each reconnect the client subscribes
-    /// again and the stream yields [`SubscriptionEvent::Subscribed`]. It ends with
+    /// again and the stream yields [`SubscriptionEvent::Subscribed`]. With
+    /// [`SubscribeOptions::recover`] (the default) it passes the last position seen, and where
+    /// the channel's namespace allows recovery the publications missed meanwhile follow that
+    /// event, in order, before the live ones, none twice. A gap in the live offsets, or the
+    /// server reporting lost publications, is repaired the same way. The stream ends with
     /// [`SubscriptionEvent::Unsubscribed`]. Dropping the [`Subscription`] unsubscribes.
+    ///
+    /// With [`SubscribeOptions::since`] or [`SubscribeOptions::history`], the recovered or
+    /// history publications are the first events of the returned stream;
+    /// [`Subscription::subscribed`] says whether the recovery succeeded.
     ///
     /// Subscribing twice to one channel fails with [`ErrorKind::AlreadySubscribed`]; a channel
     /// the server subscribed this connection to is handed over to the new handle instead.
@@ -185,6 +209,7 @@ impl Client {
         let (events_tx, events_rx) = mpsc::channel(buffer);
         let (reply, reply_rx) = oneshot::channel();
         let sub_id = self.inner.next_sub_id.fetch_add(1, Ordering::Relaxed);
+        let since = options.since.clone();
         let cmd = Command::Subscribe {
             channel: channel.clone(),
             sub_id,
@@ -192,16 +217,155 @@ impl Client {
             options,
             reply,
         };
-        let position = self.roundtrip(cmd, reply_rx, deadline).await?;
+        let subscribed = self.roundtrip(cmd, reply_rx, deadline).await?;
+        // Recovered publications are the stream's first events: the handle starts where they do.
+        let position = match since {
+            Some(since) if subscribed.recovered == Some(true) => since,
+            _ => subscribed.position.clone(),
+        };
         Ok(Subscription {
             channel,
             sub_id,
             position,
+            subscribed,
+            pending: VecDeque::new(),
             rx: events_rx,
             cmd: self.inner.cmd.downgrade(),
             request_timeout: self.inner.request_timeout,
             released: false,
         })
+    }
+
+    /// Reads a channel's history (where its namespace keeps one), without subscribing.
+    ///
+    /// Fails with code 114 `not_available` where no history is kept, 105 where the client may
+    /// not read the channel.
+    pub async fn history(
+        &self,
+        channel: impl Into<String>,
+        options: HistoryOptions,
+    ) -> Result<History, ClientError> {
+        let op = Op::History(HistoryParams {
+            channel: channel.into(),
+            since: options.since,
+            limit: options.limit,
+            reverse: options.reverse,
+        });
+        match self.simple(op, ReplyKind::History).await? {
+            Reply::History(history) => Ok(history),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Who is in a channel's presence (where its namespace tracks presence), with their user,
+    /// info and presence state.
+    pub async fn presence(&self, channel: impl Into<String>) -> Result<Vec<Member>, ClientError> {
+        let op = Op::Presence(ChannelParams {
+            channel: channel.into(),
+        });
+        match self.simple(op, ReplyKind::Presence).await? {
+            Reply::Presence(members) => Ok(members),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// How many connections and distinct users are in a channel's presence (cheap on big
+    /// channels).
+    pub async fn presence_stats(
+        &self,
+        channel: impl Into<String>,
+    ) -> Result<PresenceStats, ClientError> {
+        let op = Op::PresenceStats(ChannelParams {
+            channel: channel.into(),
+        });
+        match self.simple(op, ReplyKind::PresenceStats).await? {
+            Reply::PresenceStats(stats) => Ok(stats),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Sets (`Some`, a JSON payload) or clears (`None`) this connection's presence state in a
+    /// channel it is subscribed to; the other subscribers get a `state` event. With `expire`,
+    /// the server clears it after that long unless it was changed meanwhile. The state lives
+    /// as long as this connection's membership: a reconnect starts without one.
+    pub async fn set_presence_state(
+        &self,
+        channel: impl Into<String>,
+        state: Option<Payload>,
+        expire: Option<Duration>,
+    ) -> Result<(), ClientError> {
+        let state = match state {
+            None => Payload::null(),
+            Some(state) => state,
+        };
+        let op = Op::PresenceState(PresenceStateParams {
+            channel: channel.into(),
+            state: json_field(&state, "a presence state")?,
+            expire_ms: expire.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        });
+        self.simple(op, ReplyKind::Empty).await.map(|_| ())
+    }
+
+    /// Whether a user is in a channel now, and when it was last there.
+    pub async fn last_seen(
+        &self,
+        channel: impl Into<String>,
+        user: impl Into<String>,
+    ) -> Result<LastSeen, ClientError> {
+        let op = Op::LastSeen(LastSeenParams {
+            channel: channel.into(),
+            user: user.into(),
+        });
+        match self.simple(op, ReplyKind::LastSeen).await? {
+            Reply::LastSeen(seen) => Ok(seen),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Reads the metadata (a JSON object, `{}` when none was set) of this connection, its
+    /// user, or a channel it may read.
+    pub async fn metadata(&self, target: MetaTarget) -> Result<Payload, ClientError> {
+        let params = match target {
+            MetaTarget::Connection(conn) => GetMetaParams {
+                conn: Some(conn),
+                ..GetMetaParams::default()
+            },
+            MetaTarget::User(user) => GetMetaParams {
+                user: Some(user),
+                ..GetMetaParams::default()
+            },
+            MetaTarget::Channel(channel) => GetMetaParams {
+                channel: Some(channel),
+                ..GetMetaParams::default()
+            },
+        };
+        match self.simple(Op::GetMeta(params), ReplyKind::Meta).await? {
+            Reply::Meta(value) => Ok(value),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Sets this connection's metadata: `value` (a JSON object) replaces it, or with `merge`
+    /// replaces only its top-level keys. It lives until the connection closes: a reconnect
+    /// starts without it.
+    pub async fn set_metadata(&self, value: Payload, merge: bool) -> Result<(), ClientError> {
+        let op = Op::SetMeta(SetMetaParams {
+            value: json_field(&value, "metadata")?,
+            merge,
+        });
+        self.simple(op, ReplyKind::Empty).await.map(|_| ())
+    }
+
+    /// The durable messages for this client's user, in `seq` order: the backlog after each
+    /// connect (unless [`ClientConfig::sync`] is false), then the live ones. Handling a
+    /// [`Mail`] acknowledges it (see [`crate::MailAck`]): what is not handled comes again on
+    /// the next connection; what was handled does not reach this client again.
+    ///
+    /// There is one mailbox per client: the first call takes it (it holds what arrived before,
+    /// up to [`ClientConfig::mail_buffer`]), later calls return `None`.
+    pub fn mail(&self) -> Option<Mailbox> {
+        let rx = self.inner.mail.lock().ok()?.take()?;
+        Some(Mailbox::new(rx))
     }
 
     /// Ends the subscription to a channel (also one the server made). Unsubscribing from a
@@ -285,6 +449,10 @@ impl Client {
         }
     }
 
+    async fn simple(&self, op: Op, kind: ReplyKind) -> Result<Reply, ClientError> {
+        self.request(op, kind, RequestOptions::default()).await
+    }
+
     async fn request(
         &self,
         op: Op,
@@ -351,6 +519,17 @@ async fn unsubscribe(
         reply,
     };
     roundtrip(cmd_tx, cmd, reply_rx, deadline).await.map(|_| ())
+}
+
+/// A JSON payload as a `data`-like field; bytes have no place there.
+fn json_field(payload: &Payload, what: &str) -> Result<DataField, ClientError> {
+    match payload.to_fields() {
+        (Some(data), None) => Ok(data),
+        _ => Err(ClientError::new(
+            ErrorKind::Invalid,
+            format!("{what} must be a JSON payload, not bytes"),
+        )),
+    }
 }
 
 fn closed() -> ClientError {
@@ -442,7 +621,10 @@ pub struct Subscription {
     channel: String,
     sub_id: u64,
     position: Position,
-    rx: mpsc::Receiver<SubscriptionEvent>,
+    subscribed: Subscribed,
+    /// The rest of a batch (a restore notice and its publications) being read.
+    pending: VecDeque<SubscriptionEvent>,
+    rx: mpsc::Receiver<SubItem>,
     cmd: mpsc::WeakSender<Command>,
     request_timeout: Duration,
     released: bool,
@@ -457,6 +639,13 @@ impl Subscription {
     /// offset of each publication read and of each restore.
     pub fn position(&self) -> &Position {
         &self.position
+    }
+
+    /// The result of the subscribe that made this subscription: the channel's position then,
+    /// and, when it recovered ([`SubscribeOptions::since`]), whether it could and why not.
+    /// Later restores are [`SubscriptionEvent::Subscribed`] events.
+    pub fn subscribed(&self) -> &Subscribed {
+        &self.subscribed
     }
 
     /// The next event; `None` after [`SubscriptionEvent::Unsubscribed`] (or when the client
@@ -482,7 +671,11 @@ impl Subscription {
                     self.position.epoch = p.epoch.clone();
                 }
             }
-            SubscriptionEvent::Subscribed(s) => self.position = s.position.clone(),
+            // A recovery's publications follow it; they move the position on from the last
+            // one read, up to the restore's.
+            SubscriptionEvent::Subscribed(s) if s.recovered != Some(true) => {
+                self.position = s.position.clone()
+            }
             _ => {}
         }
     }
@@ -494,11 +687,27 @@ impl Stream for Subscription {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<SubscriptionEvent>> {
-        let polled = self.rx.poll_recv(cx);
-        if let Poll::Ready(Some(event)) = &polled {
-            self.track(event);
-        }
-        polled
+        let event = match self.pending.pop_front() {
+            Some(event) => event,
+            None => match self.rx.poll_recv(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Ready(Some(SubItem::One(event))) => event,
+                Poll::Ready(Some(SubItem::Batch(events))) => {
+                    self.pending = events.into();
+                    match self.pending.pop_front() {
+                        Some(event) => event,
+                        None => {
+                            // An empty batch is never sent; read on all the same.
+                            cx.waker().wake_by_ref();
+                            return Poll::Pending;
+                        }
+                    }
+                }
+            },
+        };
+        self.track(&event);
+        Poll::Ready(Some(event))
     }
 }
 

@@ -1,6 +1,7 @@
 //! Client configuration: every limit is a field, set explicitly, with its bound documented.
 
 use crate::backoff::Backoff;
+use crate::types::Position;
 use plexus_protocol::Encoding;
 use std::time::Duration;
 
@@ -23,6 +24,7 @@ use std::time::Duration;
 /// | commands from handles to the connection task | [`command_buffer`](Self::command_buffer) | the caller waits (within its timeout) |
 /// | one incoming WebSocket message | [`max_message_bytes`](Self::max_message_bytes) | the connection is dropped and re-opened |
 /// | one outgoing WebSocket message | the server's `max_message_bytes` (from its hello) | the request fails with `TooLarge` |
+/// | durable messages received and not yet read from [`crate::Mailbox`] | [`mail_buffer`](Self::mail_buffer) | the message is not delivered nor acknowledged: it comes again on the next connection ([`crate::Event::MailDeferred`]) |
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct ClientConfig {
@@ -69,6 +71,33 @@ pub struct ClientConfig {
     /// The seed of the backoff's random generator; `None` seeds from the OS. Set it to make
     /// reconnect delays reproducible in tests.
     pub rng_seed: Option<u64>,
+    /// Whether to receive the user's unacknowledged durable messages after each `connect`
+    /// (default true). `false` asks the server to acknowledge and drop that backlog (only
+    /// messages sent afterwards arrive).
+    pub sync: bool,
+    /// Durable messages received and not yet read from the [`crate::Mailbox`]; default 1024
+    /// (the server keeps at most 1000 per user by default).
+    pub mail_buffer: usize,
+    /// When a durable message counts as handled, and so may be acknowledged.
+    pub mail_ack: MailAck,
+}
+
+/// When the client acknowledges a durable message ([`crate::Mail`]).
+///
+/// Acknowledgements are cumulative on the wire (`ack {seq}` covers every lower `seq`), so the
+/// client sends one only when every message it received with a lower `seq` was handled too.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MailAck {
+    /// A [`crate::Mail`] is handled when the application drops it after reading it from the
+    /// [`crate::Mailbox`] (typically at the end of the loop body that handled it), or calls
+    /// [`crate::Mail::ack`]. A mail dropped while its thread panics is not handled.
+    #[default]
+    OnDrop,
+    /// Only [`crate::Mail::ack`] marks a mail handled. A mail dropped without it holds back
+    /// the acknowledgement of every later one until the next connection, which delivers them
+    /// again.
+    Explicit,
 }
 
 impl ClientConfig {
@@ -93,6 +122,9 @@ impl ClientConfig {
             read_buffer_bytes: 16 << 10,
             batch_bytes: 64 << 10,
             rng_seed: None,
+            sync: true,
+            mail_buffer: 1024,
+            mail_ack: MailAck::OnDrop,
         }
     }
 
@@ -151,6 +183,17 @@ impl ClientConfig {
         self
     }
 
+    /// Whether to receive the durable-message backlog on connect (default true).
+    pub fn sync(mut self, sync: bool) -> ClientConfig {
+        self.sync = sync;
+        self
+    }
+
+    pub fn mail_ack(mut self, mail_ack: MailAck) -> ClientConfig {
+        self.mail_ack = mail_ack;
+        self
+    }
+
     /// Every buffer at least 1, so a zero never turns into a channel that cannot hold anything.
     pub(crate) fn sanitized(mut self) -> ClientConfig {
         for n in [
@@ -160,6 +203,7 @@ impl ClientConfig {
             &mut self.event_buffer,
             &mut self.command_buffer,
             &mut self.max_subscriptions,
+            &mut self.mail_buffer,
         ] {
             *n = (*n).max(1);
         }
@@ -194,7 +238,16 @@ impl RequestOptions {
 }
 
 /// Options of [`crate::Client::subscribe`].
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+///
+/// ```
+/// # use plexus_client::{Position, SubscribeOptions};
+/// // Show the last 20 messages of a room, then the live ones.
+/// let options = SubscribeOptions::default().history(20);
+/// // Go on from a position saved earlier (the offset and epoch of the last publication seen).
+/// let saved = Position { offset: 41, epoch: "b3e1".into() };
+/// let options = SubscribeOptions::default().since(saved);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct SubscribeOptions {
     /// Overrides [`ClientConfig::request_timeout`] for the first subscribe.
@@ -205,6 +258,36 @@ pub struct SubscribeOptions {
     /// [`ClientConfig::subscription_buffer`]). When it is full, publications are dropped and
     /// counted, and the stream yields [`crate::SubscriptionEvent::Lagged`] before the next one.
     pub buffer: Option<usize>,
+    /// Recover missed publications whenever the subscription is made again — after a
+    /// reconnect, after the server reports lost publications (`insufficient_state`), after a
+    /// gap in offsets — by passing the last position seen (default true). Where the channel's
+    /// namespace allows recovery, the missed publications arrive first, in order, then the live
+    /// ones, none twice; otherwise [`crate::Subscribed::recovered`] is `Some(false)`.
+    pub recover: bool,
+    /// The first subscribe recovers from this position: the publications after it arrive
+    /// first (the subscribe's result says whether they all could).
+    pub since: Option<Position>,
+    /// The first subscribe also delivers the channel's last `history` publications (at most
+    /// the server's `client_history_max`, 300 by default) before the live ones. Ignored with
+    /// `since`.
+    pub history: Option<u32>,
+    /// A subscription token for channels whose guard asks for one; sent with every
+    /// (re)subscribe.
+    pub token: Option<String>,
+}
+
+impl Default for SubscribeOptions {
+    fn default() -> SubscribeOptions {
+        SubscribeOptions {
+            timeout: None,
+            fail_fast: false,
+            buffer: None,
+            recover: true,
+            since: None,
+            history: None,
+            token: None,
+        }
+    }
 }
 
 impl SubscribeOptions {
@@ -220,6 +303,58 @@ impl SubscribeOptions {
 
     pub fn buffer(mut self, buffer: usize) -> SubscribeOptions {
         self.buffer = Some(buffer);
+        self
+    }
+
+    pub fn recover(mut self, recover: bool) -> SubscribeOptions {
+        self.recover = recover;
+        self
+    }
+
+    pub fn since(mut self, position: Position) -> SubscribeOptions {
+        self.since = Some(position);
+        self
+    }
+
+    pub fn history(mut self, publications: u32) -> SubscribeOptions {
+        self.history = Some(publications);
+        self
+    }
+
+    pub fn token(mut self, token: impl Into<String>) -> SubscribeOptions {
+        self.token = Some(token.into());
+        self
+    }
+}
+
+/// Options of [`crate::Client::history`].
+///
+/// `HistoryOptions::default()` reads every kept publication, oldest first (up to the server's
+/// `client_history_max`, 300 by default).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HistoryOptions {
+    /// Only publications with an offset greater than this.
+    pub since: Option<u64>,
+    /// At most this many (the server caps it); `0` reads only the channel's position.
+    pub limit: Option<u32>,
+    /// Newest first (with `since`, the newest `limit` after it).
+    pub reverse: bool,
+}
+
+impl HistoryOptions {
+    pub fn since(mut self, offset: u64) -> HistoryOptions {
+        self.since = Some(offset);
+        self
+    }
+
+    pub fn limit(mut self, limit: u32) -> HistoryOptions {
+        self.limit = Some(limit);
+        self
+    }
+
+    pub fn reverse(mut self) -> HistoryOptions {
+        self.reverse = true;
         self
     }
 }

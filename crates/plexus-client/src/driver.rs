@@ -9,20 +9,24 @@
 use crate::config::{ClientConfig, SubscribeOptions};
 use crate::error::{ClientError, ErrorKind};
 use crate::lossy::{Lag, LossySender, Sent};
+use crate::mail::{Arrival, Mail, MailDone, MailTracker};
 use crate::queue::{Outgoing, QueuedRequest, Reply, ReplyKind, ReplySender, RequestQueue};
 use crate::types::{
-    ConnectionInfo, ConnectionState, Event, Message, Position, Publication, PushEvent, Subscribed,
-    SubscriptionEvent, UnsubscribeReason,
+    ConnectionInfo, ConnectionState, Echo, Event, History, LastSeen, Member, MemberChange, Message,
+    Position, PresenceStats, Publication, PushEvent, StateChange, Subscribed, SubscriptionEvent,
+    UnsubscribeReason, json,
 };
 use bytes::Bytes;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use plexus_protocol::client::{
-    ConnectParams, Op, Request, SubscribeParams, UnsubscribeParams, encode_request,
+    AckParams, ConnectParams, Op, Position as WirePosition, Request, SubscribeParams,
+    UnsubscribeParams, encode_request,
 };
 use plexus_protocol::server::{
-    AuthState, CallResult, ConnectResult, Empty, ErrorBody, Hello, PublishResult, Push,
-    ServerFrame, SubscribeResult, decode_reply, decode_server_frame,
+    AckResult, AuthState, CallResult, ConnectResult, Empty, ErrorBody, Hello, HistoryResult,
+    LastSeenResult, MailPush, MetaResult, PresenceResult, PresenceStatsResult, PubPush,
+    PublishResult, Push, ServerFrame, SubscribeResult, decode_reply, decode_server_frame,
 };
 use plexus_protocol::{
     CloseCode, Encoding, ErrorCode, FrameWriter, PROTOCOL_VERSION, Payload, split_frames,
@@ -48,6 +52,9 @@ type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// Commands handled in one go before frames are flushed (bounds the latency of the others).
 const COMMAND_BATCH: usize = 64;
+/// The reason of an `unsubscribed` push that asks the client to subscribe again with `since`
+/// (`docs/protocol.md` section 4.6).
+const INSUFFICIENT_STATE: &str = "insufficient_state";
 
 /// What handles ask of the connection task.
 pub(crate) enum Command {
@@ -58,9 +65,9 @@ pub(crate) enum Command {
     Subscribe {
         channel: String,
         sub_id: u64,
-        events: mpsc::Sender<SubscriptionEvent>,
+        events: mpsc::Sender<SubItem>,
         options: SubscribeOptions,
-        reply: oneshot::Sender<Result<Position, ClientError>>,
+        reply: oneshot::Sender<Result<Subscribed, ClientError>>,
     },
     Unsubscribe {
         channel: String,
@@ -77,9 +84,25 @@ pub(crate) enum Command {
     },
 }
 
-impl Lag for SubscriptionEvent {
-    fn lagged(missed: u64) -> SubscriptionEvent {
-        SubscriptionEvent::Lagged { missed }
+/// What the connection task hands a [`crate::Subscription`]: one event, or the events of one
+/// subscribe result (a restore notice and the recovered or history publications), which take
+/// one slot of the bounded buffer together so that a recovery is never cut by it.
+#[derive(Debug)]
+pub(crate) enum SubItem {
+    One(SubscriptionEvent),
+    Batch(Vec<SubscriptionEvent>),
+}
+
+impl Lag for SubItem {
+    fn lagged(missed: u64) -> SubItem {
+        SubItem::One(SubscriptionEvent::Lagged { missed })
+    }
+
+    fn weight(&self) -> u64 {
+        match self {
+            SubItem::One(_) => 1,
+            SubItem::Batch(events) => events.len() as u64,
+        }
     }
 }
 
@@ -90,6 +113,11 @@ pub(crate) struct Outputs {
     pub state: watch::Sender<ConnectionState>,
     /// The last round-trip time in ms, as f64 bits; NaN until measured.
     pub latency: Arc<AtomicU64>,
+    /// Durable messages, to the [`crate::Mailbox`].
+    pub mail: mpsc::Sender<Mail>,
+    /// Durable messages the application is done with, back from [`Mail`].
+    pub mail_done: mpsc::UnboundedSender<MailDone>,
+    pub mail_done_rx: mpsc::UnboundedReceiver<MailDone>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -107,29 +135,56 @@ struct SubEntry {
     /// Distinguishes subscriptions of the same channel made one after another.
     sub_id: u64,
     /// `None` for a server-side subscription (its publications go to the pushes).
-    events: Option<LossySender<SubscriptionEvent>>,
+    events: Option<LossySender<SubItem>>,
+    /// The last position seen: of the last publication accepted, or of the last subscribe
+    /// result (before the first subscribe: the `since` asked for). Publications at or below it
+    /// (same epoch) are duplicates; one above `offset + 1`, or of another epoch, is a gap.
     position: Option<Position>,
     state: SubState,
     /// The caller of `subscribe()`, until the first result.
-    first: Option<oneshot::Sender<Result<Position, ClientError>>>,
+    first: Option<oneshot::Sender<Result<Subscribed, ClientError>>>,
     /// Restore attempts after transient failures, and when to try next.
     retry_attempt: u32,
     retry_prev: Duration,
     retry_at: Option<Instant>,
+    /// Pass `position` as `since` when subscribing again.
+    recover: bool,
+    /// `history` of the first subscribe.
+    history: Option<u32>,
+    token: Option<String>,
+    /// A subscribe is under way to repair a gap: publications arriving meanwhile are dropped,
+    /// its result brings them back in order.
+    resync: bool,
+    /// The server still holds the subscription being repaired: unsubscribe before subscribing.
+    unsubscribe_first: bool,
 }
 
 impl SubEntry {
-    fn server_side(position: Position) -> SubEntry {
+    fn new(
+        sub_id: u64,
+        events: Option<LossySender<SubItem>>,
+        position: Option<Position>,
+        state: SubState,
+    ) -> SubEntry {
         SubEntry {
-            sub_id: 0,
-            events: None,
-            position: Some(position),
-            state: SubState::Active,
+            sub_id,
+            events,
+            position,
+            state,
             first: None,
             retry_attempt: 0,
             retry_prev: Duration::ZERO,
             retry_at: None,
+            recover: true,
+            history: None,
+            token: None,
+            resync: false,
+            unsubscribe_first: false,
         }
+    }
+
+    fn server_side(position: Position) -> SubEntry {
+        SubEntry::new(0, None, Some(position), SubState::Active)
     }
 
     fn is_server_side(&self) -> bool {
@@ -146,6 +201,8 @@ enum Pending {
     Subscribe {
         channel: String,
     },
+    /// An `ack` of durable messages up to this `seq`.
+    Ack(u64),
     /// Sent by the client itself (releasing a dropped subscription); the reply is not needed.
     Internal,
 }
@@ -242,6 +299,9 @@ pub(crate) struct Driver {
     pong: Bytes,
     /// The earliest subscription restore retry, if any is scheduled.
     next_retry: Option<Instant>,
+    mail: MailTracker,
+    /// An [`Outgoing::Ack`] is in the queue.
+    ack_queued: bool,
 }
 
 impl Driver {
@@ -263,6 +323,8 @@ impl Driver {
             },
         );
         Driver {
+            mail: MailTracker::new(config.mail_buffer),
+            ack_queued: false,
             queue: RequestQueue::new(config.max_queued_requests),
             config,
             cmd_rx,
@@ -454,7 +516,14 @@ impl Driver {
             self.arm_timer(s);
             let flow = tokio::select! {
                 msg = s.stream.next() => self.on_ws(s, msg),
+                Some(key) = self.out.mail_done_rx.recv() => {
+                    self.mail.finished(key);
+                    self.drain_mail_done(s);
+                    Flow::Continue
+                }
                 cmd = self.cmd_rx.recv() => {
+                    // Mail handled before this command was made is acknowledged before it.
+                    self.drain_mail_done(s);
                     let mut stop = self.on_command(Some(s), cmd);
                     let mut handled = 1;
                     while stop.is_none() && handled < COMMAND_BATCH {
@@ -485,6 +554,22 @@ impl Driver {
             if let Err(e) = flush(s, self.config.encoding, self.config.batch_bytes).await {
                 return Ok(lost(s, format!("write failed: {e}")));
             }
+        }
+    }
+
+    /// Takes the handled-mail notices waiting, and queues the `ack` they make due.
+    fn drain_mail_done(&mut self, s: &mut Session) {
+        while let Ok(key) = self.out.mail_done_rx.try_recv() {
+            self.mail.finished(key);
+        }
+        self.schedule_ack(s);
+    }
+
+    fn schedule_ack(&mut self, s: &mut Session) {
+        if s.phase == Phase::Ready && !self.ack_queued && self.mail.ack_due().is_some() {
+            self.ack_queued = true;
+            self.queue.push_front(Outgoing::Ack);
+            self.pump(s);
         }
     }
 
@@ -646,6 +731,21 @@ impl Driver {
                 let _ = reply.send(decode_result(encoding, kind, frame));
             }
             Pending::Subscribe { channel } => self.on_subscribe_reply(s, channel, id, frame),
+            Pending::Ack(seq) => {
+                let ok = match decode_reply::<AckResult>(encoding, frame) {
+                    Ok(Ok(_)) => true,
+                    Ok(Err(body)) => {
+                        warn!(code = %body.code, message = %body.message, "plexus-client: ack refused");
+                        false
+                    }
+                    Err(e) => {
+                        warn!(error = %e, "plexus-client: undecodable ack reply");
+                        false
+                    }
+                };
+                // After a refusal the next handled mail tries again; trying at once could loop.
+                self.mail.ack_answered(seq, ok);
+            }
             Pending::Internal => {}
         }
         self.pump(s);
@@ -654,8 +754,6 @@ impl Driver {
 
     fn on_push(&mut self, s: &mut Session, push: Push) -> Flow {
         match push {
-            // Presence, durable mail and echoes (issue 5) are not handled by this client yet.
-            Push::Join(_) | Push::Leave(_) | Push::State(_) | Push::Mail(_) | Push::Echo(_) => {}
             Push::Hello(hello) => self.on_hello(s, hello),
             Push::Ping => s.outbox.push(self.pong.clone()),
             Push::Latency(l) => {
@@ -664,28 +762,41 @@ impl Driver {
                     .store(l.rtt_ms.to_bits(), Ordering::Relaxed);
                 self.emit(Event::Latency { rtt_ms: l.rtt_ms });
             }
-            Push::Pub(p) => {
-                let channel = p.channel.clone();
-                let Some(entry) = self.subs.get_mut(&channel) else {
-                    return Flow::Continue;
-                };
-                entry.position = Some(Position {
-                    offset: p.offset,
-                    epoch: p.epoch.clone(),
-                });
-                let publication = Publication::from_push(p);
-                match entry.events.as_mut() {
-                    None => {
-                        let _ = self.out.pushes.send(PushEvent::Publication(publication));
-                    }
-                    Some(events) => {
-                        if events.send(SubscriptionEvent::Publication(publication)) == Sent::Closed
-                        {
-                            self.release(Some(s), &channel);
-                        }
-                    }
-                }
+            Push::Pub(p) => self.on_pub(s, p),
+            Push::Join(p) => {
+                let change = MemberChange::from_wire(p);
+                let channel = change.channel.clone();
+                self.on_presence(
+                    s,
+                    &channel,
+                    SubscriptionEvent::Join(change.clone()),
+                    PushEvent::Join(change),
+                );
             }
+            Push::Leave(p) => {
+                let change = MemberChange::from_wire(p);
+                let channel = change.channel.clone();
+                self.on_presence(
+                    s,
+                    &channel,
+                    SubscriptionEvent::Leave(change.clone()),
+                    PushEvent::Leave(change),
+                );
+            }
+            Push::State(p) => {
+                let change = StateChange::from_wire(p);
+                let channel = change.channel.clone();
+                self.on_presence(
+                    s,
+                    &channel,
+                    SubscriptionEvent::State(change.clone()),
+                    PushEvent::State(change),
+                );
+            }
+            Push::Echo(p) => {
+                let _ = self.out.pushes.send(PushEvent::Echo(Echo::from_wire(p)));
+            }
+            Push::Mail(m) => self.on_mail(s, m),
             Push::Message(m) => {
                 let payload = m.payload().unwrap_or_else(Payload::null);
                 let _ = self
@@ -698,31 +809,43 @@ impl Driver {
                     offset: p.offset,
                     epoch: p.epoch,
                 };
+                let subscribed = Subscribed {
+                    channel: p.channel.clone(),
+                    position: position.clone(),
+                    recovered: None,
+                    reason: None,
+                    resubscribed: false,
+                    server_side: true,
+                };
                 match self.subs.get_mut(&p.channel) {
                     Some(entry) => {
-                        entry.position = Some(position.clone());
+                        entry.position = Some(position);
                         if !matches!(entry.state, SubState::InFlight(_)) {
                             // The server did it first: the queued subscribe is skipped, and a
                             // caller still waiting for it gets this position.
                             entry.state = SubState::Active;
+                            entry.resync = false;
+                            entry.unsubscribe_first = false;
                             if let Some(first) = entry.first.take() {
-                                let _ = first.send(Ok(position.clone()));
+                                let _ = first.send(Ok(subscribed.clone()));
                             }
                         }
                     }
                     None => {
-                        let mut entry = SubEntry::server_side(position.clone());
+                        let mut entry = SubEntry::server_side(position);
                         entry.sub_id = self.next_id();
-                        self.subs.insert(p.channel.clone(), entry);
+                        self.subs.insert(p.channel, entry);
                     }
                 }
-                self.emit(Event::Subscribed(Subscribed {
-                    channel: p.channel,
-                    position,
-                    recovered: None,
-                    resubscribed: false,
-                    server_side: true,
-                }));
+                self.emit(Event::Subscribed(subscribed));
+            }
+            Push::Unsubscribed(p) if p.reason == INSUFFICIENT_STATE => {
+                // Publications were lost on their way to this connection: subscribe again
+                // from the last position, and the missed ones are recovered.
+                if self.subs.contains_key(&p.channel) {
+                    debug!(channel = %p.channel, "plexus-client: insufficient state, resubscribing");
+                    self.resync(s, &p.channel, false);
+                }
             }
             Push::Unsubscribed(p) => {
                 if let Some(mut entry) = self.subs.remove(&p.channel) {
@@ -733,9 +856,9 @@ impl Driver {
                         )));
                     }
                     if let Some(events) = entry.events.as_mut() {
-                        events.send_last(SubscriptionEvent::Unsubscribed(
+                        events.send_last(SubItem::One(SubscriptionEvent::Unsubscribed(
                             UnsubscribeReason::Server(p.reason.clone()),
-                        ));
+                        )));
                     }
                 }
                 self.emit(Event::Unsubscribed {
@@ -746,6 +869,124 @@ impl Driver {
             Push::Error(body) => self.emit(Event::ServerError(ClientError::server(body))),
         }
         Flow::Continue
+    }
+
+    /// A live publication: delivered when it is the next one of its channel; dropped when it
+    /// is one already seen; a gap (an offset skipped, or another epoch) makes the client
+    /// subscribe again from its last position instead, so that the missed publications come
+    /// first.
+    fn on_pub(&mut self, s: &mut Session, p: PubPush) {
+        let Some(entry) = self.subs.get_mut(&p.channel) else {
+            return;
+        };
+        if entry.resync {
+            return; // the resubscribe's result brings it, in order
+        }
+        if let Some(last) = &entry.position {
+            let same_epoch = last.epoch == p.epoch;
+            if same_epoch && p.offset <= last.offset {
+                debug!(channel = %p.channel, offset = p.offset, "plexus-client: duplicate publication dropped");
+                return;
+            }
+            let gap = !same_epoch || p.offset != last.offset + 1;
+            if gap && entry.recover {
+                debug!(
+                    channel = %p.channel,
+                    last = last.offset,
+                    offset = p.offset,
+                    "plexus-client: gap in a channel's offsets, resubscribing"
+                );
+                let channel = p.channel.clone();
+                return self.resync(s, &channel, true);
+            }
+        }
+        entry.position = Some(Position {
+            offset: p.offset,
+            epoch: p.epoch.clone(),
+        });
+        let channel = p.channel.clone();
+        let publication = Publication::from_push(p);
+        match entry.events.as_mut() {
+            None => {
+                let _ = self.out.pushes.send(PushEvent::Publication(publication));
+            }
+            Some(events) => {
+                if events.send(SubItem::One(SubscriptionEvent::Publication(publication)))
+                    == Sent::Closed
+                {
+                    self.release(Some(s), &channel);
+                }
+            }
+        }
+    }
+
+    /// Subscribes again from the last position seen (the server reported lost publications,
+    /// or the client saw a gap; then the server still holds the subscription, and
+    /// `unsubscribe_first` ends it first).
+    fn resync(&mut self, s: &mut Session, channel: &str, unsubscribe_first: bool) {
+        let Some(entry) = self.subs.get_mut(channel) else {
+            return;
+        };
+        entry.resync = true;
+        entry.unsubscribe_first |= unsubscribe_first;
+        if entry.state != SubState::Queued {
+            entry.state = SubState::Queued;
+            entry.retry_at = None;
+            self.queue
+                .push_front(Outgoing::Subscribe(channel.to_owned()));
+        }
+        self.pump(s);
+    }
+
+    fn on_presence(
+        &mut self,
+        s: &mut Session,
+        channel: &str,
+        event: SubscriptionEvent,
+        push: PushEvent,
+    ) {
+        let Some(entry) = self.subs.get_mut(channel) else {
+            return;
+        };
+        match entry.events.as_mut() {
+            None => {
+                let _ = self.out.pushes.send(push);
+            }
+            Some(events) => {
+                if events.send(SubItem::One(event)) == Sent::Closed {
+                    self.release(Some(s), channel);
+                }
+            }
+        }
+    }
+
+    fn on_mail(&mut self, s: &mut Session, m: MailPush) {
+        let payload = m.payload().unwrap_or_else(Payload::null);
+        match self.mail.arrive(m.seq, m.sent_ms) {
+            // Handed out on an earlier connection: acknowledged when (or if) it was handled.
+            Arrival::Known => self.schedule_ack(s),
+            Arrival::Deliver => {
+                let mail = Mail::new(
+                    m.seq,
+                    payload,
+                    m.sent_ms,
+                    self.out.mail_done.clone(),
+                    self.config.mail_ack,
+                );
+                match self.out.mail.try_send(mail) {
+                    Ok(()) => {}
+                    Err(mpsc::error::TrySendError::Full(mail)) => {
+                        mail.defuse();
+                        self.mail.undelivered(m.seq);
+                        self.emit(Event::MailDeferred { seq: m.seq });
+                    }
+                    Err(mpsc::error::TrySendError::Closed(mail)) => {
+                        mail.defuse();
+                        self.mail.undelivered(m.seq);
+                    }
+                }
+            }
+        }
     }
 
     fn on_hello(&mut self, s: &mut Session, hello: Hello) {
@@ -791,7 +1032,7 @@ impl Driver {
                 .and_then(|p| p.to_fields().0),
             version: Some(PROTOCOL_VERSION),
             client: Some(concat!("plexus-client/", env!("CARGO_PKG_VERSION")).to_owned()),
-            sync: None,
+            sync: Some(self.config.sync),
         };
         let id = self.next_id();
         let frame = encode_request(
@@ -848,9 +1089,43 @@ impl Driver {
             match self.queue.pop(now) {
                 None => break,
                 Some(Outgoing::Request(r)) => self.send_request(s, r),
-                Some(Outgoing::Subscribe(channel)) => self.send_subscribe(s, channel),
+                Some(Outgoing::Subscribe(channel)) => {
+                    // A repair sends two requests (unsubscribe, subscribe): wait for room.
+                    let two = self
+                        .subs
+                        .get(&channel)
+                        .is_some_and(|e| e.unsubscribe_first && e.state == SubState::Queued);
+                    if two && !s.pending.is_empty() && s.pending.len() + 2 > s.max_in_flight {
+                        self.queue.push_front(Outgoing::Subscribe(channel));
+                        break;
+                    }
+                    self.send_subscribe(s, channel);
+                }
+                Some(Outgoing::Unsubscribe(channel)) => {
+                    self.send_internal(s, Op::Unsubscribe(UnsubscribeParams { channel }))
+                }
+                Some(Outgoing::Ack) => {
+                    self.ack_queued = false;
+                    if let Some(seq) = self.mail.ack_due() {
+                        let id = self.next_id();
+                        let op = Op::Ack(AckParams { seq });
+                        let frame =
+                            encode_request(self.config.encoding, &Request { id: Some(id), op });
+                        s.outbox.push(frame);
+                        s.pending.insert(id, Pending::Ack(seq));
+                        self.mail.ack_sent(seq);
+                    }
+                }
             }
         }
+    }
+
+    /// Sends a request of the client's own, whose reply nobody needs.
+    fn send_internal(&mut self, s: &mut Session, op: Op) {
+        let id = self.next_id();
+        let frame = encode_request(self.config.encoding, &Request { id: Some(id), op });
+        s.outbox.push(frame);
+        s.pending.insert(id, Pending::Internal);
     }
 
     fn send_request(&mut self, s: &mut Session, request: QueuedRequest) {
@@ -868,7 +1143,8 @@ impl Driver {
     }
 
     fn send_subscribe(&mut self, s: &mut Session, channel: String) {
-        let Some(entry) = self.subs.get(&channel) else {
+        let id = self.next_id();
+        let Some(entry) = self.subs.get_mut(&channel) else {
             return; // unsubscribed while queued
         };
         if entry.state != SubState::Queued {
@@ -878,20 +1154,46 @@ impl Driver {
             self.subs.remove(&channel); // the caller of subscribe() gave up
             return;
         }
-        let id = self.next_id();
+        // The first subscribe asks for what the application asked (`since` or `history`);
+        // later ones recover from the last position seen, when recovery is on.
+        let first = entry.first.is_some();
+        let since = if first || entry.recover {
+            entry.position.clone().map(|p| WirePosition {
+                offset: p.offset,
+                epoch: p.epoch,
+            })
+        } else {
+            None
+        };
+        let history = if first && since.is_none() {
+            entry.history
+        } else {
+            None
+        };
+        let params = SubscribeParams {
+            channel: channel.clone(),
+            token: entry.token.clone(),
+            since,
+            history,
+        };
+        let unsubscribe_first = std::mem::take(&mut entry.unsubscribe_first);
         let frame = encode_request(
             self.config.encoding,
             &Request {
                 id: Some(id),
-                op: Op::Subscribe(SubscribeParams::new(channel.clone())),
+                op: Op::Subscribe(params),
             },
         );
         if frame.len() > s.max_out_bytes {
             let error = too_large(frame.len(), s.max_out_bytes);
             return self.drop_subscription(channel, error);
         }
-        if let Some(entry) = self.subs.get_mut(&channel) {
-            entry.state = SubState::InFlight(id);
+        entry.state = SubState::InFlight(id);
+        if unsubscribe_first {
+            let op = Op::Unsubscribe(UnsubscribeParams {
+                channel: channel.clone(),
+            });
+            self.send_internal(s, op);
         }
         s.outbox.push(frame);
         s.pending.insert(id, Pending::Subscribe { channel });
@@ -906,41 +1208,74 @@ impl Driver {
             return;
         }
         let result = match result {
-            Ok(Ok(r)) => Ok(Position {
-                offset: r.offset,
-                epoch: r.epoch,
-            }),
-            Ok(Err(body)) => Err(ClientError::server(body)),
-            Err(e) => Err(protocol_error(e)),
+            Ok(Ok(r)) => r,
+            Ok(Err(body)) => return self.on_subscribe_error(channel, ClientError::server(body)),
+            Err(e) => return self.on_subscribe_error(channel, protocol_error(e)),
         };
-        let position = match result {
-            Ok(position) => position,
-            Err(error) => return self.on_subscribe_error(channel, error),
+        let position = Position {
+            offset: result.offset,
+            epoch: result.epoch,
         };
+        // The recovered (or history) publications, without any this subscription already
+        // delivered.
+        let last = entry.position.take();
+        let publications: Vec<Publication> = result
+            .publications
+            .into_iter()
+            .map(Publication::from_push)
+            .filter(|p| {
+                !last
+                    .as_ref()
+                    .is_some_and(|l| l.epoch == p.epoch && p.offset <= l.offset)
+            })
+            .collect();
         entry.position = Some(position.clone());
         entry.state = SubState::Active;
+        entry.resync = false;
+        entry.unsubscribe_first = false;
         entry.retry_attempt = 0;
         entry.retry_prev = Duration::ZERO;
         entry.retry_at = None;
+        let subscribed = Subscribed {
+            channel: channel.clone(),
+            position,
+            recovered: result.recovered,
+            reason: result.reason,
+            resubscribed: entry.first.is_none(),
+            server_side: entry.is_server_side(),
+        };
         if let Some(first) = entry.first.take() {
-            if first.send(Ok(position)).is_err() {
+            // The publications wait in the stream for the handle that `subscribe()` returns.
+            if let Some(events) = entry.events.as_mut()
+                && !publications.is_empty()
+            {
+                let batch = publications
+                    .into_iter()
+                    .map(SubscriptionEvent::Publication)
+                    .collect();
+                events.send(SubItem::Batch(batch));
+            }
+            if first.send(Ok(subscribed)).is_err() {
                 self.release(Some(s), &channel); // the caller gave up just now
             }
             return;
         }
-        let event = Subscribed {
-            channel: channel.clone(),
-            position,
-            recovered: None,
-            resubscribed: true,
-            server_side: entry.is_server_side(),
-        };
-        if let Some(events) = entry.events.as_mut()
-            && events.send(SubscriptionEvent::Subscribed(event.clone())) == Sent::Closed
-        {
-            self.release(Some(s), &channel);
+        match entry.events.as_mut() {
+            Some(events) => {
+                let mut batch = Vec::with_capacity(publications.len() + 1);
+                batch.push(SubscriptionEvent::Subscribed(subscribed.clone()));
+                batch.extend(publications.into_iter().map(SubscriptionEvent::Publication));
+                if events.send(SubItem::Batch(batch)) == Sent::Closed {
+                    self.release(Some(s), &channel);
+                }
+            }
+            None => {
+                for p in publications {
+                    let _ = self.out.pushes.send(PushEvent::Publication(p));
+                }
+            }
         }
-        self.emit(Event::Subscribed(event));
+        self.emit(Event::Subscribed(subscribed));
     }
 
     fn on_subscribe_error(&mut self, channel: String, error: ClientError) {
@@ -952,12 +1287,17 @@ impl Driver {
             self.subs.remove(&channel);
             return;
         }
-        if error.code() == Some(ErrorCode::ALREADY_SUBSCRIBED) {
+        let already = error.code() == Some(ErrorCode::ALREADY_SUBSCRIBED);
+        if already && !entry.resync {
             // The server restored it by itself (a server-side subscription).
             entry.state = SubState::Active;
             return;
         }
-        if error.is_transient() {
+        if already {
+            // A repair whose unsubscribe did not take: unsubscribe again, then retry.
+            entry.unsubscribe_first = true;
+        }
+        if already || error.is_transient() {
             entry.state = SubState::Idle;
             entry.retry_attempt += 1;
             let delay =
@@ -986,9 +1326,9 @@ impl Driver {
                 return;
             }
             if let Some(events) = entry.events.as_mut() {
-                events.send_last(SubscriptionEvent::Unsubscribed(
+                events.send_last(SubItem::One(SubscriptionEvent::Unsubscribed(
                     UnsubscribeReason::ResubscribeFailed(error.clone()),
-                ));
+                )));
             }
         }
         self.emit(Event::SubscribeFailed {
@@ -1003,18 +1343,15 @@ impl Driver {
         let Some(entry) = self.subs.remove(channel) else {
             return;
         };
-        let on_server = matches!(entry.state, SubState::Active | SubState::InFlight(_));
+        let on_server = matches!(entry.state, SubState::Active | SubState::InFlight(_))
+            || entry.unsubscribe_first;
         if let Some(s) = s
             && on_server
             && s.phase == Phase::Ready
         {
-            let id = self.next_id();
-            let op = Op::Unsubscribe(UnsubscribeParams {
-                channel: channel.to_owned(),
-            });
-            let frame = encode_request(self.config.encoding, &Request { id: Some(id), op });
-            s.outbox.push(frame);
-            s.pending.insert(id, Pending::Internal);
+            self.queue
+                .push_front(Outgoing::Unsubscribe(channel.to_owned()));
+            self.pump(s);
         }
     }
 
@@ -1047,17 +1384,28 @@ impl Driver {
                         entry.events = Some(LossySender::new(events));
                         entry.sub_id = sub_id;
                         entry.first = Some(reply);
+                        entry.recover = options.recover;
+                        entry.token = options.token;
                         return None;
                     }
                     if entry.is_server_side() && entry.state == SubState::Active {
                         // Adopt the server's subscription: its publications go to this handle.
                         entry.events = Some(LossySender::new(events));
                         entry.sub_id = sub_id;
+                        entry.recover = options.recover;
+                        entry.token = options.token;
                         let position = entry.position.clone().unwrap_or(Position {
                             offset: 0,
                             epoch: String::new(),
                         });
-                        let _ = reply.send(Ok(position));
+                        let _ = reply.send(Ok(Subscribed {
+                            channel,
+                            position,
+                            recovered: None,
+                            reason: None,
+                            resubscribed: false,
+                            server_side: true,
+                        }));
                     } else {
                         let _ = reply.send(Err(ClientError::new(
                             ErrorKind::AlreadySubscribed,
@@ -1087,19 +1435,17 @@ impl Driver {
                     let _ = reply.send(Err(ClientError::disconnected()));
                     return None;
                 }
-                self.subs.insert(
-                    channel.clone(),
-                    SubEntry {
-                        sub_id,
-                        events: Some(LossySender::new(events)),
-                        position: None,
-                        state: SubState::Queued,
-                        first: Some(reply),
-                        retry_attempt: 0,
-                        retry_prev: Duration::ZERO,
-                        retry_at: None,
-                    },
+                let mut entry = SubEntry::new(
+                    sub_id,
+                    Some(LossySender::new(events)),
+                    options.since,
+                    SubState::Queued,
                 );
+                entry.first = Some(reply);
+                entry.recover = options.recover;
+                entry.history = options.history;
+                entry.token = options.token;
+                self.subs.insert(channel.clone(), entry);
                 self.queue.push_subscribe(channel);
             }
             Command::Unsubscribe {
@@ -1116,11 +1462,12 @@ impl Driver {
                             )));
                         }
                         if let Some(events) = entry.events.as_mut() {
-                            events.send_last(SubscriptionEvent::Unsubscribed(
+                            events.send_last(SubItem::One(SubscriptionEvent::Unsubscribed(
                                 UnsubscribeReason::Client,
-                            ));
+                            )));
                         }
                         matches!(entry.state, SubState::Active | SubState::InFlight(_))
+                            || entry.unsubscribe_first
                     }
                     // Not known here: let the server say (it may hold one we missed).
                     None => true,
@@ -1163,6 +1510,8 @@ impl Driver {
             if matches!(entry.state, SubState::Active | SubState::InFlight(_)) {
                 entry.state = SubState::Idle;
             }
+            // A new connection holds none of the old one's subscriptions.
+            entry.unsubscribe_first = false;
             if entry.retry_at.take().is_some() {
                 entry.state = SubState::Idle;
             }
@@ -1170,6 +1519,9 @@ impl Driver {
             entry.retry_prev = Duration::ZERO;
         }
         self.next_retry = None;
+        self.queue.drop_connection_items();
+        self.ack_queued = false;
+        self.mail.connection_ended();
     }
 
     /// Stops for good: answers everyone still waiting, ends every stream.
@@ -1210,9 +1562,9 @@ impl Driver {
                 let _ = first.send(Err(error.clone()));
             }
             if let Some(events) = entry.events.as_mut() {
-                events.send_last(SubscriptionEvent::Unsubscribed(
+                events.send_last(SubItem::One(SubscriptionEvent::Unsubscribed(
                     UnsubscribeReason::ClientClosed,
-                ));
+                )));
             }
         }
         if let Some(first) = self.first.take() {
@@ -1275,6 +1627,49 @@ fn decode_result(encoding: Encoding, kind: ReplyKind, frame: &[u8]) -> Result<Re
             Ok(Err(body)) => Err(ClientError::server(body)),
             Err(e) => Err(protocol_error(e)),
         },
+        ReplyKind::History => decode::<HistoryResult>(encoding, frame).map(|r| {
+            Reply::History(History {
+                publications: r
+                    .publications
+                    .into_iter()
+                    .map(Publication::from_push)
+                    .collect(),
+                position: Position {
+                    offset: r.offset,
+                    epoch: r.epoch,
+                },
+            })
+        }),
+        ReplyKind::Presence => decode::<PresenceResult>(encoding, frame)
+            .map(|r| Reply::Presence(r.members.into_iter().map(Member::from_wire).collect())),
+        ReplyKind::PresenceStats => decode::<PresenceStatsResult>(encoding, frame).map(|r| {
+            Reply::PresenceStats(PresenceStats {
+                connections: r.connections,
+                users: r.users,
+            })
+        }),
+        ReplyKind::LastSeen => decode::<LastSeenResult>(encoding, frame).map(|r| {
+            Reply::LastSeen(LastSeen {
+                online: r.online,
+                last_seen_ms: r.last_seen_ms,
+            })
+        }),
+        ReplyKind::Meta => {
+            decode::<MetaResult>(encoding, frame).map(|r| Reply::Meta(json(r.value)))
+        }
+        ReplyKind::Empty => decode::<Empty>(encoding, frame).map(|_| Reply::Unit),
+    }
+}
+
+/// A reply's result of type `R`, or the server's error.
+fn decode<'a, R: serde::Deserialize<'a>>(
+    encoding: Encoding,
+    frame: &'a [u8],
+) -> Result<R, ClientError> {
+    match decode_reply::<R>(encoding, frame) {
+        Ok(Ok(r)) => Ok(r),
+        Ok(Err(body)) => Err(ClientError::server(body)),
+        Err(e) => Err(protocol_error(e)),
     }
 }
 

@@ -34,6 +34,9 @@ pub enum ErrorKind {
     Protocol,
     /// The configuration is invalid (for example the URL).
     Config,
+    /// An argument cannot be sent: bytes where the protocol takes JSON (a presence state,
+    /// metadata). Nothing was sent.
+    Invalid,
 }
 
 #[derive(Debug)]

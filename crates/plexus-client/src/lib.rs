@@ -8,8 +8,21 @@
 //! - [`Client::call`]: RPC to a command registered on the server, with a per-call timeout;
 //! - [`Client::subscribe`] → [`Subscription`], a stream of publications (and restore / lag /
 //!   end notices); [`Client::publish`]; [`Client::unsubscribe`];
-//! - [`Client::pushes`]: `message` pushes and publications of server-side subscriptions;
+//! - [`Client::pushes`]: `message` pushes, echoes, and publications of server-side
+//!   subscriptions;
+//! - [`Client::history`], [`Client::presence`], [`Client::presence_stats`],
+//!   [`Client::set_presence_state`], [`Client::last_seen`], [`Client::metadata`],
+//!   [`Client::set_metadata`];
+//! - [`Client::mail`] → [`Mailbox`]: durable messages, acknowledged once handled ([`MailAck`]);
 //! - [`Client::events`]: connection state changes ([`Event`]).
+//!
+//! # Recovery
+//!
+//! A subscription remembers the position (offset and epoch) of the last publication it saw.
+//! When it is made again — after a reconnect, after the server reports lost publications, after
+//! a gap in the live offsets — it passes that position as `since`, and where the channel's
+//! namespace keeps history with recovery, the missed publications come first, in order, then
+//! the live ones, none twice. [`Subscribed::recovered`] says whether that worked.
 //!
 //! # Errors
 //!
@@ -37,16 +50,19 @@ mod config;
 mod driver;
 mod error;
 mod lossy;
+mod mail;
 mod queue;
 mod types;
 
 pub use backoff::{Backoff, Jitter};
 pub use client::{Client, Events, Pushes, Subscription};
-pub use config::{ClientConfig, RequestOptions, SubscribeOptions};
+pub use config::{ClientConfig, HistoryOptions, MailAck, RequestOptions, SubscribeOptions};
 pub use error::{ClientError, ErrorKind};
+pub use mail::{Mail, Mailbox};
 pub use plexus_protocol::server::{HelloLimits, Target};
 pub use plexus_protocol::{CloseCode, Encoding, ErrorCode, Payload};
 pub use types::{
-    ConnectionInfo, ConnectionState, Event, Message, Position, Publication, Publisher, PushEvent,
-    Subscribed, SubscriptionEvent, UnsubscribeReason,
+    ConnectionInfo, ConnectionState, Echo, EchoKind, Event, History, LastSeen, Member,
+    MemberChange, Message, MetaTarget, Position, PresenceStats, Publication, Publisher, PushEvent,
+    StateChange, Subscribed, SubscriptionEvent, UnsubscribeReason,
 };

@@ -8,6 +8,11 @@ use tokio::sync::mpsc::error::TrySendError;
 /// Items that can report a gap.
 pub(crate) trait Lag: Sized {
     fn lagged(missed: u64) -> Self;
+
+    /// How many events this item carries (a batch counts each of its events).
+    fn weight(&self) -> u64 {
+        1
+    }
 }
 
 pub(crate) struct LossySender<T> {
@@ -47,7 +52,7 @@ impl<T: Lag> LossySender<T> {
                 Err(TrySendError::Closed(())) => return Sent::Closed,
                 Err(TrySendError::Full(())) => {}
             }
-            self.missed += 1;
+            self.missed += item.weight();
             return match self.tx.try_reserve() {
                 Ok(p) => {
                     p.send(T::lagged(std::mem::take(&mut self.missed)));
@@ -59,8 +64,8 @@ impl<T: Lag> LossySender<T> {
         }
         match self.tx.try_send(item) {
             Ok(()) => Sent::Delivered,
-            Err(TrySendError::Full(_)) => {
-                self.missed += 1;
+            Err(TrySendError::Full(item)) => {
+                self.missed += item.weight();
                 Sent::Dropped
             }
             Err(TrySendError::Closed(_)) => Sent::Closed,

@@ -3,7 +3,7 @@
 //! expiry; a request whose caller stopped waiting is dropped instead of sent.
 
 use crate::error::{ClientError, ErrorKind};
-use crate::types::Position;
+use crate::types::{History, LastSeen, Member, Position, PresenceStats};
 use plexus_protocol::Payload;
 use plexus_protocol::client::Op;
 use std::collections::VecDeque;
@@ -15,6 +15,11 @@ use tokio::time::Instant;
 pub(crate) enum Reply {
     Call(Payload),
     Publish(Position),
+    History(History),
+    Presence(Vec<Member>),
+    PresenceStats(PresenceStats),
+    LastSeen(LastSeen),
+    Meta(Payload),
     Unit,
 }
 
@@ -24,6 +29,13 @@ pub(crate) enum ReplyKind {
     Call,
     Publish,
     Unsubscribe,
+    History,
+    Presence,
+    PresenceStats,
+    LastSeen,
+    Meta,
+    /// An empty result (`presence_state`, `set_meta`).
+    Empty,
 }
 
 pub(crate) type ReplySender = oneshot::Sender<Result<Reply, ClientError>>;
@@ -55,6 +67,11 @@ pub(crate) enum Outgoing {
     Request(QueuedRequest),
     /// (Re)subscribe this channel: the subscription state lives in the driver's table.
     Subscribe(String),
+    /// The client's own unsubscribe (a dropped handle, or before a resubscribe that repairs a
+    /// gap); nobody waits for its reply. Valid on the current connection only.
+    Unsubscribe(String),
+    /// Acknowledge the durable messages handled so far. Valid on the current connection only.
+    Ack,
 }
 
 /// FIFO of outgoing items. Only application requests count against the bound: subscribe items
@@ -100,6 +117,20 @@ impl RequestQueue {
         self.items.push_back(Outgoing::Subscribe(channel));
     }
 
+    /// Puts an internal item (or one just popped) ahead of everything else.
+    pub(crate) fn push_front(&mut self, item: Outgoing) {
+        if matches!(item, Outgoing::Request(_)) {
+            self.requests += 1;
+        }
+        self.items.push_front(item);
+    }
+
+    /// Forgets the items that only make sense on the connection that just ended.
+    pub(crate) fn drop_connection_items(&mut self) {
+        self.items
+            .retain(|item| !matches!(item, Outgoing::Unsubscribe(_) | Outgoing::Ack));
+    }
+
     /// Puts subscribes ahead of everything else (restoring subscriptions after a reconnect comes
     /// before requests that may depend on them), keeping their given order.
     pub(crate) fn push_subscribes_front(&mut self, channels: Vec<String>) {
@@ -120,7 +151,7 @@ impl RequestQueue {
                     }
                     return Some(Outgoing::Request(r));
                 }
-                s @ Outgoing::Subscribe(_) => return Some(s),
+                other => return Some(other),
             }
         }
         None
@@ -147,7 +178,7 @@ impl RequestQueue {
             .drain(..)
             .filter_map(|item| match item {
                 Outgoing::Request(r) => Some(r),
-                Outgoing::Subscribe(_) => None,
+                _ => None,
             })
             .collect()
     }
@@ -231,6 +262,7 @@ mod tests {
             .map(|o| match o {
                 Outgoing::Subscribe(c) => c,
                 Outgoing::Request(r) => format!("req@{:?}", r.deadline - now),
+                other => format!("{other:?}"),
             })
             .collect();
         assert_eq!(order, ["x", "y", "new", "req@1s"]);
