@@ -1153,3 +1153,279 @@ async fn credentials_are_sent_in_connect_in_both_encodings() {
         assert_eq!(info.user.as_deref(), Some("ann"));
     }
 }
+
+/// Subscribes through the fake server: answers the client's `subscribe` with `result`; returns
+/// the subscription and the params the client sent.
+async fn subscribe_via(
+    client: &Client,
+    conn: &mut Conn,
+    channel: &str,
+    options: SubscribeOptions,
+    result: Value,
+) -> (plexus_client::Subscription, Value) {
+    let sub = tokio::spawn({
+        let client = client.clone();
+        let channel = channel.to_owned();
+        async move { client.subscribe(channel, options).await }
+    });
+    let (id, params) = conn.expect("subscribe").await;
+    assert_eq!(params["channel"], channel);
+    conn.reply(id, result).await;
+    (within("subscribe", sub).await.unwrap().unwrap(), params)
+}
+
+fn publication(channel: &str, offset: u64, epoch: &str) -> Value {
+    json!({"push": "pub", "channel": channel, "offset": offset, "epoch": epoch, "data": offset})
+}
+
+/// Reads `n` events of a subscription as short strings: `5` for a publication, `S(...)` for a
+/// restore.
+async fn read_events(sub: &mut plexus_client::Subscription, n: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    for _ in 0..n {
+        out.push(match within("an event", sub.next()).await {
+            Some(SubscriptionEvent::Publication(p)) => format!("{}@{}", p.offset, p.epoch),
+            Some(SubscriptionEvent::Subscribed(s)) => format!(
+                "S({:?},{:?},{}@{})",
+                s.recovered, s.reason, s.position.offset, s.position.epoch
+            ),
+            other => format!("{other:?}"),
+        });
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_gap_in_live_offsets_is_repaired_before_anything_after_it_is_delivered() {
+    for enc in both() {
+        let server = FakeServer::bind(enc).await;
+        let client = tokio::spawn(Client::connect(server.config()));
+        let mut conn = server.accept_ready().await;
+        let client = within("connect", client).await.unwrap().unwrap();
+        let (mut sub, params) = subscribe_via(
+            &client,
+            &mut conn,
+            "c",
+            SubscribeOptions::default(),
+            json!({"offset": 4, "epoch": "e"}),
+        )
+        .await;
+        assert!(params.get("since").is_none(), "nothing to recover yet");
+        // 5, then 5 again (a duplicate), then 7 (6 was lost), then 8.
+        conn.send_batch(&[
+            publication("c", 5, "e"),
+            publication("c", 5, "e"),
+            publication("c", 7, "e"),
+            publication("c", 8, "e"),
+        ])
+        .await;
+        // The server still holds the subscription: the client ends it, then subscribes again
+        // from the last publication it accepted.
+        let (unsub, params) = conn.expect("unsubscribe").await;
+        assert_eq!(params["channel"], "c");
+        let (id, params) = conn.expect("subscribe").await;
+        assert_eq!(
+            params["since"],
+            json!({"offset": 5, "epoch": "e"}),
+            "{enc:?}"
+        );
+        // 9 is still on its way from the old subscription: it must not come before 6.
+        conn.send(publication("c", 9, "e")).await;
+        conn.reply(unsub, json!({})).await;
+        let recovered: Vec<Value> = (6..=8)
+            .map(|o| json!({"channel": "c", "offset": o, "epoch": "e", "data": o}))
+            .collect();
+        conn.reply(
+            id,
+            json!({"offset": 8, "epoch": "e", "recovered": true, "publications": recovered}),
+        )
+        .await;
+        conn.send_batch(&[publication("c", 8, "e"), publication("c", 9, "e")])
+            .await;
+        assert_eq!(
+            read_events(&mut sub, 6).await,
+            ["5@e", "S(Some(true),None,8@e)", "6@e", "7@e", "8@e", "9@e"]
+        );
+        assert_eq!(sub.position().offset, 9);
+    }
+}
+
+#[tokio::test]
+async fn an_epoch_change_under_a_live_subscription_is_reported_and_followed() {
+    let server = FakeServer::bind(Encoding::Json).await;
+    let client = tokio::spawn(Client::connect(server.config()));
+    let mut conn = server.accept_ready().await;
+    let client = within("connect", client).await.unwrap().unwrap();
+    let mut events = client.events();
+    let (mut sub, _) = subscribe_via(
+        &client,
+        &mut conn,
+        "c",
+        SubscribeOptions::default(),
+        json!({"offset": 0, "epoch": "e1"}),
+    )
+    .await;
+    conn.send_batch(&[publication("c", 1, "e1"), publication("c", 1, "e2")])
+        .await;
+    conn.expect("unsubscribe").await;
+    let (id, params) = conn.expect("subscribe").await;
+    assert_eq!(params["since"], json!({"offset": 1, "epoch": "e1"}));
+    conn.reply(
+        id,
+        json!({"offset": 1, "epoch": "e2", "recovered": false, "reason": "epoch_changed"}),
+    )
+    .await;
+    conn.send(publication("c", 2, "e2")).await;
+    assert_eq!(
+        read_events(&mut sub, 3).await,
+        [
+            "1@e1",
+            r#"S(Some(false),Some("epoch_changed"),1@e2)"#,
+            "2@e2"
+        ]
+    );
+    let s = wait_event(&mut events, |e| match e {
+        Event::Subscribed(s) => Some(s.clone()),
+        _ => None,
+    })
+    .await;
+    assert!(s.resubscribed);
+    assert_eq!(s.reason.as_deref(), Some("epoch_changed"));
+}
+
+#[tokio::test]
+async fn insufficient_state_resubscribes_from_the_last_position_and_keeps_the_stream() {
+    let server = FakeServer::bind(Encoding::Msgpack).await;
+    let client = tokio::spawn(Client::connect(server.config()));
+    let mut conn = server.accept_ready().await;
+    let client = within("connect", client).await.unwrap().unwrap();
+    let (mut sub, _) = subscribe_via(
+        &client,
+        &mut conn,
+        "c",
+        SubscribeOptions::default().token("sub-token"),
+        json!({"offset": 0, "epoch": "e"}),
+    )
+    .await;
+    conn.send_batch(&[
+        publication("c", 1, "e"),
+        json!({"push": "unsubscribed", "channel": "c", "reason": "insufficient_state"}),
+    ])
+    .await;
+    // The server already ended it: no unsubscribe, straight to the subscribe.
+    let (id, params) = conn.expect("subscribe").await;
+    assert_eq!(params["since"], json!({"offset": 1, "epoch": "e"}));
+    assert_eq!(
+        params["token"], "sub-token",
+        "the token goes with every subscribe"
+    );
+    conn.reply(
+        id,
+        json!({"offset": 2, "epoch": "e", "recovered": true,
+               "publications": [{"channel": "c", "offset": 2, "epoch": "e", "data": 2}]}),
+    )
+    .await;
+    assert_eq!(
+        read_events(&mut sub, 3).await,
+        ["1@e", "S(Some(true),None,2@e)", "2@e"]
+    );
+}
+
+#[tokio::test]
+async fn a_reconnect_resubscribes_from_the_last_position_unless_recovery_is_off() {
+    let server = FakeServer::bind(Encoding::Json).await;
+    let client = tokio::spawn(Client::connect(server.config()));
+    let mut conn = server.accept_ready().await;
+    let client = within("connect", client).await.unwrap().unwrap();
+    let (mut sub, _) = subscribe_via(
+        &client,
+        &mut conn,
+        "a",
+        SubscribeOptions::default().history(10),
+        json!({"offset": 3, "epoch": "e",
+               "publications": [{"channel": "a", "offset": 3, "epoch": "e", "data": 3}]}),
+    )
+    .await;
+    let (_plain, params) = subscribe_via(
+        &client,
+        &mut conn,
+        "b",
+        SubscribeOptions::default().recover(false),
+        json!({"offset": 9, "epoch": "e"}),
+    )
+    .await;
+    assert!(params.get("since").is_none());
+    assert_eq!(read_events(&mut sub, 1).await, ["3@e"], "history first");
+    conn.send(publication("a", 4, "e")).await;
+    assert_eq!(read_events(&mut sub, 1).await, ["4@e"]);
+
+    conn.close(4000, "restart").await;
+    let mut conn = server.accept_ready().await;
+    let mut sent = Vec::new();
+    for _ in 0..2 {
+        let (id, params) = conn.expect("subscribe").await;
+        conn.reply(id, json!({"offset": 12, "epoch": "e"})).await;
+        sent.push(params);
+    }
+    sent.sort_by_key(|p| p["channel"].as_str().unwrap().to_owned());
+    assert_eq!(sent[0]["since"], json!({"offset": 4, "epoch": "e"}));
+    assert!(
+        sent[0].get("history").is_none(),
+        "history is for the first subscribe"
+    );
+    assert!(sent[1].get("since").is_none(), "recover(false)");
+}
+
+#[tokio::test]
+async fn connect_says_whether_to_sync_and_acks_are_cumulative_after_handling() {
+    let server = FakeServer::bind(Encoding::Json).await;
+    let config = server
+        .config()
+        .token("t")
+        .sync(false)
+        .mail_ack(plexus_client::MailAck::Explicit);
+    let client = tokio::spawn(Client::connect(config));
+    let mut conn = server.accept().await;
+    conn.send(hello("required", 0, 64)).await;
+    let (id, params) = conn.expect("connect").await;
+    assert_eq!(params["sync"], false);
+    conn.reply(id, json!({"conn": "n1.1", "user": "ann"})).await;
+    let client = within("connect", client).await.unwrap().unwrap();
+    let mut mailbox = client.mail().expect("the mailbox");
+    assert!(client.mail().is_none(), "one mailbox per client");
+    let mails: Vec<Value> = (1..=3)
+        .map(|seq| json!({"push": "mail", "seq": seq, "data": {"n": seq}, "sent_ms": 1000 + seq}))
+        .collect();
+    conn.send_batch(&mails).await;
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        got.push(within("mail", mailbox.next()).await.unwrap());
+    }
+    assert_eq!(got.iter().map(|m| m.seq).collect::<Vec<_>>(), [1, 2, 3]);
+    assert_eq!(got[2].sent_ms, 1003);
+    let third = got.pop().unwrap();
+    let second = got.pop().unwrap();
+    let first = got.pop().unwrap();
+    // A call made after a mail was handled goes out after that mail's ack, if one is due: the
+    // call is the probe that shows whether an ack was sent.
+    let probe = |conn_call: &'static str| {
+        let client = client.clone();
+        tokio::spawn(async move { client.call(conn_call, Payload::null()).await })
+    };
+    // Handling 2 before 1 acknowledges nothing: an ack of 2 would cover 1.
+    second.ack();
+    let call = probe("after-2");
+    let (id, params) = conn.expect("call").await;
+    assert_eq!(params["method"], "after-2");
+    conn.reply(id, json!({"data": null})).await;
+    within("call", call).await.unwrap().unwrap();
+    first.ack();
+    let (ack2, params) = conn.expect("ack").await;
+    assert_eq!(params, json!({"seq": 2}));
+    // Acks are cumulative: 3's goes out without waiting for the answer to 2's.
+    third.ack();
+    let (id, params) = conn.expect("ack").await;
+    assert_eq!(params, json!({"seq": 3}));
+    conn.reply(ack2, json!({"pending": 1})).await;
+    conn.reply(id, json!({"pending": 0})).await;
+}
