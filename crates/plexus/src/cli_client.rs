@@ -6,8 +6,8 @@
 //! could not be made or was lost for good, 130 interrupted.
 
 use plexus_client::{
-    Client, ClientConfig, ClientError, ErrorKind, Event, Payload, Publication, SubscribeOptions,
-    SubscriptionEvent, UnsubscribeReason,
+    Client, ClientConfig, ClientError, ErrorKind, Event, HistoryOptions, Payload, Position,
+    Publication, SubscribeOptions, Subscribed, SubscriptionEvent, UnsubscribeReason,
 };
 use plexus_protocol::BinaryField;
 use serde_json::{Map, Value, json};
@@ -44,6 +44,33 @@ pub struct SubArgs {
     /// Exit after this many publications (default: run until interrupted).
     #[arg(long)]
     pub count: Option<u64>,
+    /// Recover from this position: print the publications after OFFSET first, then the live
+    /// ones. EPOCH defaults to the channel's current one. Says on stderr whether it recovered.
+    #[arg(long, value_name = "OFFSET[:EPOCH]", value_parser = parse_since)]
+    pub since: Option<Since>,
+    /// Print the channel's last N publications first (where it keeps a history), then the live
+    /// ones.
+    #[arg(long, value_name = "N", conflicts_with = "since")]
+    pub history: Option<u32>,
+}
+
+/// `--since OFFSET[:EPOCH]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Since {
+    pub offset: u64,
+    pub epoch: Option<String>,
+}
+
+fn parse_since(text: &str) -> Result<Since, String> {
+    let (offset, epoch) = match text.split_once(':') {
+        Some((offset, epoch)) if !epoch.is_empty() => (offset, Some(epoch.to_owned())),
+        Some(_) => return Err("the epoch after `:` is empty".into()),
+        None => (text, None),
+    };
+    let offset = offset
+        .parse()
+        .map_err(|_| format!("`{offset}` is not an offset (an unsigned integer)"))?;
+    Ok(Since { offset, epoch })
 }
 
 /// `plexus pub`: publish to a channel and print where the publication landed.
@@ -78,13 +105,30 @@ pub async fn sub(args: SubArgs) -> anyhow::Result<i32> {
         Err(e) => return Ok(fail(&e)),
     };
     let mut events = client.events();
-    let mut subscription = match client
-        .subscribe(args.channel.as_str(), SubscribeOptions::default())
-        .await
-    {
+    let mut options = SubscribeOptions::default();
+    if let Some(since) = &args.since {
+        let epoch = match &since.epoch {
+            Some(epoch) => epoch.clone(),
+            None => current_epoch(&client, &args.channel).await,
+        };
+        options = options.since(Position {
+            offset: since.offset,
+            epoch,
+        });
+    }
+    if let Some(n) = args.history {
+        options = options.history(n);
+    }
+    let mut subscription = match client.subscribe(args.channel.as_str(), options).await {
         Ok(s) => s,
         Err(e) => return Ok(fail(&e)),
     };
+    if let Some(since) = &args.since {
+        eprintln!(
+            "plexus: {}",
+            recovery_note(subscription.subscribed(), since.offset)
+        );
+    }
     let mut printed = 0u64;
     if args.count == Some(0) {
         client.disconnect().await;
@@ -100,11 +144,7 @@ pub async fn sub(args: SubArgs) -> anyhow::Result<i32> {
                         break 0;
                     }
                 }
-                Some(SubscriptionEvent::Subscribed(s)) => eprintln!(
-                    "plexus: resubscribed to {} at offset {} after a reconnect; \
-                     publications made meanwhile are not shown",
-                    s.channel, s.position.offset
-                ),
+                Some(SubscriptionEvent::Subscribed(s)) => eprintln!("plexus: {}", restore_note(&s)),
                 Some(SubscriptionEvent::Lagged { missed }) => {
                     eprintln!("plexus: {missed} publications dropped: output too slow")
                 }
@@ -125,6 +165,62 @@ pub async fn sub(args: SubArgs) -> anyhow::Result<i32> {
     };
     client.disconnect().await;
     Ok(code)
+}
+
+/// The channel's current epoch, for `--since OFFSET` without one. Where the channel keeps no
+/// history there is nothing to recover, and the server says so whatever the epoch.
+async fn current_epoch(client: &Client, channel: &str) -> String {
+    match client
+        .history(channel, HistoryOptions::default().limit(0))
+        .await
+    {
+        Ok(history) => history.position.epoch,
+        Err(_) => String::new(),
+    }
+}
+
+/// What the first subscribe of `--since` did.
+fn recovery_note(s: &Subscribed, since: u64) -> String {
+    let at = &s.position;
+    match (s.recovered, s.reason.as_deref()) {
+        (Some(true), _) => format!(
+            "recovered {} publications of {} after offset {since} (epoch {}); then live",
+            at.offset.saturating_sub(since),
+            s.channel,
+            at.epoch
+        ),
+        (_, reason) => format!(
+            "could not recover {} after offset {since} ({}); live from offset {} (epoch {})",
+            s.channel,
+            reason.unwrap_or("the server did not say"),
+            at.offset,
+            at.epoch
+        ),
+    }
+}
+
+/// What a restore after a reconnect (or a repaired gap) did.
+fn restore_note(s: &Subscribed) -> String {
+    let at = &s.position;
+    match (s.recovered, s.reason.as_deref()) {
+        (Some(true), _) => format!(
+            "resubscribed to {}; recovered the publications missed meanwhile (up to offset {})",
+            s.channel, at.offset
+        ),
+        (Some(false), reason) => format!(
+            "resubscribed to {} at offset {} (epoch {}); could not recover the publications \
+             missed meanwhile ({})",
+            s.channel,
+            at.offset,
+            at.epoch,
+            reason.unwrap_or("the server did not say")
+        ),
+        (None, _) => format!(
+            "resubscribed to {} at offset {} after a reconnect; publications made meanwhile \
+             are not shown",
+            s.channel, at.offset
+        ),
+    }
 }
 
 /// Runs `plexus pub`; returns the process exit code.
@@ -294,6 +390,55 @@ mod tests {
             parse_data(r#"say "hi""#).as_json_str(),
             Some(r#""say \"hi\"""#)
         );
+    }
+
+    #[test]
+    fn since_is_an_offset_with_an_optional_epoch() {
+        assert_eq!(
+            parse_since("41"),
+            Ok(Since {
+                offset: 41,
+                epoch: None
+            })
+        );
+        assert_eq!(
+            parse_since("41:b3e1"),
+            Ok(Since {
+                offset: 41,
+                epoch: Some("b3e1".into())
+            })
+        );
+        assert!(parse_since("x:b3e1").is_err());
+        assert!(parse_since("41:").is_err());
+        assert!(parse_since("-1").is_err());
+    }
+
+    #[test]
+    fn recovery_notes_say_whether_it_worked() {
+        let mut s = Subscribed {
+            channel: "c".into(),
+            position: Position {
+                offset: 46,
+                epoch: "b3e1".into(),
+            },
+            recovered: Some(true),
+            reason: None,
+            resubscribed: false,
+            server_side: false,
+        };
+        assert_eq!(
+            recovery_note(&s, 44),
+            "recovered 2 publications of c after offset 44 (epoch b3e1); then live"
+        );
+        s.recovered = Some(false);
+        s.reason = Some("epoch_changed".into());
+        assert_eq!(
+            recovery_note(&s, 44),
+            "could not recover c after offset 44 (epoch_changed); live from offset 46 (epoch b3e1)"
+        );
+        assert!(restore_note(&s).contains("could not recover"));
+        s.recovered = Some(true);
+        assert!(restore_note(&s).contains("recovered the publications missed"));
     }
 
     #[test]
