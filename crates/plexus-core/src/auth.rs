@@ -104,4 +104,7 @@ pub struct AuthConfig {
     pub in_band: Option<Arc<dyn AuthHook>>,
     /// Whether a connection may be used without authenticating.
     pub anonymous: bool,
+    /// Call the in-band hook even for a `connect` without token or credentials (it may decide
+    /// from the upgrade's cookies and headers).
+    pub hook_without_credentials: bool,
 }

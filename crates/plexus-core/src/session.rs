@@ -261,7 +261,7 @@ impl Session {
             ));
         }
         let has_credentials = request.token.is_some() || request.credentials.is_some();
-        if !has_credentials {
+        if !has_credentials && !self.node.auth().hook_without_credentials {
             if self.node.auth().anonymous {
                 self.admit();
                 return Ok(None);
@@ -295,12 +295,17 @@ impl Session {
                     .and_close(CloseCode::AUTH_TIMEOUT));
             }
             Ok(Err(mut e)) => {
-                let close = if e.code == ErrorCode::TOKEN_EXPIRED {
-                    CloseCode::TOKEN_EXPIRED
-                } else {
-                    CloseCode::AUTH_FAILED
+                // An expired token and a backend outage are worth another try (with a new
+                // token, or later); anything else is a refusal.
+                let close = match e.code {
+                    ErrorCode::TOKEN_EXPIRED => CloseCode::TOKEN_EXPIRED,
+                    ErrorCode::BACKEND_UNAVAILABLE => CloseCode::RECONNECT,
+                    _ => CloseCode::AUTH_FAILED,
                 };
-                if e.code.0 < ErrorCode::APPLICATION_MIN && e.code != ErrorCode::TOKEN_EXPIRED {
+                if e.code.0 < ErrorCode::APPLICATION_MIN
+                    && e.code != ErrorCode::TOKEN_EXPIRED
+                    && e.code != ErrorCode::BACKEND_UNAVAILABLE
+                {
                     e.code = ErrorCode::AUTH_FAILED;
                 }
                 return Err(e.and_close(close));

@@ -218,9 +218,13 @@ pub(crate) async fn close(ws: &mut WsStream, code: CloseCode, reason: &str) {
     use futures_util::{SinkExt, StreamExt};
     let code = tokio_websockets::CloseCode::try_from(code.0)
         .unwrap_or(tokio_websockets::CloseCode::POLICY_VIOLATION);
-    // A close reason is at most 123 bytes; keep it well inside on a character boundary.
-    let reason: String = reason.chars().take(100).collect();
-    let _ = ws.send(Message::close(Some(code), &reason)).await;
+    // A close reason is at most 123 bytes: cut it on a character boundary.
+    let mut end = reason.len().min(123);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    let reason = &reason[..end];
+    let _ = ws.send(Message::close(Some(code), reason)).await;
     let _ = tokio::time::timeout(CLOSE_LINGER, async {
         while let Some(Ok(_)) = ws.next().await {}
     })

@@ -602,3 +602,25 @@ both_encodings!(guards_and_namespaces_refuse_with_codes, |enc| async move {
     );
     assert_eq!(calls.load(Ordering::SeqCst), 2);
 });
+
+both_encodings!(messages_and_bytes_are_counted_both_ways, |enc| async move {
+    let server = start(dev()).await;
+    let stats = server.node().stats();
+    let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+    let before = (
+        load(&stats.messages_in),
+        load(&stats.bytes_in),
+        load(&stats.messages_out),
+        load(&stats.bytes_out),
+    );
+    let mut c = TestClient::connect(&server.ws_url(), enc).await;
+    let _: CallResult = c
+        .request(call("echo", &json(serde_json::json!("count me"))))
+        .await
+        .unwrap();
+    assert!(load(&stats.messages_in) > before.0 && load(&stats.bytes_in) > before.1);
+    assert!(
+        load(&stats.messages_out) > before.2 && load(&stats.bytes_out) > before.3,
+        "hello and reply were counted"
+    );
+});

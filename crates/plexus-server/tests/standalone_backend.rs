@@ -107,11 +107,10 @@ async fn setup() -> (Backend, plexus_server::RunningServer) {
     (backend, server)
 }
 
-/// Until the core passes `backend_unavailable` through `connect` (the session turns hook
-/// errors below 1000 into 112 and closes with 4502), accept both; the message says why.
+/// A connect hook that is down, slow or answers garbage gives `backend_unavailable` (118), and
+/// the connection is closed with 4005 (reconnect), not refused for good.
 fn assert_connect_backend_unavailable(e: &Value) {
-    let code = e["code"].as_u64().unwrap();
-    assert!(code == 118 || code == 112, "{e}");
+    assert_eq!(e["code"].as_u64(), Some(118), "{e}");
     assert!(
         e["message"]
             .as_str()
@@ -189,7 +188,7 @@ async fn connect_hook_failures_are_backend_unavailable() {
             .await
             .unwrap_err();
         assert_connect_backend_unavailable(&e);
-        c.closed().await;
+        assert_eq!(c.closed().await.0, plexus_core::CloseCode::RECONNECT.0);
     }
     assert_eq!(backend.requests("/connect").len(), 6);
 

@@ -10,6 +10,7 @@ use futures_util::{SinkExt, StreamExt};
 use plexus_core::Metadata;
 use plexus_core::commands::{BoxFuture, CommandResult};
 use plexus_core::session::{ConnectRequest, SubscribeRequest};
+use plexus_core::stats::NodeStats;
 use plexus_core::{CloseCode, Connection, Error, ErrorCode, Payload, Session};
 use plexus_protocol::client::{Op, Request, RequestError, decode_request};
 use plexus_protocol::server::{
@@ -61,7 +62,14 @@ pub(crate) async fn run(mut ws: WsStream, session: Session, encoding: Encoding) 
         let write_timeout = state.session.node().limits().write_timeout;
         let written = tokio::time::timeout(
             write_timeout,
-            write_queued(&mut ws, &conn, encoding, &mut writer, &mut batch),
+            write_queued(
+                &mut ws,
+                &conn,
+                encoding,
+                &mut writer,
+                &mut batch,
+                state.session.node().stats(),
+            ),
         )
         .await;
         match written {
@@ -85,6 +93,9 @@ pub(crate) async fn run(mut ws: WsStream, session: Session, encoding: Encoding) 
                         break;
                     }
                     if message.is_text() || message.is_binary() {
+                        let stats = state.session.node().stats();
+                        NodeStats::add(&stats.messages_in, 1);
+                        NodeStats::add(&stats.bytes_in, message.as_payload().len() as u64);
                         state.on_message(message.as_payload()).await;
                     }
                 }
@@ -128,8 +139,14 @@ async fn write_queued(
     encoding: Encoding,
     writer: &mut FrameWriter,
     batch: &mut Vec<Bytes>,
+    stats: &NodeStats,
 ) -> Option<Result<plexus_core::outbox::CloseRequest, ()>> {
     let outbox = conn.outbox();
+    let feed = async |ws: &mut WsStream, bytes: Bytes| {
+        NodeStats::add(&stats.messages_out, 1);
+        NodeStats::add(&stats.bytes_out, bytes.len() as u64);
+        ws.feed(message(encoding, bytes)).await
+    };
     loop {
         batch.clear();
         let close = outbox.drain(batch, BATCH_BYTES_MAX);
@@ -139,7 +156,7 @@ async fn write_queued(
         let mut wrote = false;
         for frame in batch.drain(..) {
             if writer.len() + frame.len() > BATCH_BYTES_MAX && !writer.is_empty() {
-                if ws.feed(message(encoding, writer.take())).await.is_err() {
+                if feed(ws, writer.take()).await.is_err() {
                     return Some(Err(()));
                 }
                 wrote = true;
@@ -147,7 +164,7 @@ async fn write_queued(
             writer.push(&frame);
         }
         if !writer.is_empty() {
-            if ws.feed(message(encoding, writer.take())).await.is_err() {
+            if feed(ws, writer.take()).await.is_err() {
                 return Some(Err(()));
             }
             wrote = true;
