@@ -753,6 +753,18 @@ async fn dispatch(state: &ApiState, method: &str, body: &[u8]) -> Result<Value, 
         }
         "info" => {
             let _: InfoParams = parse(body)?;
+            // The live nodes, as the engine knows them (just this one in a single process).
+            let mut nodes: Vec<Value> = match node.engine().broker.nodes().await {
+                Ok(list) => list
+                    .iter()
+                    .map(|n| json!({"node": n.id, "connections": n.connections, "seen_ms": n.seen_ms}))
+                    .collect(),
+                Err(_) => Vec::new(),
+            };
+            if nodes.is_empty() {
+                nodes.push(json!({"node": node.id().to_string(), "connections": node.connection_count(), "seen_ms": 0}));
+            }
+            let engine = node.engine().broker.health();
             let stats = node.stats();
             let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
             Ok(json!({
@@ -763,6 +775,8 @@ async fn dispatch(state: &ApiState, method: &str, body: &[u8]) -> Result<Value, 
                 "users": node.hub().user_count(),
                 "channels": node.active_channels().len(),
                 "shutting_down": node.is_shutting_down(),
+                "nodes": nodes,
+                "engine": {"healthy": engine.healthy, "detail": engine.detail},
                 "counters": {
                     "connections_opened": load(&stats.connections_opened),
                     "connections_closed": load(&stats.connections_closed),
