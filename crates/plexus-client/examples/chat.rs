@@ -1,5 +1,6 @@
 //! A terminal chat room: every line you type is published to the room, and everything said in
-//! the room is printed.
+//! the room is printed — first the room's last 20 messages (where the server keeps history),
+//! then the live ones, with who comes and goes (where it tracks presence).
 //!
 //! ```sh
 //! plexus serve &
@@ -20,7 +21,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let client = Client::connect(ClientConfig::new(url)).await?;
     let mut sub = client
-        .subscribe(room.as_str(), SubscribeOptions::default())
+        .subscribe(room.as_str(), SubscribeOptions::default().history(20))
         .await?;
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     println!("in #{room} as {name}; type a line to send it");
@@ -34,12 +35,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     eprintln!("not sent: {e}");
                 }
             }
-            Some(event) = sub.next() => {
-                if let SubscriptionEvent::Publication(p) = event {
+            Some(event) = sub.next() => match event {
+                SubscriptionEvent::Publication(p) => {
                     let m: serde_json::Value = p.payload.to_value().unwrap_or_default();
                     println!("<{}> {}", m["from"].as_str().unwrap_or("?"), m["text"].as_str().unwrap_or(""));
                 }
-            }
+                SubscriptionEvent::Join(j) => println!("* {} joined", j.user.unwrap_or(j.conn)),
+                SubscriptionEvent::Leave(l) => println!("* {} left", l.user.unwrap_or(l.conn)),
+                _ => {}
+            },
         }
     }
     client.disconnect().await;

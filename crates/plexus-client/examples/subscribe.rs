@@ -1,4 +1,5 @@
-//! Subscribe to a channel and print its publications, riding out server restarts.
+//! Subscribe to a channel and print its publications, riding out lost connections and server
+//! restarts.
 //!
 //! ```sh
 //! plexus serve &                                   # a development server on 127.0.0.1:8000
@@ -6,8 +7,12 @@
 //! plexus pub --channel news '{"text":"hello"}'      # in another terminal
 //! ```
 //!
-//! Stop the server and start it again: the client reconnects by itself, subscribes again, and
-//! says so. `PLEXUS_URL` overrides the endpoint.
+//! When the connection drops, the client reconnects by itself and subscribes again from the last
+//! publication it printed. Where the channel's namespace keeps history with recovery
+//! (`history_size`, `history_ttl_ms` and `recovery = true` in the server's configuration), the
+//! publications made meanwhile are printed first, then the live ones; otherwise it says that
+//! they could not be recovered, and why (`not_available` without history, `epoch_changed` after
+//! a restart of the in-memory engine). `PLEXUS_URL` overrides the endpoint.
 
 use plexus_client::{Client, ClientConfig, Event, SubscribeOptions, SubscriptionEvent};
 
@@ -33,9 +38,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 SubscriptionEvent::Publication(p) => {
                     println!("#{} {:?}", p.offset, p.payload);
                 }
-                SubscriptionEvent::Subscribed(s) => {
-                    println!("subscribed again at offset {} (epoch {})", s.position.offset, s.position.epoch);
-                }
+                SubscriptionEvent::Subscribed(s) => match s.recovered {
+                    Some(true) => println!("subscribed again; the missed publications follow"),
+                    Some(false) => println!(
+                        "subscribed again at offset {}; missed publications lost ({})",
+                        s.position.offset,
+                        s.reason.as_deref().unwrap_or("?")
+                    ),
+                    None => println!("subscribed again at offset {}", s.position.offset),
+                },
                 SubscriptionEvent::Lagged { missed } => println!("{missed} publications dropped"),
                 SubscriptionEvent::Unsubscribed(reason) => {
                     println!("subscription ended: {reason:?}");

@@ -108,6 +108,17 @@ impl Drop for Serve {
     }
 }
 
+/// Ends a child process when a failed assertion leaves it running.
+struct KillOnDrop(u32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let _ = Command::new("kill").arg(self.0.to_string()).status();
+        }
+    }
+}
+
 /// The offsets of the publications a `plexus sub` printed.
 fn offsets(stdout: &[u8]) -> Vec<u64> {
     String::from_utf8_lossy(stdout)
@@ -126,13 +137,23 @@ fn finish(mut command: Command) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    wait_output(child)
+}
+
+/// Waits for a child to end, within the limit; kills it when it does not.
+fn wait_output(child: Child) -> Output {
+    let pid = child.id();
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         let _ = tx.send(child.wait_with_output());
     });
-    rx.recv_timeout(WAIT)
-        .expect("the command ends in time")
-        .unwrap()
+    match rx.recv_timeout(WAIT) {
+        Ok(output) => output.unwrap(),
+        Err(_) => {
+            let _ = Command::new("kill").arg(pid.to_string()).status();
+            panic!("the command did not end in time");
+        }
+    }
 }
 
 #[test]
@@ -172,6 +193,7 @@ fn sub_since_and_history_print_the_past_first_then_the_live_publications() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let _guard = KillOnDrop(child.id());
     let stderr = child.stderr.take().unwrap();
     let (lines_tx, lines) = mpsc::channel();
     std::thread::spawn(move || {
@@ -186,11 +208,7 @@ fn sub_since_and_history_print_the_past_first_then_the_live_publications() {
     );
     assert!(note.contains("live from offset 3"), "{note}");
     serve.publish("demo", r#"{"n":4}"#);
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    let out = rx.recv_timeout(WAIT).expect("sub exits").unwrap();
+    let out = wait_output(child);
     assert!(out.status.success(), "{out:?}");
     assert_eq!(offsets(&out.stdout), [4]);
 
