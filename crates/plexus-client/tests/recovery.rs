@@ -465,3 +465,67 @@ async fn insufficient_state_makes_the_client_recover_what_was_lost() {
         server.shutdown().await;
     }
 }
+
+#[tokio::test]
+async fn subscribers_dropped_at_random_while_publishing_see_every_offset_once_in_order() {
+    const PUBLICATIONS: u64 = 1000;
+    let server = start(big_history(dev(any_port()))).await;
+    let mut clients = Vec::new();
+    let mut readers = Vec::new();
+    for (i, enc) in [both(), both()].concat().into_iter().enumerate() {
+        let client = Client::connect(config(server.ws_url(), enc).rng_seed(i as u64))
+            .await
+            .unwrap();
+        let mut sub = client
+            .subscribe("storm", SubscribeOptions::default())
+            .await
+            .unwrap();
+        readers.push(tokio::spawn(async move {
+            read_until(&mut sub, PUBLICATIONS).await
+        }));
+        clients.push(client);
+    }
+    let node = server.node().clone();
+    let publisher = tokio::spawn({
+        let node = node.clone();
+        async move {
+            // About one per millisecond: a client away for its backoff (at most 100 ms)
+            // misses far fewer than one recovery may return (300).
+            for i in 1..=PUBLICATIONS {
+                node.publish("storm", json_payload(json!(i))).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+    });
+    // Drop a random subscriber's connection now and then while the publisher runs.
+    let mut rng = fastrand::Rng::with_seed(7);
+    let mut drops = 0;
+    while !publisher.is_finished() {
+        let victim = &clients[rng.usize(..clients.len())];
+        if let Some(info) = victim.connection() {
+            let conn = info.conn.parse().unwrap();
+            let _ = node
+                .disconnect_connection(conn, CloseCode::RECONNECT, "storm")
+                .await;
+            drops += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(rng.u64(1..15))).await;
+    }
+    within("publisher", publisher).await.unwrap();
+    assert!(drops >= 10, "the storm dropped only {drops} connections");
+    let mut restores = 0;
+    for (i, reader) in readers.into_iter().enumerate() {
+        let t = reader.await.unwrap();
+        assert_eq!(
+            t.offsets,
+            (1..=PUBLICATIONS).collect::<Vec<_>>(),
+            "subscriber {i}: every offset exactly once, in order ({drops} drops)"
+        );
+        for (_, restore) in &t.restores {
+            assert_eq!(restore.recovered, Some(true), "subscriber {i}: {restore:?}");
+        }
+        restores += t.restores.len();
+    }
+    assert!(restores > 0, "no subscriber had to recover");
+    server.shutdown().await;
+}
