@@ -841,8 +841,14 @@ impl Driver {
             }
             Push::Unsubscribed(p) if p.reason == INSUFFICIENT_STATE => {
                 // Publications were lost on their way to this connection: subscribe again
-                // from the last position, and the missed ones are recovered.
-                if self.subs.contains_key(&p.channel) {
+                // from the last position, and the missed ones are recovered. A subscribe in
+                // flight already does that: the server ends a subscription only after its
+                // reply, so this push is about the one before it.
+                let in_flight = self
+                    .subs
+                    .get(&p.channel)
+                    .is_none_or(|e| matches!(e.state, SubState::InFlight(_)));
+                if !in_flight {
                     debug!(channel = %p.channel, "plexus-client: insufficient state, resubscribing");
                     self.resync(s, &p.channel, false);
                 }

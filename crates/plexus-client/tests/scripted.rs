@@ -1429,3 +1429,47 @@ async fn connect_says_whether_to_sync_and_acks_are_cumulative_after_handling() {
     conn.reply(ack2, json!({"pending": 1})).await;
     conn.reply(id, json!({"pending": 0})).await;
 }
+
+#[tokio::test]
+async fn the_servers_insufficient_state_during_a_repair_does_not_start_another() {
+    let server = FakeServer::bind(Encoding::Json).await;
+    let client = tokio::spawn(Client::connect(server.config()));
+    let mut conn = server.accept_ready().await;
+    let client = within("connect", client).await.unwrap().unwrap();
+    let (mut sub, _) = subscribe_via(
+        &client,
+        &mut conn,
+        "c",
+        SubscribeOptions::default(),
+        json!({"offset": 1, "epoch": "e"}),
+    )
+    .await;
+    conn.send(publication("c", 3, "e")).await; // 2 was lost
+    let (unsub, _) = conn.expect("unsubscribe").await;
+    let (id, params) = conn.expect("subscribe").await;
+    assert_eq!(params["since"], json!({"offset": 1, "epoch": "e"}));
+    // The server noticed the same gap and ended the old subscription before it read the
+    // client's requests.
+    conn.send(json!({"push": "unsubscribed", "channel": "c", "reason": "insufficient_state"}))
+        .await;
+    conn.send(json!({"id": unsub, "error": {"code": 109, "message": "not subscribed"}}))
+        .await;
+    conn.reply(
+        id,
+        json!({"offset": 3, "epoch": "e", "recovered": true, "publications": [
+            {"channel": "c", "offset": 2, "epoch": "e", "data": 2},
+            {"channel": "c", "offset": 3, "epoch": "e", "data": 3}]}),
+    )
+    .await;
+    conn.send(publication("c", 4, "e")).await;
+    assert_eq!(
+        read_events(&mut sub, 4).await,
+        ["S(Some(true),None,3@e)", "2@e", "3@e", "4@e"]
+    );
+    conn.sync().await;
+    assert!(
+        conn.inbox.is_empty(),
+        "one repair, not two: {:?}",
+        conn.inbox
+    );
+}
