@@ -93,6 +93,21 @@ impl Namespace {
         }
     }
 
+    /// Development mode's namespace: every channel open to anyone, with history (the last 100
+    /// publications for an hour), recovery, and presence with per-user join/leave pushes — so
+    /// that a newcomer sees every feature work at once.
+    pub fn development() -> Namespace {
+        let history = HistoryOptions {
+            size: 100,
+            ttl: std::time::Duration::from_secs(3600),
+        };
+        Namespace::new("development", ChannelMatch::Any)
+            .subscribe(Access::Anyone)
+            .publish(Access::Anyone)
+            .recovery(history)
+            .presence(JoinLeave::Users)
+    }
+
     pub fn subscribe(mut self, access: Access) -> Namespace {
         self.subscribe = access;
         self
@@ -199,23 +214,11 @@ pub struct ChannelPolicy {
 }
 
 impl ChannelPolicy {
-    /// Every channel open to anyone (development mode).
-    /// Every channel open to anyone, with history (the last 100 publications for an hour),
-    /// recovery, and presence with per-user join/leave pushes: development mode, where a
-    /// newcomer should see every feature work at once.
+    /// Every channel open to anyone, with the development namespace (see
+    /// [`Namespace::development`]).
     pub fn open() -> ChannelPolicy {
         let mut policy = ChannelPolicy::default();
-        let history = HistoryOptions {
-            size: 100,
-            ttl: std::time::Duration::from_secs(3600),
-        };
-        policy.add_namespace(
-            Namespace::new("default", ChannelMatch::Any)
-                .subscribe(Access::Anyone)
-                .publish(Access::Anyone)
-                .recovery(history)
-                .presence(JoinLeave::Users),
-        );
+        policy.add_namespace(Namespace::development());
         policy
     }
 

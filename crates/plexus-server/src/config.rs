@@ -1542,11 +1542,7 @@ impl Loaded {
         }
         if self.dev_mode {
             // Development mode opens every channel the namespaces above leave unmatched.
-            policy.add_namespace(
-                Namespace::new("development", ChannelMatch::Any)
-                    .subscribe(Access::Anyone)
-                    .publish(Access::Anyone),
-            );
+            policy.add_namespace(Namespace::development());
             rules.push((ChannelMatch::Any, SubscribeCheck::None, false));
         }
         let rules = Arc::new(rules);
@@ -1656,7 +1652,7 @@ impl Loaded {
         let mut lines = vec![format!("listen {}", self.listen)];
         if self.dev_mode {
             lines.push(
-                "development mode: every channel not in a namespace is open to every client".into(),
+                "development mode: every channel not in a namespace is open to every client, with history (100, 1 h), recovery and presence".into(),
             );
         }
         let mut auth = Vec::new();

@@ -87,6 +87,38 @@ async fn serve_in_development_mode_then_shut_down_on_sigterm() {
         }
     }
     assert!(seen.contains(r#""data":{"text":"hi"}"#), "{seen}");
+    // Development mode keeps history: a later subscriber can ask for the recent publications.
+    ws.send(Message::text(
+        r#"{"id":3,"op":"subscribe","params":{"channel":"demo-history","history":5}}"#,
+    ))
+    .await
+    .unwrap();
+    let mut seen = String::new();
+    while !seen.contains(r#""id":3"#) {
+        if let Message::Text(t) = next_text(&mut ws).await {
+            seen.push_str(t.as_str());
+        }
+    }
+    ws.send(Message::text(
+        r#"{"id":4,"op":"publish","params":{"channel":"demo-history","data":"kept"}}"#,
+    ))
+    .await
+    .unwrap();
+    ws.send(Message::text(
+        r#"{"id":5,"op":"history","params":{"channel":"demo-history","limit":5}}"#,
+    ))
+    .await
+    .unwrap();
+    let mut seen = String::new();
+    while !seen.contains(r#""id":5"#) {
+        if let Message::Text(t) = next_text(&mut ws).await {
+            seen.push_str(t.as_str());
+        }
+    }
+    assert!(
+        seen.contains(r#""data":"kept""#) && seen.contains(r#""publications":[{"#),
+        "{seen}"
+    );
 
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
