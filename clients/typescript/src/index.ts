@@ -1,0 +1,36 @@
+/**
+ * plexus-client: the TypeScript client of the Plexus real-time messaging server, for browsers
+ * and Node 20. See `docs/typescript-client.md`.
+ */
+
+export { Client, CLIENT_NAME, PROTOCOL_VERSION } from "./client.js";
+export type { ClientOptions, Provider, WebSocketConstructor, WebSocketLike } from "./client.js";
+export { Subscription } from "./subscription.js";
+export type { HistoryOptions, RequestOptions, SubscribeOptions } from "./subscription.js";
+export { PlexusError } from "./errors.js";
+export type { ErrorKind } from "./errors.js";
+export { CloseCode, ErrorCode, isTransientCode, shouldReconnect } from "./codes.js";
+export { backoffDelay, backoffWithDefaults } from "./backoff.js";
+export type { Backoff, BackoffOptions, Jitter } from "./backoff.js";
+export type {
+  ClientEvents,
+  ConnectionInfo,
+  ConnectionState,
+  EchoEvent,
+  Encoding,
+  HistoryPage,
+  LastSeen,
+  Mail,
+  Message,
+  Position,
+  PresenceEvent,
+  PresenceMember,
+  PresenceStateEvent,
+  PresenceStats,
+  Publication,
+  Publisher,
+  ServerLimits,
+  SubscribedEvent,
+  SubscriptionEvents,
+  UnsubscribedEvent,
+} from "./types.js";
