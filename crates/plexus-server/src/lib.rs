@@ -17,6 +17,7 @@
 pub mod api;
 pub mod backend;
 pub mod config;
+mod demo;
 pub mod jwt;
 mod metrics;
 pub mod native;
@@ -282,6 +283,7 @@ impl Server {
         Router::new()
             .route("/ws", get(ws::native_upgrade))
             .route("/health", get(health))
+            .merge(demo::router(self.state.dev_mode))
             .with_state(self.state.clone())
             .merge(api::routes(self.state.node.clone(), &self.state.endpoints))
     }

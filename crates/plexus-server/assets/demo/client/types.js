@@ -1,0 +1,2 @@
+/** The values the client hands to the application. */
+export {};

@@ -1,0 +1,108 @@
+//! The demo chat page that `plexus serve` shows at `/` in development mode: a newcomer opens the
+//! server's address in a browser and sees channels, history, presence and recovery at work.
+//!
+//! The page (`assets/demo/`) is built on the TypeScript client; its compiled modules are
+//! committed under `assets/demo/client/` and embedded here, so running the server needs no npm
+//! step. `clients/typescript/scripts/sync-demo.mjs --check` (run by `scripts/test.sh`) fails when
+//! that copy differs from a fresh build, and a test below fails when a file is not served.
+
+use axum::Router;
+use axum::http::header;
+use axum::routing::get;
+
+/// One embedded file, served at `/demo/<file>` (and `index.html` at `/` too).
+struct Asset {
+    path: &'static str,
+    content_type: &'static str,
+    body: &'static [u8],
+}
+
+const HTML: &str = "text/html; charset=utf-8";
+const JS: &str = "text/javascript; charset=utf-8";
+const CSS: &str = "text/css; charset=utf-8";
+
+macro_rules! asset {
+    ($file:literal, $content_type:expr) => {
+        Asset {
+            path: concat!("/demo/", $file),
+            content_type: $content_type,
+            body: include_bytes!(concat!("../assets/demo/", $file)),
+        }
+    };
+}
+
+const ASSETS: &[Asset] = &[
+    asset!("index.html", HTML),
+    asset!("app.js", JS),
+    asset!("style.css", CSS),
+    asset!("client/index.js", JS),
+    asset!("client/client.js", JS),
+    asset!("client/subscription.js", JS),
+    asset!("client/codec.js", JS),
+    asset!("client/codes.js", JS),
+    asset!("client/errors.js", JS),
+    asset!("client/emitter.js", JS),
+    asset!("client/backoff.js", JS),
+    asset!("client/types.js", JS),
+];
+
+/// The demo's routes when `enabled` (development mode), none otherwise.
+pub(crate) fn router<S: Clone + Send + Sync + 'static>(enabled: bool) -> Router<S> {
+    let mut router = Router::new();
+    if !enabled {
+        return router;
+    }
+    for asset in ASSETS {
+        let headers = [
+            (header::CONTENT_TYPE, asset.content_type),
+            // Always revalidate: a rebuilt server serves its own page, never a cached one.
+            (header::CACHE_CONTROL, "no-cache"),
+        ];
+        let page = get(move || async move { (headers, asset.body) });
+        if asset.path == "/demo/index.html" {
+            router = router.route("/", page.clone());
+        }
+        router = router.route(asset.path, page);
+    }
+    router
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+    use std::path::Path;
+
+    fn files_under(dir: &Path, prefix: &str, out: &mut BTreeSet<String>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let entry = entry.unwrap();
+            let name = format!("{prefix}{}", entry.file_name().to_string_lossy());
+            if entry.file_type().unwrap().is_dir() {
+                files_under(&entry.path(), &format!("{name}/"), out);
+            } else {
+                out.insert(name);
+            }
+        }
+    }
+
+    #[test]
+    fn every_demo_file_is_served() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/demo");
+        let mut on_disk = BTreeSet::new();
+        files_under(&dir, "", &mut on_disk);
+        let served: BTreeSet<String> = ASSETS
+            .iter()
+            .map(|a| a.path.strip_prefix("/demo/").unwrap().to_owned())
+            .collect();
+        assert_eq!(served, on_disk, "list every file of assets/demo in ASSETS");
+    }
+
+    #[test]
+    fn the_page_loads_the_client_from_the_served_paths() {
+        let html = std::str::from_utf8(ASSETS[0].body).unwrap();
+        assert!(html.contains(r#"src="/demo/app.js""#));
+        assert!(html.contains(r#"href="/demo/style.css""#));
+        let app = std::str::from_utf8(ASSETS[1].body).unwrap();
+        assert!(app.contains(r#"from "./client/index.js""#));
+    }
+}
