@@ -90,3 +90,43 @@ wait "$st_pid" || true
 trap - EXIT
 rm -rf "$st_dir"
 # --- end of the OpenAPI check -----------------------------------------------------------------
+
+# --- TypeScript client, demo page, browser end-to-end test (clients/typescript) ---------------
+# Node's test runner against real `plexus serve` processes (and a scripted server), a check that
+# the demo's committed copy of the compiled client equals a fresh build, and the end-to-end chat
+# test in headless Chromium (Debian's package, driven by playwright-core; screenshots in
+# target/e2e/). Needs Node.js 20+ with npm.
+echo "== TypeScript client: build, tests against a real server, demo copy, e2e in Chromium"
+if ! need node || ! need npm; then
+  echo "node and npm are required for the TypeScript client tests" >&2
+  exit 1
+fi
+if [ -z "${CHROMIUM_PATH:-}" ] && [ ! -x /usr/bin/chromium ]; then
+  echo "== installing chromium"
+  if [ "$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null
+  else sudo apt-get update -qq && sudo apt-get install -y -qq chromium >/dev/null; fi
+fi
+cargo build --locked -p plexus
+(
+  cd clients/typescript
+  if ! npm ls --depth=0 >/dev/null 2>&1; then npm ci --no-audit --no-fund; fi
+  npm run --silent build
+  npm run --silent check-demo
+  npm test
+  npm run e2e
+)
+# --- end of the TypeScript client tests -------------------------------------------------------
+
+# --- issue 7: load generator and benchmarks (crates/plexus-loadgen, scripts/bench) ---
+# The harness's smoke test (crates/plexus-loadgen/tests/smoke.rs: every scenario for well under
+# a second against an in-process server) runs in `cargo test --workspace` above. The peer
+# comparison (scripts/bench/compare.sh) is manual; here only its scripts are checked to parse.
+echo "== benchmark scripts"
+for script in scripts/bench/compare.sh scripts/bench/install.sh; do
+  bash -n "$script"
+done
+if need node; then
+  node --check scripts/bench/servers/socketio.js
+  node --check scripts/bench/servers/ws.js
+fi
+# --- end issue 7 ---
