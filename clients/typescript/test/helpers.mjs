@@ -74,11 +74,8 @@ process.on("exit", () => {
  * Development mode as `plexus serve` documents it: every channel open, with history (100
  * publications, 1 h), recovery and presence with per-user join/leave pushes.
  *
- * WORKAROUND (server bug): since the standalone configuration landed, `plexus serve` without a
- * configuration opens channels with a namespace that has no history, recovery or presence
- * (`Loaded::server_builder` replaces `ChannelPolicy::open()`), so presence and history answer
- * 114. The tests give the documented settings explicitly; the `todo` test "plain plexus serve …"
- * in server.test.mjs tracks the bug and passes once it is fixed.
+ * The tests spell these settings out in a configuration file, so they do not depend on the
+ * defaults; the test "plain `plexus serve` …" in server.test.mjs checks that the defaults match.
  */
 const DEV_CONFIG = `[server]
 dev_mode = true

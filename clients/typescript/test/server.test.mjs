@@ -209,7 +209,6 @@ test("requests above the in-flight limit wait their turn and all complete", asyn
 
 test(
   "plain `plexus serve` (no configuration) keeps history and presence on every channel",
-  { todo: "server bug: development mode without a configuration has no history, recovery or presence (see helpers.mjs)" },
   async () => {
     const plain = await PlexusServer.start({ plain: true });
     const client = makeClient(plain.url);

@@ -277,7 +277,8 @@ impl Server {
         &self.state.node
     }
 
-    /// The server's routes (`/ws`, `/health`), to merge into an existing axum application. It
+    /// The server's routes (`/ws`, `/health`, the HTTP API and `/metrics` when configured, the
+    /// demo page at `/` in development mode), to merge into an existing axum application. It
     /// must be served with `into_make_service_with_connect_info::<SocketAddr>()`.
     pub fn router(&self) -> Router {
         Router::new()
