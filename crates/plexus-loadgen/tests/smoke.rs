@@ -45,6 +45,7 @@ fn fanout_args(rate: Rate) -> FanoutArgs {
         messages: 0,
         drain_s: 2.0,
         channel: "smoke.fanout".into(),
+        publish_addr: None,
     }
 }
 
@@ -137,6 +138,12 @@ async fn native_scenarios_against_plexus() -> anyhow::Result<()> {
         check_deliveries(&fanout);
         assert!(fanout.notes.iter().any(|n| n.contains("paced")));
         check_deliveries(&scenario::fanout::run(&t, &fanout_args(Rate::PerSecond(60.0))).await?);
+        // Publishers on their own connector (another node in a cluster; here the same server).
+        let through = FanoutArgs {
+            publish_addr: Some(addr),
+            ..fanout_args(Rate::Max)
+        };
+        check_deliveries(&scenario::fanout::run(&t, &through).await?);
         let channels = ChannelsArgs {
             connections: 6,
             publishers: 1,

@@ -1044,7 +1044,11 @@ both_encodings!(a_users_other_connections_hear_echoes, |enc| async move {
 
 #[tokio::test]
 async fn stress_random_disconnects_lose_nothing_with_recovery() {
-    let server = start(server(10_000, JoinLeave::Off)).await;
+    // Every missed publication must be recoverable, however slow a reconnect is on a loaded
+    // machine: the recovery bound is not what this test is about.
+    let mut builder = server(10_000, JoinLeave::Off);
+    builder.limits_mut().recovery_max_publications = 10_000;
+    let server = start(builder).await;
     let node = server.node().clone();
     let url = server.ws_url();
     const TOTAL: u64 = 600;

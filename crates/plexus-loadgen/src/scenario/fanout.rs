@@ -4,6 +4,7 @@
 use super::publish::{self, MAX_WINDOW, PublisherPlan, Route, Tracker};
 use super::{Meters, Rate, Target, open_many, pacing, secs};
 use crate::client::Role;
+use crate::conn::Connector;
 use crate::report::Outcome;
 use crate::stats::Latencies;
 use anyhow::{Result, bail};
@@ -46,6 +47,10 @@ pub struct FanoutArgs {
     pub drain_s: f64,
     #[arg(long, default_value = "bench.fanout")]
     pub channel: String,
+    /// Connect the publishers to this server instead (HOST:PORT on loopback): fan-out through
+    /// two nodes of one cluster, subscribers on `--addr`, publishers here.
+    #[arg(long)]
+    pub publish_addr: Option<std::net::SocketAddr>,
 }
 
 pub async fn run(target: &Target, args: &FanoutArgs) -> Result<Outcome> {
@@ -71,7 +76,17 @@ pub async fn run(target: &Target, args: &FanoutArgs) -> Result<Outcome> {
             stop_rx.clone(),
         ));
     }
-    let publishers = open_many(target, args.publishers, Role::Publisher, |_| Vec::new()).await?;
+    let publish_target = match args.publish_addr {
+        Some(addr) => Target {
+            connector: Arc::new(Connector::new(addr, 1)?),
+            ..target.clone()
+        },
+        None => target.clone(),
+    };
+    let publishers = open_many(&publish_target, args.publishers, Role::Publisher, |_| {
+        Vec::new()
+    })
+    .await?;
 
     let per_publisher = match args.rate {
         Rate::Max => None,

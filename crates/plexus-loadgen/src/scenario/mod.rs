@@ -24,6 +24,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The server under load.
+#[derive(Clone)]
 pub struct Target {
     /// The label in results (`plexus-json`, `socketio`…).
     pub name: String,
