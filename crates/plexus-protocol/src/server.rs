@@ -14,6 +14,13 @@ fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DataField>, D::Erro
     DataField::deserialize(d).map(Some)
 }
 
+/// The payload of a received frame's two fields (`None` when absent or both set).
+fn received(data: &Option<DataField>, binary: &Option<BinaryField>) -> Option<Payload> {
+    Payload::from_fields(data.clone(), binary.clone())
+        .ok()
+        .flatten()
+}
+
 /// The body of an error reply or `error` push.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ErrorBody {
@@ -122,9 +129,7 @@ pub struct PubPush {
 
 impl PubPush {
     pub fn payload(&self) -> Option<Payload> {
-        Payload::from_fields(self.data.clone(), self.binary.clone())
-            .ok()
-            .flatten()
+        received(&self.data, &self.binary)
     }
 }
 
@@ -161,9 +166,7 @@ impl MessagePush {
     }
 
     pub fn payload(&self) -> Option<Payload> {
-        Payload::from_fields(self.data.clone(), self.binary.clone())
-            .ok()
-            .flatten()
+        received(&self.data, &self.binary)
     }
 }
 
@@ -382,9 +385,7 @@ pub struct MailPush {
 
 impl MailPush {
     pub fn payload(&self) -> Option<Payload> {
-        Payload::from_fields(self.data.clone(), self.binary.clone())
-            .ok()
-            .flatten()
+        received(&self.data, &self.binary)
     }
 }
 
@@ -425,10 +426,7 @@ impl CallResult {
     }
 
     pub fn payload(&self) -> Payload {
-        Payload::from_fields(self.data.clone(), self.binary.clone())
-            .ok()
-            .flatten()
-            .unwrap_or_else(Payload::null)
+        received(&self.data, &self.binary).unwrap_or_else(Payload::null)
     }
 }
 
