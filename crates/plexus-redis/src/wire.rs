@@ -68,12 +68,7 @@ pub(crate) fn encode_pub(
         i: publisher
             .and_then(|p| p.info.as_ref())
             .map(PayloadWire::from),
-        x: exclude.map(|e| {
-            (
-                e.conns.iter().map(|c| c.to_string()).collect(),
-                e.users.iter().map(|u| u.to_string()).collect(),
-            )
-        }),
+        x: exclude_wire(exclude),
     };
     rmp_serde::to_vec_named(&wire).expect("publication encodes")
 }
@@ -90,11 +85,7 @@ pub(crate) fn decode_pub(bytes: &[u8]) -> Option<(Payload, Option<ClientInfo>, O
         }),
         None => None,
     };
-    let exclude = wire.x.map(|(conns, users)| Exclude {
-        conns: conns.iter().filter_map(|c| c.parse().ok()).collect(),
-        users: users.into_iter().map(Arc::from).collect(),
-    });
-    Some((payload, publisher, exclude))
+    Some((payload, publisher, exclude_from(wire.x)))
 }
 
 /// A control message between nodes.
@@ -166,8 +157,8 @@ enum ControlWire {
     },
 }
 
-fn exclude_wire(e: &Option<Exclude>) -> Option<(Vec<String>, Vec<String>)> {
-    e.as_ref().map(|e| {
+fn exclude_wire(e: Option<&Exclude>) -> Option<(Vec<String>, Vec<String>)> {
+    e.map(|e| {
         (
             e.conns.iter().map(|c| c.to_string()).collect(),
             e.users.iter().map(|u| u.to_string()).collect(),
@@ -196,7 +187,7 @@ pub(crate) fn encode_control(control: &Control) -> Vec<u8> {
     let wire = match control {
         Control::Broadcast { payload, exclude } => ControlWire::Broadcast {
             p: PayloadWire::from(payload),
-            x: exclude_wire(exclude),
+            x: exclude_wire(exclude.as_ref()),
         },
         Control::SendToUser {
             user,
@@ -205,7 +196,7 @@ pub(crate) fn encode_control(control: &Control) -> Vec<u8> {
         } => ControlWire::SendToUser {
             u: s(user),
             p: PayloadWire::from(payload),
-            x: exclude_wire(exclude),
+            x: exclude_wire(exclude.as_ref()),
         },
         Control::SendToConnection { conn, payload } => ControlWire::SendToConnection {
             c: conn.to_string(),
