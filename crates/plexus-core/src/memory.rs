@@ -16,10 +16,12 @@ use std::time::{Duration, Instant, SystemTime};
 /// Bounds of the in-memory engine.
 #[derive(Clone, Debug)]
 pub struct MemoryOptions {
-    /// A channel's offset and epoch are forgotten this long after its last publication (and
-    /// after its history expired); the next publish then starts a new epoch.
+    /// A channel's offset and epoch may be forgotten this long after its last publication (and
+    /// after its history expired): when the table is full, such channels are evicted to make
+    /// room, and their next publish starts a new epoch.
     pub stream_meta_ttl: Duration,
-    /// Channels whose position is kept at once; a publish to a new channel beyond it fails.
+    /// Channels whose position is kept at once; a publish to a new channel beyond it, with no
+    /// expired channel to evict, fails.
     pub max_streams: usize,
     /// Keys the key/value store holds at once.
     pub max_kv_keys: usize,
@@ -145,12 +147,6 @@ impl MemoryBroker {
             s.trim(now);
             !s.items.is_empty() || now.duration_since(s.last_publish) < ttl
         });
-    }
-
-    /// Forgets channels whose history and meta expired. Called periodically by `run`.
-    pub fn sweep(&self) {
-        let mut streams = self.streams.lock().unwrap();
-        self.evict_expired(&mut streams);
     }
 
     fn handler(&self) -> &Arc<dyn EngineHandler> {
@@ -654,6 +650,41 @@ mod tests {
             vec![5]
         );
         assert_eq!(page.position.offset, 5);
+    }
+
+    #[tokio::test]
+    async fn a_full_table_evicts_idle_channels_which_then_start_a_new_epoch() {
+        let options = MemoryOptions {
+            max_streams: 1,
+            stream_meta_ttl: Duration::from_millis(1),
+            ..Default::default()
+        };
+        let broker = MemoryBroker::new(options);
+        broker.run(crate::ids::NodeId(1), Arc::new(Collect::default()));
+        let first = broker
+            .publish("a", Payload::null(), None, PublishOptions::default())
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        broker
+            .publish("b", Payload::null(), None, PublishOptions::default())
+            .await
+            .unwrap();
+        let again = broker.position("a").await;
+        assert!(
+            again.is_err(),
+            "b now holds the only slot, and it is not idle"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let again = broker
+            .publish("a", Payload::null(), None, PublishOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(again.offset, 1);
+        assert_ne!(
+            again.epoch, first.epoch,
+            "a forgotten channel starts a new epoch"
+        );
     }
 
     #[tokio::test]
