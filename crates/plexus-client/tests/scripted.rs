@@ -4,8 +4,8 @@
 
 use futures_util::{SinkExt, StreamExt};
 use plexus_client::{
-    Backoff, Client, ClientConfig, CloseCode, Encoding, ErrorCode, ErrorKind, Event, Events,
-    Jitter, Payload, PushEvent, RequestOptions, SubscribeOptions, SubscriptionEvent, Target,
+    Backoff, Client, ClientConfig, CloseCode, Encoding, ErrorCode, ErrorKind, Event, Jitter,
+    Payload, PushEvent, RequestOptions, SubscribeOptions, SubscriptionEvent, Target,
     UnsubscribeReason,
 };
 use serde_json::{Value, json};
@@ -17,14 +17,9 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 
-/// Upper bound for anything the tests wait for; never a pass condition.
-const LIMIT: Duration = Duration::from_secs(10);
+mod support;
 
-async fn within<F: std::future::Future>(what: &str, f: F) -> F::Output {
-    tokio::time::timeout(LIMIT, f)
-        .await
-        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
-}
+use support::{LIMIT, both, json_payload, wait_event, within};
 
 struct FakeServer {
     listener: TcpListener,
@@ -198,40 +193,6 @@ impl Conn {
             }
         }
     }
-}
-
-/// Waits for the first event `f` accepts, with every event seen in the panic message.
-async fn wait_event<T>(events: &mut Events, mut f: impl FnMut(&Event) -> Option<T>) -> T {
-    let mut seen = Vec::new();
-    let found = tokio::time::timeout(LIMIT, async {
-        while let Some(e) = events.next().await {
-            if let Some(t) = f(&e) {
-                return Some(t);
-            }
-            seen.push(e);
-        }
-        None
-    })
-    .await;
-    match found {
-        Ok(Some(t)) => t,
-        other => panic!(
-            "event not seen ({}); saw {seen:#?}",
-            if other.is_err() {
-                "timeout"
-            } else {
-                "stream ended"
-            }
-        ),
-    }
-}
-
-fn json_payload(v: Value) -> Payload {
-    Payload::json(&v).unwrap()
-}
-
-fn both() -> [Encoding; 2] {
-    [Encoding::Json, Encoding::Msgpack]
 }
 
 #[tokio::test]

@@ -2,28 +2,22 @@
 //! server's close codes, and a server stopped and restarted on the same port.
 
 use plexus_client::{
-    Backoff, Client, ClientConfig, CloseCode, Encoding, ErrorCode, Event, Events, Jitter, Payload,
-    PushEvent, RequestOptions, SubscribeOptions, SubscriptionEvent, Target, UnsubscribeReason,
+    Client, ClientConfig, CloseCode, Encoding, ErrorCode, Event, Payload, PushEvent,
+    RequestOptions, SubscribeOptions, SubscriptionEvent, Target, UnsubscribeReason,
 };
-use plexus_core::{AuthRequest, CommandContext, ConnId, Error, Identity};
-use plexus_server::{RunningServer, Server, ServerBuilder};
+use plexus_core::{AuthRequest, CommandContext, Error, Identity};
+use plexus_server::{RunningServer, ServerBuilder};
 use serde_json::json;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-/// Upper bound for anything the tests wait for; never a pass condition.
-const LIMIT: Duration = Duration::from_secs(10);
+mod support;
 
-async fn within<F: std::future::Future>(what: &str, f: F) -> F::Output {
-    tokio::time::timeout(LIMIT, f)
-        .await
-        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
-}
+use support::{any_port, both, conn_id, json_payload, start, wait_event, within};
 
+/// The development server of `support`, with the commands these tests call.
 fn dev(addr: SocketAddr) -> ServerBuilder {
-    Server::builder()
-        .listen(addr)
-        .dev_mode()
+    support::dev(addr)
         .command("echo", |ctx: CommandContext| async move { Ok(ctx.payload) })
         .command("fail", |_ctx: CommandContext| async move {
             Err(Error::new(ErrorCode(1042), "insufficient funds")
@@ -35,61 +29,8 @@ fn dev(addr: SocketAddr) -> ServerBuilder {
         })
 }
 
-fn any_port() -> SocketAddr {
-    "127.0.0.1:0".parse().unwrap()
-}
-
-async fn start(builder: ServerBuilder) -> RunningServer {
-    builder.build().start().await.expect("the server starts")
-}
-
 fn config(server: &RunningServer, encoding: Encoding) -> ClientConfig {
-    ClientConfig::new(server.ws_url())
-        .encoding(encoding)
-        .backoff(Backoff {
-            min_delay: Duration::from_millis(20),
-            max_delay: Duration::from_millis(100),
-            jitter: Jitter::Decorrelated,
-            max_attempts: None,
-        })
-        .rng_seed(9)
-}
-
-fn json_payload(v: serde_json::Value) -> Payload {
-    Payload::json(&v).unwrap()
-}
-
-fn conn_id(client: &Client) -> ConnId {
-    client.connection().unwrap().conn.parse().unwrap()
-}
-
-fn both() -> [Encoding; 2] {
-    [Encoding::Json, Encoding::Msgpack]
-}
-
-async fn wait_event<T>(events: &mut Events, mut f: impl FnMut(&Event) -> Option<T>) -> T {
-    let mut seen = Vec::new();
-    let found = tokio::time::timeout(LIMIT, async {
-        while let Some(e) = events.next().await {
-            if let Some(t) = f(&e) {
-                return Some(t);
-            }
-            seen.push(e);
-        }
-        None
-    })
-    .await;
-    match found {
-        Ok(Some(t)) => t,
-        other => panic!(
-            "event not seen ({}); saw {seen:#?}",
-            if other.is_err() {
-                "timeout"
-            } else {
-                "stream ended"
-            }
-        ),
-    }
+    support::config(server.ws_url(), encoding)
 }
 
 async fn next_publication(sub: &mut plexus_client::Subscription) -> plexus_client::Publication {
