@@ -8,31 +8,15 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::{free_port, plexus};
+
 /// Upper bound for anything the test waits for; never a pass condition.
 const WAIT: Duration = Duration::from_secs(20);
 
-fn plexus() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_plexus"));
-    // The test's own environment must not configure the commands under test.
-    for (key, _) in std::env::vars() {
-        if key.starts_with("PLEXUS_") {
-            command.env_remove(key);
-        }
-    }
-    command.env("PLEXUS_LOG", "warn");
-    command
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Every channel open, with history and recovery (the binary's development mode keeps no
-/// history).
+/// Every channel open, with history and recovery, spelled out so that the test does not depend
+/// on the development defaults.
 const CONFIG: &str = r#"
 [server]
 dev_mode = true

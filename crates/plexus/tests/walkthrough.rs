@@ -8,31 +8,15 @@ use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::{free_port, plexus};
+
 const WAIT: Duration = Duration::from_secs(20);
 const SECRET: &str = "my-own-secret-that-is-long-enough-0123456789";
 
-fn plexus() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_plexus"));
-    // The test's own environment must not configure the server under test.
-    for (key, _) in std::env::vars() {
-        if key.starts_with("PLEXUS_") {
-            command.env_remove(key);
-        }
-    }
-    command.env("PLEXUS_LOG", "warn");
-    command
-}
-
 fn run(command: &mut Command) -> Output {
     command.output().expect("plexus runs")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// One HTTP/1.1 request over a plain socket; the status and the body.
