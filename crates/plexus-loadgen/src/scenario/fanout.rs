@@ -10,7 +10,7 @@ use crate::stats::Latencies;
 use anyhow::{Result, bail};
 use serde::Serialize;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -144,15 +144,9 @@ pub async fn run(target: &Target, args: &FanoutArgs) -> Result<Outcome> {
         publisher_drops += u64::from(stats.dropped);
     }
     let published_for_s = measure_from.elapsed().as_secs_f64();
-    let drain_until = Instant::now() + secs(args.drain_s);
-    while tracker.delivered() < expected && Instant::now() < drain_until {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    let delivered = tracker.delivered();
-    let delivering_for_s = (tracker
-        .last_delivery_us()
-        .saturating_sub(super::instant_us(measure_from))) as f64
-        / 1e6;
+    let (delivered, delivering_for_s) = tracker
+        .drain(expected, secs(args.drain_s), measure_from)
+        .await;
     meters.finish(&mut outcome, "deliveries", delivered as f64);
 
     let _ = stop.send(true);

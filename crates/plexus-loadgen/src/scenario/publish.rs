@@ -117,6 +117,25 @@ pub(crate) struct Tracker {
 }
 
 impl Tracker {
+    /// Waits (at most `drain`) until `expected` deliveries arrived; returns those delivered and
+    /// the seconds from `measure_from` to the last delivery.
+    pub(crate) async fn drain(
+        &self,
+        expected: u64,
+        drain: Duration,
+        measure_from: Instant,
+    ) -> (u64, f64) {
+        let drain_until = Instant::now() + drain;
+        while self.delivered() < expected && Instant::now() < drain_until {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let delivering_for_s = self
+            .last_delivery_us()
+            .saturating_sub(instant_us(measure_from)) as f64
+            / 1e6;
+        (self.delivered(), delivering_for_s)
+    }
+
     pub(crate) fn new(publishers: usize, windowed: bool) -> Arc<Tracker> {
         Arc::new(Tracker {
             measure_from_us: AtomicU64::new(u64::MAX),
