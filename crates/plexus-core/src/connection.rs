@@ -291,3 +291,72 @@ impl Connection {
         Some(rtt)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::NodeId;
+
+    struct Raw;
+    impl WireFormat for Raw {
+        fn id(&self) -> usize {
+            0
+        }
+        fn encode(&self, _: &Event<'_>) -> Option<Bytes> {
+            None
+        }
+    }
+
+    fn conn(held_max: usize) -> Connection {
+        Connection::new(
+            ConnId {
+                node: NodeId(1),
+                seq: 1,
+            },
+            Arc::new(Raw),
+            1 << 20,
+            held_max,
+        )
+    }
+
+    fn drained(c: &Connection) -> Vec<Bytes> {
+        let mut out = Vec::new();
+        c.outbox().drain(&mut out, usize::MAX);
+        out
+    }
+
+    #[test]
+    fn held_frames_are_bounded_and_an_overflow_is_reported() {
+        let c = conn(2);
+        let key = HoldKey::Channel(Arc::from("c"));
+        c.hold(key.clone());
+        for seq in 1..=3 {
+            c.send_sequenced(&key, seq, Bytes::from(vec![seq as u8]));
+        }
+        assert_eq!(c.release(&key, 0), Err(HeldOverflow));
+        assert_eq!(
+            drained(&c),
+            vec![Bytes::from(vec![1u8]), Bytes::from(vec![2u8])]
+        );
+    }
+
+    #[test]
+    fn after_release_live_copies_at_or_below_the_floor_are_dropped() {
+        let c = conn(10);
+        let key = HoldKey::Channel(Arc::from("c"));
+        c.hold(key.clone());
+        c.send_sequenced(&key, 5, Bytes::from_static(b"5"));
+        assert_eq!(c.release(&key, 4), Ok(()));
+        c.send_sequenced(&key, 5, Bytes::from_static(b"late copy"));
+        c.send_sequenced(&key, 6, Bytes::from_static(b"6"));
+        c.send_sequenced(&key, 7, Bytes::from_static(b"7"));
+        assert_eq!(
+            drained(&c),
+            vec![
+                Bytes::from_static(b"5"),
+                Bytes::from_static(b"6"),
+                Bytes::from_static(b"7")
+            ]
+        );
+    }
+}

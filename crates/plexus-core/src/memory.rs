@@ -823,6 +823,23 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_inbox_unused_for_its_lifetime_is_forgotten() {
+        let m = MemoryMailbox::new(10);
+        m.register("u", Duration::from_millis(1)).await.unwrap();
+        assert!(m.is_registered("u").await.unwrap());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        assert!(
+            !m.is_registered("u").await.unwrap(),
+            "the user is no longer registered"
+        );
+        assert!(
+            m.push("u", Payload::null(), Duration::from_secs(1), 10)
+                .await
+                .is_err()
+        );
+    }
+
+    #[tokio::test]
     async fn kv_bound_and_expiry() {
         let kv = MemoryKv::new(1);
         kv.set(
