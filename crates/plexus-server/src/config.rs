@@ -1654,6 +1654,7 @@ impl Loaded {
             lines.push(
                 "development mode: every channel not in a namespace is open to every client, with history (100, 1 h), recovery and presence".into(),
             );
+            lines.push(format!("demo page: {}", crate::demo::page_url(self.listen)));
         }
         let mut auth = Vec::new();
         if self.jwt.is_some() {

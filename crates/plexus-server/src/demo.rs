@@ -9,6 +9,7 @@
 use axum::Router;
 use axum::http::header;
 use axum::routing::get;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 /// One embedded file, served at `/demo/<file>` (and `index.html` at `/` too).
 struct Asset {
@@ -45,6 +46,19 @@ const ASSETS: &[Asset] = &[
     asset!("client/backoff.js", JS),
     asset!("client/types.js", JS),
 ];
+
+/// Where a browser finds the page of a server listening on `listen`: a wildcard address
+/// (`0.0.0.0`, `::`) is not one to browse to, so it becomes the loopback address.
+pub(crate) fn page_url(listen: SocketAddr) -> String {
+    let mut addr = listen;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr.ip() {
+            IpAddr::V4(_) => Ipv4Addr::LOCALHOST.into(),
+            IpAddr::V6(_) => Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    format!("http://{addr}/")
+}
 
 /// The demo's routes when `enabled` (development mode), none otherwise.
 pub(crate) fn router<S: Clone + Send + Sync + 'static>(enabled: bool) -> Router<S> {
@@ -95,6 +109,15 @@ mod tests {
             .map(|a| a.path.strip_prefix("/demo/").unwrap().to_owned())
             .collect();
         assert_eq!(served, on_disk, "list every file of assets/demo in ASSETS");
+    }
+
+    #[test]
+    fn the_page_url_is_one_a_browser_can_open() {
+        let url = |addr: &str| page_url(addr.parse().unwrap());
+        assert_eq!(url("127.0.0.1:8000"), "http://127.0.0.1:8000/");
+        assert_eq!(url("0.0.0.0:8000"), "http://127.0.0.1:8000/");
+        assert_eq!(url("[::]:9000"), "http://[::1]:9000/");
+        assert_eq!(url("192.0.2.7:80"), "http://192.0.2.7:80/");
     }
 
     #[test]

@@ -292,6 +292,16 @@ impl Server {
     /// Binds and serves in the background.
     pub async fn start(self) -> std::io::Result<RunningServer> {
         let listener = tokio::net::TcpListener::bind(self.listen).await?;
+        self.start_on(listener).await
+    }
+
+    /// Serves in the background on a listener bound already (the builder's `listen` address is
+    /// not used): a program can bind first, so that a busy port is reported before anything
+    /// else happens.
+    pub async fn start_on(
+        self,
+        listener: tokio::net::TcpListener,
+    ) -> std::io::Result<RunningServer> {
         let local_addr = listener.local_addr()?;
         if self.state.dev_mode {
             tracing::warn!(

@@ -172,11 +172,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<i32> {
         flags.push(Flag::new(format!("--set {key}"), key, value));
     }
     let file = args.config.map(ConfigFile::read).transpose()?;
-    let loaded = load(&Sources {
+    let mut loaded = load(&Sources {
         file,
         env: environment(),
         flags,
     })?;
+    // Bound before anything is printed or connected: a busy port is the first thing reported.
+    let listener = tokio::net::TcpListener::bind(loaded.listen)
+        .await
+        .map_err(|e| cannot_listen(loaded.listen, e))?;
+    loaded.listen = listener.local_addr()?;
     for line in loaded.summary() {
         tracing::info!("{line}");
     }
@@ -200,13 +205,20 @@ async fn serve(args: ServeArgs) -> anyhow::Result<i32> {
             Ok(ctx.payload)
         });
     }
-    let running = builder
-        .build()
-        .start()
-        .await
-        .with_context(|| format!("cannot listen on {}", loaded.listen))?;
+    let running = builder.build().start_on(listener).await?;
     running.wait_for_signal().await;
     Ok(0)
+}
+
+fn cannot_listen(addr: std::net::SocketAddr, e: std::io::Error) -> anyhow::Error {
+    let hint = match e.kind() {
+        std::io::ErrorKind::AddrInUse => {
+            "; another process uses this port (another `plexus serve`?): stop it, or choose \
+             another address with --listen ADDR"
+        }
+        _ => "",
+    };
+    anyhow::anyhow!("cannot listen on {addr}: {e}{hint}")
 }
 
 fn config_command(command: ConfigCommand) -> anyhow::Result<i32> {

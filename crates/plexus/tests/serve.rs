@@ -1,5 +1,7 @@
 //! The README's first command, as a new user runs it: `plexus serve` in development mode, a
 //! client that publishes and receives, then SIGTERM: clients get 4000 and the process exits 0.
+//! Also what it prints first: the startup summary names the demo page, and a busy port is
+//! reported at once, before the summary.
 
 use futures_util::{SinkExt, StreamExt};
 use std::process::{Command, Stdio};
@@ -133,4 +135,79 @@ async fn serve_in_development_mode_then_shut_down_on_sigterm() {
         .unwrap()
         .unwrap();
     assert!(exit.success(), "exit status {exit:?}");
+}
+
+/// The lines a child writes to stderr, as they come; `None` once it closed stderr.
+fn stderr_lines(child: &mut std::process::Child) -> std::sync::mpsc::Receiver<String> {
+    use std::io::BufRead;
+    let stderr = child.stderr.take().expect("stderr piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+#[test]
+fn the_startup_summary_names_the_demo_page() {
+    let port = free_port();
+    let mut child = plexus()
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .env("PLEXUS_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("plexus starts");
+    let lines = stderr_lines(&mut child);
+    let mut seen = Vec::new();
+    let demo = loop {
+        let line = lines.recv_timeout(WAIT).expect("a startup line in time");
+        if let Some((_, url)) = line.split_once("demo page: ") {
+            break url.trim().to_owned();
+        }
+        assert!(
+            !line.contains("plexus listening"),
+            "no demo page line in {seen:#?}"
+        );
+        seen.push(line);
+    };
+    assert_eq!(demo, format!("http://127.0.0.1:{port}/"));
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+fn a_busy_port_fails_at_once_before_the_summary() {
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = busy.local_addr().unwrap();
+    let mut child = plexus()
+        .args(["serve", "--listen", &addr.to_string()])
+        .env("PLEXUS_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("plexus starts");
+    let lines = stderr_lines(&mut child);
+    let mut stderr = Vec::new();
+    while let Ok(line) = lines.recv_timeout(WAIT) {
+        stderr.push(line);
+    }
+    let exit = child.wait().unwrap();
+    assert_eq!(exit.code(), Some(2), "{stderr:#?}");
+    let stderr = stderr.join("\n");
+    assert!(
+        stderr.starts_with(&format!("error: cannot listen on {addr}: ")),
+        "the error comes first: {stderr}"
+    );
+    assert!(stderr.contains("--listen ADDR"), "{stderr}");
+    assert!(
+        !stderr.contains("authentication:") && !stderr.contains("development mode"),
+        "nothing is summarised before the error: {stderr}"
+    );
+    drop(busy);
 }
