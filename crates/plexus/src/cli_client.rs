@@ -28,6 +28,10 @@ pub struct ConnArgs {
     /// A connection token, sent in `connect`.
     #[arg(long, env = "PLEXUS_TOKEN")]
     pub token: Option<String>,
+    /// Credentials, sent in `connect` for the server's auth hook (its `connect` backend): any
+    /// JSON, such as '{"login":"ann","password":"…"}'. May go with --token.
+    #[arg(long, env = "PLEXUS_CREDENTIALS", value_name = "JSON", value_parser = parse_credentials)]
+    pub credentials: Option<Value>,
     /// Use MessagePack frames (`plexus.v1.msgpack`) instead of JSON.
     #[arg(long)]
     pub msgpack: bool,
@@ -71,6 +75,10 @@ fn parse_since(text: &str) -> Result<Since, String> {
         .parse()
         .map_err(|_| format!("`{offset}` is not an offset (an unsigned integer)"))?;
     Ok(Since { offset, epoch })
+}
+
+fn parse_credentials(text: &str) -> Result<Value, String> {
+    serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))
 }
 
 /// `plexus pub`: publish to a channel and print where the publication landed.
@@ -277,6 +285,9 @@ fn config(conn: &ConnArgs, reconnect: bool) -> ClientConfig {
     }
     if let Some(token) = &conn.token {
         config = config.token(token.as_str());
+    }
+    if let Some(credentials) = &conn.credentials {
+        config = config.credentials(credentials.clone());
     }
     config
 }
