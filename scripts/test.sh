@@ -1,9 +1,28 @@
 #!/usr/bin/env bash
 # Runs every test of the project on a fresh machine: installs what the tests need when it is
-# missing, then runs the Rust suites (unit, integration over real sockets, protocol-document
-# examples). Usage: scripts/test.sh
+# missing, then runs every suite — Rust (unit, integration over real sockets, protocol-document
+# examples, the feature suite again on Redis), the OpenAPI check, the TypeScript client and the
+# browser test. A failing suite does not stop the others: every failure is listed at the end,
+# and the exit code is non-zero if any suite failed. Usage: scripts/test.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+failed=()
+# Runs one suite (a function) in a subshell with `set -e`; records its failure and goes on.
+suite() {
+  local name=$1
+  shift
+  echo "== $name"
+  # Not in an `if`: there bash would switch `set -e` off inside the subshell.
+  set +e
+  (set -euo pipefail; "$@")
+  local rc=$?
+  set -e
+  if [ "$rc" -ne 0 ]; then
+    echo "== FAILED ($rc): $name" >&2
+    failed+=("$name")
+  fi
+}
 
 need() { command -v "$1" >/dev/null 2>&1; }
 
@@ -20,19 +39,22 @@ if ! need redis-server; then
   else sudo apt-get update -qq && sudo apt-get install -y -qq redis-server >/dev/null; fi
 fi
 
-echo "== cargo test (workspace; the feature suite on the in-memory engine)"
-cargo test --workspace --locked
+rust_tests() { cargo test --workspace --locked; }
+suite "cargo test (workspace; the feature suite on the in-memory engine)" rust_tests
 
 # The same feature suite, unchanged, against the Redis engine (one parameterised suite: the
 # tests read PLEXUS_TEST_ENGINE).
-echo "== the feature suite on the Redis engine"
-PLEXUS_TEST_ENGINE=redis cargo test --locked -p plexus-server --test channels_rpc --test lifecycle_limits --test reliability
+redis_suite() {
+  PLEXUS_TEST_ENGINE=redis cargo test --locked -p plexus-server \
+    --test channels_rpc --test lifecycle_limits --test reliability
+}
+suite "the feature suite on the Redis engine" redis_suite
 
 # --- HTTP server API against docs/openapi.yaml (schemathesis) ---------------------------------
 # Starts `plexus serve` with a configuration that enables every API method, then lets
 # schemathesis generate valid and invalid requests for each operation of docs/openapi.yaml and
 # check every answer (status codes, content types, response schemas, auth, no 5xx).
-echo "== HTTP API against docs/openapi.yaml (schemathesis)"
+openapi_check() {
 if ! need python3; then
   echo "python3 is required for the OpenAPI check" >&2
   exit 1
@@ -89,6 +111,8 @@ kill "$st_pid"
 wait "$st_pid" || true
 trap - EXIT
 rm -rf "$st_dir"
+}
+suite "HTTP API against docs/openapi.yaml (schemathesis)" openapi_check
 # --- end of the OpenAPI check -----------------------------------------------------------------
 
 # --- TypeScript client, demo page, browser end-to-end test (clients/typescript) ---------------
@@ -96,7 +120,7 @@ rm -rf "$st_dir"
 # the demo's committed copy of the compiled client equals a fresh build, and the end-to-end chat
 # test in headless Chromium (Debian's package, driven by playwright-core; screenshots in
 # target/e2e/). Needs Node.js 20+ with npm.
-echo "== TypeScript client: build, tests against a real server, demo copy, e2e in Chromium"
+typescript_tests() {
 if ! need node || ! need npm; then
   echo "node and npm are required for the TypeScript client tests" >&2
   exit 1
@@ -115,13 +139,15 @@ cargo build --locked -p plexus
   npm test
   npm run e2e
 )
+}
+suite "TypeScript client: build, tests against a real server, demo copy, e2e in Chromium" typescript_tests
 # --- end of the TypeScript client tests -------------------------------------------------------
 
 # --- issue 7: load generator and benchmarks (crates/plexus-loadgen, scripts/bench) ---
 # The harness's smoke test (crates/plexus-loadgen/tests/smoke.rs: every scenario for well under
 # a second against an in-process server) runs in `cargo test --workspace` above. The peer
 # comparison (scripts/bench/compare.sh) is manual; here only its scripts are checked to parse.
-echo "== benchmark scripts"
+bench_scripts() {
 for script in scripts/bench/compare.sh scripts/bench/install.sh; do
   bash -n "$script"
 done
@@ -129,4 +155,13 @@ if need node; then
   node --check scripts/bench/servers/socketio.js
   node --check scripts/bench/servers/ws.js
 fi
+}
+suite "benchmark scripts" bench_scripts
 # --- end issue 7 ---
+
+if [ ${#failed[@]} -gt 0 ]; then
+  echo "== ${#failed[@]} suite(s) failed:" >&2
+  for name in "${failed[@]}"; do echo "   - $name" >&2; done
+  exit 1
+fi
+echo "== every suite passed"

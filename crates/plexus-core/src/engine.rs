@@ -214,6 +214,12 @@ pub trait Broker: Send + Sync + 'static {
     /// `connection_closed`) so that other nodes can route to it.
     fn connection_opened(&self, _conn: ConnId) {}
     fn connection_closed(&self, _conn: ConnId) {}
+    /// Returns once everything the engine accepted before the call (publications, control
+    /// messages) has been handed to this node's handler, so that a graceful shutdown delivers
+    /// it before closing. The in-memory engine delivers synchronously: nothing to wait for.
+    async fn settle(&self) -> Result<(), EngineError> {
+        Ok(())
+    }
     /// The live nodes, this one included (empty for a single-process engine).
     async fn nodes(&self) -> Result<Vec<NodeInfo>, EngineError> {
         Ok(Vec::new())

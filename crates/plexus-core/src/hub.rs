@@ -218,6 +218,15 @@ impl Hub {
             .sum()
     }
 
+    /// Every user with a connection on this node.
+    pub fn users(&self) -> Vec<Arc<str>> {
+        self.users
+            .shards
+            .iter()
+            .flat_map(|s| s.lock().unwrap().keys().cloned().collect::<Vec<_>>())
+            .collect()
+    }
+
     pub fn user_count(&self) -> usize {
         self.users
             .shards

@@ -146,6 +146,7 @@ impl NodeBuilder {
             .run(inner.id, Arc::new(Handler(Arc::downgrade(&inner))));
         let node = Node { inner };
         node.inner.heartbeat.spawn(Arc::downgrade(&node.inner));
+        spawn_mailbox_keeper(Arc::downgrade(&node.inner));
         node
     }
 }
@@ -873,13 +874,48 @@ impl Node {
         self.inner.hub.connection_count()
     }
 
-    /// Starts a graceful shutdown: every connection gets its queued frames, then close 4000.
-    pub fn shutdown(&self) {
+    /// Starts a graceful shutdown: new connections are refused, what the engine accepted so far
+    /// is delivered (waiting at most `Limits::shutdown_timeout` for it), then every connection
+    /// gets its queued frames and close 4000.
+    pub async fn shutdown(&self) {
         self.inner.shutting_down.store(true, Ordering::Relaxed);
+        let settle = self.inner.engine.broker.settle();
+        match tokio::time::timeout(self.inner.limits.shutdown_timeout, settle).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "the engine could not settle before shutdown"),
+            Err(_) => tracing::warn!("the engine did not settle within the shutdown timeout"),
+        }
         for conn in self.inner.hub.connections() {
             conn.close(CloseCode::SHUTDOWN, "server shutting down");
         }
     }
+}
+
+/// Keeps the inboxes of connected users alive: an inbox lives `mailbox_lifetime` after the
+/// user's *last* connection, so while a user stays connected its inbox is registered again every
+/// third of the lifetime (one engine call per connected user and period, not per connection).
+fn spawn_mailbox_keeper(node: Weak<NodeInner>) {
+    let Some(lifetime) = node.upgrade().map(|inner| inner.limits.mailbox_lifetime) else {
+        return;
+    };
+    let period = (lifetime / 3).max(Duration::from_millis(10));
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(period);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        interval.tick().await;
+        loop {
+            interval.tick().await;
+            let Some(inner) = node.upgrade() else { return };
+            let users = inner.hub.users();
+            let engine = inner.engine.clone();
+            drop(inner);
+            for user in users {
+                if let Err(e) = engine.mailbox.register(&user, lifetime).await {
+                    tracing::debug!(%user, error = %e, "refreshing an inbox failed");
+                }
+            }
+        }
+    });
 }
 
 /// The shared heartbeat: one task for the whole node, not one timer per connection.

@@ -451,11 +451,12 @@ impl Session {
                 Some(reason::INVALID_POSITION)
             } else if *offset == position.offset {
                 None
-            } else if publications.first().map(|p| p.offset) != Some(offset + 1) {
-                Some(reason::HISTORY_TRIMMED)
-            } else if publications.len() > max {
+            } else if position.offset - offset > max as u64 {
+                // The first applicable reason (§4.6): too many, whether or not all are kept.
                 Some(reason::TOO_MANY)
-            } else if publications.last().map(|p| p.offset) != Some(position.offset) {
+            } else if publications.first().map(|p| p.offset) != Some(offset + 1)
+                || publications.last().map(|p| p.offset) != Some(position.offset)
+            {
                 Some(reason::HISTORY_TRIMMED)
             } else {
                 None

@@ -298,6 +298,71 @@ struct Peek<'a> {
     id: Option<u64>,
     #[serde(default, borrow)]
     op: Option<Cow<'a, str>>,
+    #[serde(default)]
+    params: ParamsShape,
+}
+
+/// Whether a frame's `params` is a map (or absent, or `null`) as §3.2 requires. Serde would
+/// otherwise read a struct from an array too (`"params":["chan"]`).
+#[derive(Default, PartialEq)]
+enum ParamsShape {
+    #[default]
+    MapOrAbsent,
+    Other(&'static str),
+}
+
+impl<'de> Deserialize<'de> for ParamsShape {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<ParamsShape, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = ParamsShape;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("any value")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<ParamsShape, A::Error> {
+                while map
+                    .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+                    .is_some()
+                {}
+                Ok(ParamsShape::MapOrAbsent)
+            }
+            fn visit_unit<E>(self) -> Result<ParamsShape, E> {
+                Ok(ParamsShape::MapOrAbsent)
+            }
+            fn visit_none<E>(self) -> Result<ParamsShape, E> {
+                Ok(ParamsShape::MapOrAbsent)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<ParamsShape, A::Error> {
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(ParamsShape::Other("an array"))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<ParamsShape, E> {
+                Ok(ParamsShape::Other("a boolean"))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<ParamsShape, E> {
+                Ok(ParamsShape::Other("a number"))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<ParamsShape, E> {
+                Ok(ParamsShape::Other("a number"))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<ParamsShape, E> {
+                Ok(ParamsShape::Other("a number"))
+            }
+            fn visit_str<E>(self, _: &str) -> Result<ParamsShape, E> {
+                Ok(ParamsShape::Other("a string"))
+            }
+            fn visit_bytes<E>(self, _: &[u8]) -> Result<ParamsShape, E> {
+                Ok(ParamsShape::Other("bytes"))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
 }
 
 #[derive(Deserialize)]
@@ -313,6 +378,9 @@ struct WithOptionalParams<P> {
 
 /// Decodes one client frame (see [`crate::split_frames`] for messages with several frames).
 pub fn decode_request(encoding: Encoding, frame: &[u8]) -> Result<Request, RequestError> {
+    if !is_map(encoding, frame) {
+        return Err(RequestError::Malformed("a frame must be a map".into()));
+    }
     let peek: Peek<'_> =
         decode(encoding, frame).map_err(|e| RequestError::Malformed(e.to_string()))?;
     let id = peek.id;
@@ -323,6 +391,12 @@ pub fn decode_request(encoding: Encoding, frame: &[u8]) -> Result<Request, Reque
             "the frame has no `op`".into(),
         ));
     };
+    if let ParamsShape::Other(kind) = peek.params {
+        return Err(reject(
+            ErrorCode::BAD_REQUEST,
+            format!("`params` must be a map, not {kind}"),
+        ));
+    }
     fn params<'a, P: Deserialize<'a>>(
         encoding: Encoding,
         frame: &'a [u8],
@@ -363,6 +437,16 @@ pub fn decode_request(encoding: Encoding, frame: &[u8]) -> Result<Request, Reque
         }
     };
     Ok(Request { id, op })
+}
+
+/// Whether the frame's first value is a map (serde would read a struct from an array too).
+fn is_map(encoding: Encoding, frame: &[u8]) -> bool {
+    match encoding {
+        Encoding::Json => frame.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{'),
+        Encoding::Msgpack => {
+            matches!(frame.first(), Some(0x80..=0x8f | 0xde | 0xdf))
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -562,6 +646,35 @@ mod tests {
                 ..
             }
         ));
+        for params in [r#"["chan"]"#, r#""chan""#, "7", "true"] {
+            let frame = format!(r#"{{"id":10,"op":"subscribe","params":{params}}}"#);
+            let e = decode_request(Encoding::Json, frame.as_bytes()).unwrap_err();
+            assert!(
+                matches!(
+                    e,
+                    RequestError::Rejected {
+                        id: Some(10),
+                        code: ErrorCode::BAD_REQUEST,
+                        ..
+                    }
+                ),
+                "{params}"
+            );
+        }
+        let array = encode(
+            Encoding::Msgpack,
+            &serde_json::json!({"id": 11, "op": "subscribe", "params": ["chan"]}),
+        );
+        assert!(matches!(
+            decode_request(Encoding::Msgpack, &array),
+            Err(RequestError::Rejected {
+                id: Some(11),
+                code: ErrorCode::BAD_REQUEST,
+                ..
+            })
+        ));
+        let pong = decode_request(Encoding::Json, br#"{"op":"pong","params":null}"#).unwrap();
+        assert_eq!(pong.op, Op::Pong);
         let e = decode_request(Encoding::Json, br#"{"id":9}"#).unwrap_err();
         assert!(matches!(
             e,
@@ -580,6 +693,7 @@ mod tests {
             b"[1,2]",
             br#"{"id":"x","op":"pong"}"#,
             br#"{"id":-1,"op":"pong"}"#,
+            br#"[1,"subscribe",{"channel":"c"}]"#,
         ] {
             assert!(
                 matches!(

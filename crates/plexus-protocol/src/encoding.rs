@@ -61,35 +61,89 @@ const MAX_DEPTH: usize = 100;
 
 /// Splits one WebSocket message into the bytes of its frames, without decoding them.
 ///
-/// The number of frames is bounded by the message size (which the transport limits).
+/// The number of frames is bounded by the message size (which the transport limits). Fails
+/// when any part of the message is not a frame; use [`frames`] to handle the frames before a
+/// broken one.
 pub fn split_frames(encoding: Encoding, message: &[u8]) -> Result<Vec<&[u8]>, DecodeError> {
-    let mut frames = Vec::new();
-    match encoding {
-        Encoding::Json => {
-            let stream = serde_json::Deserializer::from_slice(message).into_iter::<&RawValue>();
-            for raw in stream {
-                let raw = raw.map_err(|e| DecodeError::Malformed(e.to_string()))?;
-                frames.push(raw.get().as_bytes());
-            }
-        }
-        Encoding::Msgpack => {
-            // A cursor reader never allocates a length a header claims: it reads what is there.
-            let mut de = rmp_serde::Deserializer::new(std::io::Cursor::new(message));
-            de.set_max_depth(MAX_DEPTH);
-            let mut start = 0usize;
-            while start < message.len() {
-                IgnoredAny::deserialize(&mut de)
-                    .map_err(|e| DecodeError::Malformed(e.to_string()))?;
-                let end = de.position() as usize;
-                frames.push(&message[start..end]);
-                start = end;
-            }
-        }
-    }
+    let frames = frames(encoding, message).collect::<Result<Vec<_>, _>>()?;
     if frames.is_empty() {
         return Err(DecodeError::Empty);
     }
     Ok(frames)
+}
+
+/// The frames of one WebSocket message, one after the other: each item is a frame's bytes, or
+/// the error that ends the message (nothing follows an error). A message with no frame yields
+/// nothing.
+///
+/// A server handles the frames before a broken one exactly as if they had come alone (§3.7 of
+/// `docs/protocol.md`), then closes.
+pub fn frames(encoding: Encoding, message: &[u8]) -> Frames<'_> {
+    Frames {
+        encoding,
+        message,
+        start: 0,
+        failed: false,
+    }
+}
+
+/// The iterator of [`frames`].
+#[derive(Debug)]
+pub struct Frames<'a> {
+    encoding: Encoding,
+    message: &'a [u8],
+    start: usize,
+    failed: bool,
+}
+
+impl<'a> Iterator for Frames<'a> {
+    type Item = Result<&'a [u8], DecodeError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed {
+            return None;
+        }
+        let rest = &self.message[self.start..];
+        let found = match self.encoding {
+            Encoding::Json => {
+                let mut stream =
+                    serde_json::Deserializer::from_slice(rest).into_iter::<&RawValue>();
+                match stream.next()? {
+                    Ok(raw) => {
+                        let end = stream.byte_offset();
+                        // The raw value is a sub-slice of `rest`; where it starts is where
+                        // the whitespace before it ends.
+                        let begin = raw.get().as_ptr() as usize - rest.as_ptr() as usize;
+                        Ok((begin, end))
+                    }
+                    Err(e) => Err(DecodeError::Malformed(e.to_string())),
+                }
+            }
+            Encoding::Msgpack => {
+                if rest.is_empty() {
+                    return None;
+                }
+                // A cursor reader never allocates a length a header claims: it reads what is
+                // there.
+                let mut de = rmp_serde::Deserializer::new(std::io::Cursor::new(rest));
+                de.set_max_depth(MAX_DEPTH);
+                match IgnoredAny::deserialize(&mut de) {
+                    Ok(_) => Ok((0, de.position() as usize)),
+                    Err(e) => Err(DecodeError::Malformed(e.to_string())),
+                }
+            }
+        };
+        Some(match found {
+            Ok((begin, end)) => {
+                self.start += end;
+                Ok(&rest[begin..end])
+            }
+            Err(e) => {
+                self.failed = true;
+                Err(e)
+            }
+        })
+    }
 }
 
 /// Decodes one frame (as returned by [`split_frames`]) into `T`.
@@ -216,6 +270,23 @@ mod tests {
             split_frames(Encoding::Msgpack, &bomb),
             Err(DecodeError::Malformed(_))
         ));
+    }
+
+    #[test]
+    fn frames_before_a_broken_one_are_yielded() {
+        let msg = b"{\"id\":1,\"op\":\"publish\"}\n{\"id\":2,";
+        let mut it = frames(Encoding::Json, msg);
+        assert_eq!(it.next(), Some(Ok(&b"{\"id\":1,\"op\":\"publish\"}"[..])));
+        assert!(matches!(it.next(), Some(Err(DecodeError::Malformed(_)))));
+        assert_eq!(it.next(), None);
+        let a = encode(Encoding::Msgpack, &serde_json::json!({"id": 1, "op": "a"}));
+        let mut msg = a.to_vec();
+        msg.push(0xc1); // never used in MessagePack
+        let mut it = frames(Encoding::Msgpack, &msg);
+        assert_eq!(it.next(), Some(Ok(&a[..])));
+        assert!(matches!(it.next(), Some(Err(DecodeError::Malformed(_)))));
+        assert_eq!(it.next(), None);
+        assert_eq!(frames(Encoding::Json, b"  \n ").next(), None);
     }
 
     #[test]

@@ -17,7 +17,9 @@ mod payload;
 pub mod server;
 
 pub use codes::{CloseCode, ErrorCode};
-pub use encoding::{DecodeError, Encoding, FrameWriter, decode, encode, split_frames};
+pub use encoding::{
+    DecodeError, Encoding, FrameWriter, Frames, decode, encode, frames, split_frames,
+};
 pub use payload::{BinaryField, DataField, Payload, PayloadError};
 
 /// The protocol version this crate speaks. A server closes a client that asks for another one

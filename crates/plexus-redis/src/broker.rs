@@ -168,6 +168,10 @@ struct State {
     pubsub_healthy: AtomicBool,
     health_detail: Mutex<String>,
     reconnects: AtomicU64,
+    /// Barriers waiting for their marker to come back through pub/sub (`settle`), bounded by
+    /// the callers (one per shutdown).
+    barriers: Mutex<HashMap<u64, oneshot::Sender<()>>>,
+    next_barrier: AtomicU64,
 }
 
 /// Publications, history, control and routing over Redis.
@@ -199,6 +203,8 @@ impl RedisBroker {
                 pubsub_healthy: AtomicBool::new(false),
                 health_detail: Mutex::new("starting".into()),
                 reconnects: AtomicU64::new(0),
+                barriers: Mutex::new(HashMap::new()),
+                next_barrier: AtomicU64::new(1),
             }),
         }
     }
@@ -340,6 +346,35 @@ impl Broker for RedisBroker {
         self.shared
             .run(conn.del::<_, ()>(self.shared.keys.stream(channel)))
             .await
+    }
+
+    /// Redis sends a subscriber the messages of every channel in the order it ran the PUBLISH
+    /// commands, so once a marker published now comes back on this node's barrier channel,
+    /// every publication and control message accepted before it has been delivered.
+    async fn settle(&self) -> Result<(), EngineError> {
+        let Some(node) = self.state.node.get() else {
+            return Ok(());
+        };
+        let token = self.state.next_barrier.fetch_add(1, Ordering::Relaxed);
+        let (done, arrived) = oneshot::channel();
+        self.state.barriers.lock().unwrap().insert(token, done);
+        let mut conn = self.shared.conn();
+        let barrier = self.shared.keys.barrier(&node.to_string());
+        let sent = self
+            .shared
+            .run(conn.publish::<_, _, ()>(barrier, token.to_string()))
+            .await;
+        let result = match sent {
+            Ok(()) => tokio::time::timeout(self.shared.config.command_timeout, arrived)
+                .await
+                .map_err(|_| EngineError::Unavailable("the barrier did not come back".into()))
+                .and_then(|r| {
+                    r.map_err(|_| EngineError::Unavailable("pub/sub reconnected".into()))
+                }),
+            Err(e) => Err(e),
+        };
+        self.state.barriers.lock().unwrap().remove(&token);
+        result
     }
 
     async fn control(&self, control: Control) -> Result<(), EngineError> {
@@ -509,6 +544,14 @@ async fn serve_pubsub(
     sink.subscribe(keys.control())
         .await
         .map_err(|e| e.to_string())?;
+    let barrier = state
+        .node
+        .get()
+        .map(|node| keys.barrier(&node.to_string()))
+        .unwrap_or_default();
+    if !barrier.is_empty() {
+        sink.subscribe(&barrier).await.map_err(|e| e.to_string())?;
+    }
     let channels: Vec<String> = state.channels.lock().unwrap().keys().cloned().collect();
     for batch in channels.chunks(SUBSCRIBE_BATCH) {
         let names: Vec<String> = batch.iter().map(|c| keys.pubsub(c)).collect();
@@ -533,7 +576,12 @@ async fn serve_pubsub(
                 let Some(message) = message else { return Err("pub/sub connection closed".into()) };
                 let name = message.get_channel_name();
                 let payload = message.get_payload_bytes();
-                if name == control {
+                if name == barrier {
+                    let token = std::str::from_utf8(payload).ok().and_then(|t| t.parse::<u64>().ok());
+                    if let Some(done) = token.and_then(|t| state.barriers.lock().unwrap().remove(&t)) {
+                        let _ = done.send(());
+                    }
+                } else if name == control {
                     match decode_control(payload) {
                         Some(control) => if let Some(h) = state.handler.get() { h.control(control) },
                         None => tracing::warn!("undecodable control message"),

@@ -134,6 +134,10 @@ impl Keys {
     pub(crate) fn control(&self) -> String {
         format!("{}:control", self.p)
     }
+    /// A node's own pub/sub channel for barriers (`Broker::settle`).
+    pub(crate) fn barrier(&self, node: &str) -> String {
+        format!("{}:barrier:{node}", self.p)
+    }
     pub(crate) fn node(&self, id: &str) -> String {
         format!("{}:node:{id}", self.p)
     }

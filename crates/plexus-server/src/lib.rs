@@ -17,6 +17,7 @@
 pub mod api;
 pub mod backend;
 pub mod config;
+mod conn;
 mod demo;
 pub mod jwt;
 mod metrics;
@@ -390,7 +391,7 @@ impl RunningServer {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        self.state.node.shutdown();
+        self.state.node.shutdown().await;
         let timeout = self.state.node.limits().shutdown_timeout;
         let drained = tokio::time::timeout(timeout, self.state.sessions.wait_idle())
             .await

@@ -196,7 +196,9 @@ pub(crate) async fn native_upgrade(
         };
         let format = state.formats.native(encoding);
         match Session::open(&node, format, upgrade, identity) {
-            Ok(session) => crate::native::run(ws, session, encoding).await,
+            Ok(session) => {
+                crate::conn::run(ws, session, crate::native::Native::new(encoding)).await
+            }
             Err(e) => {
                 close(
                     &mut ws,
@@ -211,7 +213,7 @@ pub(crate) async fn native_upgrade(
 }
 
 /// How long a closing connection waits for the client to acknowledge the close frame.
-const CLOSE_LINGER: std::time::Duration = std::time::Duration::from_secs(2);
+pub(crate) const CLOSE_LINGER: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Sends a close frame and waits (bounded) for the client's, so the close is clean.
 pub(crate) async fn close(ws: &mut WsStream, code: CloseCode, reason: &str) {

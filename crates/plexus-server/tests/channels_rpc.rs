@@ -154,6 +154,91 @@ both_encodings!(
     }
 );
 
+both_encodings!(
+    refusals_wait_for_the_replies_before_them,
+    |enc| async move {
+        let server = start(rpc_server()).await;
+        let mut c = TestClient::connect(&server.ws_url(), enc).await;
+        // A running ordered call, then an unknown op, an unknown method and an invalid channel:
+        // the refusals come after the call's reply, in the order sent (§3.8).
+        c.send_batch(&[
+            serde_json::json!({"id": 1, "op": "call", "params": {"method": "slow", "data": 1}}),
+            serde_json::json!({"id": 2, "op": "teleport"}),
+            serde_json::json!({"id": 3, "op": "call", "params": {"method": "nope"}}),
+            serde_json::json!({"id": 4, "op": "subscribe", "params": {"channel": ""}}),
+        ])
+        .await;
+        assert_eq!(c.reply_order(4).await, vec![1, 2, 3, 4]);
+    }
+);
+
+both_encodings!(
+    a_broken_frame_ends_a_batch_after_the_frames_before_it,
+    |enc| async move {
+        let server = start(rpc_server()).await;
+        let mut watcher = TestClient::connect(&server.ws_url(), enc).await;
+        let _: SubscribeResult = watcher.request(sub("batch")).await.unwrap();
+        let mut c = TestClient::connect(&server.ws_url(), enc).await;
+        let good = plexus_protocol::client::encode_request(
+            enc,
+            &plexus_protocol::client::Request {
+                id: Some(1),
+                op: publish("batch", &json(serde_json::json!("kept"))),
+            },
+        );
+        let mut message = good.to_vec();
+        match enc {
+            plexus_protocol::Encoding::Json => message.extend_from_slice(b"\n{\"id\":2,"),
+            // 0xc1 is never used in MessagePack.
+            plexus_protocol::Encoding::Msgpack => message.push(0xc1),
+        }
+        c.send_bytes(message).await;
+        let published: PublishResult = c.reply(1).await.unwrap();
+        assert_eq!(published.offset, 1);
+        assert_eq!(c.closed().await.0, CloseCode::BAD_FRAME.0);
+        let Push::Pub(p) = watcher.next_push().await else {
+            panic!("expected the publication")
+        };
+        assert_eq!(p.data.unwrap().0.get(), "\"kept\"");
+    }
+);
+
+#[tokio::test]
+async fn message_kinds_per_encoding() {
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let server = start(dev()).await;
+    // A JSON connection reads a binary message as JSON text.
+    let mut c = TestClient::connect(&server.ws_url(), plexus_protocol::Encoding::Json).await;
+    c.ws.send(Message::binary(
+        br#"{"id":1,"op":"call","params":{"method":"echo","data":7}}"#.to_vec(),
+    ))
+    .await
+    .unwrap();
+    let r: CallResult = c.reply(1).await.unwrap();
+    assert_eq!(r.data.unwrap().0.get(), "7");
+    // A MessagePack connection closes on a text message.
+    let mut c = TestClient::connect(&server.ws_url(), plexus_protocol::Encoding::Msgpack).await;
+    c.ws.send(Message::text("\u{07de}")).await.unwrap();
+    assert_eq!(c.closed().await.0, CloseCode::BAD_FRAME.0);
+}
+
+both_encodings!(params_must_be_a_map, |enc| async move {
+    let server = start(dev()).await;
+    let mut c = TestClient::connect(&server.ws_url(), enc).await;
+    c.send_batch(&[serde_json::json!({"id": 1, "op": "subscribe", "params": ["chan"]})])
+        .await;
+    assert_eq!(
+        c.reply::<Empty>(1).await.unwrap_err().code,
+        ErrorCode::BAD_REQUEST
+    );
+    assert!(
+        !server
+            .node()
+            .is_subscribed(c.hello.conn.parse().unwrap(), "chan")
+    );
+});
+
 fn rpc_server() -> plexus_server::ServerBuilder {
     dev()
         .command("fail", |_ctx: CommandContext| async move {

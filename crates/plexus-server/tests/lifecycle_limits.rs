@@ -392,14 +392,22 @@ both_encodings!(
     }
 );
 
-both_encodings!(pending_requests_are_bounded, |enc| async move {
-    let mut builder = dev().command_with(
+fn slow_server() -> plexus_server::ServerBuilder {
+    dev().command_with(
         "slow",
         Command::new(|_ctx: CommandContext| async move {
             tokio::time::sleep(Duration::from_millis(300)).await;
             Ok(Payload::null())
         }),
-    );
+    )
+}
+
+fn call_frame(id: u64, method: &str) -> serde_json::Value {
+    serde_json::json!({"id": id, "op": "call", "params": {"method": method}})
+}
+
+both_encodings!(pending_requests_are_bounded, |enc| async move {
+    let mut builder = slow_server();
     builder.limits_mut().max_pending_requests = 3;
     let server = start(builder).await;
     let mut c = TestClient::connect(&server.ws_url(), enc).await;
@@ -408,15 +416,139 @@ both_encodings!(pending_requests_are_bounded, |enc| async move {
         .await;
     let queued: Vec<u64> = vec![c.send(echo()).await, c.send(echo()).await];
     let refused = c.send(echo()).await;
-    assert_eq!(
-        c.reply::<CallResult>(refused).await.unwrap_err().code,
-        ErrorCode::TOO_MANY_PENDING
-    );
     let _: CallResult = c.reply(slow).await.unwrap();
     for id in queued {
         let _: CallResult = c.reply(id).await.unwrap();
     }
+    assert_eq!(
+        c.reply::<CallResult>(refused).await.unwrap_err().code,
+        ErrorCode::TOO_MANY_PENDING
+    );
 });
+
+both_encodings!(pending_limit_refusals_come_in_order, |enc| async move {
+    let mut builder = slow_server();
+    builder.limits_mut().max_pending_requests = 4;
+    let server = start(builder).await;
+    let mut c = TestClient::connect(&server.ws_url(), enc).await;
+    // Every reply in the order sent: 1–4 accepted, 5–8 refused with 116 in their turn.
+    let batch = |first: u64| -> Vec<serde_json::Value> {
+        (first..first + 8)
+            .map(|id| call_frame(id, if id == first { "slow" } else { "echo" }))
+            .collect()
+    };
+    c.send_batch(&batch(1)).await;
+    assert_eq!(
+        outcomes(&mut c, 8).await.0,
+        (1..=8).map(|id| (id, id > 4)).collect::<Vec<_>>()
+    );
+    // Refusals piling up beyond `max_pending_requests` behind a running call: the client
+    // ignores the limit. What was accepted or refused is answered, then 4006.
+    let mut frames = batch(9);
+    frames.extend((17..=30).map(|id| call_frame(id, "echo")));
+    c.send_batch(&frames).await;
+    let (replies, close) = outcomes(&mut c, usize::MAX).await;
+    assert_eq!(
+        replies,
+        (9..=16).map(|id| (id, id > 12)).collect::<Vec<_>>()
+    );
+    assert_eq!(close, Some(CloseCode::FLOOD.0));
+});
+
+/// The next `n` replies (id, refused) in order, or those before the close and its code.
+async fn outcomes(c: &mut TestClient, n: usize) -> (Vec<(u64, bool)>, Option<u16>) {
+    let mut order = Vec::new();
+    while order.len() < n {
+        match c.next_frame().await {
+            Frame::Reply { id, bytes } => {
+                let refused = plexus_protocol::server::decode_reply::<CallResult>(c.enc, &bytes)
+                    .unwrap()
+                    .is_err();
+                order.push((id, refused));
+            }
+            Frame::Closed { code, .. } => return (order, Some(code)),
+            Frame::Push(_) => {}
+        }
+    }
+    (order, None)
+}
+
+both_encodings!(
+    a_flood_close_answers_every_accepted_request_first,
+    |enc| async move {
+        let mut builder = slow_server();
+        builder.limits_mut().requests_per_second = 1;
+        builder.limits_mut().requests_burst = 3;
+        let server = start(builder).await;
+        let mut c = TestClient::connect(&server.ws_url(), enc).await;
+        // 3 accepted (a slow call first), then refused until 3 refusals in a row close with
+        // 4006: the accepted ones are answered before the close, the refusals in order.
+        let frames: Vec<_> = (1..=8)
+            .map(|id| call_frame(id, if id == 1 { "slow" } else { "echo" }))
+            .collect();
+        c.send_batch(&frames).await;
+        let mut replies = Vec::new();
+        let close = loop {
+            match c.next_frame().await {
+                Frame::Reply { id, bytes } => {
+                    let code = plexus_protocol::server::decode_reply::<CallResult>(enc, &bytes)
+                        .unwrap()
+                        .err()
+                        .map(|e| e.code.0);
+                    replies.push((id, code));
+                }
+                Frame::Closed { code, .. } => break code,
+                Frame::Push(_) => {}
+            }
+        };
+        assert_eq!(close, CloseCode::FLOOD.0);
+        assert_eq!(
+            replies,
+            vec![
+                (1, None),
+                (2, None),
+                (3, None),
+                (4, Some(ErrorCode::TOO_MANY_REQUESTS.0)),
+                (5, Some(ErrorCode::TOO_MANY_REQUESTS.0)),
+                (6, Some(ErrorCode::TOO_MANY_REQUESTS.0)),
+            ]
+        );
+    }
+);
+
+#[tokio::test]
+async fn a_client_close_is_answered_with_a_close_frame() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCode;
+    let server = start(dev()).await;
+    let mut ws = connect_raw(&server.ws_url(), &["plexus.v1.json"]).await;
+    let _hello = ws.next().await;
+    ws.send(Message::Close(Some(CloseFrame {
+        code: WsCode::Normal,
+        reason: "bye".into(),
+    })))
+    .await
+    .unwrap();
+    let answer = tokio::time::timeout(WAIT, async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Close(frame))) => return Ok(frame.map(|f| u16::from(f.code))),
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => return Err(e.to_string()),
+                None => return Err("the server dropped the connection".into()),
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        answer,
+        Ok(Some(1000)),
+        "RFC 6455 §5.5.1: the close is echoed"
+    );
+}
 
 both_encodings!(shutdown_drains_and_closes_with_4000, |enc| async move {
     let server = start(dev()).await;

@@ -266,7 +266,7 @@ both_encodings!(
     recovery_refuses_with_a_reason_and_nothing_partial,
     |enc| async move {
         let mut builder = server(10, JoinLeave::Off);
-        builder.limits_mut().recovery_max_publications = 5;
+        builder.limits_mut().recovery_max_publications = 12;
         let server = start(builder).await;
         let mut c = TestClient::connect(&server.ws_url(), enc).await;
         let pos: SubscribeResult = c.request(sub("h:x")).await.unwrap();
@@ -280,8 +280,10 @@ both_encodings!(
             .unwrap();
         publish_n(&server, "h:x", 20).await;
         let cases = [
-            (1, pos.epoch.clone(), "history_trimmed"),
-            (12, pos.epoch.clone(), "too_many"),
+            // 12 missed (the limit), but 9 and 10 are no longer kept (history 10).
+            (8, pos.epoch.clone(), "history_trimmed"),
+            // 19 missed and trimmed: the first applicable reason is `too_many` (§4.6).
+            (1, pos.epoch.clone(), "too_many"),
             (5, "another-epoch".to_owned(), "epoch_changed"),
             (99, pos.epoch.clone(), "invalid_position"),
         ];
@@ -1134,4 +1136,38 @@ async fn publishing_to_a_namespace_without_access_is_refused_even_with_history()
         .await
         .unwrap_err();
     assert_eq!(e.code, ErrorCode::PERMISSION_DENIED);
+}
+
+#[tokio::test]
+async fn a_connected_users_inbox_outlives_the_mailbox_lifetime() {
+    let mut builder = mail_server();
+    builder.limits_mut().mailbox_lifetime = Duration::from_millis(300);
+    let server = start(builder).await;
+    let node = server.node().clone();
+    let mut c = TestClient::connect(&server.ws_url(), Encoding::Json).await;
+    let _: plexus_protocol::server::ConnectResult = c.request(connect_sync(true)).await.unwrap();
+    // Connected for three lifetimes without acknowledging anything: still registered.
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    let sent = node
+        .send_durable("u", json(serde_json::json!("still here")), None)
+        .await
+        .unwrap();
+    assert!(sent.registered, "a connected user's inbox never expires");
+    let Push::Mail(m) = c.next_push().await else {
+        panic!("expected the mail")
+    };
+    assert_eq!(m.seq, sent.seq.unwrap());
+    // After the last connection, the lifetime runs out and the inbox with it.
+    drop(c);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if !node.is_registered("u").await.unwrap() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the inbox expires after the last connection"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

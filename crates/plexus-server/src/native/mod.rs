@@ -1,7 +1,8 @@
-//! The native protocol v1 dialect (`docs/protocol.md`): its wire formats and its session loop.
+//! The native protocol v1 dialect (`docs/protocol.md`): its wire formats and its requests on the
+//! shared connection loop.
 
 mod format;
 mod session;
 
 pub use format::NativeFormat;
-pub(crate) use session::run;
+pub(crate) use session::Native;

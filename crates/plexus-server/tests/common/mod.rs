@@ -171,6 +171,30 @@ impl TestClient {
         self.ws.send(message).await.expect("send");
     }
 
+    /// Sends `frames` (any values, encoded as they are) in one message.
+    pub async fn send_batch(&mut self, frames: &[serde_json::Value]) {
+        let mut writer = plexus_protocol::FrameWriter::new(self.enc);
+        for frame in frames {
+            writer.push(&plexus_protocol::encode(self.enc, frame));
+        }
+        self.send_bytes(writer.take().to_vec()).await;
+    }
+
+    /// The ids of the next `n` replies, in the order they came (pushes are skipped).
+    pub async fn reply_order(&mut self, n: usize) -> Vec<u64> {
+        let mut ids = Vec::new();
+        while ids.len() < n {
+            match self.next_frame().await {
+                Frame::Reply { id, .. } => ids.push(id),
+                Frame::Push(_) => {}
+                Frame::Closed { code, reason } => {
+                    panic!("closed ({code} {reason}) after replies {ids:?}")
+                }
+            }
+        }
+        ids
+    }
+
     /// Sends a request and returns its id.
     pub async fn send(&mut self, op: Op) -> u64 {
         let id = self.next_id;

@@ -1,0 +1,381 @@
+//! The connection loop that every dialect over WebSocket shares (`docs/ARCHITECTURE.md`,
+//! "Dialects and transports").
+//!
+//! One task per connection reads messages, hands them to the dialect to decode, runs the
+//! requests through one [`Pipeline`] and writes the outbox in batches. Written once here, for
+//! every dialect: the auth deadline, the request rate limit and the pending-request bound, the
+//! order of replies, the drain before a close the connection asked for, the write timeout, the
+//! close handshake. A dialect only decodes its messages, executes its requests on the
+//! [`Session`] and says how queued frames become WebSocket messages.
+
+use crate::ws::WsStream;
+use bytes::Bytes;
+use futures_util::stream::FuturesUnordered;
+use futures_util::{SinkExt, StreamExt};
+use plexus_core::stats::NodeStats;
+use plexus_core::{CloseCode, Connection, Error, ErrorCode, Session};
+use std::collections::VecDeque;
+use std::pin::Pin;
+use tokio_websockets::Message;
+
+/// Bytes of queued frames taken from the outbox per write.
+pub(crate) const BATCH_BYTES_MAX: usize = 64 * 1024;
+
+/// A close the connection asked for: its code and reason.
+pub(crate) type Close = (CloseCode, String);
+
+/// What a call that ran in the background leaves: its reply frame (none for a notification
+/// that succeeded) and the close its error asks for.
+pub(crate) struct Replied {
+    pub frame: Option<Bytes>,
+    pub close: Option<Close>,
+}
+
+pub(crate) type ReplyFuture = Pin<Box<dyn Future<Output = Replied> + Send>>;
+
+/// How a request went.
+pub(crate) enum Step {
+    /// Answered: its reply (if any) is queued; `Some` when the answer asks to close.
+    Done(Option<Close>),
+    /// An ordered call still running: later requests wait for its reply.
+    Running(ReplyFuture),
+    /// A call of a concurrent command: later requests do not wait for it.
+    Concurrent(ReplyFuture),
+}
+
+/// One item of a decoded message.
+pub(crate) enum Incoming<R> {
+    Request(R),
+    /// A heartbeat answer: never refused, never queued, never answered.
+    Pong,
+    /// A request that could not be decoded but is answered (with this frame, if any) in its
+    /// turn.
+    Rejected(Option<Bytes>),
+    /// Bytes that break the protocol: what came before is handled, then the connection closes.
+    Broken(Close),
+}
+
+/// A wire dialect over a message transport.
+pub(crate) trait Dialect: Send + 'static {
+    type Request: Send;
+
+    /// Runs once before the first message is read (the native hello, a Socket.IO handshake).
+    fn open(&mut self, session: &mut Session) -> impl Future<Output = ()> + Send;
+
+    /// Decodes one transport message into `out`, in order.
+    fn decode(&mut self, message: &Message, out: &mut Vec<Incoming<Self::Request>>);
+
+    /// Whether `request` may run alongside later requests.
+    fn is_concurrent(&self, session: &Session, request: &Self::Request) -> bool;
+
+    /// The frame that refuses `request` with `error`, if the dialect answers it.
+    fn refusal(&self, request: &Self::Request, error: &Error) -> Option<Bytes>;
+
+    /// Executes a request in its turn. A reply it gives at once, it queues itself
+    /// (`Connection::send_frame`), so that what must follow a reply (released publications,
+    /// a mailbox backlog) follows it.
+    fn execute(
+        &mut self,
+        session: &mut Session,
+        request: Self::Request,
+    ) -> impl Future<Output = Step> + Send;
+
+    /// Turns queued frames into WebSocket messages (joining them where the dialect batches).
+    fn write(&mut self, frame: Bytes, out: &mut Vec<Message>);
+
+    /// Ends a write: whatever `write` kept back goes into `out`.
+    fn flush(&mut self, out: &mut Vec<Message>);
+}
+
+enum Slot<R> {
+    Run(R),
+    /// The reply to a refused request, waiting for the replies before it.
+    Answer(Option<Bytes>),
+}
+
+/// A connection's requests in flight, answered in the order they came (except concurrent
+/// calls), bounded by `max_pending_requests`.
+pub(crate) struct Pipeline<R> {
+    queued: VecDeque<Slot<R>>,
+    /// `Slot::Run` entries in `queued`.
+    queued_runs: usize,
+    current: Option<ReplyFuture>,
+    concurrent: FuturesUnordered<ReplyFuture>,
+    /// Set once the connection must close: no message is read anymore, the accepted requests
+    /// are answered, then it closes.
+    closing: Option<Close>,
+}
+
+impl<R> Pipeline<R> {
+    fn new() -> Pipeline<R> {
+        Pipeline {
+            queued: VecDeque::new(),
+            queued_runs: 0,
+            current: None,
+            concurrent: FuturesUnordered::new(),
+            closing: None,
+        }
+    }
+
+    /// Whether a reply given now would overtake an earlier request's.
+    fn busy(&self) -> bool {
+        self.current.is_some() || !self.queued.is_empty()
+    }
+
+    /// Accepted requests without a reply yet (the count `max_pending_requests` bounds).
+    fn pending(&self) -> usize {
+        self.queued_runs + usize::from(self.current.is_some()) + self.concurrent.len()
+    }
+
+    fn begin_close(&mut self, close: Close) {
+        self.closing.get_or_insert(close);
+    }
+
+    /// Queues `frame` as the reply to a request refused now, behind earlier replies.
+    fn answer(&mut self, conn: &Connection, frame: Option<Bytes>, max: usize) {
+        if !self.busy() {
+            if let Some(frame) = frame {
+                conn.send_frame(frame);
+            }
+            return;
+        }
+        if self.queued.len() - self.queued_runs >= max {
+            // Refusals pile up behind a slow call: the client ignores the limits.
+            self.begin_close((
+                CloseCode::FLOOD,
+                "too many refused requests waiting behind a running one".into(),
+            ));
+            return;
+        }
+        self.queued.push_back(Slot::Answer(frame));
+    }
+}
+
+/// Runs a connection of dialect `D` until it closes.
+pub(crate) async fn run<D: Dialect>(mut ws: WsStream, mut session: Session, mut dialect: D) {
+    dialect.open(&mut session).await;
+    let mut pipe: Pipeline<D::Request> = Pipeline::new();
+    let mut incoming = Vec::new();
+    let mut batch = Vec::new();
+    let mut messages = Vec::new();
+    let conn = session.connection().clone();
+    let node = session.node().clone();
+    let limits = node.limits();
+    loop {
+        if let Some((code, reason)) = &pipe.closing
+            && pipe.pending() == 0
+            && pipe.queued.is_empty()
+        {
+            conn.close(*code, reason.clone());
+        }
+        // A client that stops reading blocks the write; past the write timeout it is dropped
+        // (its queue is bounded meanwhile, so it never grows the server's memory).
+        let written = tokio::time::timeout(
+            limits.write_timeout,
+            write_queued(
+                &mut ws,
+                &conn,
+                &mut dialect,
+                &mut batch,
+                &mut messages,
+                node.stats(),
+            ),
+        )
+        .await;
+        match written {
+            Err(_) => {
+                tracing::debug!(conn = %conn.id, "write timed out: dropping the connection");
+                break;
+            }
+            Ok(Some(close)) => {
+                if let Ok(close) = close {
+                    crate::ws::close(&mut ws, close.code, &close.reason).await;
+                }
+                break;
+            }
+            Ok(None) => {}
+        }
+        let auth_deadline = session.auth_deadline();
+        tokio::select! {
+            message = ws.next(), if pipe.closing.is_none() => match message {
+                Some(Ok(message)) => {
+                    if message.is_close() {
+                        // Answer the close frame (RFC 6455 §5.5.1): the framing layer queued
+                        // the echo; flushing sends it.
+                        let _ = tokio::time::timeout(crate::ws::CLOSE_LINGER, ws.flush()).await;
+                        break;
+                    }
+                    if message.is_text() || message.is_binary() {
+                        let stats = node.stats();
+                        NodeStats::add(&stats.messages_in, 1);
+                        NodeStats::add(&stats.bytes_in, message.as_payload().len() as u64);
+                        dialect.decode(&message, &mut incoming);
+                        for item in incoming.drain(..) {
+                            if pipe.closing.is_some() {
+                                break;
+                            }
+                            on_incoming(&mut pipe, &mut session, &mut dialect, item).await;
+                        }
+                        incoming.clear();
+                    }
+                }
+                // A transport or protocol error (the framing layer already answered protocol
+                // errors and oversized messages with their close codes).
+                Some(Err(e)) => {
+                    tracing::debug!(conn = %conn.id, error = %e, "websocket error");
+                    let _ = ws.flush().await;
+                    break;
+                }
+                None => break,
+            },
+            _ = conn.outbox().ready() => {}
+            replied = async { pipe.current.as_mut().expect("guarded").await }, if pipe.current.is_some() => {
+                pipe.current = None;
+                deliver(&mut pipe, &conn, replied);
+                run_queued(&mut pipe, &mut session, &mut dialect).await;
+            }
+            Some(replied) = pipe.concurrent.next(), if !pipe.concurrent.is_empty() => {
+                deliver(&mut pipe, &conn, replied);
+            }
+            _ = sleep_until(auth_deadline), if auth_deadline.is_some() && pipe.closing.is_none() => {
+                pipe.begin_close((CloseCode::AUTH_TIMEOUT, "authentication timed out".into()));
+            }
+        }
+    }
+    session.close().await;
+}
+
+fn deliver<R>(pipe: &mut Pipeline<R>, conn: &Connection, replied: Replied) {
+    if let Some(frame) = replied.frame {
+        conn.send_frame(frame);
+    }
+    if let Some(close) = replied.close {
+        pipe.begin_close(close);
+    }
+}
+
+async fn on_incoming<D: Dialect>(
+    pipe: &mut Pipeline<D::Request>,
+    session: &mut Session,
+    dialect: &mut D,
+    item: Incoming<D::Request>,
+) {
+    let max_pending = session.node().limits().max_pending_requests;
+    match item {
+        Incoming::Pong => {
+            session.pong();
+        }
+        Incoming::Broken(close) => pipe.begin_close(close),
+        Incoming::Rejected(frame) => pipe.answer(session.connection(), frame, max_pending),
+        Incoming::Request(request) => {
+            // The rate limit first: a refused request costs no pending slot.
+            if let Err(e) = session.admit_request() {
+                let frame = dialect.refusal(&request, &e);
+                pipe.answer(session.connection(), frame, max_pending);
+                if let Some(code) = e.close {
+                    pipe.begin_close((code, e.message));
+                }
+                return;
+            }
+            if pipe.pending() >= max_pending {
+                let e = Error::new(
+                    ErrorCode::TOO_MANY_PENDING,
+                    "too many requests waiting for an answer",
+                );
+                let frame = dialect.refusal(&request, &e);
+                pipe.answer(session.connection(), frame, max_pending);
+                return;
+            }
+            if pipe.busy() && !dialect.is_concurrent(session, &request) {
+                pipe.queued.push_back(Slot::Run(request));
+                pipe.queued_runs += 1;
+                return;
+            }
+            execute(pipe, session, dialect, request).await;
+        }
+    }
+}
+
+async fn execute<D: Dialect>(
+    pipe: &mut Pipeline<D::Request>,
+    session: &mut Session,
+    dialect: &mut D,
+    request: D::Request,
+) {
+    match dialect.execute(session, request).await {
+        Step::Done(close) => {
+            if let Some(close) = close {
+                pipe.begin_close(close);
+            }
+        }
+        Step::Running(future) => pipe.current = Some(future),
+        Step::Concurrent(future) => pipe.concurrent.push(future),
+    }
+}
+
+/// Runs queued requests (and sends queued refusals) until one is an ordered call still running.
+async fn run_queued<D: Dialect>(
+    pipe: &mut Pipeline<D::Request>,
+    session: &mut Session,
+    dialect: &mut D,
+) {
+    while pipe.current.is_none() {
+        match pipe.queued.pop_front() {
+            None => return,
+            Some(Slot::Answer(frame)) => {
+                if let Some(frame) = frame {
+                    session.connection().send_frame(frame);
+                }
+            }
+            Some(Slot::Run(request)) => {
+                pipe.queued_runs -= 1;
+                execute(pipe, session, dialect, request).await;
+            }
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<std::time::Instant>) {
+    if let Some(deadline) = deadline {
+        tokio::time::sleep_until(deadline.into()).await;
+    }
+}
+
+/// Writes everything queued as few messages as the dialect allows. `Some(Ok(close))` when
+/// the connection must now be closed with that request, `Some(Err(()))` when the socket
+/// failed.
+async fn write_queued<D: Dialect>(
+    ws: &mut WsStream,
+    conn: &Connection,
+    dialect: &mut D,
+    batch: &mut Vec<Bytes>,
+    messages: &mut Vec<Message>,
+    stats: &NodeStats,
+) -> Option<Result<plexus_core::outbox::CloseRequest, ()>> {
+    let outbox = conn.outbox();
+    loop {
+        batch.clear();
+        let close = outbox.drain(batch, BATCH_BYTES_MAX);
+        if batch.is_empty() {
+            return close.map(Ok);
+        }
+        for frame in batch.drain(..) {
+            dialect.write(frame, messages);
+        }
+        dialect.flush(messages);
+        let wrote = !messages.is_empty();
+        for message in messages.drain(..) {
+            NodeStats::add(&stats.messages_out, 1);
+            NodeStats::add(&stats.bytes_out, message.as_payload().len() as u64);
+            if ws.feed(message).await.is_err() {
+                return Some(Err(()));
+            }
+        }
+        if wrote && ws.flush().await.is_err() {
+            return Some(Err(()));
+        }
+        if close.is_some() {
+            return close.map(Ok);
+        }
+    }
+}
