@@ -294,6 +294,7 @@ const NOT_SETTINGS: &[&str] = &[
     "PLEXUS_LOG",
     "PLEXUS_URL",
     "PLEXUS_TOKEN",
+    "PLEXUS_CREDENTIALS",
     "PLEXUS_CONFIG",
     "PLEXUS_TEST_ENGINE",
 ];
@@ -1949,6 +1950,23 @@ mod tests {
         assert_eq!(path("BACKEND_RPC_URL").as_deref(), Some("backend.rpc_url"));
         assert_eq!(path("NAMESPACES").as_deref(), Some("namespaces"));
         assert_eq!(path("SERVER_NOPE"), None);
+    }
+
+    #[test]
+    fn the_client_commands_variables_are_not_settings() {
+        let env = [
+            "PLEXUS_URL",
+            "PLEXUS_TOKEN",
+            "PLEXUS_CREDENTIALS",
+            "PLEXUS_LOG",
+        ]
+        .map(|name| (name.to_owned(), "{}".to_owned()))
+        .to_vec();
+        let loaded = load(&Sources {
+            env,
+            ..Sources::default()
+        });
+        assert!(loaded.is_ok(), "{}", loaded.err().unwrap());
     }
 
     #[test]
