@@ -3,68 +3,21 @@
 //! `sub --token`, publish with an HTTP POST to `/api/publish`; the subscriber prints it. Also
 //! the configuration's precedence and error reports as the binary shows them.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output, Stdio};
 
 mod common;
 
-use common::{free_port, plexus};
+use common::{Running, free_port, http, plexus, tempdir, wait_for, wait_healthy};
 
-const WAIT: Duration = Duration::from_secs(20);
 const SECRET: &str = "my-own-secret-that-is-long-enough-0123456789";
 
 fn run(command: &mut Command) -> Output {
     command.output().expect("plexus runs")
 }
 
-/// One HTTP/1.1 request over a plain socket; the status and the body.
-fn http(
-    port: u16,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &str,
-) -> Option<(u16, String)> {
-    use std::io::Write;
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(WAIT)).ok()?;
-    let mut request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (name, value) in headers {
-        request.push_str(&format!("{name}: {value}\r\n"));
-    }
-    request.push_str("\r\n");
-    request.push_str(body);
-    stream.write_all(request.as_bytes()).ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    let status = response.split(' ').nth(1)?.parse().ok()?;
-    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())?;
-    Some((status, body))
-}
-
-fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
-    let deadline = Instant::now() + WAIT;
-    while !ready() {
-        assert!(Instant::now() < deadline, "waited too long for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn serve(dir: &Path, args: &[&str], env: &[(&str, &str)], port: u16) -> Server {
+fn serve(dir: &Path, args: &[&str], env: &[(&str, &str)], port: u16) -> Running {
     let mut command = plexus();
     command
         .current_dir(dir)
@@ -75,14 +28,12 @@ fn serve(dir: &Path, args: &[&str], env: &[(&str, &str)], port: u16) -> Server {
     for (k, v) in env {
         command.env(k, v);
     }
-    let server = Server(command.spawn().expect("plexus serve starts"));
-    wait_for("the server's /health", || {
-        http(port, "GET", "/health", &[], "").is_some_and(|(s, _)| s == 200)
-    });
+    let server = Running(command.spawn().expect("plexus serve starts"));
+    wait_healthy(port);
     server
 }
 
-fn terminate(mut server: Server) {
+fn terminate(mut server: Running) {
     let status = Command::new("kill")
         .args(["-TERM", &server.0.id().to_string()])
         .status()
@@ -94,7 +45,7 @@ fn terminate(mut server: Server) {
 
 #[test]
 fn a_new_user_walks_through_the_standalone_setup() {
-    let dir = tempdir();
+    let dir = tempdir("walkthrough");
     let port = free_port();
 
     // 1. plexus config init > plexus.toml, then edit a secret (and the port, for the test).
@@ -240,7 +191,7 @@ fn a_new_user_walks_through_the_standalone_setup() {
 
 #[test]
 fn flags_beat_the_environment_which_beats_the_file() {
-    let dir = tempdir();
+    let dir = tempdir("walkthrough");
     let (file_port, env_port, flag_port) = (free_port(), free_port(), free_port());
     std::fs::write(
         dir.join("plexus.toml"),
@@ -306,7 +257,7 @@ fn flags_beat_the_environment_which_beats_the_file() {
 
 #[test]
 fn configuration_problems_are_reported_with_their_location() {
-    let dir = tempdir();
+    let dir = tempdir("walkthrough");
     std::fs::write(
         dir.join("bad.toml"),
         "[server]\nlisen = \"x\"\n[client]\nmax_subscriptions = \"many\"\n",
@@ -338,20 +289,4 @@ fn configuration_problems_are_reported_with_their_location() {
     );
     assert!(err.contains("3 configuration problems"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-/// A fresh directory under the system's temporary directory (no tempfile dependency).
-fn tempdir() -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "plexus-walkthrough-{}-{}",
-        std::process::id(),
-        fastrand()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn fastrand() -> u64 {
-    use std::hash::{BuildHasher, RandomState};
-    RandomState::new().hash_one(Instant::now())
 }
