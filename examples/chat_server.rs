@@ -5,7 +5,14 @@
 //! `call say {"room": "lobby", "text": "hi"}`. Rooms are channels; nobody may publish to them
 //! directly, so every message goes through `say` and carries the sender's name.
 //!
-//! Run: `cargo run -p plexus-examples --example chat_server`.
+//! Run: `cargo run -p plexus-examples --example chat_server` listens on `127.0.0.1:8002`
+//! (WebSocket at `ws://127.0.0.1:8002/ws`); another address as the argument:
+//! `cargo run -p plexus-examples --example chat_server -- 127.0.0.1:9000`.
+//!
+//! Follow a room from a terminal with the CLI (it logs in with the same credentials):
+//! `cargo run -- sub --url ws://127.0.0.1:8002/ws --credentials '{"name":"ann"}' --channel room:lobby`.
+//! Writing takes `join` then `say` on one connection, so it needs a program (the Rust or
+//! TypeScript client), not one-shot CLI calls.
 
 use plexus_core::{
     Access, ChannelMatch, CommandContext, Error, ErrorCode, Identity, Namespace, Payload,
@@ -26,8 +33,15 @@ fn field(ctx: &CommandContext, name: &str) -> Result<String, Error> {
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
+    let arg = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:8002".into());
+    let Ok(listen) = arg.parse::<std::net::SocketAddr>() else {
+        eprintln!("{arg}: not an address; usage: chat_server [IP:PORT] (default 127.0.0.1:8002)");
+        std::process::exit(2);
+    };
     let server = Server::builder()
-        .listen("127.0.0.1:8002".parse().unwrap())
+        .listen(listen)
         .auth_hook(|req: plexus_core::AuthRequest| async move {
             let creds: Value = req.credentials.and_then(|c| c.to_value().ok()).unwrap_or_default();
             match creds["name"].as_str() {
