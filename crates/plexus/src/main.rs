@@ -83,6 +83,16 @@ enum ConfigCommand {
         #[arg(long)]
         env: bool,
     },
+    /// Print one setting as `serve` would use it (the file, then the `PLEXUS_…` environment):
+    /// `plexus config get api.key --config plexus.toml`. Strings are printed as they are,
+    /// anything else as JSON.
+    Get {
+        /// The setting's path, such as `api.key`, `server.listen` or `namespaces`.
+        key: String,
+        /// The configuration file; without one, the development defaults.
+        #[arg(long, short = 'c', env = "PLEXUS_CONFIG")]
+        config: Option<PathBuf>,
+    },
 }
 
 #[derive(Args)]
@@ -257,6 +267,23 @@ fn config_command(command: ConfigCommand) -> anyhow::Result<i32> {
                     Ok(1)
                 }
             }
+        }
+        ConfigCommand::Get { key, config } => {
+            let loaded = load(&Sources {
+                file: config.map(ConfigFile::read).transpose()?,
+                env: environment(),
+                flags: Vec::new(),
+            })?;
+            let all = serde_json::to_value(&loaded.config)?;
+            let value = key
+                .split('.')
+                .try_fold(&all, |value, part| value.get(part))
+                .with_context(|| format!("`{key}` is not a setting"))?;
+            match value {
+                Value::String(text) => println!("{text}"),
+                other => println!("{other}"),
+            }
+            Ok(0)
         }
     }
 }
