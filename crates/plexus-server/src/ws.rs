@@ -34,6 +34,10 @@ enum Negotiated {
     /// The client offered only Plexus tokens of other versions: accept with the first one and
     /// close with `unsupported_version`.
     Unsupported(String),
+    /// The client offered subprotocols, none of them a Plexus version: refused with 400. A
+    /// browser fails a handshake whose answer selects none of its offers anyway, without
+    /// saying why; the 400's body says it to the developer.
+    Unknown(Vec<String>),
 }
 
 fn negotiate(headers: &HeaderMap) -> Negotiated {
@@ -58,8 +62,24 @@ fn negotiate(headers: &HeaderMap) -> Negotiated {
     }
     match other_version {
         Some(token) => Negotiated::Unsupported(token),
-        None => Negotiated::V1(Encoding::Json, None),
+        None if offered.is_empty() => Negotiated::V1(Encoding::Json, None),
+        None => Negotiated::Unknown(offered),
     }
+}
+
+/// HTTP 400 for a client that offered only subprotocols this server does not speak.
+fn unknown_subprotocol(offered: &[String]) -> Response<Body> {
+    let supported = [Encoding::Json, Encoding::Msgpack].map(Encoding::subprotocol);
+    Response::builder()
+        .status(StatusCode::BAD_REQUEST)
+        .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
+        .body(Body::from(format!(
+            "unsupported WebSocket subprotocol {}: this endpoint speaks {} (or no subprotocol \
+             at all, for JSON)\n",
+            offered.join(", "),
+            supported.join(" or ")
+        )))
+        .expect("valid response")
 }
 
 fn bad_request(message: &'static str) -> Response<Body> {
@@ -135,6 +155,9 @@ pub(crate) async fn native_upgrade(
         return bad_request("missing Sec-WebSocket-Key");
     };
     let negotiated = negotiate(headers);
+    if let Negotiated::Unknown(offered) = &negotiated {
+        return unknown_subprotocol(offered);
+    }
     let upgrade = Arc::new(upgrade_request(&req, peer));
     let node = state.node.clone();
     let identity = match node.auth().upgrade.clone() {
@@ -159,6 +182,7 @@ pub(crate) async fn native_upgrade(
     let echoed = match &negotiated {
         Negotiated::V1(_, token) => token.map(HeaderValue::from_static),
         Negotiated::Unsupported(token) => HeaderValue::from_str(token).ok(),
+        Negotiated::Unknown(_) => None,
     };
     if let Some(token) = echoed {
         response = response.header(header::SEC_WEBSOCKET_PROTOCOL, token);
@@ -184,6 +208,7 @@ pub(crate) async fn native_upgrade(
             .serve(TokioIo::new(upgraded));
         let encoding = match negotiated {
             Negotiated::V1(encoding, _) => encoding,
+            Negotiated::Unknown(_) => return,
             Negotiated::Unsupported(token) => {
                 close(
                     &mut ws,
@@ -260,7 +285,18 @@ mod tests {
             negotiate(&HeaderMap::new()),
             Negotiated::V1(Encoding::Json, None)
         );
-        assert_eq!(offered("graphql-ws"), Negotiated::V1(Encoding::Json, None));
+        assert_eq!(
+            offered("graphql-ws"),
+            Negotiated::Unknown(vec!["graphql-ws".into()])
+        );
+        assert_eq!(
+            offered("graphql-ws, plexus.v1.cbor"),
+            Negotiated::Unknown(vec!["graphql-ws".into(), "plexus.v1.cbor".into()])
+        );
+        assert_eq!(
+            offered("graphql-ws, plexus.v1.json"),
+            Negotiated::V1(Encoding::Json, Some("plexus.v1.json"))
+        );
         assert_eq!(
             offered("plexus.v1.msgpack, plexus.v1.json"),
             Negotiated::V1(Encoding::Msgpack, Some("plexus.v1.msgpack"))
