@@ -17,6 +17,7 @@
 use crate::api::{ApiKey, ApiOptions, HttpEndpoints};
 use crate::backend::{Backend, BackendHooks, BackendOptions, rpc_command};
 use crate::jwt::{JwtKeys, JwtVerifier};
+use crate::socketio::SocketIoConfig;
 use crate::{Server, ServerBuilder};
 use axum::http::{HeaderName, HeaderValue, Uri};
 use plexus_core::auth::AuthRequest;
@@ -46,6 +47,7 @@ pub struct Config {
     pub backend: BackendSection,
     pub namespaces: Vec<NamespaceSection>,
     pub redis: RedisSection,
+    pub socketio: SocketIoSection,
 }
 
 impl Default for Config {
@@ -60,6 +62,7 @@ impl Default for Config {
             backend: BackendSection::default(),
             namespaces: Vec::new(),
             redis: RedisSection::default(),
+            socketio: SocketIoSection::default(),
         }
     }
 }
@@ -84,6 +87,53 @@ impl Default for RedisSection {
             prefix: "plexus".into(),
             presence_ttl_ms: 60_000,
             node_ttl_ms: 15_000,
+        }
+    }
+}
+
+/// `[socketio]`: the Socket.IO dialect (`docs/socketio.md`), on the same port as `/ws`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SocketIoSection {
+    /// Default: off. Development mode serves Socket.IO whatever this says.
+    pub enabled: bool,
+    /// Where it is served (`/socket.io/`, socket.io-client's default).
+    pub path: String,
+    /// Engine.IO `pingInterval`.
+    pub ping_interval_ms: u64,
+    /// Engine.IO `pingTimeout`.
+    pub ping_timeout_ms: u64,
+    /// Engine.IO `maxPayload`: the largest polling body and WebSocket message.
+    pub max_payload_bytes: u64,
+    /// Namespaces clients may connect to besides `/` (each starts with `/`). Development
+    /// mode opens every namespace while this is empty.
+    pub namespaces: Vec<String>,
+    /// Origins allowed to poll cross-origin; `*` allows any. Empty: no CORS headers.
+    pub cors_origins: Vec<String>,
+    pub max_polling_sessions: u64,
+    pub max_buffered_packets: u64,
+    pub max_attachments: u64,
+    pub max_namespaces: u64,
+    pub upgrade_timeout_ms: u64,
+}
+
+impl Default for SocketIoSection {
+    fn default() -> Self {
+        let d = SocketIoConfig::default();
+        let ms = |d: Duration| d.as_millis() as u64;
+        SocketIoSection {
+            enabled: false,
+            path: d.path,
+            ping_interval_ms: ms(d.ping_interval),
+            ping_timeout_ms: ms(d.ping_timeout),
+            max_payload_bytes: d.max_payload_bytes as u64,
+            namespaces: d.namespaces,
+            cors_origins: d.cors_origins,
+            max_polling_sessions: d.max_polling_sessions as u64,
+            max_buffered_packets: d.max_buffered_packets as u64,
+            max_attachments: d.max_attachments as u64,
+            max_namespaces: d.max_namespaces as u64,
+            upgrade_timeout_ms: ms(d.upgrade_timeout),
         }
     }
 }
@@ -758,6 +808,7 @@ pub struct Loaded {
     hooks: Option<Arc<BackendHooks>>,
     rpc_url: Option<Uri>,
     rpc_urls: Vec<(String, Uri)>,
+    socketio: Option<SocketIoConfig>,
 }
 
 /// How a namespace's subscribers are checked beyond its [`Access`].
@@ -913,12 +964,23 @@ pub fn load(sources: &Sources) -> Result<Loaded, ConfigError> {
     } else {
         dev_mode
     };
+    // Development mode serves Socket.IO whatever `enabled` says: an explicit `false` is worth
+    // a warning.
+    let socketio_off = is_set(&["socketio", "enabled"]) && !config.socketio.enabled;
     let base_dir = sources
         .file
         .as_ref()
         .and_then(|f| f.path.parent())
         .map(Path::to_path_buf);
-    match compile(config, dev_mode, anonymous, metrics, base_dir, &locator) {
+    match compile(
+        config,
+        dev_mode,
+        anonymous,
+        metrics,
+        socketio_off,
+        base_dir,
+        &locator,
+    ) {
         Ok(loaded) if problems.is_empty() => Ok(loaded),
         Ok(_) => Err(sorted(problems)),
         Err(e) => {
@@ -1054,6 +1116,7 @@ fn compile(
     dev_mode: bool,
     anonymous: bool,
     metrics: bool,
+    socketio_off: bool,
     base_dir: Option<PathBuf>,
     at: &Locator<'_>,
 ) -> Result<Loaded, ConfigError> {
@@ -1462,6 +1525,14 @@ fn compile(
         });
     }
 
+    // Socket.IO.
+    let socketio = socketio_config(&config.socketio, dev_mode, &mut err);
+    if dev_mode && socketio_off {
+        warnings.push(
+            "`socketio.enabled = false` has no effect in development mode, which always serves Socket.IO".into(),
+        );
+    }
+
     if !dev_mode {
         if !anonymous && jwt.is_none() && connect_url.is_none() {
             warnings.push("no way to authenticate: set a key in [jwt], `backend.connect_url` or `client.anonymous = true`".into());
@@ -1499,7 +1570,160 @@ fn compile(
         hooks,
         rpc_url,
         rpc_urls,
+        socketio,
     })
+}
+
+/// The longest timer socket.io-client can set (JavaScript's `setTimeout` fires at once beyond
+/// 2^31 - 1 ms); it waits `pingInterval + pingTimeout` in one timer.
+const MAX_TIMER_MS: u64 = i32::MAX as u64;
+
+/// Checks `[socketio]`; its [`SocketIoConfig`] when Socket.IO is served (`enabled`, or
+/// development mode, where every namespace is open unless `namespaces` lists some).
+fn socketio_config(
+    s: &SocketIoSection,
+    dev_mode: bool,
+    err: &mut impl FnMut(&[Seg], String),
+) -> Option<SocketIoConfig> {
+    let at = |key: &str| key_path(&["socketio", key]);
+    if let Err(e) = socketio_path(&s.path) {
+        err(&at("path"), e);
+    }
+    type Check = fn(&str) -> Result<(), String>;
+    let lists: [(&str, &Vec<String>, Check); 2] = [
+        ("namespaces", &s.namespaces, socketio_namespace),
+        ("cors_origins", &s.cors_origins, cors_origin),
+    ];
+    for (list, values, check) in lists {
+        for (i, value) in values.iter().enumerate() {
+            if let Err(e) = check(value) {
+                let mut path = at(list);
+                path.push(Seg::Index(i));
+                err(&path, e);
+            }
+        }
+    }
+    for (key, value) in [
+        ("ping_interval_ms", s.ping_interval_ms),
+        ("ping_timeout_ms", s.ping_timeout_ms),
+        ("upgrade_timeout_ms", s.upgrade_timeout_ms),
+    ] {
+        if value == 0 {
+            err(&at(key), "must be greater than 0".into());
+        } else if value > MAX_TIMER_MS {
+            err(&at(key), format!("must be at most {MAX_TIMER_MS}"));
+        }
+    }
+    if s.ping_interval_ms <= MAX_TIMER_MS
+        && s.ping_timeout_ms <= MAX_TIMER_MS
+        && s.ping_interval_ms + s.ping_timeout_ms > MAX_TIMER_MS
+    {
+        err(
+            &at("ping_timeout_ms"),
+            format!(
+                "`ping_interval_ms` + `ping_timeout_ms` must be at most {MAX_TIMER_MS} (socket.io-client waits both in one timer)"
+            ),
+        );
+    }
+    for (key, value) in [
+        ("max_payload_bytes", s.max_payload_bytes),
+        ("max_polling_sessions", s.max_polling_sessions),
+        ("max_buffered_packets", s.max_buffered_packets),
+        ("max_attachments", s.max_attachments),
+        ("max_namespaces", s.max_namespaces),
+    ] {
+        if value == 0 {
+            err(&at(key), "must be greater than 0".into());
+        } else if value > u64::from(u32::MAX) {
+            err(&at(key), format!("must be at most {}", u32::MAX));
+        }
+    }
+    (s.enabled || dev_mode).then(|| SocketIoConfig {
+        path: s.path.clone(),
+        ping_interval: ms(s.ping_interval_ms),
+        ping_timeout: ms(s.ping_timeout_ms),
+        max_payload_bytes: usize_of(s.max_payload_bytes),
+        namespaces: s.namespaces.clone(),
+        any_namespace: dev_mode && s.namespaces.is_empty(),
+        cors_origins: s.cors_origins.clone(),
+        max_polling_sessions: usize_of(s.max_polling_sessions),
+        max_buffered_packets: usize_of(s.max_buffered_packets),
+        max_attachments: usize_of(s.max_attachments),
+        max_namespaces: usize_of(s.max_namespaces),
+        upgrade_timeout: ms(s.upgrade_timeout_ms),
+    })
+}
+
+/// The Socket.IO path: it starts with `/`, is a plain path, and is not one of the server's own
+/// routes (`/ws`, `/health`, `/metrics`, `/api/…`, the demo's `/` and `/demo/…`).
+fn socketio_path(path: &str) -> Result<(), String> {
+    if !path.starts_with('/') {
+        return Err(format!(
+            "`{path}`: must start with `/` (such as `/socket.io/`)"
+        ));
+    }
+    if let Some(c) = path
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || "/-._~".contains(*c)))
+    {
+        return Err(format!(
+            "`{path}`: `{c}` is not allowed (letters, digits, `/`, `-`, `.`, `_` and `~` are)"
+        ));
+    }
+    let trimmed = path.trim_end_matches('/');
+    let segments: Vec<&str> = trimmed.split('/').skip(1).collect();
+    if segments.is_empty() {
+        return Err(
+            "`/` is the server's own: give a path of its own, such as `/socket.io/`".into(),
+        );
+    }
+    if segments.iter().any(|s| matches!(*s, "" | "." | "..")) {
+        return Err(format!(
+            "`{path}`: empty, `.` and `..` segments are not allowed"
+        ));
+    }
+    if matches!(segments[0], "ws" | "health" | "metrics" | "api" | "demo") {
+        return Err(format!(
+            "`{path}`: `/{}` is the server's own (`/ws`, `/health`, `/metrics`, `/api/`, `/demo/`)",
+            segments[0]
+        ));
+    }
+    Ok(())
+}
+
+/// A Socket.IO namespace a client may connect to.
+fn socketio_namespace(name: &str) -> Result<(), String> {
+    if name.starts_with('/') {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{name}`: a namespace starts with `/` (such as `/admin`)"
+        ))
+    }
+}
+
+/// An origin allowed to poll cross-origin: `*`, or `scheme://host[:port]` as browsers send it
+/// in `Origin` (no path, not even `/`: it would never match).
+fn cors_origin(origin: &str) -> Result<(), String> {
+    if origin == "*" {
+        return Ok(());
+    }
+    let valid = origin.split_once("://").is_some_and(|(scheme, host)| {
+        !scheme.is_empty()
+            && scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+            && !host.is_empty()
+            && !host.contains('/')
+            && host.chars().all(|c| c.is_ascii_graphic())
+    });
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{origin}`: expected `*` or an origin such as `https://app.example` (scheme://host[:port], without a path)"
+        ))
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1524,11 +1748,20 @@ impl Loaded {
         self.jwt.as_ref()
     }
 
+    /// How Socket.IO is served, when it is (`[socketio] enabled = true`, or development mode).
+    pub fn socketio(&self) -> Option<&SocketIoConfig> {
+        self.socketio.as_ref()
+    }
+
     /// A server builder with everything the configuration says.
     pub fn server_builder(&self) -> ServerBuilder {
         let mut builder = Server::builder();
         if self.dev_mode {
             builder = builder.dev_mode();
+        }
+        // After `dev_mode()`: the `[socketio]` section replaces development mode's default.
+        if let Some(socketio) = &self.socketio {
+            builder = builder.socketio(socketio.clone());
         }
         builder = builder
             .listen(self.listen)
@@ -1705,6 +1938,19 @@ impl Loaded {
             "metrics: {}",
             if self.metrics { "on (/metrics)" } else { "off" }
         ));
+        lines.push(match &self.socketio {
+            None => "Socket.IO: off".into(),
+            Some(s) if s.any_namespace => format!("Socket.IO: on ({}, every namespace)", s.path),
+            Some(s) => {
+                let mut namespaces = vec!["/".to_owned()];
+                namespaces.extend(s.namespaces.iter().filter(|n| *n != "/").cloned());
+                format!(
+                    "Socket.IO: on ({}, namespaces {})",
+                    s.path,
+                    namespaces.join(", ")
+                )
+            }
+        });
         lines
     }
 }
@@ -1864,6 +2110,31 @@ prefix = "plexus"
 # A presence member whose node died is gone after this long; a dead node after node_ttl_ms.
 presence_ttl_ms = 60000
 node_ttl_ms = 15000
+
+[socketio]
+# Socket.IO (docs/socketio.md): socket.io-client 2.x, 3.x and 4.x connect unchanged, on the same
+# port as /ws, with the same authentication, namespaces (channels are its rooms) and limits.
+# Development mode serves it always.
+enabled = false
+path = "/socket.io/"
+# Engine.IO heartbeat: a silent client is closed after ping_interval_ms + ping_timeout_ms.
+ping_interval_ms = 25000
+ping_timeout_ms = 20000
+# Engine.IO maxPayload: the largest polling body (larger: HTTP 413) and WebSocket message.
+max_payload_bytes = 1000000
+# Socket.IO namespaces clients may connect to besides "/", e.g. ["/admin"].
+namespaces = []
+# Origins allowed to poll cross-origin, e.g. ["https://app.example"]; "*" allows any.
+cors_origins = []
+# Long-polling sessions held by this node; a handshake beyond gets HTTP 503.
+max_polling_sessions = 10000
+# Packets waiting for a polling client that does not poll; beyond, its session is closed.
+max_buffered_packets = 10000
+# Binary attachments of one packet, and namespaces one connection may join.
+max_attachments = 10
+max_namespaces = 16
+# Time a client has to finish the upgrade from polling to WebSocket.
+upgrade_timeout_ms = 10000
 "#;
 
 #[cfg(test)]
@@ -1949,6 +2220,14 @@ mod tests {
         );
         assert_eq!(path("BACKEND_RPC_URL").as_deref(), Some("backend.rpc_url"));
         assert_eq!(path("NAMESPACES").as_deref(), Some("namespaces"));
+        assert_eq!(
+            path("SOCKETIO_NAMESPACES").as_deref(),
+            Some("socketio.namespaces")
+        );
+        assert_eq!(
+            path("SOCKETIO_PING_INTERVAL_MS").as_deref(),
+            Some("socketio.ping_interval_ms")
+        );
         assert_eq!(path("SERVER_NOPE"), None);
     }
 

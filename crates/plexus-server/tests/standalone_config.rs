@@ -545,3 +545,305 @@ async fn graceful_shutdown_uses_the_configured_timeout() {
     assert!(drained, "every session ended within the timeout");
     assert_eq!(code, 4000);
 }
+
+#[test]
+fn every_socketio_setting_is_configurable() {
+    use plexus_server::socketio::SocketIoConfig;
+    let enabled = "[socketio]\nenabled = true\n";
+    let served = |loaded: &config::Loaded| -> SocketIoConfig {
+        loaded.socketio().expect("Socket.IO is served").clone()
+    };
+    // Unset keys are SocketIoConfig's defaults, so the section and the library agree.
+    assert_eq!(
+        format!("{:?}", served(&load(enabled))),
+        format!("{:?}", SocketIoConfig::default())
+    );
+
+    type Get = fn(&SocketIoConfig) -> u64;
+    let cases: &[(&str, u64, Get)] = &[
+        ("ping_interval_ms", 1100, |s| {
+            s.ping_interval.as_millis() as u64
+        }),
+        ("ping_timeout_ms", 1200, |s| {
+            s.ping_timeout.as_millis() as u64
+        }),
+        ("max_payload_bytes", 1300, |s| s.max_payload_bytes as u64),
+        ("max_polling_sessions", 14, |s| {
+            s.max_polling_sessions as u64
+        }),
+        ("max_buffered_packets", 15, |s| {
+            s.max_buffered_packets as u64
+        }),
+        ("max_attachments", 16, |s| s.max_attachments as u64),
+        ("max_namespaces", 17, |s| s.max_namespaces as u64),
+        ("upgrade_timeout_ms", 1800, |s| {
+            s.upgrade_timeout.as_millis() as u64
+        }),
+    ];
+    for (key, value, get) in cases {
+        let loaded = load(&format!("{enabled}{key} = {value}\n"));
+        assert_eq!(get(&served(&loaded)), *value, "{key}");
+        let env_name = format!("PLEXUS_SOCKETIO_{}", key.to_uppercase());
+        let env = [
+            ("PLEXUS_SOCKETIO_ENABLED", "true"),
+            (env_name.as_str(), &(value + 1).to_string()),
+        ];
+        let loaded = load_with("", &env, &[]).unwrap();
+        assert_eq!(get(&served(&loaded)), value + 1, "{env_name}");
+    }
+
+    let file = format!(
+        "{enabled}path = \"/rt/\"\nnamespaces = [\"/admin\", \"/chat\"]\ncors_origins = [\"https://app.example\"]\n"
+    );
+    let s = served(&load(&file));
+    assert_eq!(s.path, "/rt/");
+    assert_eq!(s.namespaces, ["/admin", "/chat"]);
+    assert!(!s.any_namespace, "with a file, only the listed namespaces");
+    assert_eq!(s.cors_origins, ["https://app.example"]);
+    let env = [
+        ("PLEXUS_SOCKETIO_ENABLED", "true"),
+        ("PLEXUS_SOCKETIO_PATH", "/io/"),
+        ("PLEXUS_SOCKETIO_NAMESPACES", "/a, /b"),
+        ("PLEXUS_SOCKETIO_CORS_ORIGINS", r#"["*"]"#),
+    ];
+    let s = served(&load_with("", &env, &[]).unwrap());
+    assert_eq!(s.path, "/io/");
+    assert_eq!(s.namespaces, ["/a", "/b"]);
+    assert_eq!(s.cors_origins, ["*"]);
+    // Flags too, and the environment wins over the file.
+    let loaded = load_with(
+        &file,
+        &[("PLEXUS_SOCKETIO_PATH", "/env/")],
+        &[("socketio.max_namespaces", "3")],
+    )
+    .unwrap();
+    assert_eq!(served(&loaded).path, "/env/");
+    assert_eq!(served(&loaded).max_namespaces, 3);
+}
+
+#[test]
+fn socketio_is_off_with_a_file_and_on_in_development_mode() {
+    assert!(load("").socketio().is_none(), "off by default with a file");
+    assert!(load("[socketio]\nenabled = false\n").socketio().is_none());
+    assert!(
+        load_with("", &[("PLEXUS_SOCKETIO_ENABLED", "false")], &[])
+            .unwrap()
+            .socketio()
+            .is_none()
+    );
+    assert!(
+        load_with(
+            "[socketio]\nenabled = false\n",
+            &[],
+            &[("socketio.enabled", "true")]
+        )
+        .unwrap()
+        .socketio()
+        .is_some(),
+        "a flag wins over the file"
+    );
+
+    // Development mode serves it without being asked, every namespace open.
+    let dev = config::load(&Sources::default()).unwrap();
+    let s = dev.socketio().expect("served in development mode");
+    assert_eq!(s.path, "/socket.io/");
+    assert!(s.any_namespace);
+    assert!(
+        dev.summary()
+            .iter()
+            .any(|l| l == "Socket.IO: on (/socket.io/, every namespace)")
+    );
+
+    // A configured section replaces the development default; listed namespaces are the only
+    // ones open.
+    let dev = load(
+        "[server]\ndev_mode = true\n[socketio]\npath = \"/rt/\"\nping_interval_ms = 900\nnamespaces = [\"/admin\"]\n",
+    );
+    let s = dev.socketio().expect("served in development mode");
+    assert_eq!(s.path, "/rt/");
+    assert_eq!(s.ping_interval, Duration::from_millis(900));
+    assert!(!s.any_namespace);
+    assert_eq!(s.namespaces, ["/admin"]);
+    assert!(
+        dev.summary()
+            .iter()
+            .any(|l| l == "Socket.IO: on (/rt/, namespaces /, /admin)")
+    );
+
+    // `enabled = false` cannot turn it off in development mode: said, not ignored silently.
+    let dev = load("[server]\ndev_mode = true\n[socketio]\nenabled = false\n");
+    assert!(dev.socketio().is_some());
+    assert!(
+        dev.warnings
+            .iter()
+            .any(|w| w.contains("`socketio.enabled = false` has no effect in development mode")),
+        "{:?}",
+        dev.warnings
+    );
+    assert!(load("").summary().iter().any(|l| l == "Socket.IO: off"));
+}
+
+#[test]
+fn invalid_socketio_values_are_errors_with_their_location() {
+    let file = r#"[socketio]
+enabled = true
+path = "rt/"
+ping_interval_ms = 0
+ping_timeout_ms = 0
+upgrade_timeout_ms = 0
+max_payload_bytes = 0
+max_polling_sessions = 0
+max_buffered_packets = 0
+max_attachments = 0
+max_namespaces = 0
+namespaces = ["/ok", "admin"]
+cors_origins = ["*", "https://app.example/"]
+"#;
+    let p = problems(load_with(file, &[], &[]));
+    for expected in [
+        "test.toml:3:1: `socketio.path`: `rt/`: must start with `/`",
+        "test.toml:4:1: `socketio.ping_interval_ms`: must be greater than 0",
+        "test.toml:5:1: `socketio.ping_timeout_ms`: must be greater than 0",
+        "test.toml:6:1: `socketio.upgrade_timeout_ms`: must be greater than 0",
+        "test.toml:7:1: `socketio.max_payload_bytes`: must be greater than 0",
+        "test.toml:8:1: `socketio.max_polling_sessions`: must be greater than 0",
+        "test.toml:9:1: `socketio.max_buffered_packets`: must be greater than 0",
+        "test.toml:10:1: `socketio.max_attachments`: must be greater than 0",
+        "test.toml:11:1: `socketio.max_namespaces`: must be greater than 0",
+        "test.toml:12:22: `socketio.namespaces[1]`: `admin`: a namespace starts with `/`",
+        "test.toml:13:22: `socketio.cors_origins[1]`: `https://app.example/`: expected `*` or an origin",
+    ] {
+        assert_has(&p, expected);
+    }
+    assert_eq!(p.len(), 11, "{p:#?}");
+
+    // From the environment and flags, with theirs; checked even while `enabled = false`
+    // (development mode serves it anyway).
+    let p = problems(load_with(
+        "",
+        &[
+            ("PLEXUS_SOCKETIO_PATH", "socket.io"),
+            ("PLEXUS_SOCKETIO_NAMESPACES", "/a,b"),
+            ("PLEXUS_SOCKETIO_PING_TIMEOUT_MS", "0"),
+        ],
+        &[("socketio.max_attachments", "0")],
+    ));
+    for expected in [
+        "environment variable PLEXUS_SOCKETIO_PATH: `socketio.path`: `socket.io`: must start with `/`",
+        "environment variable PLEXUS_SOCKETIO_NAMESPACES: `socketio.namespaces[1]`: `b`: a namespace starts with `/`",
+        "environment variable PLEXUS_SOCKETIO_PING_TIMEOUT_MS: `socketio.ping_timeout_ms`: must be greater than 0",
+        "flag --set socketio.max_attachments: `socketio.max_attachments`: must be greater than 0",
+    ] {
+        assert_has(&p, expected);
+    }
+
+    // Wrong types and unknown keys, like every section.
+    let p = problems(load_with(
+        "[socketio]\nenabled = \"yes\"\nnamespaces = \"/a\"\npingInterval = 1\n",
+        &[("PLEXUS_SOCKETIO_MAX_NAMESPACES", "-1")],
+        &[],
+    ));
+    assert_has(
+        &p,
+        "test.toml:2:1: `socketio.enabled`: expected a boolean, found string",
+    );
+    assert_has(
+        &p,
+        "test.toml:3:1: `socketio.namespaces`: expected an array, found string",
+    );
+    assert_has(
+        &p,
+        "test.toml:4:1: `socketio.pingInterval`: unknown key `pingInterval`",
+    );
+    assert_has(
+        &p,
+        "environment variable PLEXUS_SOCKETIO_MAX_NAMESPACES: `socketio.max_namespaces`: expected a non-negative integer",
+    );
+
+    // Paths the server's own routes use, or that no request can reach; values no client timer
+    // or buffer can hold.
+    for (path, expected) in [
+        ("/", "`/` is the server's own"),
+        ("/ws/", "`/ws/`: `/ws` is the server's own"),
+        ("/api/io/", "`/api/io/`: `/api` is the server's own"),
+        ("/socket io/", "`/socket io/`: ` ` is not allowed"),
+        ("/{io}/", "`/{io}/`: `{` is not allowed"),
+        (
+            "/a//b/",
+            "`/a//b/`: empty, `.` and `..` segments are not allowed",
+        ),
+    ] {
+        let p = problems(load_with(
+            &format!("[socketio]\npath = \"{path}\"\n"),
+            &[],
+            &[],
+        ));
+        assert_has(&p, &format!("test.toml:2:1: `socketio.path`: {expected}"));
+    }
+    let p = problems(load_with(
+        "[socketio]\nping_interval_ms = 2000000000\nping_timeout_ms = 2000000000\nupgrade_timeout_ms = 3000000000\nmax_buffered_packets = 5000000000\n",
+        &[],
+        &[],
+    ));
+    assert_has(
+        &p,
+        "test.toml:3:1: `socketio.ping_timeout_ms`: `ping_interval_ms` + `ping_timeout_ms` must be at most 2147483647",
+    );
+    assert_has(
+        &p,
+        "test.toml:4:1: `socketio.upgrade_timeout_ms`: must be at most 2147483647",
+    );
+    assert_has(
+        &p,
+        "test.toml:5:1: `socketio.max_buffered_packets`: must be at most 4294967295",
+    );
+}
+
+/// The status and body of `GET path` on a server.
+async fn get(server: &plexus_server::RunningServer, path: &str) -> (u16, String) {
+    let (status, _, body) = http(server.local_addr(), "GET", path, &[], "").await;
+    (status.as_u16(), String::from_utf8_lossy(&body).into_owned())
+}
+
+#[tokio::test]
+async fn socketio_is_served_where_the_configuration_says() {
+    const HANDSHAKE: &str = "?EIO=4&transport=polling";
+    let server = serve("[socketio]\nenabled = true\npath = \"/rt/\"\nping_interval_ms = 4321\nping_timeout_ms = 1234\nmax_payload_bytes = 5678\n").await;
+    let (status, body) = get(&server, &format!("/rt/{HANDSHAKE}")).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.starts_with("0{\"sid\":"),
+        "an Engine.IO open packet: {body}"
+    );
+    let open: serde_json::Value = serde_json::from_str(&body[1..]).unwrap();
+    assert_eq!(open["pingInterval"], 4321);
+    assert_eq!(open["pingTimeout"], 1234);
+    assert_eq!(open["maxPayload"], 5678);
+    assert_eq!(
+        get(&server, &format!("/socket.io/{HANDSHAKE}")).await.0,
+        404
+    );
+
+    for off in ["[socketio]\nenabled = false\n", ""] {
+        let server = serve(off).await;
+        assert_eq!(
+            get(&server, &format!("/socket.io/{HANDSHAKE}")).await.0,
+            404,
+            "{off:?}"
+        );
+    }
+
+    // Development mode serves the default path; a configured path replaces it.
+    let dev = serve_loaded(config::load(&Sources::default()).unwrap()).await;
+    let (status, body) = get(&dev, &format!("/socket.io/{HANDSHAKE}")).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.starts_with("0{\"sid\":"), "{body}");
+    let dev = serve("[server]\ndev_mode = true\n[socketio]\npath = \"/rt/\"\n").await;
+    assert!(
+        get(&dev, &format!("/rt/{HANDSHAKE}"))
+            .await
+            .1
+            .starts_with("0{\"sid\":")
+    );
+    assert_eq!(get(&dev, &format!("/socket.io/{HANDSHAKE}")).await.0, 404);
+}
