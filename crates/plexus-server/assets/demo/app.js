@@ -5,7 +5,8 @@
 //   sets again by itself after every reconnect;
 // - who is here comes from `presence`, kept current by join, leave and state events;
 // - after a reconnect the client recovers what was missed; when it cannot (a restarted
-//   in-memory server has a new epoch) the page is told and reloads the recent history.
+//   in-memory server has a new epoch) the page says why in words, reloads the recent history,
+//   and after a restart draws a line where the lost history ends.
 
 import { Client } from "./client/index.js";
 
@@ -14,7 +15,7 @@ const HISTORY = 50;
 
 const url = `${location.protocol === "https:" ? "wss:" : "ws:"}//${location.host}/ws`;
 const client = new Client({ url, backoff: { minDelayMs: 500, maxDelayMs: 5000 } });
-window.plexusDemo = { client };
+window.plexusDemo = { client, recoveryText };
 
 let name = "";
 let sub = null;
@@ -51,7 +52,8 @@ client.on("disconnected", (e) => {
   // Who is here is read again once the subscription is restored.
   members.clear();
   renderPresence();
-  if (sub) notice(`Connection lost${e.code ? ` (close code ${e.code})` : ""}; reconnecting…`, "warn");
+  const how = e.willReconnect ? "reconnecting…" : "reload the page to connect again.";
+  if (sub) notice(`Connection lost${e.code ? ` (close code ${e.code})` : ""}; ${how}`, "warn");
 });
 client.on("latency", ({ rttMs }) => {
   $("latency").textContent = `${rttMs.toFixed(1)} ms`;
@@ -70,6 +72,40 @@ function notice(text, kind = "") {
   const li = document.createElement("li");
   li.className = `notice ${kind}`.trim();
   li.textContent = text;
+  $("messages").append(li);
+  scrollDown();
+  return li;
+}
+
+/**
+ * What a failed recovery means for the reader, for each reason of protocol §4.6 (the code itself
+ * is for developers: it is in the notice's tooltip).
+ */
+function recoveryText(reason) {
+  switch (reason) {
+    case "epoch_changed":
+      return "The server restarted and lost this room's history: messages you missed before the restart are gone. Below the line: the room since the restart.";
+    case "history_trimmed":
+      return "Some of the messages you missed are no longer kept by the server. Showing the room's recent messages.";
+    case "too_many":
+      return "You missed too many messages to catch up one by one. Showing the room's recent messages.";
+    case "invalid_position":
+      return "The server did not recognise where you left off. Showing the room's recent messages.";
+    case "not_available":
+      return "This room keeps no history: messages sent while you were away cannot be shown.";
+    default:
+      return "The messages you missed could not be recovered. Showing the room's recent messages.";
+  }
+}
+
+/** The line below which the room's messages come after a server restart. */
+function divider(text) {
+  const li = document.createElement("li");
+  li.className = "divider";
+  li.setAttribute("role", "separator");
+  const label = document.createElement("span");
+  label.textContent = text;
+  li.append(label);
   $("messages").append(li);
   scrollDown();
 }
@@ -161,9 +197,13 @@ async function join(room) {
     } else if (e.recovered === true) {
       notice(`Reconnected: ${e.missed} missed message${e.missed === 1 ? "" : "s"} recovered.`);
     } else {
-      // The server could not replay what was missed (a restarted server lost its history:
-      // epoch_changed); what it has now is in its history.
-      notice(`Reconnected (${e.reason ?? "no recovery"}): loading the room's recent history.`, "warn");
+      // The server could not replay what was missed; what it has now is in its history. After
+      // a restart (a new epoch) the new epoch's messages go below a line: nothing joins the
+      // two.
+      notice(`Reconnected. ${recoveryText(e.reason)}`, "warn").title =
+        `recovery failed: ${e.reason ?? "no reason given"}`;
+      if (e.reason === "epoch_changed") divider("Server restarted — earlier history lost");
+      if (e.reason === "not_available") return refreshPresence(current);
       try {
         const page = await current.history({ limit: HISTORY, reverse: true });
         if (current !== sub) return;
