@@ -319,6 +319,14 @@ fn the_standalone_section_runs_as_written() {
         ],
         "{blocks:#?}"
     );
+    assert!(
+        Command::new("curl")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success()),
+        "the README publishes with curl: install it (apt-get install curl)"
+    );
     let mut section = Section::new("readme-standalone");
     // The test waits for the subscriber through the API, with the key of the generated file.
     let outputs = section.run(&blocks, |dir| {
