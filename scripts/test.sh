@@ -159,6 +159,31 @@ fi
 suite "benchmark scripts" bench_scripts
 # --- end issue 7 ---
 
+# --- issue 12: the real socket.io-client 2.x and 4.x against `plexus serve` (clients/socketio-tests) ---
+# Node's test runner; each file starts its own `plexus serve` (development mode, or a JWT
+# configuration for the auth cases). The room shared with native clients uses the TypeScript
+# client's build (clients/typescript/dist). Needs Node.js 20+ with npm.
+socketio_tests() {
+if ! need node || ! need npm; then
+  echo "node and npm are required for the Socket.IO client tests" >&2
+  exit 1
+fi
+cargo build --locked -p plexus
+(
+  cd clients/typescript
+  if ! npm ls --depth=0 >/dev/null 2>&1; then npm ci --no-audit --no-fund; fi
+  npm run --silent build
+)
+(
+  cd clients/socketio-tests
+  if [ ! -d node_modules ] || ! npm ls --depth=0 >/dev/null 2>&1; then npm ci --no-audit --no-fund; fi
+  # Always against Plexus here: the reference-server switch skips the native cases.
+  SIO_TEST_TARGET=plexus npm test
+)
+}
+suite "Socket.IO: socket.io-client 2 and 4 against plexus serve" socketio_tests
+# --- end issue 12 ---
+
 if [ ${#failed[@]} -gt 0 ]; then
   echo "== ${#failed[@]} suite(s) failed:" >&2
   for name in "${failed[@]}"; do echo "   - $name" >&2; done
