@@ -151,6 +151,12 @@ pub trait WireFormat: Send + Sync + 'static {
     fn id(&self) -> usize;
     /// The frame for `event`, or `None` when this dialect has no such frame.
     fn encode(&self, event: &Event<'_>) -> Option<Bytes>;
+    /// Whether the node's heartbeat sweep pings this format's connections and closes them
+    /// after missed pongs. A dialect whose protocol has a heartbeat of its own (Engine.IO)
+    /// answers false and runs it in its transport; the sweep then only checks token expiry.
+    fn node_heartbeat(&self) -> bool {
+        true
+    }
 }
 
 /// Wire formats a node can serve at once.

@@ -7,14 +7,20 @@
 //! ([`Payload`]: any JSON value or raw bytes) and the one table of error and close codes
 //! ([`codes`]).
 //!
+//! It also holds the sans-IO codecs of the Socket.IO dialect: [`engineio`] (Engine.IO revisions
+//! 3 and 4: packets, WebSocket frames, polling payloads, the handshake query) and [`socketio`]
+//! (Socket.IO protocols 4 and 5: packets, binary attachments, the stateful decoder).
+//!
 //! Everything here is plain data plus pure functions over byte slices, so every frame can be
 //! tested without a socket.
 
 pub mod client;
 pub mod codes;
 mod encoding;
+pub mod engineio;
 mod payload;
 pub mod server;
+pub mod socketio;
 
 pub use codes::{CloseCode, ErrorCode};
 pub use encoding::{

@@ -177,7 +177,7 @@ impl Serialize for DataField {
 pub const MAX_PAYLOAD_DEPTH: usize = 64;
 
 /// Whether JSON text nests arrays and objects at most `max` deep (strings are skipped).
-fn depth_within(text: &str, max: usize) -> bool {
+pub(crate) fn depth_within(text: &str, max: usize) -> bool {
     let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
     for b in text.bytes() {
         if in_string {

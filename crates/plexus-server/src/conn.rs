@@ -55,6 +55,69 @@ pub(crate) enum Incoming<R> {
     Broken(Close),
 }
 
+/// What a transport read.
+pub(crate) enum Read {
+    /// A data message (text or binary).
+    Message(Message),
+    /// The peer closed (its close is answered) or the transport ended.
+    Closed,
+    /// Something of the transport's own happened (a heartbeat, an upgrade): nothing for the
+    /// dialect; the loop goes around and writes what the transport queued.
+    Wake,
+}
+
+/// A message transport: a WebSocket, or an Engine.IO session over polling and WebSocket.
+pub(crate) trait Transport: Send {
+    /// The next message. Cancel-safe: the loop selects it against other events.
+    fn read(&mut self) -> impl Future<Output = Read> + Send;
+    /// Queues a message.
+    fn feed(&mut self, message: Message) -> impl Future<Output = Result<(), ()>> + Send;
+    /// Sends what was fed (and anything the transport queued itself).
+    fn flush(&mut self) -> impl Future<Output = Result<(), ()>> + Send;
+    /// Whether the transport queued something of its own to send.
+    fn wants_flush(&self) -> bool {
+        false
+    }
+    /// Closes with a code and reason, waiting (bounded) for the peer.
+    fn close(&mut self, code: CloseCode, reason: &str) -> impl Future<Output = ()> + Send;
+}
+
+impl Transport for WsStream {
+    async fn read(&mut self) -> Read {
+        match self.next().await {
+            Some(Ok(message)) if message.is_close() => {
+                // Answer the close frame (RFC 6455 §5.5.1): the framing layer queued the echo;
+                // flushing sends it.
+                let _ = tokio::time::timeout(crate::ws::CLOSE_LINGER, SinkExt::flush(self)).await;
+                Read::Closed
+            }
+            Some(Ok(message)) if message.is_text() || message.is_binary() => Read::Message(message),
+            // Pings and pongs: the framing layer answers pings.
+            Some(Ok(_)) => Read::Wake,
+            // A transport or protocol error (the framing layer already answered protocol
+            // errors and oversized messages with their close codes).
+            Some(Err(e)) => {
+                tracing::debug!(error = %e, "websocket error");
+                let _ = SinkExt::flush(self).await;
+                Read::Closed
+            }
+            None => Read::Closed,
+        }
+    }
+
+    async fn feed(&mut self, message: Message) -> Result<(), ()> {
+        SinkExt::feed(self, message).await.map_err(|_| ())
+    }
+
+    async fn flush(&mut self) -> Result<(), ()> {
+        SinkExt::flush(self).await.map_err(|_| ())
+    }
+
+    async fn close(&mut self, code: CloseCode, reason: &str) {
+        crate::ws::close(self, code, reason).await;
+    }
+}
+
 /// A wire dialect over a message transport.
 pub(crate) trait Dialect: Send + 'static {
     type Request: Send;
@@ -152,7 +215,7 @@ impl<R> Pipeline<R> {
 }
 
 /// Runs a connection of dialect `D` until it closes.
-pub(crate) async fn run<D: Dialect>(mut ws: WsStream, mut session: Session, mut dialect: D) {
+pub(crate) async fn run<T: Transport, D: Dialect>(mut ws: T, mut session: Session, mut dialect: D) {
     dialect.open(&mut session).await;
     let mut pipe: Pipeline<D::Request> = Pipeline::new();
     let mut incoming = Vec::new();
@@ -189,7 +252,7 @@ pub(crate) async fn run<D: Dialect>(mut ws: WsStream, mut session: Session, mut 
             }
             Ok(Some(close)) => {
                 if let Ok(close) = close {
-                    crate::ws::close(&mut ws, close.code, &close.reason).await;
+                    ws.close(close.code, &close.reason).await;
                 }
                 break;
             }
@@ -197,36 +260,22 @@ pub(crate) async fn run<D: Dialect>(mut ws: WsStream, mut session: Session, mut 
         }
         let auth_deadline = session.auth_deadline();
         tokio::select! {
-            message = ws.next(), if pipe.closing.is_none() => match message {
-                Some(Ok(message)) => {
-                    if message.is_close() {
-                        // Answer the close frame (RFC 6455 §5.5.1): the framing layer queued
-                        // the echo; flushing sends it.
-                        let _ = tokio::time::timeout(crate::ws::CLOSE_LINGER, ws.flush()).await;
-                        break;
-                    }
-                    if message.is_text() || message.is_binary() {
-                        let stats = node.stats();
-                        NodeStats::add(&stats.messages_in, 1);
-                        NodeStats::add(&stats.bytes_in, message.as_payload().len() as u64);
-                        dialect.decode(&message, &mut incoming);
-                        for item in incoming.drain(..) {
-                            if pipe.closing.is_some() {
-                                break;
-                            }
-                            on_incoming(&mut pipe, &mut session, &mut dialect, item).await;
+            read = ws.read(), if pipe.closing.is_none() => match read {
+                Read::Message(message) => {
+                    let stats = node.stats();
+                    NodeStats::add(&stats.messages_in, 1);
+                    NodeStats::add(&stats.bytes_in, message.as_payload().len() as u64);
+                    dialect.decode(&message, &mut incoming);
+                    for item in incoming.drain(..) {
+                        if pipe.closing.is_some() {
+                            break;
                         }
-                        incoming.clear();
+                        on_incoming(&mut pipe, &mut session, &mut dialect, item).await;
                     }
+                    incoming.clear();
                 }
-                // A transport or protocol error (the framing layer already answered protocol
-                // errors and oversized messages with their close codes).
-                Some(Err(e)) => {
-                    tracing::debug!(conn = %conn.id, error = %e, "websocket error");
-                    let _ = ws.flush().await;
-                    break;
-                }
-                None => break,
+                Read::Closed => break,
+                Read::Wake => {}
             },
             _ = conn.outbox().ready() => {}
             replied = async { pipe.current.as_mut().expect("guarded").await }, if pipe.current.is_some() => {
@@ -344,8 +393,8 @@ async fn sleep_until(deadline: Option<std::time::Instant>) {
 /// Writes everything queued as few messages as the dialect allows. `Some(Ok(close))` when
 /// the connection must now be closed with that request, `Some(Err(()))` when the socket
 /// failed.
-async fn write_queued<D: Dialect>(
-    ws: &mut WsStream,
+async fn write_queued<T: Transport, D: Dialect>(
+    ws: &mut T,
     conn: &Connection,
     dialect: &mut D,
     batch: &mut Vec<Bytes>,
@@ -353,6 +402,9 @@ async fn write_queued<D: Dialect>(
     stats: &NodeStats,
 ) -> Option<Result<plexus_core::outbox::CloseRequest, ()>> {
     let outbox = conn.outbox();
+    if ws.wants_flush() && ws.flush().await.is_err() {
+        return Some(Err(()));
+    }
     loop {
         batch.clear();
         let close = outbox.drain(batch, BATCH_BYTES_MAX);

@@ -22,6 +22,7 @@ mod demo;
 pub mod jwt;
 mod metrics;
 pub mod native;
+pub mod socketio;
 mod ws;
 
 use axum::Router;
@@ -44,6 +45,7 @@ pub use native::NativeFormat;
 pub(crate) struct Formats {
     native_json: Arc<dyn WireFormat>,
     native_msgpack: Arc<dyn WireFormat>,
+    socketio: Arc<dyn WireFormat>,
 }
 
 impl Formats {
@@ -51,7 +53,12 @@ impl Formats {
         Formats {
             native_json: Arc::new(NativeFormat::new(Encoding::Json)),
             native_msgpack: Arc::new(NativeFormat::new(Encoding::Msgpack)),
+            socketio: Arc::new(socketio::SocketIoFormat),
         }
+    }
+
+    pub(crate) fn socketio(&self) -> Arc<dyn WireFormat> {
+        self.socketio.clone()
     }
 
     pub(crate) fn native(&self, encoding: Encoding) -> Arc<dyn WireFormat> {
@@ -103,6 +110,8 @@ pub(crate) struct ServerState {
     pub(crate) sessions: Arc<Sessions>,
     dev_mode: bool,
     endpoints: api::HttpEndpoints,
+    pub(crate) socketio: Option<Arc<socketio::SocketIoConfig>>,
+    pub(crate) socketio_sessions: Arc<socketio::Registry>,
 }
 
 /// Builds a [`Server`].
@@ -111,9 +120,16 @@ pub struct ServerBuilder {
     listen: SocketAddr,
     dev_mode: bool,
     endpoints: api::HttpEndpoints,
+    socketio: Option<socketio::SocketIoConfig>,
 }
 
 impl ServerBuilder {
+    /// Serves Socket.IO (`docs/socketio.md`) at `config.path` on the same port.
+    pub fn socketio(mut self, config: socketio::SocketIoConfig) -> Self {
+        self.socketio = Some(config);
+        self
+    }
+
     /// The HTTP server API (`/api/…`) and `/metrics`; neither is served unless set.
     pub fn endpoints(mut self, endpoints: api::HttpEndpoints) -> Self {
         self.endpoints = endpoints;
@@ -147,6 +163,12 @@ impl ServerBuilder {
     pub fn dev_mode(mut self) -> Self {
         self.dev_mode = true;
         self.node.auth_mut().anonymous = true;
+        if self.socketio.is_none() {
+            self.socketio = Some(socketio::SocketIoConfig {
+                any_namespace: true,
+                ..Default::default()
+            });
+        }
         *self.node.channels_mut() = ChannelPolicy::open();
         self
     }
@@ -252,6 +274,8 @@ impl ServerBuilder {
                 sessions: Arc::default(),
                 dev_mode: self.dev_mode,
                 endpoints: self.endpoints,
+                socketio: self.socketio.map(Arc::new),
+                socketio_sessions: Arc::default(),
             }),
             listen: self.listen,
         }
@@ -271,6 +295,7 @@ impl Server {
             listen: SocketAddr::from(([127, 0, 0, 1], 8000)),
             dev_mode: false,
             endpoints: api::HttpEndpoints::default(),
+            socketio: None,
         }
     }
 
@@ -282,7 +307,15 @@ impl Server {
     /// demo page at `/` in development mode), to merge into an existing axum application. It
     /// must be served with `into_make_service_with_connect_info::<SocketAddr>()`.
     pub fn router(&self) -> Router {
-        Router::new()
+        let mut router = Router::new();
+        if let Some(config) = &self.state.socketio {
+            let path = config.path.trim_end_matches('/').to_owned();
+            let handler = axum::routing::any(socketio::handle);
+            router = router
+                .route(&format!("{path}/"), handler.clone())
+                .route(&path, handler);
+        }
+        router
             .route("/ws", get(ws::native_upgrade))
             .route("/health", get(health))
             .merge(demo::router(self.state.dev_mode))

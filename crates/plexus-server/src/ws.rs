@@ -19,7 +19,7 @@ pub(crate) type WsStream = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
 
 const WS_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
-fn accept_key(key: &[u8]) -> String {
+pub(crate) fn accept_key(key: &[u8]) -> String {
     let mut sha = sha1_smol::Sha1::new();
     sha.update(key);
     sha.update(WS_GUID.as_bytes());
@@ -89,7 +89,7 @@ fn bad_request(message: &'static str) -> Response<Body> {
         .expect("static response")
 }
 
-fn header_has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
+pub(crate) fn header_has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
     headers
         .get_all(name)
         .iter()
@@ -97,7 +97,7 @@ fn header_has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) 
         .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
 }
 
-fn upgrade_request(req: &Request<Body>, peer: SocketAddr) -> UpgradeRequest {
+pub(crate) fn upgrade_request(req: &Request<Body>, peer: SocketAddr) -> UpgradeRequest {
     let headers = req
         .headers()
         .iter()
@@ -197,15 +197,7 @@ pub(crate) async fn native_upgrade(
                 return;
             }
         };
-        let limits = node.limits();
-        let mut ws = ServerBuilder::new()
-            .config(
-                Config::default()
-                    .frame_size(64 * 1024)
-                    .flush_threshold(16 * 1024),
-            )
-            .limits(Limits::default().max_payload_len(Some(limits.max_message_bytes)))
-            .serve(TokioIo::new(upgraded));
+        let mut ws = serve(TokioIo::new(upgraded), node.limits().max_message_bytes);
         let encoding = match negotiated {
             Negotiated::V1(encoding, _) => encoding,
             Negotiated::Unknown(_) => return,
@@ -235,6 +227,18 @@ pub(crate) async fn native_upgrade(
         }
     });
     response.body(Body::empty()).expect("valid response")
+}
+
+/// The server side of an upgraded connection, with explicit frame and message limits.
+pub(crate) fn serve(io: TokioIo<hyper::upgrade::Upgraded>, max_message_bytes: usize) -> WsStream {
+    ServerBuilder::new()
+        .config(
+            Config::default()
+                .frame_size(64 * 1024)
+                .flush_threshold(16 * 1024),
+        )
+        .limits(Limits::default().max_payload_len(Some(max_message_bytes)))
+        .serve(io)
 }
 
 /// How long a closing connection waits for the client to acknowledge the close frame.

@@ -1,0 +1,232 @@
+//! The Socket.IO dialect at the Engine.IO and Socket.IO protocol level, over real HTTP and
+//! WebSocket connections: the cases of the Engine.IO v4 and Socket.IO v5 protocol test suites
+//! (`docs/engine.io-protocol/v4-test-suite`, `docs/socket.io-protocol/v5-test-suite` of the
+//! `socketio/socket.io` repository) re-expressed here — their cases, our code. The real
+//! `socket.io-client` 2 and 4 run against `plexus serve` in `clients/socketio-tests`.
+
+mod common;
+
+use common::*;
+use futures_util::{SinkExt, StreamExt};
+use plexus_server::socketio::SocketIoConfig;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_tungstenite::tungstenite::Message;
+
+/// The server setup the official suites expect: pingInterval 300 ms, pingTimeout 200 ms.
+fn suite_server() -> plexus_server::ServerBuilder {
+    dev().socketio(SocketIoConfig {
+        ping_interval: Duration::from_millis(300),
+        ping_timeout: Duration::from_millis(200),
+        namespaces: vec!["/custom".into()],
+        ..Default::default()
+    })
+}
+
+struct HttpReply {
+    status: u16,
+    body: String,
+}
+
+/// One HTTP/1.1 request on a fresh connection (`Connection: close`).
+async fn http(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> HttpReply {
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let body = body.unwrap_or("");
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: text/plain;charset=UTF-8\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    tokio::time::timeout(WAIT, tcp.read_to_end(&mut raw))
+        .await
+        .expect("an answer within the wait bound")
+        .unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, rest) = text.split_once("\r\n\r\n").expect("a complete answer");
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(rest)
+    } else {
+        rest.to_owned()
+    };
+    HttpReply { status, body }
+}
+
+fn dechunk(mut rest: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, tail)) = rest.split_once("\r\n") {
+        let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if size == 0 {
+            break;
+        }
+        out.push_str(&tail[..size]);
+        rest = &tail[size + 2..];
+    }
+    out
+}
+
+fn sid_of(open: &str) -> String {
+    let json: serde_json::Value = serde_json::from_str(open.strip_prefix('0').unwrap()).unwrap();
+    json["sid"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn handshake_and_http_errors_match_engine_io() {
+    let server = start(suite_server()).await;
+    let addr = server.local_addr();
+    let open = http(addr, "GET", "/socket.io/?EIO=4&transport=polling", None).await;
+    assert_eq!(open.status, 200);
+    let json: serde_json::Value =
+        serde_json::from_str(open.body.strip_prefix('0').expect("an open packet")).unwrap();
+    assert_eq!(json["upgrades"], serde_json::json!(["websocket"]));
+    assert_eq!(json["pingInterval"], 300);
+    assert_eq!(json["pingTimeout"], 200);
+    assert_eq!(json["maxPayload"], 1_000_000);
+    // Revision 3 has no maxPayload in its handshake.
+    let open3 = http(addr, "GET", "/socket.io/?EIO=3&transport=polling", None).await;
+    assert!(!open3.body.contains("maxPayload"), "{}", open3.body);
+    let cases = [
+        (
+            "GET",
+            "/socket.io/?EIO=9&transport=polling",
+            5,
+            "Unsupported protocol version",
+        ),
+        (
+            "GET",
+            "/socket.io/?EIO=4&transport=carrier-pigeon",
+            0,
+            "Transport unknown",
+        ),
+        (
+            "GET",
+            "/socket.io/?EIO=4&transport=polling&sid=nope",
+            1,
+            "Session ID unknown",
+        ),
+        (
+            "POST",
+            "/socket.io/?EIO=4&transport=polling",
+            2,
+            "Bad handshake method",
+        ),
+    ];
+    for (method, path, code, message) in cases {
+        let reply = http(addr, method, path, None).await;
+        assert_eq!(reply.status, 400, "{path}");
+        let body: serde_json::Value = serde_json::from_str(&reply.body).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({"code": code, "message": message}),
+            "{path}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn polling_session_pings_connects_and_times_out() {
+    let server = start(suite_server()).await;
+    let addr = server.local_addr();
+    let sid = sid_of(
+        &http(addr, "GET", "/socket.io/?EIO=4&transport=polling", None)
+            .await
+            .body,
+    );
+    let path = format!("/socket.io/?EIO=4&transport=polling&sid={sid}");
+    // Socket.IO CONNECT to `/`, answered with the socket id.
+    let posted = http(addr, "POST", &path, Some("40")).await;
+    assert_eq!((posted.status, posted.body.as_str()), (200, "ok"));
+    let connected = http(addr, "GET", &path, None).await.body;
+    assert!(connected.starts_with("40{\"sid\":"), "{connected}");
+    // An unknown namespace is refused.
+    http(addr, "POST", &path, Some("40/nowhere,")).await;
+    let refused = http(addr, "GET", &path, None).await.body;
+    assert_eq!(refused, r#"44/nowhere,{"message":"Invalid namespace"}"#);
+    // The server pings within pingInterval; a pong keeps the session.
+    let ping = http(addr, "GET", &path, None).await.body;
+    assert_eq!(ping, "2");
+    http(addr, "POST", &path, Some("3")).await;
+    // No pong: the session is closed within pingInterval + pingTimeout.
+    assert_eq!(http(addr, "GET", &path, None).await.body, "2");
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let after = http(addr, "GET", &path, None).await;
+    assert!(
+        after.status == 400 || after.body == "1",
+        "closed after a missed pong: {} {}",
+        after.status,
+        after.body
+    );
+}
+
+#[tokio::test]
+async fn websocket_session_and_upgrade_from_polling() {
+    let server = start(suite_server()).await;
+    let addr = server.local_addr();
+    // WebSocket only: the open packet comes first, then Socket.IO.
+    let url = format!("ws://{addr}/socket.io/?EIO=4&transport=websocket");
+    let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    let open = ws.next().await.unwrap().unwrap().into_text().unwrap();
+    let json: serde_json::Value = serde_json::from_str(open.strip_prefix('0').unwrap()).unwrap();
+    assert_eq!(json["upgrades"], serde_json::json!([]));
+    ws.send(Message::text("40/custom,")).await.unwrap();
+    let connected = ws.next().await.unwrap().unwrap().into_text().unwrap();
+    assert!(connected.starts_with("40/custom,{\"sid\":"), "{connected}");
+    ws.send(Message::text(r#"42/custom,7["echo","hi"]"#))
+        .await
+        .unwrap();
+    let ack = ws.next().await.unwrap().unwrap().into_text().unwrap();
+    assert_eq!(ack, r#"43/custom,7[null,"hi"]"#);
+    // A packet that is not Socket.IO closes the connection.
+    ws.send(Message::text("4garbage")).await.unwrap();
+    let closed = tokio::time::timeout(WAIT, async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return true,
+                Some(Ok(_)) => continue,
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert!(closed);
+
+    // Polling, then upgrade: probe, upgrade, the pending GET ends with a noop.
+    let sid = sid_of(
+        &http(addr, "GET", "/socket.io/?EIO=4&transport=polling", None)
+            .await
+            .body,
+    );
+    let path = format!("/socket.io/?EIO=4&transport=polling&sid={sid}");
+    http(addr, "POST", &path, Some("40")).await;
+    assert!(http(addr, "GET", &path, None).await.body.starts_with("40"));
+    let pending = tokio::spawn(async move { http(addr, "GET", &path, None).await.body });
+    let url = format!("ws://{addr}/socket.io/?EIO=4&transport=websocket&sid={sid}");
+    let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    ws.send(Message::text("2probe")).await.unwrap();
+    let probe = ws.next().await.unwrap().unwrap().into_text().unwrap();
+    assert_eq!(probe, "3probe");
+    ws.send(Message::text("5")).await.unwrap();
+    assert_eq!(pending.await.unwrap(), "6");
+    ws.send(Message::text(r#"42["echo",{"a":1}]"#))
+        .await
+        .unwrap();
+    ws.send(Message::text(r#"421["echo",{"a":1}]"#))
+        .await
+        .unwrap();
+    let ack = loop {
+        let text = ws.next().await.unwrap().unwrap().into_text().unwrap();
+        if text.starts_with("43") {
+            break text;
+        }
+    };
+    assert_eq!(ack, r#"431[null,{"a":1}]"#);
+}
