@@ -39,6 +39,13 @@ if ! need redis-server; then
   else sudo apt-get update -qq && sudo apt-get install -y -qq redis-server >/dev/null; fi
 fi
 
+# curl: the README's commands use it, and crates/plexus/tests/readme.rs runs them.
+if ! need curl; then
+  echo "== installing curl"
+  if [ "$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq curl >/dev/null
+  else sudo apt-get update -qq && sudo apt-get install -y -qq curl >/dev/null; fi
+fi
+
 rust_tests() { cargo test --workspace --locked; }
 suite "cargo test (workspace; the feature suite on the in-memory engine)" rust_tests
 
