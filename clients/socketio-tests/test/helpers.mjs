@@ -158,7 +158,8 @@ export function transportIs(socket, name) {
 /**
  * Disconnects every socket and Manager the tests made, then waits until `server` (when given
  * and running) holds no connection: a connection the server keeps after its client closed it
- * fails the test that opened it, not a later one. Call it in each file's `afterEach`.
+ * fails the test that opened it, not a later one (the server is restarted for the next test).
+ * Call it in each file's `afterEach`.
  */
 export async function closeAll(server) {
   for (const manager of managers) {
@@ -167,8 +168,14 @@ export async function closeAll(server) {
     manager.disconnect();
   }
   managers.clear();
-  if (server?.child) {
+  if (!server?.child) return;
+  try {
     await until(async () => (await server.health()).connections === 0, "the server to release every connection");
+  } catch (e) {
+    // Start the next test on a clean server, so that one leak fails one test.
+    await server.stop("SIGKILL");
+    await server.start();
+    throw e;
   }
 }
 
