@@ -346,6 +346,12 @@ impl Transport for EngineTransport {
                     };
                     match packet {
                         Some(Ok(Packet::Ping(Some(probe)))) if probe == "probe" => {
+                            // The client pauses polling before it sends `upgrade`: the pending
+                            // GET ends now with a noop (as engine.io does), or it would wait for
+                            // data.
+                            if let Some(poll) = &self.poll {
+                                poll.push(Packet::Noop);
+                            }
                             let ws = self.probing.as_mut().expect("guarded");
                             let pong = match encode_ws_frame(self.version, &Packet::Pong(Some("probe".into())), true) {
                                 WsFrame::Text(text) => Message::text(text),

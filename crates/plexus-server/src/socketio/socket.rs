@@ -115,7 +115,23 @@ fn call_payload(mut args: Vec<Arg>) -> Result<Payload, Error> {
     let arg = match args.len() {
         0 => return Ok(Payload::null()),
         1 => args.pop().expect("one"),
-        _ => Arg::Array(args),
+        _ => {
+            // Several JSON arguments are one JSON array.
+            let mut text = String::from("[");
+            for (i, arg) in args.iter().enumerate() {
+                let Some(raw) = arg.as_json() else {
+                    return Err(Error::bad_request(
+                        "binary data among several arguments is not supported: send the Buffer as the only argument",
+                    ));
+                };
+                if i > 0 {
+                    text.push(',');
+                }
+                text.push_str(raw.get());
+            }
+            text.push(']');
+            return Payload::from_json_str(&text).map_err(|e| Error::bad_request(e.to_string()));
+        }
     };
     match arg {
         Arg::Json(raw) => {
@@ -295,7 +311,11 @@ impl Dialect for SocketIo {
 
 impl SocketIo {
     fn connect_error(&self, nsp: &str, error: &Error) -> Bytes {
-        let data = serde_json::value::to_raw_value(&json!({"code": error.code.0})).ok();
+        // Protocol 4 sends `data` instead of the message when there is one: a socket.io-client 2
+        // app reads the message string, so only protocol 5 gets the code.
+        let data = (self.version == Version::V5)
+            .then(|| serde_json::value::to_raw_value(&json!({"code": error.code.0})).ok())
+            .flatten();
         pack(&Packet::connect_error(
             self.version,
             nsp,
