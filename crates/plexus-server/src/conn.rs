@@ -148,6 +148,10 @@ pub(crate) trait Dialect: Send + 'static {
 
     /// Ends a write: whatever `write` kept back goes into `out`.
     fn flush(&mut self, out: &mut Vec<Message>);
+
+    /// Messages that go out right before the transport closes with `code` (Socket.IO's
+    /// DISCONNECT when the client must not reconnect). None by default.
+    fn farewell(&mut self, _code: CloseCode, _out: &mut Vec<Message>) {}
 }
 
 enum Slot<R> {
@@ -252,6 +256,10 @@ pub(crate) async fn run<T: Transport, D: Dialect>(mut ws: T, mut session: Sessio
             }
             Ok(Some(close)) => {
                 if let Ok(close) = close {
+                    dialect.farewell(close.code, &mut messages);
+                    for message in messages.drain(..) {
+                        let _ = ws.feed(message).await;
+                    }
                     ws.close(close.code, &close.reason).await;
                 }
                 break;

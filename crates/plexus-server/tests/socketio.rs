@@ -230,3 +230,31 @@ async fn websocket_session_and_upgrade_from_polling() {
     };
     assert_eq!(ack, r#"431[null,{"a":1}]"#);
 }
+
+#[tokio::test]
+async fn a_server_side_disconnect_is_a_socket_io_disconnect() {
+    let server = start(suite_server()).await;
+    let addr = server.local_addr();
+    let url = format!("ws://{addr}/socket.io/?EIO=4&transport=websocket");
+    let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    let _open = ws.next().await.unwrap().unwrap();
+    ws.send(Message::text("40")).await.unwrap();
+    let connected = ws.next().await.unwrap().unwrap().into_text().unwrap();
+    let sid: serde_json::Value =
+        serde_json::from_str(connected.strip_prefix("40").unwrap()).unwrap();
+    let conn = sid["sid"].as_str().unwrap().parse().unwrap();
+    server
+        .node()
+        .disconnect_connection(conn, plexus_core::CloseCode::DISCONNECTED, "bye")
+        .await
+        .unwrap();
+    // DISCONNECT of `/` ("io server disconnect": the client does not reconnect), then the close.
+    let next = loop {
+        match tokio::time::timeout(WAIT, ws.next()).await.unwrap() {
+            Some(Ok(Message::Text(t))) if t.as_str() != "2" => break t.to_string(),
+            Some(Ok(Message::Text(_))) => continue,
+            other => panic!("expected DISCONNECT, got {other:?}"),
+        }
+    };
+    assert_eq!(next, "41");
+}

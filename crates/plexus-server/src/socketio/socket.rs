@@ -307,6 +307,17 @@ impl Dialect for SocketIo {
     }
 
     fn flush(&mut self, _out: &mut Vec<Message>) {}
+
+    /// A close that means "do not reconnect" (4500–4999, e.g. a server-side disconnect) is a
+    /// DISCONNECT of every namespace first, so the client reports `"io server disconnect"` and
+    /// stays away; any other close is a transport close, and the client reconnects.
+    fn farewell(&mut self, code: CloseCode, out: &mut Vec<Message>) {
+        if (4500..5000).contains(&code.0) {
+            for nsp in &self.namespaces {
+                unpack(pack(&Packet::disconnect(nsp)), out);
+            }
+        }
+    }
 }
 
 impl SocketIo {
