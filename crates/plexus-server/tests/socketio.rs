@@ -258,3 +258,67 @@ async fn a_server_side_disconnect_is_a_socket_io_disconnect() {
     };
     assert_eq!(next, "41");
 }
+
+#[tokio::test]
+async fn every_socket_io_limit_is_hit() {
+    let server = start(dev().socketio(SocketIoConfig {
+        max_polling_sessions: 1,
+        max_payload_bytes: 64,
+        max_namespaces: 1,
+        max_buffered_packets: 2,
+        namespaces: vec!["/a".into(), "/b".into()],
+        ..Default::default()
+    }))
+    .await;
+    let addr = server.local_addr();
+    let sid = sid_of(
+        &http(addr, "GET", "/socket.io/?EIO=4&transport=polling", None)
+            .await
+            .body,
+    );
+    let path = format!("/socket.io/?EIO=4&transport=polling&sid={sid}");
+    // Polling sessions per node: the second handshake is refused.
+    let second = http(addr, "GET", "/socket.io/?EIO=4&transport=polling", None).await;
+    assert_eq!(second.status, 503);
+    // Namespaces per connection: the second is refused with 106.
+    http(addr, "POST", &path, Some("40/a,")).await;
+    assert!(
+        http(addr, "GET", &path, None)
+            .await
+            .body
+            .starts_with("40/a,")
+    );
+    http(addr, "POST", &path, Some("40/b,")).await;
+    let refused = http(addr, "GET", &path, None).await.body;
+    assert!(
+        refused.starts_with("44/b,") && refused.contains("\"code\":106"),
+        "{refused}"
+    );
+    // Packets buffered for a client that does not poll: three events, two places; the session
+    // is closed rather than grown.
+    http(
+        addr,
+        "POST",
+        &path,
+        Some("42/a,[\"echo\",1]\u{1e}42/a,[\"echo\",2]\u{1e}42/a,[\"echo\",3]"),
+    )
+    .await;
+    let _ = http(addr, "POST", &path, Some("42/a,1[\"echo\",4]")).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let after = http(addr, "GET", &path, None).await;
+    assert!(
+        after.status == 400 || after.body.ends_with('1'),
+        "the session is closed: {} {}",
+        after.status,
+        after.body
+    );
+    // maxPayload: a larger POST body is refused with 413.
+    let sid = sid_of(
+        &http(addr, "GET", "/socket.io/?EIO=4&transport=polling", None)
+            .await
+            .body,
+    );
+    let path = format!("/socket.io/?EIO=4&transport=polling&sid={sid}");
+    let big = format!("42[\"echo\",\"{}\"]", "x".repeat(100));
+    assert_eq!(http(addr, "POST", &path, Some(&big)).await.status, 413);
+}

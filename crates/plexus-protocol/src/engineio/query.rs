@@ -175,6 +175,16 @@ impl HttpError {
 /// decodes them (WHATWG URL §5.1): empty parts are skipped, the first `=` splits name and value,
 /// `+` is a space, `%XX` is a byte (a `%` not followed by two hex digits stays as it is), and
 /// the bytes are read as UTF-8 with U+FFFD for bad sequences.
+/// The last value of `key` in a query string, decoded as [`parse_query`] decodes (for
+/// parameters of the layers above Engine.IO, such as a Socket.IO 2 client's `token`).
+pub fn query_value(query: &str, key: &str) -> Option<String> {
+    let query = query.strip_prefix('?').unwrap_or(query);
+    form_urlencoded(query)
+        .filter(|(k, _)| k == key)
+        .last()
+        .map(|(_, v)| v.into_owned())
+}
+
 pub(crate) fn form_urlencoded(query: &str) -> impl Iterator<Item = (Cow<'_, str>, Cow<'_, str>)> {
     query
         .split('&')

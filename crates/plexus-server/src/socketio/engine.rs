@@ -14,8 +14,7 @@ use crate::ws::WsStream;
 use futures_util::{SinkExt, StreamExt};
 use plexus_core::CloseCode;
 use plexus_protocol::engineio::{
-    self, Data, Handshake, Packet, Version, WsFrame, decode_ws_binary, decode_ws_text,
-    encode_ws_frame,
+    Data, Handshake, Packet, Version, WsFrame, decode_ws_binary, decode_ws_text, encode_ws_frame,
 };
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -149,7 +148,6 @@ pub(crate) struct EngineTransport {
     awaiting_pong: bool,
     upgrade_timeout: std::time::Duration,
     registry: Option<(Arc<super::Registry>, String)>,
-    max_message_bytes: usize,
 }
 
 impl EngineTransport {
@@ -157,7 +155,6 @@ impl EngineTransport {
         version: Version,
         supports_binary: bool,
         config: &SocketIoConfig,
-        max_message_bytes: usize,
     ) -> EngineTransport {
         let now = tokio::time::Instant::now();
         EngineTransport {
@@ -177,7 +174,6 @@ impl EngineTransport {
             awaiting_pong: false,
             upgrade_timeout: config.upgrade_timeout,
             registry: None,
-            max_message_bytes,
         }
     }
 
@@ -390,9 +386,6 @@ impl Transport for EngineTransport {
     }
 
     async fn feed(&mut self, message: Message) -> Result<(), ()> {
-        if message.as_payload().len() > self.max_message_bytes {
-            return Err(());
-        }
         let data = match message.as_text() {
             Some(text) if message.is_text() => Data::Text(text.to_owned()),
             _ => Data::Binary(bytes::Bytes::copy_from_slice(message.as_payload())),
@@ -452,9 +445,4 @@ pub(crate) fn handshake(sid: &str, polling: bool, config: &SocketIoConfig) -> Ha
         ping_timeout_ms: config.ping_timeout.as_millis() as u64,
         max_payload: config.max_payload_bytes as u64,
     }
-}
-
-/// Encodes packets for a GET response.
-pub(crate) fn poll_body(shared: &PollShared, packets: &[Packet]) -> engineio::EncodedPayload {
-    engineio::encode_payload(shared.version, packets, shared.supports_binary)
 }

@@ -181,7 +181,7 @@ pub(crate) async fn handle(
     }
     match (query.transport, req.method().clone()) {
         (Transport::Websocket, Method::GET) if is_upgrade => {
-            let Some((response, ws)) = upgrade(req, &state) else {
+            let Some((response, ws)) = upgrade(req, config.max_payload_bytes) else {
                 return error(HttpError::BadRequest, &cors);
             };
             let inbound = shared.inbound.clone();
@@ -196,7 +196,8 @@ pub(crate) async fn handle(
             let wait = config.ping_interval + config.ping_timeout;
             match shared.poll(wait).await {
                 Ok(packets) => {
-                    let payload = engine::poll_body(&shared, &packets);
+                    let payload =
+                        engineio::encode_payload(shared.version, &packets, shared.supports_binary);
                     let mut response = Response::builder()
                         .header(header::CONTENT_TYPE, payload.content_type)
                         .body(Body::from(payload.body))
@@ -264,8 +265,9 @@ pub(crate) async fn handle(
 
 type Upgraded = std::pin::Pin<Box<dyn Future<Output = Option<crate::ws::WsStream>> + Send>>;
 
-/// Answers a WebSocket upgrade; the future gives the socket once the upgrade is done.
-fn upgrade(mut req: Request<Body>, state: &ServerState) -> Option<(Response<Body>, Upgraded)> {
+/// Answers a WebSocket upgrade whose messages may be `max_payload` bytes (Engine.IO's
+/// `maxPayload`, in place of the native `max_message_bytes`).
+fn upgrade(mut req: Request<Body>, max_payload: usize) -> Option<(Response<Body>, Upgraded)> {
     let key = req
         .headers()
         .get(header::SEC_WEBSOCKET_KEY)
@@ -279,7 +281,6 @@ fn upgrade(mut req: Request<Body>, state: &ServerState) -> Option<(Response<Body
         return None;
     }
     let on_upgrade = hyper::upgrade::on(&mut req);
-    let max = state.node.limits().max_message_bytes;
     let response = Response::builder()
         .status(StatusCode::SWITCHING_PROTOCOLS)
         .header(header::UPGRADE, "websocket")
@@ -289,7 +290,7 @@ fn upgrade(mut req: Request<Body>, state: &ServerState) -> Option<(Response<Body
         .expect("valid response");
     let ws: Upgraded = Box::pin(async move {
         let upgraded = on_upgrade.await.ok()?;
-        Some(crate::ws::serve(TokioIo::new(upgraded), max))
+        Some(crate::ws::serve(TokioIo::new(upgraded), max_payload))
     });
     Some((response, ws))
 }
@@ -314,10 +315,9 @@ async fn open_session(
     let sid = new_sid();
     let polling = query.transport == Transport::Polling;
     let handshake = engine::handshake(&sid, polling, &config);
-    let transport =
-        EngineTransport::new(query.version, !query.b64, &config, config.max_payload_bytes);
+    let transport = EngineTransport::new(query.version, !query.b64, &config);
     let format = state.formats.socketio();
-    let token = query_value(req.uri().query().unwrap_or(""), "token");
+    let token = engineio::query_value(req.uri().query().unwrap_or(""), "token");
     let dialect = socket::SocketIo::new(query.version.into(), config.clone(), token);
     if polling {
         let (shared, inbound) = PollShared::new(query.version, !query.b64, &config);
@@ -365,7 +365,7 @@ async fn open_session(
         add_cors(&mut response, &cors);
         return response;
     }
-    let Some((response, ws)) = upgrade(req, &state) else {
+    let Some((response, ws)) = upgrade(req, config.max_payload_bytes) else {
         return error(HttpError::BadRequest, &cors);
     };
     let tracker = state.sessions.enter();
@@ -388,44 +388,4 @@ async fn open_session(
         }
     });
     response
-}
-
-/// One value of a query string (percent-decoded), for the v2 `token`.
-fn query_value(query: &str, key: &str) -> Option<String> {
-    query.split('&').find_map(|kv| {
-        let (k, v) = kv.split_once('=')?;
-        (k == key).then(|| percent_decode(v))
-    })
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
-                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                    Some(b) => {
-                        out.push(b);
-                        i += 3;
-                    }
-                    None => {
-                        out.push(b'%');
-                        i += 1;
-                    }
-                }
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }

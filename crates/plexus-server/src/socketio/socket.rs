@@ -61,15 +61,15 @@ impl SocketIo {
     }
 }
 
-/// The error argument of an ack, `{code, message, data?}`.
-fn error_arg(error: &Error) -> Arg {
+/// An error as `{code, message, data?}`.
+fn error_value(error: &Error) -> Value {
     let mut value = json!({"code": error.code.0, "message": error.message});
     if let Some(data) = error.data.as_ref().and_then(|d| d.as_json_str())
         && let Ok(data) = serde_json::from_str::<Value>(data)
     {
         value["data"] = data;
     }
-    Arg::from(value)
+    value
 }
 
 /// The answer to a request: an ack when the client asked for one, else an error event for a
@@ -85,13 +85,11 @@ fn answer(
             args.insert(0, Arg::from(Value::Null));
             Some(pack(&Packet::ack(nsp, id, args)))
         }
-        (Some(id), Err(e)) => Some(pack(&Packet::ack(nsp, id, vec![error_arg(e)]))),
+        (Some(id), Err(e)) => Some(pack(&Packet::ack(nsp, id, vec![Arg::from(error_value(e))]))),
         (None, Ok(_)) => None,
         (None, Err(e)) => {
-            let mut value = json!({"code": e.code.0, "message": e.message, "event": event});
-            if e.data.is_some() {
-                value["data"] = Value::Null;
-            }
+            let mut value = error_value(e);
+            value["event"] = json!(event);
             Some(pack(&Packet::event(
                 nsp,
                 None,
