@@ -295,9 +295,10 @@ export const randomSecret = () =>
  * Socket.IO), or the reference server.
  */
 export class TestServer {
-  constructor(port, { jwtSecret } = {}) {
+  constructor(port, { jwtSecret, apiKey } = {}) {
     this.port = port;
     this.jwtSecret = jwtSecret;
+    this.apiKey = apiKey;
     this.child = undefined;
     this.log = "";
     this.configPath = undefined;
@@ -329,7 +330,7 @@ export class TestServer {
     if (this.jwtSecret) {
       if (!this.configPath) {
         this.configPath = path.join(tempDir(), "plexus.toml");
-        writeFileSync(this.configPath, authConfig(this.jwtSecret));
+        writeFileSync(this.configPath, authConfig(this.jwtSecret, this.apiKey));
       }
       args.push("--config", this.configPath);
     }
@@ -370,16 +371,26 @@ export class TestServer {
     return res.json();
   }
 
-  /** Publishes through the HTTP server API (development mode: no key); returns its result. */
-  async publish(channel, data) {
-    const res = await fetch(`${this.url}/api/publish`, {
+  /** Publishes through the HTTP server API; returns its result. */
+  publish(channel, data) {
+    return this.api("publish", { channel, data });
+  }
+
+  /**
+   * Calls a method of the HTTP server API (docs/api.md; development mode needs no key, a
+   * configuration made with `apiKey` gets it); returns its result, throws on an error.
+   */
+  async api(method, params) {
+    const headers = { "content-type": "application/json" };
+    if (this.apiKey) headers["x-api-key"] = this.apiKey;
+    const res = await fetch(`${this.url}/api/${method}`, {
       method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify({ channel, data }),
+      headers,
+      body: JSON.stringify(params),
       signal: AbortSignal.timeout(WAIT_MS),
     });
     const body = await res.json();
-    if (!res.ok) throw new Error(`publish: HTTP ${res.status} ${JSON.stringify(body)}`);
+    if (!res.ok) throw new Error(`${method}: HTTP ${res.status} ${JSON.stringify(body)}`);
     return body.result;
   }
 
@@ -397,13 +408,13 @@ export class TestServer {
 }
 
 /** A configuration that requires a token: JWT only, Socket.IO on, every channel for users. */
-function authConfig(secret) {
+function authConfig(secret, apiKey) {
   return `[client]
 anonymous = false
 
 [jwt]
 hmac_secret = "${secret}"
-
+${apiKey ? `\n[api]\nkey = "${apiKey}"\n` : ""}
 [socketio]
 enabled = true
 

@@ -13,6 +13,7 @@ import { PlexusError } from "./errors.js";
 import {
   Subscription,
   type HistoryOptions,
+  type PublishOptions,
   type RequestOptions,
   type SubscribeOptions,
   type SubscriptionHost,
@@ -195,6 +196,7 @@ function toPublication(frame: Frame): Publication {
     epoch: str(frame.epoch) ?? "",
     ...payloadOf(frame),
   };
+  if (typeof frame.event === "string") p.event = frame.event;
   if (isFrame(frame.publisher)) {
     const pub = frame.publisher;
     p.publisher = { conn: str(pub.conn) ?? "" };
@@ -401,8 +403,10 @@ export class Client extends Emitter<ClientEvents> {
   }
 
   /** Publishes to a channel (any JSON value, or bytes); resolves with where it landed. */
-  publish(channel: string, data: unknown, options?: RequestOptions): Promise<Position> {
-    return this.#request("publish", { channel, ...payloadFields(data, true) }, (r) => ({ offset: num(r.offset), epoch: str(r.epoch) ?? "" }), options);
+  publish(channel: string, data: unknown, options?: PublishOptions): Promise<Position> {
+    const params: Frame = { channel, ...payloadFields(data, true) };
+    if (options?.event !== undefined) params.event = options.event;
+    return this.#request("publish", params, (r) => ({ offset: num(r.offset), epoch: str(r.epoch) ?? "" }), options);
   }
 
   /** Reads a channel's kept publications (oldest first unless `reverse`). */
@@ -906,7 +910,7 @@ export class Client extends Emitter<ClientEvents> {
       case "pub":
         return this.#onPub(conn, frame);
       case "message":
-        this.emit("message", { to: str(frame.to) ?? "connection", ...payloadOf(frame) });
+        this.emit("message", { to: str(frame.to) ?? "connection", ...payloadOf(frame), ...(typeof frame.event === "string" ? { event: frame.event } : {}) });
         return;
       case "mail":
         return this.#onMail(frame);

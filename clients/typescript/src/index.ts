@@ -6,7 +6,7 @@
 export { Client, CLIENT_NAME, PROTOCOL_VERSION } from "./client.js";
 export type { ClientOptions, Provider, WebSocketConstructor, WebSocketLike } from "./client.js";
 export { Subscription } from "./subscription.js";
-export type { HistoryOptions, RequestOptions, SubscribeOptions } from "./subscription.js";
+export type { HistoryOptions, PublishOptions, RequestOptions, SubscribeOptions } from "./subscription.js";
 export { PlexusError } from "./errors.js";
 export type { ErrorKind } from "./errors.js";
 export { CloseCode, ErrorCode, isTransientCode, shouldReconnect } from "./codes.js";

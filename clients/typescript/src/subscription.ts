@@ -35,6 +35,12 @@ export interface SubscribeOptions {
   failFast?: boolean;
 }
 
+/** Options of `publish`: a request's options and an event name. */
+export interface PublishOptions extends RequestOptions {
+  /** An event name: subscribers see it as `Publication.event`; Socket.IO clients receive the publication as this event. */
+  event?: string;
+}
+
 export interface HistoryOptions {
   /** Only publications with an offset greater than this. */
   since?: number;
@@ -54,7 +60,7 @@ export interface RequestOptions {
 /** @internal What a subscription needs from its client. */
 export interface SubscriptionHost {
   unsubscribe(sub: Subscription): Promise<void>;
-  publish(channel: string, data: unknown, options?: RequestOptions): Promise<Position>;
+  publish(channel: string, data: unknown, options?: PublishOptions): Promise<Position>;
   history(channel: string, options?: HistoryOptions, request?: RequestOptions): Promise<HistoryPage>;
   presence(channel: string, options?: RequestOptions): Promise<PresenceMember[]>;
   presenceStats(channel: string, options?: RequestOptions): Promise<PresenceStats>;
@@ -141,7 +147,7 @@ export class Subscription extends Emitter<SubscriptionEvents> {
     return this.#host.unsubscribe(this);
   }
 
-  publish(data: unknown, options?: RequestOptions): Promise<Position> {
+  publish(data: unknown, options?: PublishOptions): Promise<Position> {
     return this.#host.publish(this.channel, data, options);
   }
 

@@ -27,6 +27,8 @@ export interface Publication {
   data?: unknown;
   binary?: Uint8Array;
   publisher?: Publisher;
+  /** The event name it was published under; absent for the default event. */
+  event?: string;
 }
 
 /** The limits the server announced in its hello. */
@@ -124,6 +126,8 @@ export interface Message {
   to: "connection" | "user" | "all" | string;
   data?: unknown;
   binary?: Uint8Array;
+  /** The event name it was sent under; absent for the default event. */
+  event?: string;
 }
 
 /** A durable message for this connection's user. */

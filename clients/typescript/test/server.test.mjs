@@ -101,8 +101,10 @@ for (const encoding of ["json", "msgpack"]) {
       const positions = [];
       for (let i = 1; i <= 20; i++) positions.push(await b.publish(ch, { i }));
       assert.deepEqual(positions.map((p) => p.offset), Array.from({ length: 20 }, (_, i) => i + 1));
-      await b.publish(ch, new Uint8Array([9, 8, 7]));
+      await b.publish(ch, new Uint8Array([9, 8, 7]), { event: "bytes" });
       await until(() => seen.length === 21, "21 publications");
+      assert.equal(seen[20].event, "bytes");
+      assert.equal(seen[19].event, undefined);
       assert.deepEqual(seen.map((p) => p.offset), Array.from({ length: 21 }, (_, i) => i + 1));
       assert.deepEqual(seen[0].data, { i: 1 });
       assert.equal(seen[0].epoch, ready.position.epoch);

@@ -166,13 +166,35 @@ impl Client {
             .await
     }
 
+    /// Publishes under an event name: subscribers see [`Publication::event`], Socket.IO clients
+    /// receive it as that event.
+    pub async fn publish_event(
+        &self,
+        channel: impl Into<String>,
+        event: impl Into<String>,
+        payload: Payload,
+    ) -> Result<Position, ClientError> {
+        let mut params = PublishParams::new(channel, &payload);
+        params.event = Some(event.into());
+        self.publish_params(params, RequestOptions::default()).await
+    }
+
     pub async fn publish_with(
         &self,
         channel: impl Into<String>,
         payload: Payload,
         options: RequestOptions,
     ) -> Result<Position, ClientError> {
-        let op = Op::Publish(PublishParams::new(channel, &payload));
+        self.publish_params(PublishParams::new(channel, &payload), options)
+            .await
+    }
+
+    async fn publish_params(
+        &self,
+        params: PublishParams,
+        options: RequestOptions,
+    ) -> Result<Position, ClientError> {
+        let op = Op::Publish(params);
         match self.request(op, ReplyKind::Publish, options).await? {
             Reply::Publish(position) => Ok(position),
             other => Err(unexpected(other)),

@@ -799,10 +799,11 @@ impl Driver {
             Push::Mail(m) => self.on_mail(s, m),
             Push::Message(m) => {
                 let payload = m.payload().unwrap_or_else(Payload::null);
-                let _ = self
-                    .out
-                    .pushes
-                    .send(PushEvent::Message(Message { to: m.to, payload }));
+                let _ = self.out.pushes.send(PushEvent::Message(Message {
+                    to: m.to,
+                    payload,
+                    event: m.event,
+                }));
             }
             Push::Subscribed(p) => {
                 let position = Position {

@@ -34,6 +34,8 @@ pub struct Publication {
     pub epoch: String,
     pub payload: Payload,
     pub publisher: Option<Publisher>,
+    /// The event name it was published under; `None` for the default event.
+    pub event: Option<String>,
 }
 
 impl Publication {
@@ -45,6 +47,7 @@ impl Publication {
             epoch: p.epoch,
             payload,
             publisher: p.publisher.map(Publisher::from_info),
+            event: p.event,
         }
     }
 
@@ -229,6 +232,8 @@ pub enum MetaTarget {
 pub struct Message {
     pub to: Target,
     pub payload: Payload,
+    /// The event name it was sent under; `None` for the default event.
+    pub event: Option<String>,
 }
 
 /// What a [`crate::Pushes`] stream yields.

@@ -11,7 +11,7 @@
 //! many nodes.
 
 use crate::ids::ConnId;
-use crate::model::{ClientInfo, Exclude, Publication, StreamPosition};
+use crate::model::{ClientInfo, Emit, Exclude, Publication, StreamPosition};
 use async_trait::async_trait;
 use bytes::Bytes;
 use plexus_protocol::{CloseCode, Payload};
@@ -41,6 +41,8 @@ pub struct PublishOptions {
     pub history: Option<HistoryOptions>,
     /// Subscribers that must not receive this publication.
     pub exclude: Option<Arc<Exclude>>,
+    /// The event name it is published under ([`Publication::event`]).
+    pub event: Option<Arc<str>>,
 }
 
 /// A history read.
@@ -67,17 +69,17 @@ pub struct HistoryPage {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Control {
     Broadcast {
-        payload: Payload,
+        emit: Emit,
         exclude: Option<Exclude>,
     },
     SendToUser {
         user: Arc<str>,
-        payload: Payload,
+        emit: Emit,
         exclude: Option<Exclude>,
     },
     SendToConnection {
         conn: ConnId,
-        payload: Payload,
+        emit: Emit,
     },
     SubscribeUser {
         user: Arc<str>,

@@ -35,7 +35,8 @@ pub use limits::Limits;
 pub use mailbox::DurableOutcome;
 pub use metadata::Metadata;
 pub use model::{
-    ClientInfo, Event, Exclude, Identity, Publication, StreamPosition, Target, WireFormat,
+    ClientInfo, Emit, Event, Exclude, Identity, Publication, StreamPosition, Target, WireFormat,
+    validate_event,
 };
 pub use node::{Node, NodeBuilder};
 pub use plexus_protocol::{CloseCode, ErrorCode, Payload};

@@ -178,6 +178,7 @@ impl Broker for MemoryBroker {
             epoch: s.epoch.clone(),
             payload,
             publisher,
+            event: options.event,
         };
         if let Some(history) = options.history.filter(|h| h.size > 0) {
             s.items.push_back((publication.clone(), now + history.ttl));
@@ -606,6 +607,7 @@ mod tests {
                     PublishOptions {
                         history,
                         exclude: None,
+                        event: None,
                     },
                 )
                 .await

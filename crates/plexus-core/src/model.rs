@@ -76,6 +76,70 @@ pub struct Publication {
     pub epoch: Arc<str>,
     pub payload: Payload,
     pub publisher: Option<ClientInfo>,
+    /// The event name it was published under (Socket.IO's `to(room).emit(event, …)`); `None`
+    /// is the default event (`message` for Socket.IO clients). Kept in history.
+    pub event: Option<Arc<str>>,
+}
+
+/// What a server-side send carries: a payload and, optionally, an event name.
+///
+/// Every method that publishes or sends takes `impl Into<Emit>`, so a bare [`Payload`] is the
+/// default event. Dialects with event names deliver it under that name (a Socket.IO client's
+/// `socket.on(event, …)`); native clients see it as the push's `event` field.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Emit {
+    pub event: Option<Arc<str>>,
+    pub payload: Payload,
+}
+
+impl Emit {
+    /// A payload under an event name.
+    pub fn event(name: impl Into<Arc<str>>, payload: Payload) -> Emit {
+        Emit {
+            event: Some(name.into()),
+            payload,
+        }
+    }
+}
+
+impl From<Payload> for Emit {
+    fn from(payload: Payload) -> Emit {
+        Emit {
+            event: None,
+            payload,
+        }
+    }
+}
+
+/// Longest event name, in bytes.
+pub const MAX_EVENT_BYTES: usize = 200;
+
+/// Event names no dialect may be sent: Socket.IO reserves these for its own lifecycle (a server
+/// emitting one is an error there too).
+pub const RESERVED_EVENTS: [&str; 6] = [
+    "connect",
+    "connect_error",
+    "disconnect",
+    "disconnecting",
+    "newListener",
+    "removeListener",
+];
+
+/// Checks an event name: 1 to [`MAX_EVENT_BYTES`] bytes, no control characters, not one of
+/// [`RESERVED_EVENTS`]. A bad name is `bad_request` (104).
+pub fn validate_event(name: &str) -> Result<(), crate::Error> {
+    let problem = if name.is_empty() {
+        "empty event name".to_owned()
+    } else if name.len() > MAX_EVENT_BYTES {
+        format!("event name longer than {MAX_EVENT_BYTES} bytes")
+    } else if name.chars().any(char::is_control) {
+        "control character in event name".to_owned()
+    } else if RESERVED_EVENTS.contains(&name) {
+        format!("event name {name:?} is reserved")
+    } else {
+        return Ok(());
+    };
+    Err(crate::Error::bad_request(problem))
 }
 
 /// Connections or users a delivery skips (Mesa `excluding`, Mesh `broadcastExclude`).
@@ -116,6 +180,7 @@ pub enum Event<'a> {
     Message {
         to: Target,
         payload: &'a Payload,
+        event: Option<&'a str>,
     },
     Subscribed {
         channel: &'a str,

@@ -15,10 +15,13 @@ use crate::hub::Hub;
 use crate::ids::{ConnId, NodeId};
 use crate::limits::Limits;
 use crate::memory::{MemoryOptions, memory_engine};
-use crate::model::{ClientInfo, EncodeCache, Event, Exclude, Publication, StreamPosition, Target};
+use crate::model::{
+    ClientInfo, Emit, EncodeCache, Event, Exclude, Publication, StreamPosition, Target,
+    validate_event,
+};
 use crate::outbox::PushOutcome;
 use crate::stats::NodeStats;
-use plexus_protocol::{CloseCode, ErrorCode, Payload};
+use plexus_protocol::{CloseCode, ErrorCode};
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -166,6 +169,15 @@ impl EngineHandler for Handler {
             Node { inner }.apply_control(control);
         }
     }
+}
+
+/// An [`Emit`] whose event name (if any) passes [`validate_event`].
+fn checked(emit: impl Into<Emit>) -> Result<Emit, Error> {
+    let emit = emit.into();
+    if let Some(event) = &emit.event {
+        validate_event(event)?;
+    }
+    Ok(emit)
 }
 
 pub(crate) fn engine_error(e: EngineError) -> Error {
@@ -459,20 +471,27 @@ impl Node {
         }
     }
 
-    /// Publishes to a channel from the server side.
-    pub async fn publish(&self, channel: &str, payload: Payload) -> Result<StreamPosition, Error> {
-        self.publish_with(channel, payload, None, None).await
+    /// Publishes to a channel from the server side: a [`Payload`], or an [`Emit`] with an event
+    /// name (Socket.IO's `io.to(channel).emit(event, data)`).
+    pub async fn publish(
+        &self,
+        channel: &str,
+        emit: impl Into<Emit>,
+    ) -> Result<StreamPosition, Error> {
+        self.publish_with(channel, emit, None, None).await
     }
 
-    /// Publishes with an optional publisher and exclusions.
+    /// Publishes with an optional publisher and exclusions (connections or users that do not
+    /// receive it live; history keeps it for everyone).
     pub async fn publish_with(
         &self,
         channel: &str,
-        payload: Payload,
+        emit: impl Into<Emit>,
         publisher: Option<ClientInfo>,
         exclude: Option<Exclude>,
     ) -> Result<StreamPosition, Error> {
         validate_channel(channel, self.inner.limits.max_channel_bytes)?;
+        let Emit { event, payload } = checked(emit)?;
         let history = self
             .inner
             .channels
@@ -481,6 +500,7 @@ impl Node {
         let options = PublishOptions {
             history,
             exclude: exclude.filter(|e| !e.is_empty()).map(Arc::new),
+            event,
         };
         self.inner
             .stats
@@ -554,10 +574,14 @@ impl Node {
         &self,
         conns: impl IntoIterator<Item = Arc<Connection>>,
         to: Target,
-        payload: &Payload,
+        emit: &Emit,
         exclude: Option<&Exclude>,
     ) -> usize {
-        let mut cache = EncodeCache::new(Event::Message { to, payload });
+        let mut cache = EncodeCache::new(Event::Message {
+            to,
+            payload: &emit.payload,
+            event: emit.event.as_deref(),
+        });
         let mut sent = 0;
         for conn in conns {
             if exclude.is_some_and(|e| e.excludes(conn.id, conn.user())) {
@@ -575,24 +599,24 @@ impl Node {
     fn apply_control(&self, control: Control) {
         let hub = &self.inner.hub;
         match control {
-            Control::Broadcast { payload, exclude } => {
-                self.send_message(hub.connections(), Target::All, &payload, exclude.as_ref());
+            Control::Broadcast { emit, exclude } => {
+                self.send_message(hub.connections(), Target::All, &emit, exclude.as_ref());
             }
             Control::SendToUser {
                 user,
-                payload,
+                emit,
                 exclude,
             } => {
                 self.send_message(
                     hub.user_connections(&user),
                     Target::User,
-                    &payload,
+                    &emit,
                     exclude.as_ref(),
                 );
             }
-            Control::SendToConnection { conn, payload } => {
+            Control::SendToConnection { conn, emit } => {
                 if conn.node == self.inner.id {
-                    self.send_message(hub.connection(conn), Target::Connection, &payload, None);
+                    self.send_message(hub.connection(conn), Target::Connection, &emit, None);
                 }
             }
             Control::SubscribeUser { user, channel } => {
@@ -707,21 +731,29 @@ impl Node {
             .map_err(engine_error)
     }
 
-    /// Sends a `message` push to every connection of every node (Mesa `'*'`, Plezi `multicast`).
-    pub async fn broadcast(&self, payload: Payload, exclude: Option<Exclude>) -> Result<(), Error> {
-        self.control(Control::Broadcast { payload, exclude }).await
+    /// Sends a `message` push to every connection of every node (Mesa `'*'`, Plezi `multicast`,
+    /// Socket.IO `io.except(…).emit(…)`), except `exclude`.
+    pub async fn broadcast(
+        &self,
+        emit: impl Into<Emit>,
+        exclude: Option<Exclude>,
+    ) -> Result<(), Error> {
+        let emit = checked(emit)?;
+        self.control(Control::Broadcast { emit, exclude }).await
     }
 
-    /// Sends a `message` push to every connection of `user`, on every node (Mesa Dispatcher).
+    /// Sends a `message` push to every connection of `user`, on every node (Mesa Dispatcher),
+    /// except `exclude`.
     pub async fn send_to_user(
         &self,
         user: &str,
-        payload: Payload,
+        emit: impl Into<Emit>,
         exclude: Option<Exclude>,
     ) -> Result<(), Error> {
+        let emit = checked(emit)?;
         self.control(Control::SendToUser {
             user: Arc::from(user),
-            payload,
+            emit,
             exclude,
         })
         .await
@@ -729,12 +761,17 @@ impl Node {
 
     /// Sends a `message` push to one connection. `Ok(false)`: no such connection (Plezi
     /// `failed_unicast`).
-    pub async fn send_to_connection(&self, conn: ConnId, payload: Payload) -> Result<bool, Error> {
+    pub async fn send_to_connection(
+        &self,
+        conn: ConnId,
+        emit: impl Into<Emit>,
+    ) -> Result<bool, Error> {
+        let emit = checked(emit)?;
         if conn.node == self.inner.id {
             let Some(c) = self.inner.hub.connection(conn) else {
                 return Ok(false);
             };
-            return Ok(self.send_message([c], Target::Connection, &payload, None) == 1);
+            return Ok(self.send_message([c], Target::Connection, &emit, None) == 1);
         }
         if !self
             .inner
@@ -746,7 +783,7 @@ impl Node {
         {
             return Ok(false);
         }
-        self.control(Control::SendToConnection { conn, payload })
+        self.control(Control::SendToConnection { conn, emit })
             .await?;
         Ok(true)
     }

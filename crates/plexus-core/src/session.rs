@@ -18,7 +18,9 @@ use crate::engine::{EchoEvent, HistoryPage, HistoryQuery, PresenceEntry, Presenc
 use crate::error::Error;
 use crate::ids::ConnId;
 use crate::metadata::Metadata;
-use crate::model::{ClientInfo, Event, Identity, Publication, StreamPosition, WireFormat};
+use crate::model::{
+    ClientInfo, Emit, Event, Identity, Publication, StreamPosition, WireFormat, validate_event,
+};
 use crate::node::{Node, engine_error};
 use plexus_protocol::server::AuthState;
 use plexus_protocol::{CloseCode, ErrorCode, PROTOCOL_VERSION, Payload};
@@ -500,14 +502,19 @@ impl Session {
         }
     }
 
-    /// A client publish: namespace rules, guards, then publish hooks (which may rewrite it).
+    /// A client publish — a [`Payload`], or an [`Emit`] with an event name: namespace rules,
+    /// guards, then publish hooks (which may rewrite the payload).
     pub async fn publish(
         &mut self,
         channel: &str,
-        payload: Payload,
+        emit: impl Into<Emit>,
     ) -> Result<StreamPosition, Error> {
+        let Emit { event, payload } = emit.into();
         self.require_admitted()?;
         validate_channel(channel, self.node.limits().max_channel_bytes)?;
+        if let Some(event) = &event {
+            validate_event(event)?;
+        }
         let channel: Arc<str> = Arc::from(channel);
         let subscribed = self.conn.is_subscribed(&channel);
         let request = self.guard_request(&channel, Action::Publish, None);
@@ -530,8 +537,9 @@ impl Session {
                 user: self.conn.identity().map(|i| i.user.clone()),
                 info: self.conn.identity().and_then(|i| i.info.clone()),
             });
+        let emit = Emit { event, payload };
         self.node
-            .publish_with(&channel, payload, publisher, None)
+            .publish_with(&channel, emit, publisher, None)
             .await
     }
 

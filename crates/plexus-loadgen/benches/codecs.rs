@@ -35,6 +35,7 @@ fn pub_push(bytes: usize) -> Push {
         data,
         binary,
         publisher: None,
+        event: None,
     })
 }
 

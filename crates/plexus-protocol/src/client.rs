@@ -223,6 +223,10 @@ pub struct PublishParams {
     pub data: Option<DataField>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub binary: Option<BinaryField>,
+    /// An event name for the publication (subscribers see it; Socket.IO clients receive the
+    /// publication as this event instead of `message`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<String>,
 }
 
 impl PublishParams {
@@ -232,6 +236,7 @@ impl PublishParams {
             channel: channel.into(),
             data,
             binary,
+            event: None,
         }
     }
 

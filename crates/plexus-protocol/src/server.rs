@@ -125,6 +125,9 @@ pub struct PubPush {
     pub binary: Option<BinaryField>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub publisher: Option<ClientInfo>,
+    /// The event name it was published under; absent for the default event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<String>,
 }
 
 impl PubPush {
@@ -157,12 +160,26 @@ pub struct MessagePush {
     pub data: Option<DataField>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub binary: Option<BinaryField>,
+    /// The event name it was sent under; absent for the default event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<String>,
 }
 
 impl MessagePush {
     pub fn new(to: Target, payload: &Payload) -> MessagePush {
         let (data, binary) = payload.to_fields();
-        MessagePush { to, data, binary }
+        MessagePush {
+            to,
+            data,
+            binary,
+            event: None,
+        }
+    }
+
+    /// The same message under an event name.
+    pub fn with_event(mut self, event: Option<&str>) -> MessagePush {
+        self.event = event.map(str::to_owned);
+        self
     }
 
     pub fn payload(&self) -> Option<Payload> {
@@ -576,6 +593,7 @@ mod tests {
                     user: Some("u".into()),
                     info: None,
                 }),
+                event: Some("chat".into()),
             }),
             Push::Pub(PubPush {
                 channel: "c".into(),
@@ -584,8 +602,10 @@ mod tests {
                 data: d,
                 binary: b,
                 publisher: None,
+                event: None,
             }),
             Push::Message(MessagePush::new(Target::User, &json)),
+            Push::Message(MessagePush::new(Target::All, &json).with_event(Some("news"))),
             Push::Subscribed(SubscribedPush {
                 channel: "c".into(),
                 offset: 0,
@@ -655,6 +675,7 @@ mod tests {
                 .0,
             binary: None,
             publisher: None,
+            event: None,
         });
         assert_eq!(
             &encode_push(Encoding::Json, &p)[..],

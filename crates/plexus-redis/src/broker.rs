@@ -117,15 +117,16 @@ fn page(channel: &str, reply: Value) -> Result<HistoryPage, EngineError> {
             return Err(bad());
         };
         let offset = as_u64(offset).ok_or_else(bad)?;
-        let Some((payload, publisher, _)) = as_bytes(blob).and_then(decode_pub) else {
+        let Some((emit, publisher, _)) = as_bytes(blob).and_then(decode_pub) else {
             continue;
         };
         publications.push(Publication {
             channel: channel.clone(),
             offset,
             epoch: epoch.clone(),
-            payload,
+            payload: emit.payload,
             publisher,
+            event: emit.event,
         });
     }
     Ok(HistoryPage {
@@ -277,7 +278,12 @@ impl Broker for RedisBroker {
         options: PublishOptions,
     ) -> Result<StreamPosition, EngineError> {
         let keys = &self.shared.keys;
-        let blob = encode_pub(&payload, publisher.as_ref(), options.exclude.as_deref());
+        let blob = encode_pub(
+            &payload,
+            options.event.as_deref(),
+            publisher.as_ref(),
+            options.exclude.as_deref(),
+        );
         let (size, ttl) = options
             .history
             .map_or((0, Duration::ZERO), |h| (h.size, h.ttl));
@@ -475,7 +481,7 @@ impl State {
             state.last = Some((epoch.clone(), offset));
             epoch
         };
-        let Some((payload, publisher, exclude)) = decode_pub(blob) else {
+        let Some((emit, publisher, exclude)) = decode_pub(blob) else {
             tracing::warn!(%channel, offset, "undecodable publication");
             return;
         };
@@ -483,8 +489,9 @@ impl State {
             channel: Arc::from(channel),
             offset,
             epoch,
-            payload,
+            payload: emit.payload,
             publisher,
+            event: emit.event,
         };
         handler.publication(&publication, exclude.as_ref());
     }

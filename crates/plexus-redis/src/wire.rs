@@ -2,7 +2,7 @@
 //! (MessagePack with short field names). Only this crate knows these layouts.
 
 use plexus_core::engine::{Control, EchoEvent, Mail, PresenceEvent};
-use plexus_core::{ClientInfo, CloseCode, ConnId, Exclude, Payload};
+use plexus_core::{ClientInfo, CloseCode, ConnId, Emit, Exclude, Payload};
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 use std::sync::Arc;
@@ -54,15 +54,20 @@ pub(crate) struct PubWire {
     /// Excluded connections and users (live delivery only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     x: Option<(Vec<String>, Vec<String>)>,
+    /// The event name ([`plexus_core::Publication::event`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    e: Option<String>,
 }
 
 pub(crate) fn encode_pub(
     payload: &Payload,
+    event: Option<&str>,
     publisher: Option<&ClientInfo>,
     exclude: Option<&Exclude>,
 ) -> Vec<u8> {
     let wire = PubWire {
         d: PayloadWire::from(payload),
+        e: event.map(str::to_owned),
         c: publisher.map(|p| p.conn.to_string()),
         u: publisher.and_then(|p| p.user.as_deref().map(str::to_owned)),
         i: publisher
@@ -73,10 +78,13 @@ pub(crate) fn encode_pub(
     rmp_serde::to_vec_named(&wire).expect("publication encodes")
 }
 
-/// Decodes a stored publication: payload, publisher, exclusions.
-pub(crate) fn decode_pub(bytes: &[u8]) -> Option<(Payload, Option<ClientInfo>, Option<Exclude>)> {
+/// Decodes a stored publication: payload with its event name, publisher, exclusions.
+pub(crate) fn decode_pub(bytes: &[u8]) -> Option<(Emit, Option<ClientInfo>, Option<Exclude>)> {
     let wire: PubWire = rmp_serde::from_slice(bytes).ok()?;
-    let payload = wire.d.into_payload()?;
+    let emit = Emit {
+        event: wire.e.map(Arc::from),
+        payload: wire.d.into_payload()?,
+    };
     let publisher = match wire.c.and_then(|c| c.parse::<ConnId>().ok()) {
         Some(conn) => Some(ClientInfo {
             conn,
@@ -85,7 +93,7 @@ pub(crate) fn decode_pub(bytes: &[u8]) -> Option<(Payload, Option<ClientInfo>, O
         }),
         None => None,
     };
-    Some((payload, publisher, exclude_from(wire.x)))
+    Some((emit, publisher, exclude_from(wire.x)))
 }
 
 /// A control message between nodes.
@@ -95,15 +103,21 @@ enum ControlWire {
     Broadcast {
         p: PayloadWire,
         x: Option<(Vec<String>, Vec<String>)>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        e: Option<String>,
     },
     SendToUser {
         u: String,
         p: PayloadWire,
         x: Option<(Vec<String>, Vec<String>)>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        e: Option<String>,
     },
     SendToConnection {
         c: String,
         p: PayloadWire,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        e: Option<String>,
     },
     SubscribeUser {
         u: String,
@@ -185,22 +199,25 @@ fn echo_code(e: EchoEvent) -> u8 {
 pub(crate) fn encode_control(control: &Control) -> Vec<u8> {
     let s = |a: &Arc<str>| a.to_string();
     let wire = match control {
-        Control::Broadcast { payload, exclude } => ControlWire::Broadcast {
-            p: PayloadWire::from(payload),
+        Control::Broadcast { emit, exclude } => ControlWire::Broadcast {
+            p: PayloadWire::from(&emit.payload),
             x: exclude_wire(exclude.as_ref()),
+            e: emit.event.as_ref().map(s),
         },
         Control::SendToUser {
             user,
-            payload,
+            emit,
             exclude,
         } => ControlWire::SendToUser {
             u: s(user),
-            p: PayloadWire::from(payload),
+            p: PayloadWire::from(&emit.payload),
             x: exclude_wire(exclude.as_ref()),
+            e: emit.event.as_ref().map(s),
         },
-        Control::SendToConnection { conn, payload } => ControlWire::SendToConnection {
+        Control::SendToConnection { conn, emit } => ControlWire::SendToConnection {
             c: conn.to_string(),
-            p: PayloadWire::from(payload),
+            p: PayloadWire::from(&emit.payload),
+            e: emit.event.as_ref().map(s),
         },
         Control::SubscribeUser { user, channel } => ControlWire::SubscribeUser {
             u: s(user),
@@ -269,19 +286,25 @@ pub(crate) fn decode_control(bytes: &[u8]) -> Option<Control> {
     let wire: ControlWire = rmp_serde::from_slice(bytes).ok()?;
     let a = |s: String| -> Arc<str> { Arc::from(s) };
     let conn = |c: &str| c.parse::<ConnId>().ok();
+    let emit = |p: PayloadWire, e: Option<String>| {
+        Some(Emit {
+            event: e.map(Arc::from),
+            payload: p.into_payload()?,
+        })
+    };
     Some(match wire {
-        ControlWire::Broadcast { p, x } => Control::Broadcast {
-            payload: p.into_payload()?,
+        ControlWire::Broadcast { p, x, e } => Control::Broadcast {
+            emit: emit(p, e)?,
             exclude: exclude_from(x),
         },
-        ControlWire::SendToUser { u, p, x } => Control::SendToUser {
+        ControlWire::SendToUser { u, p, x, e } => Control::SendToUser {
             user: a(u),
-            payload: p.into_payload()?,
+            emit: emit(p, e)?,
             exclude: exclude_from(x),
         },
-        ControlWire::SendToConnection { c, p } => Control::SendToConnection {
+        ControlWire::SendToConnection { c, p, e } => Control::SendToConnection {
             conn: conn(&c)?,
-            payload: p.into_payload()?,
+            emit: emit(p, e)?,
         },
         ControlWire::SubscribeUser { u, ch } => Control::SubscribeUser {
             user: a(u),
@@ -363,13 +386,18 @@ mod tests {
         };
         let bytes = encode_pub(
             &Payload::binary(vec![1u8, 2]),
+            Some("chat"),
             Some(&info),
             Some(&Exclude::conn(conn)),
         );
-        let (payload, publisher, exclude) = decode_pub(&bytes).unwrap();
-        assert_eq!(payload, Payload::binary(vec![1u8, 2]));
+        let (emit, publisher, exclude) = decode_pub(&bytes).unwrap();
+        assert_eq!(emit, Emit::event("chat", Payload::binary(vec![1u8, 2])));
         assert_eq!(publisher, Some(info));
         assert_eq!(exclude, Some(Exclude::conn(conn)));
+        let bytes = encode_pub(&Payload::null(), None, None, None);
+        let (emit, publisher, exclude) = decode_pub(&bytes).unwrap();
+        assert_eq!(emit, Emit::from(Payload::null()));
+        assert_eq!((publisher, exclude), (None, None));
     }
 
     #[test]
@@ -380,8 +408,17 @@ mod tests {
         };
         let controls = vec![
             Control::Broadcast {
-                payload: Payload::null(),
+                emit: Payload::null().into(),
                 exclude: Some(Exclude::user("u")),
+            },
+            Control::SendToUser {
+                user: Arc::from("u"),
+                emit: Emit::event("chat", Payload::json(&[1, 2]).unwrap()),
+                exclude: Some(Exclude::conn(conn)),
+            },
+            Control::SendToConnection {
+                conn,
+                emit: Emit::event("direct", Payload::binary(vec![3u8])),
             },
             Control::DisconnectConnection {
                 conn,

@@ -14,7 +14,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use plexus_core::engine::{HistoryQuery, PresenceEntry};
 use plexus_core::stats::Histogram;
-use plexus_core::{CloseCode, ConnId, Error, ErrorCode, Metadata, Node, Payload, Publication};
+use plexus_core::{
+    CloseCode, ConnId, Emit, Error, ErrorCode, Exclude, Metadata, Node, Payload, Publication,
+    validate_event,
+};
 use plexus_protocol::{BinaryField, DataField};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize};
@@ -351,6 +354,50 @@ impl PayloadParams {
     }
 }
 
+/// Connections and users a send skips (`exclude` of `publish`, `send`, `send_all`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExcludeParams {
+    #[serde(default)]
+    conns: Vec<String>,
+    #[serde(default)]
+    users: Vec<String>,
+}
+
+/// Most connections plus users one `exclude` may name.
+const MAX_EXCLUDE: usize = 1000;
+
+impl ExcludeParams {
+    fn parse(this: Option<ExcludeParams>) -> Result<Option<Exclude>, Failure> {
+        let Some(this) = this else {
+            return Ok(None);
+        };
+        if this.conns.len() + this.users.len() > MAX_EXCLUDE {
+            return Err(Error::new(
+                ErrorCode::LIMIT_EXCEEDED,
+                format!("`exclude` names at most {MAX_EXCLUDE} connections and users"),
+            )
+            .into());
+        }
+        let conns = this
+            .conns
+            .iter()
+            .map(|c| parse_conn(c))
+            .collect::<Result<Vec<_>, _>>()?;
+        let users = this.users.into_iter().map(Arc::from).collect();
+        Ok(Some(Exclude { conns, users }))
+    }
+}
+
+/// A payload under an optional event name.
+fn emit(event: Option<String>, payload: Payload) -> Result<Emit, Failure> {
+    let event = event.map(Arc::<str>::from);
+    if let Some(event) = &event {
+        validate_event(event)?;
+    }
+    Ok(Emit { event, payload })
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PublishParams {
@@ -359,6 +406,10 @@ struct PublishParams {
     data: Option<DataField>,
     #[serde(default, deserialize_with = "some")]
     binary: Option<BinaryField>,
+    #[serde(default, deserialize_with = "some")]
+    event: Option<String>,
+    #[serde(default, deserialize_with = "some")]
+    exclude: Option<ExcludeParams>,
 }
 
 #[derive(Deserialize)]
@@ -369,6 +420,8 @@ struct BroadcastParams {
     data: Option<DataField>,
     #[serde(default, deserialize_with = "some")]
     binary: Option<BinaryField>,
+    #[serde(default, deserialize_with = "some")]
+    event: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -379,6 +432,10 @@ struct SendParams {
     data: Option<DataField>,
     #[serde(default, deserialize_with = "some")]
     binary: Option<BinaryField>,
+    #[serde(default, deserialize_with = "some")]
+    event: Option<String>,
+    #[serde(default, deserialize_with = "some")]
+    exclude: Option<ExcludeParams>,
 }
 
 #[derive(Deserialize)]
@@ -388,6 +445,10 @@ struct SendAllParams {
     data: Option<DataField>,
     #[serde(default, deserialize_with = "some")]
     binary: Option<BinaryField>,
+    #[serde(default, deserialize_with = "some")]
+    event: Option<String>,
+    #[serde(default, deserialize_with = "some")]
+    exclude: Option<ExcludeParams>,
 }
 
 #[derive(Deserialize)]
@@ -398,6 +459,8 @@ struct SendConnectionParams {
     data: Option<DataField>,
     #[serde(default, deserialize_with = "some")]
     binary: Option<BinaryField>,
+    #[serde(default, deserialize_with = "some")]
+    event: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -562,6 +625,9 @@ fn publication_json(p: &Publication) -> Value {
     let mut map = serde_json::Map::new();
     map.insert("offset".into(), p.offset.into());
     map.extend(payload_fields(&p.payload));
+    if let Some(event) = &p.event {
+        map.insert("event".into(), event.to_string().into());
+    }
     if let Some(publisher) = &p.publisher {
         let mut info = serde_json::Map::new();
         info.insert("conn".into(), publisher.conn.to_string().into());
@@ -624,8 +690,9 @@ async fn dispatch(state: &ApiState, method: &str, body: &[u8]) -> Result<Value, 
     match method {
         "publish" => {
             let p: PublishParams = parse(body)?;
-            let payload = payload(p.data, p.binary, node)?;
-            let position = node.publish(&p.channel, payload).await?;
+            let emit = emit(p.event, payload(p.data, p.binary, node)?)?;
+            let exclude = ExcludeParams::parse(p.exclude)?;
+            let position = node.publish_with(&p.channel, emit, None, exclude).await?;
             Ok(json!(Position {
                 offset: position.offset,
                 epoch: position.epoch.to_string()
@@ -644,10 +711,10 @@ async fn dispatch(state: &ApiState, method: &str, body: &[u8]) -> Result<Value, 
                 )
                 .into());
             }
-            let payload = payload(p.data, p.binary, node)?;
+            let emit = emit(p.event, payload(p.data, p.binary, node)?)?;
             let mut responses = Vec::with_capacity(p.channels.len());
             for channel in p.channels {
-                responses.push(match node.publish(&channel, payload.clone()).await {
+                responses.push(match node.publish(&channel, emit.clone()).await {
                     Ok(pos) => json!({"channel": channel, "offset": pos.offset, "epoch": pos.epoch.to_string()}),
                     Err(e) => json!({"channel": channel, "error": {"code": e.code.0, "message": e.message}}),
                 });
@@ -657,21 +724,23 @@ async fn dispatch(state: &ApiState, method: &str, body: &[u8]) -> Result<Value, 
         "send" => {
             let p: SendParams = parse(body)?;
             let user = non_empty("user", p.user)?;
-            let payload = payload(p.data, p.binary, node)?;
-            node.send_to_user(&user, payload, None).await?;
+            let emit = emit(p.event, payload(p.data, p.binary, node)?)?;
+            let exclude = ExcludeParams::parse(p.exclude)?;
+            node.send_to_user(&user, emit, exclude).await?;
             empty()
         }
         "send_all" => {
             let p: SendAllParams = parse(body)?;
-            let payload = payload(p.data, p.binary, node)?;
-            node.broadcast(payload, None).await?;
+            let emit = emit(p.event, payload(p.data, p.binary, node)?)?;
+            let exclude = ExcludeParams::parse(p.exclude)?;
+            node.broadcast(emit, exclude).await?;
             empty()
         }
         "send_connection" => {
             let p: SendConnectionParams = parse(body)?;
             let conn = parse_conn(&p.conn)?;
-            let payload = payload(p.data, p.binary, node)?;
-            let delivered = node.send_to_connection(conn, payload).await?;
+            let emit = emit(p.event, payload(p.data, p.binary, node)?)?;
+            let delivered = node.send_to_connection(conn, emit).await?;
             Ok(json!({ "delivered": delivered }))
         }
         "send_durable" => {

@@ -5,9 +5,13 @@ mod common;
 
 use common::*;
 use plexus_core::commands::{Before, Command};
-use plexus_core::{CloseCode, CommandContext, Error, ErrorCode, Exclude, Payload};
-use plexus_protocol::client::{CallParams, Op, PublishParams, SubscribeParams, UnsubscribeParams};
-use plexus_protocol::server::{CallResult, Empty, PublishResult, Push, SubscribeResult, Target};
+use plexus_core::{CloseCode, CommandContext, Emit, Error, ErrorCode, Exclude, Payload};
+use plexus_protocol::client::{
+    CallParams, HistoryParams, Op, PublishParams, SubscribeParams, UnsubscribeParams,
+};
+use plexus_protocol::server::{
+    CallResult, Empty, HistoryResult, PublishResult, Push, SubscribeResult, Target,
+};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -709,3 +713,108 @@ both_encodings!(messages_and_bytes_are_counted_both_ways, |enc| async move {
         "hello and reply were counted"
     );
 });
+
+both_encodings!(
+    event_names_travel_with_publications_and_messages,
+    |enc| async move {
+        let mut policy = plexus_core::ChannelPolicy::default();
+        policy.add_namespace(
+            plexus_core::Namespace::new("kept", plexus_core::ChannelMatch::Any)
+                .subscribe(plexus_core::Access::Anyone)
+                .publish(plexus_core::Access::Anyone)
+                .history(plexus_core::HistoryOptions {
+                    size: 10,
+                    ttl: Duration::from_secs(60),
+                }),
+        );
+        let server = start(dev().channels(policy)).await;
+        let node = server.node().clone();
+        let mut a = TestClient::connect(&server.ws_url(), enc).await;
+        let mut b = TestClient::connect(&server.ws_url(), enc).await;
+        let b_id = b.hello.conn.parse().unwrap();
+        let _: SubscribeResult = b.request(sub("room")).await.unwrap();
+
+        // A client publishes under an event name; the subscriber and history see it.
+        let mut params = PublishParams::new("room", &json(serde_json::json!({"who": "a"})));
+        params.event = Some("typing".into());
+        let _: PublishResult = a.request(Op::Publish(params)).await.unwrap();
+        let Push::Pub(p) = b.next_push().await else {
+            panic!()
+        };
+        assert_eq!((p.offset, p.event.as_deref()), (1, Some("typing")));
+        // The library: `Emit::event`, and a bare payload for the default event.
+        node.publish("room", Emit::event("chat", json(serde_json::json!("hi"))))
+            .await
+            .unwrap();
+        node.publish("room", json(serde_json::json!("plain")))
+            .await
+            .unwrap();
+        for (offset, event) in [(2, Some("chat")), (3, None)] {
+            let Push::Pub(p) = b.next_push().await else {
+                panic!()
+            };
+            assert_eq!((p.offset, p.event.as_deref()), (offset, event));
+        }
+        let history: HistoryResult = a
+            .request(Op::History(HistoryParams {
+                channel: "room".into(),
+                since: None,
+                limit: Some(10),
+                reverse: false,
+            }))
+            .await
+            .unwrap();
+        let events: Vec<_> = history
+            .publications
+            .iter()
+            .map(|p| p.event.as_deref())
+            .collect();
+        assert_eq!(events, [Some("typing"), Some("chat"), None]);
+
+        // Messages carry their event name too.
+        node.send_to_connection(b_id, Emit::event("direct", Payload::null()))
+            .await
+            .unwrap();
+        let Push::Message(m) = b.next_push().await else {
+            panic!()
+        };
+        assert_eq!(
+            (m.to, m.event.as_deref()),
+            (Target::Connection, Some("direct"))
+        );
+        node.broadcast(
+            Emit::event("news", Payload::null()),
+            Some(Exclude::conn(b_id)),
+        )
+        .await
+        .unwrap();
+        let Push::Message(m) = a.next_push().await else {
+            panic!()
+        };
+        assert_eq!((m.to, m.event.as_deref()), (Target::All, Some("news")));
+
+        // Names Socket.IO reserves, empty or overlong names are refused, by clients and the
+        // library alike.
+        for bad in ["connect", "disconnect", "", &"e".repeat(201)] {
+            let mut params = PublishParams::new("room", &Payload::null());
+            params.event = Some(bad.to_owned());
+            let e = a
+                .request::<PublishResult>(Op::Publish(params))
+                .await
+                .unwrap_err();
+            assert_eq!(e.code, ErrorCode::BAD_REQUEST, "{bad:?}");
+            let e = node
+                .publish("room", Emit::event(bad, Payload::null()))
+                .await
+                .unwrap_err();
+            assert_eq!(e.code, ErrorCode::BAD_REQUEST, "{bad:?}");
+        }
+        let e = node
+            .broadcast(Emit::event("connect_error", Payload::null()), None)
+            .await
+            .unwrap_err();
+        assert_eq!(e.code, ErrorCode::BAD_REQUEST);
+        // Nothing was published by the refused calls.
+        assert!(b.silent_for(Duration::from_millis(100)).await);
+    }
+);

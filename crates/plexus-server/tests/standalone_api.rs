@@ -400,6 +400,122 @@ async fn send_to_users_connections_and_everyone() {
     );
 }
 
+/// Socket.IO's `io.to(room).except(id).emit(event, data)`, and the same for users and everyone:
+/// `event` travels with the publication (into history) and the message; `exclude` skips
+/// connections and users.
+#[tokio::test]
+async fn event_names_and_exclusions() {
+    let server = serve(&config()).await;
+    let mut a1 = user(&server, "alice").await;
+    let mut a2 = user(&server, "alice").await;
+    let mut b = user(&server, "bob").await;
+    let a1_conn = a1.hello["conn"].as_str().unwrap().to_owned();
+    for c in [&mut a1, &mut a2, &mut b] {
+        c.request("subscribe", json!({"channel": "room:1"}))
+            .await
+            .unwrap();
+    }
+
+    api_ok(
+        &server,
+        "publish",
+        json!({"channel": "room:1", "event": "typing", "data": {"who": "carol"},
+               "exclude": {"conns": [a1_conn], "users": ["bob"]}}),
+    )
+    .await;
+    let p = a2.push("pub").await;
+    assert_eq!(
+        (p["event"].clone(), p["data"].clone(), p["offset"].clone()),
+        (json!("typing"), json!({"who": "carol"}), json!(1))
+    );
+    api_ok(&server, "publish", json!({"channel": "room:1", "data": 2})).await;
+    // The excluded ones never saw offset 1; the next publication has no event name.
+    for c in [&mut a1, &mut a2, &mut b] {
+        let p = c.push("pub").await;
+        assert_eq!((p["offset"].clone(), p.get("event")), (json!(2), None));
+    }
+    // History keeps the event name, for everyone.
+    let h = api_ok(
+        &server,
+        "history",
+        json!({"channel": "room:1", "limit": 10}),
+    )
+    .await;
+    assert_eq!(h["publications"][0]["event"], "typing");
+    assert!(h["publications"][1].get("event").is_none());
+
+    api_ok(
+        &server,
+        "send",
+        json!({"user": "alice", "event": "notice", "data": 1, "exclude": {"conns": [a1_conn]}}),
+    )
+    .await;
+    let m = a2.push("message").await;
+    assert_eq!(
+        (m["to"].clone(), m["event"].clone()),
+        (json!("user"), json!("notice"))
+    );
+    api_ok(
+        &server,
+        "send_all",
+        json!({"event": "maintenance", "data": "22:00", "exclude": {"users": ["alice"]}}),
+    )
+    .await;
+    let m = b.push("message").await;
+    assert_eq!(
+        (m["to"].clone(), m["event"].clone()),
+        (json!("all"), json!("maintenance"))
+    );
+    api_ok(&server, "send_all", json!({"data": "last"})).await;
+    // alice's first connection was skipped twice: its next message is the last one.
+    let m = a1.push("message").await;
+    assert_eq!((m["data"].clone(), m.get("event")), (json!("last"), None));
+    let r = api_ok(
+        &server,
+        "send_connection",
+        json!({"conn": a1_conn, "event": "direct", "data": 3}),
+    )
+    .await;
+    assert_eq!(r["delivered"], true);
+    assert_eq!(a1.push("message").await["event"], "direct");
+
+    // Bad names and bounds.
+    for event in [
+        json!(""),
+        json!("connect"),
+        json!("a\u{7}b"),
+        json!("x".repeat(201)),
+        json!(5),
+    ] {
+        let (status, v) = api(
+            &server,
+            "publish",
+            json!({"channel": "room:1", "event": event, "data": 1}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{event}");
+        assert_eq!(v["error"]["code"], 104, "{event}");
+    }
+    let users: Vec<String> = (0..1001).map(|i| format!("u{i}")).collect();
+    let (status, v) = api(
+        &server,
+        "send_all",
+        json!({"data": 1, "exclude": {"users": users}}),
+    )
+    .await;
+    assert_eq!(v["error"]["code"], 106, "{status}");
+    let (status, v) = api(
+        &server,
+        "send_all",
+        json!({"data": 1, "exclude": {"conns": ["not-a-conn"]}}),
+    )
+    .await;
+    assert_eq!(
+        (status, v["error"]["code"].clone()),
+        (StatusCode::BAD_REQUEST, json!(104))
+    );
+}
+
 #[tokio::test]
 async fn server_side_subscribe_unsubscribe_and_channels() {
     let server = serve(&config()).await;

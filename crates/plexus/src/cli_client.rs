@@ -89,6 +89,10 @@ pub struct PubArgs {
     /// The channel to publish to.
     #[arg(long)]
     pub channel: String,
+    /// An event name for the publication (Socket.IO subscribers receive it as this event
+    /// instead of `message`).
+    #[arg(long)]
+    pub event: Option<String>,
     /// The payload: JSON text; anything that is not valid JSON is sent as a JSON string.
     pub data: String,
 }
@@ -237,9 +241,11 @@ pub async fn publish(args: PubArgs) -> anyhow::Result<i32> {
         Ok(client) => client,
         Err(e) => return Ok(fail(&e)),
     };
-    let result = client
-        .publish(args.channel.as_str(), parse_data(&args.data))
-        .await;
+    let data = parse_data(&args.data);
+    let result = match args.event {
+        Some(event) => client.publish_event(args.channel, event, data).await,
+        None => client.publish(args.channel, data).await,
+    };
     client.disconnect().await;
     match result {
         Ok(position) => {
@@ -319,6 +325,9 @@ fn publication_json(p: &Publication) -> Value {
     fields.insert("channel".into(), json!(p.channel));
     fields.insert("offset".into(), json!(p.offset));
     fields.insert("epoch".into(), json!(p.epoch));
+    if let Some(event) = &p.event {
+        fields.insert("event".into(), json!(event));
+    }
     let mut value = payload_json(&p.payload, fields);
     if let (Some(publisher), Value::Object(map)) = (&p.publisher, &mut value) {
         let mut who = Map::new();
@@ -464,6 +473,7 @@ mod tests {
                 user: Some("u".into()),
                 info: None,
             }),
+            event: None,
         };
         assert_eq!(
             publication_json(&p),
@@ -478,6 +488,14 @@ mod tests {
         assert_eq!(
             publication_json(&p),
             json!({"channel": "c", "offset": 3, "epoch": "e", "data": {"t": "hi"}})
+        );
+        let p = Publication {
+            event: Some("chat".into()),
+            ..p
+        };
+        assert_eq!(
+            publication_json(&p),
+            json!({"channel": "c", "offset": 3, "epoch": "e", "event": "chat", "data": {"t": "hi"}})
         );
     }
 }

@@ -43,6 +43,7 @@ pub(crate) fn pub_push(p: &Publication) -> PubPush {
         data,
         binary,
         publisher: p.publisher.as_ref().map(client_info),
+        event: p.event.as_deref().map(str::to_owned),
     }
 }
 
@@ -76,7 +77,9 @@ impl WireFormat for NativeFormat {
         let push = match event {
             Event::Ping => return Some(self.ping.clone()),
             Event::Publication(p) => Push::Pub(pub_push(p)),
-            Event::Message { to, payload } => Push::Message(MessagePush::new(*to, payload)),
+            Event::Message { to, payload, event } => {
+                Push::Message(MessagePush::new(*to, payload).with_event(*event))
+            }
             Event::Subscribed { channel, position } => Push::Subscribed(SubscribedPush {
                 channel: channel.to_string(),
                 offset: position.offset,

@@ -7,7 +7,7 @@ use crate::conn::{Close, Dialect, Incoming, Replied, Step};
 use bytes::Bytes;
 use plexus_core::Metadata;
 use plexus_core::session::{ConnectRequest, SubscribeRequest};
-use plexus_core::{CloseCode, Error, Payload, Session};
+use plexus_core::{CloseCode, Emit, Error, Payload, Session};
 use plexus_protocol::client::{Op, Request, RequestError, decode_request};
 use plexus_protocol::server::{
     self, AckResult, CallResult, ConnectResult, Empty, ErrorBody, Hello, HelloLimits,
@@ -15,6 +15,7 @@ use plexus_protocol::server::{
     Push, SubscribeResult,
 };
 use plexus_protocol::{Encoding, FrameWriter, PROTOCOL_VERSION};
+use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 use tokio_websockets::Message;
 
@@ -207,7 +208,10 @@ impl Dialect for Native {
             }
             Op::Publish(p) => {
                 let result = match p.payload() {
-                    Ok(payload) => session.publish(&p.channel, payload).await,
+                    Ok(payload) => {
+                        let event = p.event.as_deref().map(Arc::from);
+                        session.publish(&p.channel, Emit { event, payload }).await
+                    }
                     Err(e) => Err(Error::bad_request(e.to_string())),
                 };
                 let result = result.map(|pos| PublishResult {

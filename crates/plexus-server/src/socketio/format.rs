@@ -105,16 +105,17 @@ impl WireFormat for SocketIoFormat {
                         "info": payload_json(&publisher.info),
                     });
                 }
-                self::event("message", vec![payload_arg(&p.payload), Arg::from(meta)])
+                let name = p.event.as_deref().unwrap_or("message");
+                self::event(name, vec![payload_arg(&p.payload), Arg::from(meta)])
             }
-            Event::Message { to, payload } => {
+            Event::Message { to, payload, event } => {
                 let to = match to {
                     Target::Connection => "connection",
                     Target::User => "user",
                     Target::All => "all",
                 };
                 self::event(
-                    "message",
+                    event.unwrap_or("message"),
                     vec![payload_arg(payload), Arg::from(json!({"to": to}))],
                 )
             }

@@ -7,7 +7,7 @@ use super::format::{pack, payload_arg, unpack};
 use crate::conn::{Close, Dialect, Incoming, Replied, Step};
 use bytes::Bytes;
 use plexus_core::session::{ConnectRequest, SubscribeRequest};
-use plexus_core::{CloseCode, Error, ErrorCode, Payload, Publication, Session};
+use plexus_core::{CloseCode, Emit, Error, ErrorCode, Payload, Publication, Session};
 use plexus_protocol::socketio::{Arg, Decoder, Limits, Packet, PacketType, Version};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
@@ -100,12 +100,16 @@ fn answer(
 }
 
 fn publication_json(p: &Publication) -> Arg {
-    Arg::Object(vec![
+    let mut fields = vec![
         ("channel".into(), Arg::from(json!(&*p.channel))),
         ("offset".into(), Arg::from(json!(p.offset))),
         ("epoch".into(), Arg::from(json!(&*p.epoch))),
         ("data".into(), payload_arg(&p.payload)),
-    ])
+    ];
+    if let Some(event) = &p.event {
+        fields.push(("event".into(), Arg::from(json!(&**event))));
+    }
+    Arg::Object(fields)
 }
 
 /// The one argument of a call: the argument itself, an array of several, `null` for none.
@@ -475,12 +479,17 @@ impl SocketIo {
                     Ok(channel) => channel,
                     Err(e) => return reply(Err(e)),
                 };
+                let event = match first.as_ref().and_then(|o| o.get("event")) {
+                    None => None,
+                    Some(Value::String(event)) => Some(Arc::<str>::from(event.as_str())),
+                    Some(_) => return reply(Err(Error::bad_request("`event` must be a string"))),
+                };
                 let data: Vec<Arg> = args.into_iter().skip(1).take(1).collect();
                 let payload = match call_payload(data) {
                     Ok(payload) => payload,
                     Err(e) => return reply(Err(e)),
                 };
-                let result = session.publish(&channel, payload).await;
+                let result = session.publish(&channel, Emit { event, payload }).await;
                 reply(result.map(|pos| {
                     vec![Arg::from(
                         json!({"offset": pos.offset, "epoch": &*pos.epoch}),

@@ -51,6 +51,8 @@ function toPublication(frame) {
         epoch: str(frame.epoch) ?? "",
         ...payloadOf(frame),
     };
+    if (typeof frame.event === "string")
+        p.event = frame.event;
     if (isFrame(frame.publisher)) {
         const pub = frame.publisher;
         p.publisher = { conn: str(pub.conn) ?? "" };
@@ -257,7 +259,10 @@ export class Client extends Emitter {
     }
     /** Publishes to a channel (any JSON value, or bytes); resolves with where it landed. */
     publish(channel, data, options) {
-        return this.#request("publish", { channel, ...payloadFields(data, true) }, (r) => ({ offset: num(r.offset), epoch: str(r.epoch) ?? "" }), options);
+        const params = { channel, ...payloadFields(data, true) };
+        if (options?.event !== undefined)
+            params.event = options.event;
+        return this.#request("publish", params, (r) => ({ offset: num(r.offset), epoch: str(r.epoch) ?? "" }), options);
     }
     /** Reads a channel's kept publications (oldest first unless `reverse`). */
     history(channel, options = {}, request) {
@@ -783,7 +788,7 @@ export class Client extends Emitter {
             case "pub":
                 return this.#onPub(conn, frame);
             case "message":
-                this.emit("message", { to: str(frame.to) ?? "connection", ...payloadOf(frame) });
+                this.emit("message", { to: str(frame.to) ?? "connection", ...payloadOf(frame), ...(typeof frame.event === "string" ? { event: frame.event } : {}) });
                 return;
             case "mail":
                 return this.#onMail(frame);
