@@ -6,7 +6,8 @@
 # Usage: scripts/bench/compare.sh [SCENARIO ...]
 #   SCENARIO: fanout channels rpc connect idle (default: all five)
 # Environment:
-#   TARGETS     servers to run (default: "plexus-json plexus-msgpack socketio ws")
+#   TARGETS     servers to run (default: "plexus-json plexus-msgpack plexus-socketio socketio ws";
+#               plexus-socketio is Plexus's Socket.IO dialect, the same client as socketio)
 #   ROUNDS      how many times to run every (scenario, server) pair, interleaved; the table
 #               shows medians (default 3; 1 with QUICK=1)
 #   QUICK=1     small counts and short runs: checks the harness; the numbers mean little
@@ -22,7 +23,7 @@ cd "$ROOT"
 
 SCENARIOS=("$@")
 [ ${#SCENARIOS[@]} -gt 0 ] || SCENARIOS=(fanout channels rpc connect idle)
-read -r -a TARGET_LIST <<<"${TARGETS:-plexus-json plexus-msgpack socketio ws}"
+read -r -a TARGET_LIST <<<"${TARGETS:-plexus-json plexus-msgpack plexus-socketio socketio ws}"
 OUT="${OUT:-target/bench/$(date +%Y%m%d-%H%M%S)}"
 mkdir -p "$OUT"
 RESULTS="$OUT/results.jsonl"
@@ -106,8 +107,11 @@ wait_for_port() {
 start_server() {
   local target=$1 port=$2
   case "$target" in
-    plexus-json | plexus-msgpack)
-      DIALECT="native-${target#plexus-}"
+    plexus-json | plexus-msgpack | plexus-socketio)
+      case "$target" in
+        plexus-socketio) DIALECT=socketio-plexus ;;
+        *) DIALECT="native-${target#plexus-}" ;;
+      esac
       PLEXUS_LOG=warn "${PIN_SERVER[@]}" "$PLEXUS" serve --listen "127.0.0.1:$port" \
         >"$OUT/server-$target.log" 2>&1 &
       ;;

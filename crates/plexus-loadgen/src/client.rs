@@ -33,6 +33,10 @@ pub enum Dialect {
     /// Socket.IO v4 over WebSocket (`/socket.io/?EIO=4&transport=websocket`): `join`, `pub`,
     /// `echo` events with acks; deliveries arrive as `pub` events.
     Socketio,
+    /// Socket.IO v4 over WebSocket against Plexus's Socket.IO dialect: the built-in events
+    /// `subscribe` and `publish` (`{channel, event: "pub"}`, so that deliveries arrive as `pub`
+    /// events), the `echo` command; acks are `[null, result]` (`docs/socketio.md`).
+    SocketioPlexus,
     /// Plain WebSocket text messages: `/broadcast` (receivers), `/broadcast?pub=1` (what a
     /// publisher sends goes to every receiver), `/echo`.
     Ws,
@@ -44,6 +48,7 @@ impl Dialect {
             Dialect::NativeJson => "native-json",
             Dialect::NativeMsgpack => "native-msgpack",
             Dialect::Socketio => "socketio",
+            Dialect::SocketioPlexus => "socketio-plexus",
             Dialect::Ws => "ws",
         }
     }
@@ -53,7 +58,7 @@ impl Dialect {
         match self {
             Dialect::NativeJson => Some(Encoding::Json),
             Dialect::NativeMsgpack => Some(Encoding::Msgpack),
-            Dialect::Socketio | Dialect::Ws => None,
+            Dialect::Socketio | Dialect::SocketioPlexus | Dialect::Ws => None,
         }
     }
 
@@ -151,7 +156,7 @@ impl Client {
             Dialect::NativeJson | Dialect::NativeMsgpack => {
                 ("/ws", dialect.encoding().map(Encoding::subprotocol))
             }
-            Dialect::Socketio => (socketio::PATH, None),
+            Dialect::Socketio | Dialect::SocketioPlexus => (socketio::PATH, None),
             Dialect::Ws => match role {
                 Role::Subscriber => ("/broadcast", None),
                 Role::Publisher => ("/broadcast?pub=1", None),
@@ -178,6 +183,20 @@ impl Client {
             requests_per_second: None,
         };
         client.hello().await?;
+        if dialect == Dialect::SocketioPlexus && matches!(role, Role::Publisher | Role::Caller) {
+            // Socket.IO connections have the native ones' per-connection limits, but no hello
+            // to announce them: read them from a native hello, so that a sender is paced the
+            // same way.
+            let native = Box::pin(Client::open_unbounded(
+                connector,
+                Dialect::NativeJson,
+                Role::Idle,
+            ))
+            .await
+            .context("reading the server's limits from a native hello")?;
+            client.requests_per_second = native.requests_per_second;
+            native.close().await;
+        }
         Ok(client)
     }
 
@@ -221,7 +240,7 @@ impl Client {
                 }
                 self.requests_per_second = Some(hello.limits.requests_per_second);
             }
-            Dialect::Socketio => {
+            Dialect::Socketio | Dialect::SocketioPlexus => {
                 let message = self.next_message().await.context("waiting for open")?;
                 let text = message.as_text().context("a binary Engine.IO message")?;
                 let Packet::Open(open) = socketio::parse(text)? else {
@@ -287,6 +306,13 @@ impl Client {
                     .await?;
                 id
             }
+            Dialect::SocketioPlexus => {
+                let id = self.take_id();
+                let room = serde_json::to_string(channel)?;
+                self.send_text(socketio::event(Some(id), "subscribe", &[&room]))
+                    .await?;
+                id
+            }
             Dialect::Ws => return Ok(()),
         };
         self.wait_reply(id, SETUP_REPLY_TIMEOUT)
@@ -339,6 +365,16 @@ impl Client {
                     .await?;
                 Ok(Some(id))
             }
+            Dialect::SocketioPlexus => {
+                let id = self.take_id();
+                let target = serde_json::to_string(&serde_json::json!({
+                    "channel": channel,
+                    "event": "pub",
+                }))?;
+                self.send_text(socketio::event(Some(id), "publish", &[&target, data]))
+                    .await?;
+                Ok(Some(id))
+            }
             Dialect::Ws => {
                 self.send_text(data.to_owned()).await?;
                 Ok(None)
@@ -360,7 +396,7 @@ impl Client {
                 self.send_native(&request).await?;
                 Ok(Some(id))
             }
-            Dialect::Socketio => {
+            Dialect::Socketio | Dialect::SocketioPlexus => {
                 let id = self.take_id();
                 self.send_text(socketio::event(Some(id), "echo", &[data]))
                     .await?;
@@ -392,7 +428,7 @@ impl Client {
             Dialect::NativeJson | Dialect::NativeMsgpack => {
                 self.read_native(message.as_payload(), events)?
             }
-            Dialect::Socketio => {
+            Dialect::Socketio | Dialect::SocketioPlexus => {
                 let text = message.as_text().context("a binary Engine.IO message")?;
                 self.read_socketio(text, events)?
             }
@@ -456,10 +492,17 @@ impl Client {
                     events.push(Event::Delivery(stamp));
                 }
             }
-            Packet::Ack { id, args } => events.push(Event::Reply {
-                id: Some(id),
-                result: Ok(socketio::ack_arg(args).and_then(|s| s.0)),
-            }),
+            Packet::Ack { id, args } => {
+                let result = if self.dialect == Dialect::SocketioPlexus {
+                    socketio::plexus_ack(args).map(|s| s.and_then(|s| s.0))
+                } else {
+                    Ok(socketio::ack_arg(args).and_then(|s| s.0))
+                };
+                events.push(Event::Reply {
+                    id: Some(id),
+                    result,
+                })
+            }
             Packet::Refused(why) => bail!("disconnected by the server: {why}"),
             Packet::Close => bail!("Engine.IO close"),
             Packet::Open(_) | Packet::Pong | Packet::Noop | Packet::Connected => {}
@@ -481,7 +524,9 @@ impl Client {
                 })
                 .await
             }
-            Dialect::Socketio => self.send_text(socketio::PONG.to_owned()).await,
+            Dialect::Socketio | Dialect::SocketioPlexus => {
+                self.send_text(socketio::PONG.to_owned()).await
+            }
             Dialect::Ws => Ok(()),
         }
     }

@@ -125,6 +125,7 @@ impl Common {
                 Dialect::NativeJson => "plexus-json",
                 Dialect::NativeMsgpack => "plexus-msgpack",
                 Dialect::Socketio => "socketio",
+                Dialect::SocketioPlexus => "plexus-socketio",
                 Dialect::Ws => "ws",
             }
             .to_owned()

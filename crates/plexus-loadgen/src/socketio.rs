@@ -157,6 +157,15 @@ pub fn ack_arg(args: &str) -> Option<MaybeStamp> {
     first_value(rest)
 }
 
+/// A Plexus Socket.IO ack: `[null, result]` is the result (read as a stamp), `[error]` the
+/// error's text.
+pub fn plexus_ack(args: &str) -> Result<Option<MaybeStamp>, String> {
+    match args.strip_prefix("[null") {
+        Some(rest) => Ok(rest.strip_prefix(',').and_then(first_value)),
+        None => Err(format!("error ack {args:.120}")),
+    }
+}
+
 fn first_value(text: &str) -> Option<MaybeStamp> {
     serde_json::Deserializer::from_str(text)
         .into_iter::<MaybeStamp>()
@@ -168,6 +177,24 @@ fn first_value(text: &str) -> Option<MaybeStamp> {
 mod tests {
     use super::*;
     use crate::stamp::Stamp;
+
+    #[test]
+    fn plexus_acks_carry_the_result_second() {
+        let stamp = Stamp { t: 4, s: 2, p: 1 };
+        let json = stamp.to_json(32);
+        assert_eq!(
+            plexus_ack(&format!("[null,{json}]")).unwrap().unwrap().0,
+            Some(stamp)
+        );
+        assert_eq!(
+            plexus_ack(r#"[null,{"offset":1,"epoch":"e"}]"#)
+                .unwrap()
+                .unwrap()
+                .0,
+            None
+        );
+        assert!(plexus_ack(r#"[{"code":103,"message":"unknown"}]"#).is_err());
+    }
 
     #[test]
     fn packets() {

@@ -132,7 +132,12 @@ async fn native_scenarios_against_plexus() -> anyhow::Result<()> {
         .start()
         .await?;
     let addr = server.local_addr();
-    for dialect in [Dialect::NativeJson, Dialect::NativeMsgpack] {
+    // Development mode serves Socket.IO too: the same scenarios through Plexus's dialect.
+    for dialect in [
+        Dialect::NativeJson,
+        Dialect::NativeMsgpack,
+        Dialect::SocketioPlexus,
+    ] {
         let t = target(addr, dialect);
         let fanout = scenario::fanout::run(&t, &fanout_args(Rate::Max)).await?;
         check_deliveries(&fanout);
