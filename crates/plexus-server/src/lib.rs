@@ -31,6 +31,7 @@ use axum::routing::get;
 use plexus_core::auth::{AuthConfig, AuthHook, UpgradeHook};
 use plexus_core::channels::{Action, ChannelMatch, ChannelPolicy, Guard, Namespace};
 use plexus_core::commands::{AfterHook, BeforeHook, Command, Handler, Middleware};
+use plexus_core::lifecycle::{Authenticated, Closed, Lifecycle, Opened};
 use plexus_core::{Engine, Limits, Node, NodeBuilder, WireFormat};
 use plexus_protocol::Encoding;
 use std::future::Future;
@@ -261,6 +262,36 @@ impl ServerBuilder {
 
     pub fn auth(mut self, auth: AuthConfig) -> Self {
         *self.node.auth_mut() = auth;
+        self
+    }
+
+    /// A hook for every connection that opens, whatever its dialect. Lifecycle hooks are
+    /// synchronous and run on the connection's task: return at once, spawn any IO (see
+    /// [`plexus_core::lifecycle`]).
+    pub fn on_open(mut self, hook: impl Fn(&Opened) + Send + Sync + 'static) -> Self {
+        self.node.lifecycle_mut().on_open(hook);
+        self
+    }
+
+    /// A hook for every connection that gets its identity (at the upgrade or by `connect`).
+    pub fn on_authenticated(
+        mut self,
+        hook: impl Fn(&Authenticated) + Send + Sync + 'static,
+    ) -> Self {
+        self.node.lifecycle_mut().on_authenticated(hook);
+        self
+    }
+
+    /// A hook for every opened connection when it closes — exactly once, with the close code
+    /// and reason the client was sent (or sent).
+    pub fn on_close(mut self, hook: impl Fn(&Closed) + Send + Sync + 'static) -> Self {
+        self.node.lifecycle_mut().on_close(hook);
+        self
+    }
+
+    /// Replaces the lifecycle hooks.
+    pub fn lifecycle(mut self, lifecycle: Lifecycle) -> Self {
+        *self.node.lifecycle_mut() = lifecycle;
         self
     }
 
