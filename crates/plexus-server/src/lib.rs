@@ -463,6 +463,15 @@ impl RunningServer {
         if !drained {
             tracing::warn!("shutdown timeout: some connections did not close in time");
         }
+        // The `closed` notifications of the last connections go out (each is bounded by the
+        // backend's timeout).
+        if let Some(backend) = &self.state.endpoints.backend
+            && !backend
+                .settle_notifications(backend.options().timeout)
+                .await
+        {
+            tracing::warn!("some lifecycle notifications were still in flight at shutdown");
+        }
         self.task.abort();
         drained
     }

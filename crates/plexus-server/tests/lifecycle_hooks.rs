@@ -1,5 +1,7 @@
 //! The connection lifecycle hooks (`opened`, `authenticated`, `closed` with its code and
-//! reason) over real connections — native WebSocket and Socket.IO over WebSocket and polling.
+//! reason) over real connections — native WebSocket and Socket.IO over WebSocket and polling —
+//! and the standalone server's lifecycle notifications against a real HTTP backend (up, down,
+//! slow, saturated).
 
 mod common;
 mod support;
@@ -553,5 +555,363 @@ async fn a_socketio_polling_client_that_stops_polling_is_reported_closed() {
             Seen::authenticated(&conn, "poll"),
             Seen::closed(&conn, Some("poll"), 4002, "ping timeout"),
         ]
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The standalone server's lifecycle notifications
+
+/// A configuration with JWT auth, an open namespace, a `subscribe = "backend"` namespace, and
+/// the three notifications on `backend` (`extra` goes into `[backend]`).
+fn notifying_config(backend: &str, extra: &str) -> String {
+    format!(
+        r#"
+[client]
+anonymous = true
+[jwt]
+hmac_secret = "{secret}"
+[metrics]
+enabled = true
+[api]
+key = "{api_key}"
+[socketio]
+enabled = true
+[backend]
+opened_url = "{backend}/opened"
+authenticated_url = "{backend}/authenticated"
+closed_url = "{backend}/closed"
+subscribe_url = "{backend}/subscribe"
+{extra}
+[[namespaces]]
+name = "open"
+channels = "open:*"
+subscribe = "anyone"
+publish = "anyone"
+[[namespaces]]
+name = "hooked"
+channels = "hooked:*"
+subscribe = "backend"
+"#,
+        secret = support::SECRET,
+        api_key = support::API_KEY,
+    )
+}
+
+fn token(user: &str) -> String {
+    support::hs(
+        json!({"sub": user, "exp": support::now() + 3600}),
+        plexus_server::jwt::Algorithm::HS256,
+    )
+}
+
+/// Waits (bounded) until `check` holds for the backend's requests.
+async fn until(
+    backend: &support::Backend,
+    what: &str,
+    check: impl Fn(&[support::Received]) -> bool,
+) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let received = backend.received.lock().unwrap().clone();
+        if check(&received) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: not within the wait bound; received {received:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Waits (bounded) until `/metrics` has `line`.
+async fn until_metric(server: &plexus_server::RunningServer, line: &str) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (_, _, body) = support::http(server.local_addr(), "GET", "/metrics", &[], "").await;
+        let metrics = String::from_utf8(body.to_vec()).unwrap();
+        if metrics.contains(line) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{line} missing from\n{metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn bodies(received: &[support::Received], conn: &str) -> Vec<(String, Value)> {
+    received
+        .iter()
+        .filter(|r| r.body["conn"] == conn)
+        .map(|r| (r.path.clone(), r.body.clone()))
+        .collect()
+}
+
+#[tokio::test]
+async fn the_backend_is_notified_of_each_connections_story_in_order() {
+    let backend = support::Backend::start(|_| async { support::answer(json!({})) }).await;
+    let server = support::serve(&notifying_config(&backend.url(""), "")).await;
+
+    // Native: open, authenticate with a token, close.
+    let (mut c, r) = support::connect_token(&server.ws_url(), &token("alice")).await;
+    let conn = r.unwrap()["conn"].as_str().unwrap().to_owned();
+    c.close(1000, "bye").await;
+    until(&backend, "native closed", |r| {
+        r.iter()
+            .any(|r| r.path == "/closed" && r.body["conn"] == conn.as_str())
+    })
+    .await;
+    let received = backend.received.lock().unwrap().clone();
+    let story = bodies(&received, &conn);
+    assert_eq!(story.len(), 3, "{story:#?}");
+    let (path, opened) = &story[0];
+    assert_eq!(path, "/opened");
+    assert!(opened["peer"].as_str().unwrap().starts_with("127.0.0.1:"));
+    let mut opened = opened.clone();
+    opened.as_object_mut().unwrap().remove("peer");
+    assert_eq!(
+        opened,
+        json!({"event": "opened", "conn": conn, "dialect": "native", "transport": "websocket", "path": "/ws"})
+    );
+    assert_eq!(
+        story[1],
+        (
+            "/authenticated".to_owned(),
+            json!({"event": "authenticated", "conn": conn, "user": "alice", "dialect": "native", "transport": "websocket"})
+        )
+    );
+    assert_eq!(
+        story[2],
+        (
+            "/closed".to_owned(),
+            json!({"event": "closed", "conn": conn, "user": "alice", "dialect": "native", "transport": "websocket", "code": 1000, "reason": "bye"})
+        )
+    );
+    let headers = &received
+        .iter()
+        .find(|r| r.path == "/closed")
+        .unwrap()
+        .headers;
+    assert_eq!(headers["x-plexus-hook"], "closed");
+    assert_eq!(headers["content-type"], "application/json");
+
+    // Socket.IO over WebSocket, disconnected by the server API.
+    let (mut ws, conn) = socketio_ws(server.local_addr(), &token("bob")).await;
+    support::api_ok(&server, "disconnect", json!({"conn": conn})).await;
+    while let Ok(Some(Ok(_))) = tokio::time::timeout(WAIT, ws.next()).await {}
+    until(&backend, "socket.io closed", |r| {
+        r.iter()
+            .any(|r| r.path == "/closed" && r.body["conn"] == conn.as_str())
+    })
+    .await;
+    let story = bodies(&backend.received.lock().unwrap(), &conn);
+    let paths: Vec<&str> = story.iter().map(|(p, _)| p.as_str()).collect();
+    assert_eq!(paths, ["/opened", "/authenticated", "/closed"]);
+    assert_eq!(story[0].1["dialect"], "socketio");
+    assert_eq!(story[0].1["path"], "/socket.io/");
+    assert_eq!(story[1].1["user"], "bob");
+    assert_eq!(story[2].1["code"], 4505);
+    assert_eq!(story[2].1["user"], "bob");
+
+    for (hook, n) in [("opened", 2), ("authenticated", 2), ("closed", 2)] {
+        until_metric(
+            &server,
+            &format!(r#"plexus_backend_requests_total{{hook="{hook}",outcome="ok"}} {n}"#),
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn a_backend_that_is_down_delays_and_fails_no_connection() {
+    let server = support::serve(&notifying_config(
+        support::dead_url().trim_end_matches("/hook"),
+        "",
+    ))
+    .await;
+    let (mut c, r) = support::connect_token(&server.ws_url(), &token("alice")).await;
+    assert_eq!(r.unwrap()["user"], "alice");
+    c.request("subscribe", json!({"channel": "open:a"}))
+        .await
+        .unwrap();
+    c.request("publish", json!({"channel": "open:a", "data": 1}))
+        .await
+        .unwrap();
+    assert_eq!(c.push("pub").await["data"], 1);
+    c.close(1000, "bye").await;
+    for hook in ["opened", "authenticated", "closed"] {
+        until_metric(
+            &server,
+            &format!(r#"plexus_backend_requests_total{{hook="{hook}",outcome="unavailable"}} 1"#),
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn a_backend_that_does_not_answer_delays_no_connection() {
+    // The backend holds every notification until the test lets it answer.
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let held = gate.clone();
+    let backend = support::Backend::start(move |r: support::Received| {
+        let held = held.clone();
+        async move {
+            if r.path != "/subscribe" {
+                let _ = held.acquire().await.unwrap();
+            }
+            support::answer(json!({"result": {}}))
+        }
+    })
+    .await;
+    let server = support::serve(&notifying_config(&backend.url(""), "")).await;
+    let (mut c, r) = support::connect_token(&server.ws_url(), &token("alice")).await;
+    let conn = r.unwrap()["conn"].as_str().unwrap().to_owned();
+    c.request("subscribe", json!({"channel": "open:a"}))
+        .await
+        .unwrap();
+    // The connection was served while its `opened` notification waits for an answer, and its
+    // `authenticated` one waits behind it (a connection's notifications go in order).
+    until(&backend, "opened received", |r| {
+        r.iter().any(|r| r.path == "/opened")
+    })
+    .await;
+    assert!(backend.requests("/authenticated").is_empty());
+    c.close(1000, "bye").await;
+    gate.add_permits(10);
+    until(&backend, "every notification", |r| {
+        r.iter()
+            .any(|r| r.path == "/closed" && r.body["conn"] == conn.as_str())
+    })
+    .await;
+    let paths: Vec<String> = bodies(&backend.received.lock().unwrap(), &conn)
+        .into_iter()
+        .map(|(p, _)| p)
+        .collect();
+    assert_eq!(paths, ["/opened", "/authenticated", "/closed"]);
+}
+
+#[tokio::test]
+async fn notifications_beyond_max_in_flight_are_dropped_and_counted() {
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let held = gate.clone();
+    let backend = support::Backend::start(move |r: support::Received| {
+        let held = held.clone();
+        async move {
+            if r.path == "/opened" {
+                let _ = held.acquire().await.unwrap();
+            }
+            support::answer(json!({"result": {}}))
+        }
+    })
+    .await;
+    let server = support::serve(&notifying_config(&backend.url(""), "max_in_flight = 1")).await;
+    // The first connection's `opened` takes the only notification slot and hangs.
+    let mut a = support::Client::connect(&server.ws_url()).await;
+    until(&backend, "the first opened", |r| {
+        r.iter().any(|r| r.path == "/opened")
+    })
+    .await;
+    // The second connection's `opened` finds no slot: dropped and counted, not queued.
+    let mut b = support::Client::connect(&server.ws_url()).await;
+    until_metric(
+        &server,
+        r#"plexus_backend_requests_total{hook="opened",outcome="unavailable"} 1"#,
+    )
+    .await;
+    // Both connections are served, and the request hooks keep their own slot.
+    b.request("subscribe", json!({"channel": "hooked:x"}))
+        .await
+        .unwrap();
+    a.request("subscribe", json!({"channel": "open:a"}))
+        .await
+        .unwrap();
+    assert_eq!(
+        backend.requests("/opened").len(),
+        1,
+        "the dropped one never left"
+    );
+    gate.add_permits(10);
+    until_metric(
+        &server,
+        r#"plexus_backend_requests_total{hook="opened",outcome="ok"} 1"#,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn shutdown_waits_for_the_last_closed_notifications() {
+    // The backend holds `closed` until the test lets it answer.
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let held = gate.clone();
+    let backend = support::Backend::start(move |r: support::Received| {
+        let held = held.clone();
+        async move {
+            if r.path == "/closed" {
+                let _ = held.acquire().await.unwrap();
+            }
+            support::answer(json!({}))
+        }
+    })
+    .await;
+    let server = support::serve(&notifying_config(&backend.url(""), "")).await;
+    let (mut c, r) = support::connect_token(&server.ws_url(), &token("alice")).await;
+    let conn = r.unwrap()["conn"].as_str().unwrap().to_owned();
+    let closing = tokio::spawn(async move { c.closed().await });
+    let shutdown = tokio::spawn(async move { server.shutdown().await });
+    assert_eq!(closing.await.unwrap().0, 4000);
+    until(&backend, "closed received", |r| {
+        r.iter().any(|r| r.path == "/closed")
+    })
+    .await;
+    // Time for a shutdown that would not wait to finish (not a bound on anything).
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        !shutdown.is_finished(),
+        "shutdown waits while the last `closed` notification is unanswered"
+    );
+    gate.add_permits(1);
+    assert!(shutdown.await.unwrap());
+    let closed = backend.requests("/closed");
+    assert_eq!(closed.len(), 1, "{closed:#?}");
+    assert_eq!(closed[0].body["conn"], conn.as_str());
+    assert_eq!(closed[0].body["code"], 4000);
+}
+
+#[test]
+fn notification_urls_are_checked_like_the_other_hooks() {
+    let toml = r#"
+[backend]
+opened_url = "https://example.com/opened"
+closed_url = "not a url"
+close_url = "http://127.0.0.1:1/closed"
+"#;
+    let Err(e) = support::load_with(toml, &[], &[]) else {
+        panic!("accepted")
+    };
+    let problems: Vec<String> = e.problems.iter().map(ToString::to_string).collect();
+    for expected in [
+        "`backend.opened_url`: hooks speak plain http://",
+        "`backend.closed_url`:",
+        "`backend.close_url`: unknown key `close_url` (did you mean `closed_url`?)",
+    ] {
+        assert!(
+            problems.iter().any(|p| p.contains(expected)),
+            "{expected} missing from {problems:#?}"
+        );
+    }
+    let loaded = support::load_with(
+        "[backend]\nauthenticated_url = \"http://127.0.0.1:1/auth\"\n",
+        &[("PLEXUS_BACKEND_CLOSED_URL", "http://127.0.0.1:1/closed")],
+        &[],
+    )
+    .unwrap();
+    assert!(
+        loaded
+            .summary()
+            .contains(&"lifecycle notifications: authenticated, closed".to_owned()),
+        "{:?}",
+        loaded.summary()
     );
 }
