@@ -19,6 +19,11 @@ pub struct UpgradeRequest {
     pub headers: Vec<(String, String)>,
     pub cookies: Vec<(String, String)>,
     pub peer: Option<SocketAddr>,
+    /// The wire dialect the connection speaks: `native` or `socketio`.
+    pub dialect: &'static str,
+    /// The transport the connection opens on: `websocket` or `polling` (a Socket.IO session
+    /// may move from polling to WebSocket later).
+    pub transport: &'static str,
 }
 
 impl UpgradeRequest {

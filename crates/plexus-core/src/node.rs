@@ -13,6 +13,7 @@ use crate::error::Error;
 use crate::hub::Continuity;
 use crate::hub::Hub;
 use crate::ids::{ConnId, NodeId};
+use crate::lifecycle::Lifecycle;
 use crate::limits::Limits;
 use crate::memory::{MemoryOptions, memory_engine};
 use crate::model::{
@@ -45,6 +46,7 @@ struct NodeInner {
     commands: Commands,
     channels: ChannelPolicy,
     auth: AuthConfig,
+    lifecycle: Lifecycle,
     limits: Limits,
     /// Serializes the first-subscribe / last-unsubscribe engine calls of a channel.
     sub_locks: Vec<tokio::sync::Mutex<()>>,
@@ -67,6 +69,7 @@ pub struct NodeBuilder {
     commands: Commands,
     channels: ChannelPolicy,
     auth: AuthConfig,
+    lifecycle: Lifecycle,
     limits: Limits,
 }
 
@@ -103,6 +106,17 @@ impl NodeBuilder {
         &mut self.auth
     }
 
+    /// The connection lifecycle hooks (`opened`, `authenticated`, `closed`; see
+    /// [`crate::lifecycle`]).
+    pub fn lifecycle(mut self, lifecycle: Lifecycle) -> Self {
+        self.lifecycle = lifecycle;
+        self
+    }
+
+    pub fn lifecycle_mut(&mut self) -> &mut Lifecycle {
+        &mut self.lifecycle
+    }
+
     pub fn limits(mut self, limits: Limits) -> Self {
         self.limits = limits;
         self
@@ -133,6 +147,7 @@ impl NodeBuilder {
             commands: self.commands,
             channels: self.channels,
             auth: self.auth,
+            lifecycle: self.lifecycle,
             limits: self.limits,
             sub_locks: (0..64).map(|_| tokio::sync::Mutex::new(())).collect(),
             sub_lock_hasher: RandomState::new(),
@@ -212,6 +227,10 @@ impl Node {
 
     pub fn auth(&self) -> &AuthConfig {
         &self.inner.auth
+    }
+
+    pub fn lifecycle(&self) -> &Lifecycle {
+        &self.inner.lifecycle
     }
 
     pub fn engine(&self) -> &Engine {

@@ -17,6 +17,7 @@ use crate::connection::{Connection, HoldKey};
 use crate::engine::{EchoEvent, HistoryPage, HistoryQuery, PresenceEntry, PresenceStats};
 use crate::error::Error;
 use crate::ids::ConnId;
+use crate::lifecycle::{Authenticated, Closed, Opened};
 use crate::metadata::Metadata;
 use crate::model::{
     ClientInfo, Emit, Event, Identity, Publication, StreamPosition, WireFormat, validate_event,
@@ -137,7 +138,14 @@ pub struct Session {
     /// Set by a successful authentication until [`Session::finish_auth`] ran: `Some(sync)`.
     auth_pending: Option<bool>,
     rate: RateLimit,
+    /// The connection got its identity and `authenticated` fired.
+    identified: bool,
+    /// Cleanup started.
     closed: bool,
+    /// The close `closed` reports, once known.
+    close: Option<(CloseCode, String)>,
+    /// `closed` fired (exactly once, by `close` or, if it never finished, by `drop`).
+    close_reported: bool,
 }
 
 impl Session {
@@ -174,7 +182,7 @@ impl Session {
         node.add_connection(&conn);
         let admitted = authenticated || node.auth().anonymous;
         let auth_deadline = (!admitted).then(|| Instant::now() + limits.auth_timeout);
-        Ok(Session {
+        let session = Session {
             node: node.clone(),
             conn,
             upgrade,
@@ -182,8 +190,64 @@ impl Session {
             auth_deadline,
             auth_pending: authenticated.then_some(true),
             rate: RateLimit::new(limits.requests_per_second, limits.requests_burst),
+            identified: authenticated,
             closed: false,
-        })
+            close: None,
+            close_reported: false,
+        };
+        let lifecycle = node.lifecycle();
+        if lifecycle.has_opened() {
+            lifecycle.opened(&Opened {
+                conn: session.conn.id,
+                request: session.upgrade.clone(),
+            });
+        }
+        if authenticated {
+            session.report_authenticated();
+        }
+        Ok(session)
+    }
+
+    /// Fires the `authenticated` hooks (the connection just got its identity).
+    fn report_authenticated(&self) {
+        let lifecycle = self.node.lifecycle();
+        if let Some(identity) = self.conn.identity()
+            && lifecycle.has_authenticated()
+        {
+            lifecycle.authenticated(&Authenticated {
+                conn: self.conn.id,
+                identity: identity.clone(),
+                request: self.upgrade.clone(),
+            });
+        }
+    }
+
+    /// Fires the `closed` hooks, once: with the close `close` recorded, or — when the session is
+    /// dropped before it was closed (its task cancelled) — as a lost connection.
+    fn report_closed(&mut self) {
+        if self.close_reported {
+            return;
+        }
+        self.close_reported = true;
+        let lifecycle = self.node.lifecycle();
+        if !lifecycle.has_closed() {
+            return;
+        }
+        let (code, reason) = self
+            .close
+            .take()
+            .unwrap_or_else(|| (CloseCode::CONNECTION_LOST, "connection dropped".into()));
+        let user = self
+            .identified
+            .then(|| self.conn.identity().map(|i| i.user.clone()))
+            .flatten();
+        lifecycle.closed(&Closed {
+            conn: self.conn.id,
+            user,
+            code,
+            reason,
+            request: self.upgrade.clone(),
+        });
     }
 
     pub fn node(&self) -> &Node {
@@ -326,6 +390,8 @@ impl Session {
         self.node.add_user_connection(&self.conn)?;
         self.admit();
         self.auth_pending = Some(request.sync.unwrap_or(true));
+        self.identified = true;
+        self.report_authenticated();
         Ok(Some(identity))
     }
 
@@ -721,13 +787,23 @@ impl Session {
         Some(rtt)
     }
 
-    /// Cleans up after the transport closed. Idempotent.
-    pub async fn close(&mut self) {
+    /// Cleans up after the transport closed, then fires the `closed` lifecycle hooks with `code`
+    /// and `reason`: those of the close frame sent to the client or received from it, or what
+    /// ended the transport (see [`Closed`]). Idempotent: the first call's close is reported.
+    pub async fn close(&mut self, code: CloseCode, reason: &str) {
         if self.closed {
             return;
         }
         self.closed = true;
+        self.close = Some((code, reason.to_owned()));
         self.conn.outbox().close(CloseCode::NORMAL, "closed", false);
         self.node.remove_connection(&self.conn).await;
+        self.report_closed();
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.report_closed();
     }
 }

@@ -214,6 +214,12 @@ impl CloseCode {
     pub const DISCONNECTED: CloseCode = CloseCode(4505);
     /// The token expired and the connection may not continue.
     pub const TOKEN_EXPIRED: CloseCode = CloseCode(4506);
+    /// No code: the peer's close frame had none (RFC 6455 §7.1.5). Never sent; lifecycle hooks
+    /// report it for such a client close.
+    pub const NO_STATUS: CloseCode = CloseCode(1005);
+    /// The connection ended without a close handshake (RFC 6455 §7.1.5). Never sent; lifecycle
+    /// hooks report it when the transport failed or ended.
+    pub const CONNECTION_LOST: CloseCode = CloseCode(1006);
 
     /// Whether a client should reconnect after this close code.
     pub fn should_reconnect(self) -> bool {

@@ -1,11 +1,17 @@
-//! Hooks into the application's backend over HTTP: `connect`, `subscribe`, `publish` and `rpc`.
+//! Hooks into the application's backend over HTTP: the requests `connect`, `subscribe`,
+//! `publish` and `rpc`, and the lifecycle notifications `opened`, `authenticated`, `closed`.
 //!
-//! Each hook POSTs a JSON object to a URL from the configuration and reads back either
+//! Each request hook POSTs a JSON object to a URL from the configuration and reads back either
 //! `{"result": …}` or `{"error": {"code", "message", "data"?}}` (see `docs/configuration.md`).
 //! A backend that is down, slow (past `timeout`), answers with a status other than 2xx, answers
 //! more than `max_response_bytes` or anything that is not such an object gives the client error
 //! 118 `backend_unavailable`; the server itself never waits longer than the timeout and never
 //! has more than `max_in_flight` hook requests open.
+//!
+//! A notification ([`Notifications`]) is fire-and-forget: sent from a task of its own, it never
+//! delays or fails a connection; its answer is only counted. Notifications have their own
+//! `max_in_flight` slots, so that a burst of them never takes the slots a `connect` hook needs;
+//! one that finds them all taken is dropped and counted, never queued.
 
 use axum::http::header::{CONTENT_TYPE, USER_AGENT};
 use axum::http::{HeaderName, HeaderValue, Request, Uri};
@@ -17,28 +23,41 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use plexus_core::auth::AuthRequest;
 use plexus_core::channels::GuardRequest;
 use plexus_core::commands::{Command, CommandContext};
+use plexus_core::lifecycle::{Authenticated, Closed, Opened};
 use plexus_core::stats::Histogram;
-use plexus_core::{Error, ErrorCode, Identity, Payload};
+use plexus_core::{ConnId, Error, ErrorCode, Identity, Payload};
 use plexus_protocol::{BinaryField, DataField};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::value::RawValue;
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, oneshot};
 
-/// The hooks, as metrics label them.
+/// The hooks, as metrics label them: four requests, then three notifications.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Hook {
     Connect,
     Subscribe,
     Publish,
     Rpc,
+    Opened,
+    Authenticated,
+    Closed,
 }
 
 impl Hook {
-    pub const ALL: [Hook; 4] = [Hook::Connect, Hook::Subscribe, Hook::Publish, Hook::Rpc];
+    pub const ALL: [Hook; 7] = [
+        Hook::Connect,
+        Hook::Subscribe,
+        Hook::Publish,
+        Hook::Rpc,
+        Hook::Opened,
+        Hook::Authenticated,
+        Hook::Closed,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -46,6 +65,9 @@ impl Hook {
             Hook::Subscribe => "subscribe",
             Hook::Publish => "publish",
             Hook::Rpc => "rpc",
+            Hook::Opened => "opened",
+            Hook::Authenticated => "authenticated",
+            Hook::Closed => "closed",
         }
     }
 }
@@ -53,11 +75,12 @@ impl Hook {
 /// How a hook request ended, as metrics label it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
-    /// The backend answered `result`.
+    /// The backend answered `result` (a notification: any 2xx status).
     Ok,
     /// The backend answered `error` (a refusal: not a failure of the backend).
     Refused,
-    /// No connection, the connection failed, or `max_in_flight` requests were already open.
+    /// No connection, the connection failed, or `max_in_flight` requests were already open (a
+    /// notification is then dropped).
     Unavailable,
     /// No complete answer within the timeout.
     Timeout,
@@ -88,7 +111,7 @@ impl Outcome {
 /// Hook request counters by hook and outcome, and their duration.
 #[derive(Debug, Default)]
 pub struct BackendStats {
-    counts: [[AtomicU64; 5]; 4],
+    counts: [[AtomicU64; Outcome::ALL.len()]; Hook::ALL.len()],
     pub duration: Histogram,
     /// When the last warning was logged (Unix ms), so that an outage logs once per second.
     last_warning_ms: AtomicU64,
@@ -124,6 +147,7 @@ pub struct BackendOptions {
     /// The longest a hook request may take, connection and body included.
     pub timeout: Duration,
     /// Hook requests open at once; beyond it a hook fails at once with `backend_unavailable`.
+    /// Notifications have as many slots again, of their own.
     pub max_in_flight: usize,
     /// The largest answer read.
     pub max_response_bytes: usize,
@@ -160,6 +184,8 @@ pub struct Backend {
     client: Client<HttpConnector, Full<Bytes>>,
     options: BackendOptions,
     slots: Semaphore,
+    /// The notifications' own `max_in_flight` slots.
+    notification_slots: Arc<Semaphore>,
     stats: BackendStats,
 }
 
@@ -221,9 +247,20 @@ impl Backend {
         Backend {
             client,
             slots: Semaphore::new(options.max_in_flight.max(1)),
+            notification_slots: Arc::new(Semaphore::new(options.max_in_flight.max(1))),
             options,
             stats: BackendStats::default(),
         }
+    }
+
+    /// Waits, at most `timeout`, until no notification is in flight (at shutdown, so that the
+    /// `closed` notifications of the last connections go out). False when some were still in
+    /// flight.
+    pub async fn settle_notifications(&self, timeout: Duration) -> bool {
+        let all = self.options.max_in_flight.max(1) as u32;
+        tokio::time::timeout(timeout, self.notification_slots.acquire_many(all))
+            .await
+            .is_ok()
     }
 
     pub fn stats(&self) -> &BackendStats {
@@ -289,6 +326,25 @@ impl Backend {
         }
     }
 
+    /// A notification, holding one of the notifications' slots: its answer is only counted.
+    async fn notify(&self, hook: Hook, url: &Uri, body: Vec<u8>) {
+        let started = Instant::now();
+        let sent =
+            tokio::time::timeout(self.options.timeout, self.post(hook, url, body, Vec::new()));
+        let (outcome, why) = match sent.await {
+            Ok(Ok(_)) => {
+                self.stats.record(hook, Outcome::Ok, started.elapsed());
+                return;
+            }
+            Ok(Err(failure)) => failure,
+            Err(_) => (
+                Outcome::Timeout,
+                format!("no answer within {:?}", self.options.timeout),
+            ),
+        };
+        self.failed(hook, url, outcome, why, started);
+    }
+
     async fn exchange(
         &self,
         hook: Hook,
@@ -296,6 +352,19 @@ impl Backend {
         body: Vec<u8>,
         forwarded: Vec<(HeaderName, HeaderValue)>,
     ) -> Result<Answer, (Outcome, String)> {
+        let bytes = self.post(hook, url, body, forwarded).await?;
+        serde_json::from_slice::<Answer>(&bytes)
+            .map_err(|e| (Outcome::BadResponse, format!("not a hook answer: {e}")))
+    }
+
+    /// POSTs `body` and reads the answer (bounded); a status other than 2xx is a bad response.
+    async fn post(
+        &self,
+        hook: Hook,
+        url: &Uri,
+        body: Vec<u8>,
+        forwarded: Vec<(HeaderName, HeaderValue)>,
+    ) -> Result<Bytes, (Outcome, String)> {
         let mut request = Request::post(url.clone())
             .header(USER_AGENT, concat!("plexus/", env!("CARGO_PKG_VERSION")))
             .body(Full::new(Bytes::from(body)))
@@ -321,8 +390,7 @@ impl Backend {
         if !status.is_success() {
             return Err((Outcome::BadResponse, format!("HTTP status {status}")));
         }
-        serde_json::from_slice::<Answer>(&bytes)
-            .map_err(|e| (Outcome::BadResponse, format!("not a hook answer: {e}")))
+        Ok(bytes)
     }
 
     fn failed(
@@ -352,7 +420,8 @@ pub struct BackendHooks {
 #[derive(Serialize)]
 struct ConnectBody<'a> {
     conn: String,
-    transport: &'static str,
+    dialect: &'a str,
+    transport: &'a str,
     path: &'a str,
     #[serde(skip_serializing_if = "str::is_empty")]
     query: &'a str,
@@ -431,7 +500,8 @@ impl BackendHooks {
             .unwrap_or_default();
         let body = ConnectBody {
             conn: request.conn.to_string(),
-            transport: "websocket",
+            dialect: upgrade.dialect,
+            transport: upgrade.transport,
             path: &upgrade.path,
             query: &upgrade.query,
             peer: upgrade.peer.map(|p| p.to_string()),
@@ -515,4 +585,178 @@ pub fn rpc_command(backend: Arc<Backend>, url: Uri) -> Command {
     };
     // The hook's own timeout answers first, with `backend_unavailable`.
     Command::new(handler).timeout(timeout + Duration::from_secs(1))
+}
+
+#[derive(Serialize)]
+struct OpenedBody<'a> {
+    event: &'static str,
+    conn: String,
+    dialect: &'a str,
+    transport: &'a str,
+    path: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    query: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    peer: Option<String>,
+}
+
+#[derive(Serialize)]
+struct AuthenticatedBody<'a> {
+    event: &'static str,
+    conn: String,
+    user: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    info: Option<DataField>,
+    dialect: &'a str,
+    transport: &'a str,
+}
+
+#[derive(Serialize)]
+struct ClosedBody<'a> {
+    event: &'static str,
+    conn: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user: Option<&'a str>,
+    dialect: &'a str,
+    transport: &'a str,
+    code: u16,
+    reason: &'a str,
+}
+
+/// The lifecycle notifications: `opened`, `authenticated` and `closed` POSTed to the backend as
+/// JSON, fire-and-forget (`docs/configuration.md`, "Lifecycle notifications").
+///
+/// Each is sent by a task of its own, so a connection never waits for one. A connection's
+/// notifications are sent in order, each once the one before it is answered or failed; while
+/// they wait they hold their slot, so the tasks and the per-connection order bookkeeping are
+/// bounded by `max_in_flight`. At most once: a notification that fails is not retried.
+pub struct Notifications {
+    backend: Arc<Backend>,
+    opened: Option<Uri>,
+    authenticated: Option<Uri>,
+    closed: Option<Uri>,
+    /// For each connection with a notification in flight: the ticket of its latest one, and
+    /// what resolves when that one is done (its sender is dropped).
+    chains: Mutex<HashMap<ConnId, (u64, oneshot::Receiver<()>)>>,
+    next_ticket: AtomicU64,
+}
+
+impl Notifications {
+    pub fn new(
+        backend: Arc<Backend>,
+        opened: Option<Uri>,
+        authenticated: Option<Uri>,
+        closed: Option<Uri>,
+    ) -> Arc<Notifications> {
+        Arc::new(Notifications {
+            backend,
+            opened,
+            authenticated,
+            closed,
+            chains: Mutex::new(HashMap::new()),
+            next_ticket: AtomicU64::new(0),
+        })
+    }
+
+    /// Registers a lifecycle hook for each notification that has a URL.
+    pub fn install(self: &Arc<Self>, mut builder: crate::ServerBuilder) -> crate::ServerBuilder {
+        if let Some(url) = self.opened.clone() {
+            let this = self.clone();
+            builder = builder.on_open(move |e: &Opened| {
+                let request = &e.request;
+                let body = OpenedBody {
+                    event: "opened",
+                    conn: e.conn.to_string(),
+                    dialect: request.dialect,
+                    transport: request.transport,
+                    path: &request.path,
+                    query: &request.query,
+                    peer: request.peer.map(|p| p.to_string()),
+                };
+                this.send(Hook::Opened, &url, e.conn, &body);
+            });
+        }
+        if let Some(url) = self.authenticated.clone() {
+            let this = self.clone();
+            builder = builder.on_authenticated(move |e: &Authenticated| {
+                let body = AuthenticatedBody {
+                    event: "authenticated",
+                    conn: e.conn.to_string(),
+                    user: &e.identity.user,
+                    info: e.identity.info.as_ref().and_then(|i| i.to_fields().0),
+                    dialect: e.request.dialect,
+                    transport: e.request.transport,
+                };
+                this.send(Hook::Authenticated, &url, e.conn, &body);
+            });
+        }
+        if let Some(url) = self.closed.clone() {
+            let this = self.clone();
+            builder = builder.on_close(move |e: &Closed| {
+                let body = ClosedBody {
+                    event: "closed",
+                    conn: e.conn.to_string(),
+                    user: e.user.as_deref(),
+                    dialect: e.request.dialect,
+                    transport: e.request.transport,
+                    code: e.code.0,
+                    reason: &e.reason,
+                };
+                this.send(Hook::Closed, &url, e.conn, &body);
+            });
+        }
+        builder
+    }
+
+    /// Takes a slot (or drops the notification) and sends it in a task, after the connection's
+    /// previous notification.
+    fn send(self: &Arc<Self>, hook: Hook, url: &Uri, conn: ConnId, body: &impl Serialize) {
+        let started = Instant::now();
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            let why = "no runtime to send it from".to_owned();
+            self.backend
+                .failed(hook, url, Outcome::Unavailable, why, started);
+            return;
+        };
+        let Ok(slot) = self.backend.notification_slots.clone().try_acquire_owned() else {
+            let why = format!(
+                "{} notifications already in flight: dropped",
+                self.backend.options.max_in_flight
+            );
+            self.backend
+                .failed(hook, url, Outcome::Unavailable, why, started);
+            return;
+        };
+        let body = match serde_json::to_vec(body) {
+            Ok(body) => body,
+            Err(e) => {
+                self.backend
+                    .failed(hook, url, Outcome::BadResponse, e.to_string(), started);
+                return;
+            }
+        };
+        let ticket = self.next_ticket.fetch_add(1, Ordering::Relaxed);
+        let (done, done_rx) = oneshot::channel::<()>();
+        let previous = self
+            .chains
+            .lock()
+            .unwrap()
+            .insert(conn, (ticket, done_rx))
+            .map(|(_, rx)| rx);
+        let (this, url) = (self.clone(), url.clone());
+        runtime.spawn(async move {
+            let _slot = slot;
+            if let Some(previous) = previous {
+                // Resolves when the previous notification's task ends, however it ends.
+                let _ = previous.await;
+            }
+            this.backend.notify(hook, &url, body).await;
+            let mut chains = this.chains.lock().unwrap();
+            if chains.get(&conn).is_some_and(|(t, _)| *t == ticket) {
+                chains.remove(&conn);
+            }
+            drop(chains);
+            drop(done);
+        });
+    }
 }

@@ -15,7 +15,7 @@
 //! a list of strings may also be written `a,b,c`. The walk-through is `docs/configuration.md`.
 
 use crate::api::{ApiKey, ApiOptions, HttpEndpoints};
-use crate::backend::{Backend, BackendHooks, BackendOptions, rpc_command};
+use crate::backend::{Backend, BackendHooks, BackendOptions, Notifications, rpc_command};
 use crate::jwt::{JwtKeys, JwtVerifier};
 use crate::socketio::SocketIoConfig;
 use crate::{Server, ServerBuilder};
@@ -278,6 +278,10 @@ pub struct BackendSection {
     pub publish_url: String,
     pub rpc_url: String,
     pub rpc_urls: BTreeMap<String, String>,
+    /// Lifecycle notifications, fire-and-forget: a connection opened, authenticated, closed.
+    pub opened_url: String,
+    pub authenticated_url: String,
+    pub closed_url: String,
 }
 
 impl Default for BackendSection {
@@ -294,6 +298,9 @@ impl Default for BackendSection {
             publish_url: String::new(),
             rpc_url: String::new(),
             rpc_urls: BTreeMap::new(),
+            opened_url: String::new(),
+            authenticated_url: String::new(),
+            closed_url: String::new(),
         }
     }
 }
@@ -806,6 +813,7 @@ pub struct Loaded {
     namespaces: Vec<Compiled>,
     backend: Option<Arc<Backend>>,
     hooks: Option<Arc<BackendHooks>>,
+    notifications: Option<Arc<Notifications>>,
     rpc_url: Option<Uri>,
     rpc_urls: Vec<(String, Uri)>,
     socketio: Option<SocketIoConfig>,
@@ -1319,6 +1327,9 @@ fn compile(
     let subscribe_url = url(&p(&["backend", "subscribe_url"]), &b.subscribe_url);
     let publish_url = url(&p(&["backend", "publish_url"]), &b.publish_url);
     let rpc_url = url(&p(&["backend", "rpc_url"]), &b.rpc_url);
+    let opened_url = url(&p(&["backend", "opened_url"]), &b.opened_url);
+    let authenticated_url = url(&p(&["backend", "authenticated_url"]), &b.authenticated_url);
+    let closed_url = url(&p(&["backend", "closed_url"]), &b.closed_url);
     let mut rpc_urls = Vec::new();
     for (method, value) in &b.rpc_urls {
         let key = p(&["backend", "rpc_urls", method]);
@@ -1364,11 +1375,13 @@ fn compile(
             ),
         }
     }
+    let notifies = opened_url.is_some() || authenticated_url.is_some() || closed_url.is_some();
     let uses_backend = connect_url.is_some()
         || subscribe_url.is_some()
         || publish_url.is_some()
         || rpc_url.is_some()
-        || !rpc_urls.is_empty();
+        || !rpc_urls.is_empty()
+        || notifies;
     let backend = uses_backend.then(|| {
         Arc::new(Backend::new(BackendOptions {
             timeout: ms(b.timeout_ms.max(1)),
@@ -1555,6 +1568,9 @@ fn compile(
             publish: publish_url,
         })
     });
+    let notifications = backend.as_ref().filter(|_| notifies).map(|backend| {
+        Notifications::new(backend.clone(), opened_url, authenticated_url, closed_url)
+    });
     Ok(Loaded {
         config,
         dev_mode,
@@ -1568,6 +1584,7 @@ fn compile(
         namespaces,
         backend,
         hooks,
+        notifications,
         rpc_url,
         rpc_urls,
         socketio,
@@ -1866,6 +1883,9 @@ impl Loaded {
                 builder = builder.fallback_command(rpc_command(backend.clone(), url.clone()));
             }
         }
+        if let Some(notifications) = &self.notifications {
+            builder = notifications.install(builder);
+        }
 
         builder.endpoints(HttpEndpoints {
             api: Some(ApiOptions {
@@ -1934,6 +1954,18 @@ impl Loaded {
                 ApiKey::Missing => "off (no api.key)",
             }
         ));
+        let notified: Vec<&str> = [
+            ("opened", &self.config.backend.opened_url),
+            ("authenticated", &self.config.backend.authenticated_url),
+            ("closed", &self.config.backend.closed_url),
+        ]
+        .into_iter()
+        .filter(|(_, url)| !url.is_empty())
+        .map(|(name, _)| name)
+        .collect();
+        if !notified.is_empty() {
+            lines.push(format!("lifecycle notifications: {}", notified.join(", ")));
+        }
         lines.push(format!(
             "metrics: {}",
             if self.metrics { "on (/metrics)" } else { "off" }
@@ -2074,6 +2106,11 @@ subscribe_url = ""  # for namespaces with subscribe = "backend"
 publish_url = ""    # for namespaces with publish = "backend"
 rpc_url = ""        # answers every `call` without a URL of its own
 rpc_urls = {}       # per method, e.g. { "orders.create" = "http://127.0.0.1:3000/rpc/orders" }
+# Notifications, fire-and-forget (never delay a connection): a connection opened, authenticated,
+# closed (with its close code and reason).
+opened_url = ""
+authenticated_url = ""
+closed_url = ""
 
 # Channels. The first namespace whose pattern matches a channel applies; channels no namespace
 # matches are closed to clients (the server API may still publish to them).

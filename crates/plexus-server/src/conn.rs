@@ -5,8 +5,9 @@
 //! requests through one [`Pipeline`] and writes the outbox in batches. Written once here, for
 //! every dialect: the auth deadline, the request rate limit and the pending-request bound, the
 //! order of replies, the drain before a close the connection asked for, the write timeout, the
-//! close handshake. A dialect only decodes its messages, executes its requests on the
-//! [`Session`] and says how queued frames become WebSocket messages.
+//! close handshake, and the close code and reason the `closed` lifecycle hooks report. A
+//! dialect only decodes its messages, executes its requests on the [`Session`] and says how
+//! queued frames become WebSocket messages.
 
 use crate::ws::WsStream;
 use bytes::Bytes;
@@ -59,26 +60,33 @@ pub(crate) enum Incoming<R> {
 pub(crate) enum Read {
     /// A data message (text or binary).
     Message(Message),
-    /// The peer closed (its close is answered) or the transport ended.
-    Closed,
+    /// The peer closed (its close is answered) or the transport ended: the peer's close code
+    /// and reason, or what ended the transport.
+    Closed(Close),
     /// Something of the transport's own happened (a heartbeat, an upgrade): nothing for the
     /// dialect; the loop goes around and writes what the transport queued.
     Wake,
+}
+
+/// The close of a transport that failed: no close frame can be exchanged anymore.
+pub(crate) fn lost() -> Close {
+    (CloseCode::CONNECTION_LOST, "connection lost".into())
 }
 
 /// A message transport: a WebSocket, or an Engine.IO session over polling and WebSocket.
 pub(crate) trait Transport: Send {
     /// The next message. Cancel-safe: the loop selects it against other events.
     fn read(&mut self) -> impl Future<Output = Read> + Send;
-    /// Queues a message.
-    fn feed(&mut self, message: Message) -> impl Future<Output = Result<(), ()>> + Send;
+    /// Queues a message. Fails with what ended the transport.
+    fn feed(&mut self, message: Message) -> impl Future<Output = Result<(), Close>> + Send;
     /// Sends what was fed (and anything the transport queued itself).
-    fn flush(&mut self) -> impl Future<Output = Result<(), ()>> + Send;
+    fn flush(&mut self) -> impl Future<Output = Result<(), Close>> + Send;
     /// Whether the transport queued something of its own to send.
     fn wants_flush(&self) -> bool {
         false
     }
-    /// Closes with a code and reason, waiting (bounded) for the peer.
+    /// Closes with a code and reason (as [`crate::ws::wire_close`] made them fit a close
+    /// frame), waiting (bounded) for the peer.
     fn close(&mut self, code: CloseCode, reason: &str) -> impl Future<Output = ()> + Send;
 }
 
@@ -86,10 +94,13 @@ impl Transport for WsStream {
     async fn read(&mut self) -> Read {
         match self.next().await {
             Some(Ok(message)) if message.is_close() => {
+                let close = message.as_close().map_or_else(lost, |(code, reason)| {
+                    (CloseCode(u16::from(code)), reason.to_owned())
+                });
                 // Answer the close frame (RFC 6455 §5.5.1): the framing layer queued the echo;
                 // flushing sends it.
                 let _ = tokio::time::timeout(crate::ws::CLOSE_LINGER, SinkExt::flush(self)).await;
-                Read::Closed
+                Read::Closed(close)
             }
             Some(Ok(message)) if message.is_text() || message.is_binary() => Read::Message(message),
             // Pings and pongs: the framing layer answers pings.
@@ -99,18 +110,18 @@ impl Transport for WsStream {
             Some(Err(e)) => {
                 tracing::debug!(error = %e, "websocket error");
                 let _ = SinkExt::flush(self).await;
-                Read::Closed
+                Read::Closed(crate::ws::read_error_close(&e))
             }
-            None => Read::Closed,
+            None => Read::Closed(lost()),
         }
     }
 
-    async fn feed(&mut self, message: Message) -> Result<(), ()> {
-        SinkExt::feed(self, message).await.map_err(|_| ())
+    async fn feed(&mut self, message: Message) -> Result<(), Close> {
+        SinkExt::feed(self, message).await.map_err(|_| lost())
     }
 
-    async fn flush(&mut self) -> Result<(), ()> {
-        SinkExt::flush(self).await.map_err(|_| ())
+    async fn flush(&mut self) -> Result<(), Close> {
+        SinkExt::flush(self).await.map_err(|_| lost())
     }
 
     async fn close(&mut self, code: CloseCode, reason: &str) {
@@ -218,7 +229,9 @@ impl<R> Pipeline<R> {
     }
 }
 
-/// Runs a connection of dialect `D` until it closes.
+/// Runs a connection of dialect `D` until it closes, then cleans up through
+/// [`Session::close`] with the close the client was sent (or sent, or what ended the
+/// transport), which the `closed` lifecycle hooks report.
 pub(crate) async fn run<T: Transport, D: Dialect>(mut ws: T, mut session: Session, mut dialect: D) {
     dialect.open(&mut session).await;
     let mut pipe: Pipeline<D::Request> = Pipeline::new();
@@ -228,7 +241,7 @@ pub(crate) async fn run<T: Transport, D: Dialect>(mut ws: T, mut session: Sessio
     let conn = session.connection().clone();
     let node = session.node().clone();
     let limits = node.limits();
-    loop {
+    let (code, reason) = loop {
         if let Some((code, reason)) = &pipe.closing
             && pipe.pending() == 0
             && pipe.queued.is_empty()
@@ -252,17 +265,18 @@ pub(crate) async fn run<T: Transport, D: Dialect>(mut ws: T, mut session: Sessio
         match written {
             Err(_) => {
                 tracing::debug!(conn = %conn.id, "write timed out: dropping the connection");
-                break;
+                break (CloseCode::CONNECTION_LOST, "write timed out".into());
             }
-            Ok(Some(close)) => {
-                if let Ok(close) = close {
-                    dialect.farewell(close.code, &mut messages);
-                    for message in messages.drain(..) {
-                        let _ = ws.feed(message).await;
-                    }
-                    ws.close(close.code, &close.reason).await;
+            Ok(Some(Err(lost))) => break lost,
+            Ok(Some(Ok(close))) => {
+                // What the client gets is what the hooks report.
+                let (code, reason) = crate::ws::wire_close(close.code, &close.reason);
+                dialect.farewell(code, &mut messages);
+                for message in messages.drain(..) {
+                    let _ = ws.feed(message).await;
                 }
-                break;
+                ws.close(code, reason).await;
+                break (code, reason.to_owned());
             }
             Ok(None) => {}
         }
@@ -282,7 +296,7 @@ pub(crate) async fn run<T: Transport, D: Dialect>(mut ws: T, mut session: Sessio
                     }
                     incoming.clear();
                 }
-                Read::Closed => break,
+                Read::Closed(close) => break close,
                 Read::Wake => {}
             },
             _ = conn.outbox().ready() => {}
@@ -298,8 +312,8 @@ pub(crate) async fn run<T: Transport, D: Dialect>(mut ws: T, mut session: Sessio
                 pipe.begin_close((CloseCode::AUTH_TIMEOUT, "authentication timed out".into()));
             }
         }
-    }
-    session.close().await;
+    };
+    session.close(code, &reason).await;
 }
 
 fn deliver<R>(pipe: &mut Pipeline<R>, conn: &Connection, replied: Replied) {
@@ -399,8 +413,8 @@ async fn sleep_until(deadline: Option<std::time::Instant>) {
 }
 
 /// Writes everything queued as few messages as the dialect allows. `Some(Ok(close))` when
-/// the connection must now be closed with that request, `Some(Err(()))` when the socket
-/// failed.
+/// the connection must now be closed with that request, `Some(Err(close))` when the transport
+/// failed (with what ended it).
 async fn write_queued<T: Transport, D: Dialect>(
     ws: &mut T,
     conn: &Connection,
@@ -408,10 +422,12 @@ async fn write_queued<T: Transport, D: Dialect>(
     batch: &mut Vec<Bytes>,
     messages: &mut Vec<Message>,
     stats: &NodeStats,
-) -> Option<Result<plexus_core::outbox::CloseRequest, ()>> {
+) -> Option<Result<plexus_core::outbox::CloseRequest, Close>> {
     let outbox = conn.outbox();
-    if ws.wants_flush() && ws.flush().await.is_err() {
-        return Some(Err(()));
+    if ws.wants_flush()
+        && let Err(lost) = ws.flush().await
+    {
+        return Some(Err(lost));
     }
     loop {
         batch.clear();
@@ -427,12 +443,12 @@ async fn write_queued<T: Transport, D: Dialect>(
         for message in messages.drain(..) {
             NodeStats::add(&stats.messages_out, 1);
             NodeStats::add(&stats.bytes_out, message.as_payload().len() as u64);
-            if ws.feed(message).await.is_err() {
-                return Some(Err(()));
+            if let Err(lost) = ws.feed(message).await {
+                return Some(Err(lost));
             }
         }
-        if wrote && ws.flush().await.is_err() {
-            return Some(Err(()));
+        if wrote && let Err(lost) = ws.flush().await {
+            return Some(Err(lost));
         }
         if close.is_some() {
             return close.map(Ok);

@@ -31,6 +31,7 @@ use axum::routing::get;
 use plexus_core::auth::{AuthConfig, AuthHook, UpgradeHook};
 use plexus_core::channels::{Action, ChannelMatch, ChannelPolicy, Guard, Namespace};
 use plexus_core::commands::{AfterHook, BeforeHook, Command, Handler, Middleware};
+use plexus_core::lifecycle::{Authenticated, Closed, Lifecycle, Opened};
 use plexus_core::{Engine, Limits, Node, NodeBuilder, WireFormat};
 use plexus_protocol::Encoding;
 use std::future::Future;
@@ -264,6 +265,36 @@ impl ServerBuilder {
         self
     }
 
+    /// A hook for every connection that opens, whatever its dialect. Lifecycle hooks are
+    /// synchronous and run on the connection's task: return at once, spawn any IO (see
+    /// [`plexus_core::lifecycle`]).
+    pub fn on_open(mut self, hook: impl Fn(&Opened) + Send + Sync + 'static) -> Self {
+        self.node.lifecycle_mut().on_open(hook);
+        self
+    }
+
+    /// A hook for every connection that gets its identity (at the upgrade or by `connect`).
+    pub fn on_authenticated(
+        mut self,
+        hook: impl Fn(&Authenticated) + Send + Sync + 'static,
+    ) -> Self {
+        self.node.lifecycle_mut().on_authenticated(hook);
+        self
+    }
+
+    /// A hook for every opened connection when it closes — exactly once, with the close code
+    /// and reason the client was sent (or sent).
+    pub fn on_close(mut self, hook: impl Fn(&Closed) + Send + Sync + 'static) -> Self {
+        self.node.lifecycle_mut().on_close(hook);
+        self
+    }
+
+    /// Replaces the lifecycle hooks.
+    pub fn lifecycle(mut self, lifecycle: Lifecycle) -> Self {
+        *self.node.lifecycle_mut() = lifecycle;
+        self
+    }
+
     /// Builds the server (and starts its node). Needs a tokio runtime.
     pub fn build(self) -> Server {
         let node = self.node.build();
@@ -431,6 +462,15 @@ impl RunningServer {
             .is_ok();
         if !drained {
             tracing::warn!("shutdown timeout: some connections did not close in time");
+        }
+        // The `closed` notifications of the last connections go out (each is bounded by the
+        // backend's timeout).
+        if let Some(backend) = &self.state.endpoints.backend
+            && !backend
+                .settle_notifications(backend.options().timeout)
+                .await
+        {
+            tracing::warn!("some lifecycle notifications were still in flight at shutdown");
         }
         self.task.abort();
         drained

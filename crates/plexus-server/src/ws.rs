@@ -97,7 +97,14 @@ pub(crate) fn header_has_token(headers: &HeaderMap, name: header::HeaderName, to
         .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
 }
 
-pub(crate) fn upgrade_request(req: &Request<Body>, peer: SocketAddr) -> UpgradeRequest {
+/// What the upgrade and lifecycle hooks see of the request that opens a connection of
+/// `dialect` on `transport`.
+pub(crate) fn upgrade_request(
+    req: &Request<Body>,
+    peer: SocketAddr,
+    dialect: &'static str,
+    transport: &'static str,
+) -> UpgradeRequest {
     let headers = req
         .headers()
         .iter()
@@ -122,6 +129,8 @@ pub(crate) fn upgrade_request(req: &Request<Body>, peer: SocketAddr) -> UpgradeR
         headers,
         cookies,
         peer: Some(peer),
+        dialect,
+        transport,
     }
 }
 
@@ -158,7 +167,7 @@ pub(crate) async fn native_upgrade(
     if let Negotiated::Unknown(offered) = &negotiated {
         return unknown_subprotocol(offered);
     }
-    let upgrade = Arc::new(upgrade_request(&req, peer));
+    let upgrade = Arc::new(upgrade_request(&req, peer, "native", "websocket"));
     let node = state.node.clone();
     let identity = match node.auth().upgrade.clone() {
         Some(hook) => match hook.check(upgrade.clone()).await {
@@ -244,17 +253,43 @@ pub(crate) fn serve(io: TokioIo<hyper::upgrade::Upgraded>, max_message_bytes: us
 /// How long a closing connection waits for the client to acknowledge the close frame.
 pub(crate) const CLOSE_LINGER: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// Sends a close frame and waits (bounded) for the client's, so the close is clean.
-pub(crate) async fn close(ws: &mut WsStream, code: CloseCode, reason: &str) {
-    use futures_util::{SinkExt, StreamExt};
-    let code = tokio_websockets::CloseCode::try_from(code.0)
-        .unwrap_or(tokio_websockets::CloseCode::POLICY_VIOLATION);
-    // A close reason is at most 123 bytes: cut it on a character boundary.
+/// The close frame a client gets for `code` and `reason`: a code that may not be sent (out of
+/// range, or reserved by RFC 6455 such as 1005 and 1006) becomes 1008 (policy violation), and
+/// the reason is cut to the 123 bytes a close frame holds, on a character boundary.
+pub(crate) fn wire_close(code: CloseCode, reason: &str) -> (CloseCode, &str) {
+    let code = match tokio_websockets::CloseCode::try_from(code.0) {
+        Ok(c) if !c.is_reserved() => code,
+        _ => CloseCode(u16::from(tokio_websockets::CloseCode::POLICY_VIOLATION)),
+    };
     let mut end = reason.len().min(123);
     while !reason.is_char_boundary(end) {
         end -= 1;
     }
-    let reason = &reason[..end];
+    (code, &reason[..end])
+}
+
+/// The close a failed read ends with: the close frame the framing layer answered a protocol
+/// error or an oversized message with, or a lost connection.
+pub(crate) fn read_error_close(error: &tokio_websockets::Error) -> (CloseCode, String) {
+    use tokio_websockets::proto::ProtocolError;
+    match error {
+        tokio_websockets::Error::Protocol(ProtocolError::InvalidUtf8) => {
+            (CloseCode(1007), "invalid utf8".into())
+        }
+        tokio_websockets::Error::Protocol(e) => (CloseCode(1002), e.to_string()),
+        tokio_websockets::Error::PayloadTooLong { max_len, .. } => {
+            (CloseCode::MESSAGE_TOO_BIG, format!("max length: {max_len}"))
+        }
+        _ => (CloseCode::CONNECTION_LOST, "connection lost".into()),
+    }
+}
+
+/// Sends a close frame and waits (bounded) for the client's, so the close is clean.
+pub(crate) async fn close(ws: &mut WsStream, code: CloseCode, reason: &str) {
+    use futures_util::{SinkExt, StreamExt};
+    let (code, reason) = wire_close(code, reason);
+    let code = tokio_websockets::CloseCode::try_from(code.0)
+        .unwrap_or(tokio_websockets::CloseCode::POLICY_VIOLATION);
     let _ = ws.send(Message::close(Some(code), reason)).await;
     let _ = tokio::time::timeout(CLOSE_LINGER, async {
         while let Some(Ok(_)) = ws.next().await {}

@@ -9,7 +9,7 @@
 //! buffer, at most one GET at a time.
 
 use super::SocketIoConfig;
-use crate::conn::{Read, Transport};
+use crate::conn::{Close, Read, Transport, lost};
 use crate::ws::WsStream;
 use futures_util::{SinkExt, StreamExt};
 use plexus_core::CloseCode;
@@ -27,8 +27,9 @@ pub(crate) enum Inbound {
     Packets(Vec<Packet>),
     /// A WebSocket for this `sid`: the upgrade starts.
     Upgrade(Box<WsStream>),
-    /// The client broke the polling protocol (two GETs at once, a bad body): close.
-    Broken,
+    /// The client broke the polling protocol (two GETs at once, a bad or oversized body):
+    /// close, for this reason.
+    Broken(Close),
 }
 
 /// The polling side of a session, shared with its HTTP handlers.
@@ -211,8 +212,8 @@ impl EngineTransport {
         }
     }
 
-    /// Takes in one Engine.IO packet from the client; false when it closes the session.
-    fn take(&mut self, packet: Packet) -> bool {
+    /// Takes in one Engine.IO packet from the client; `Some` when it closes the session.
+    fn take(&mut self, packet: Packet) -> Option<Close> {
         match packet {
             Packet::Message(Data::Text(text)) => self.decoded.push_back(Message::text(text)),
             Packet::Message(Data::Binary(bytes)) => self.decoded.push_back(Message::binary(bytes)),
@@ -222,10 +223,11 @@ impl EngineTransport {
                 self.control.push_back(Packet::Pong(data));
             }
             Packet::Pong(_) => self.alive(),
-            Packet::Close => return false,
+            // The client ends the session (Engine.IO has no close code: a normal close).
+            Packet::Close => return Some((CloseCode::NORMAL, "client closed".into())),
             Packet::Open(_) | Packet::Upgrade | Packet::Noop => {}
         }
-        true
+        None
     }
 
     fn heartbeat_deadline(&self) -> tokio::time::Instant {
@@ -237,17 +239,21 @@ impl EngineTransport {
     }
 
     /// Sends one packet on the current transport.
-    async fn send(&mut self, packet: Packet) -> Result<(), ()> {
+    async fn send(&mut self, packet: Packet) -> Result<(), Close> {
         if let Some(ws) = &mut self.ws {
             let frame = match encode_ws_frame(self.version, &packet, self.supports_binary) {
                 WsFrame::Text(text) => Message::text(text),
                 WsFrame::Binary(bytes) => Message::binary(bytes),
             };
-            return SinkExt::feed(ws, frame).await.map_err(|_| ());
+            return SinkExt::feed(ws, frame).await.map_err(|_| lost());
         }
         match &self.poll {
             Some(poll) if poll.push(packet) => Ok(()),
-            _ => Err(()),
+            Some(_) => Err((
+                CloseCode::SLOW_CONSUMER,
+                "too many packets buffered for a client that does not poll".into(),
+            )),
+            None => Err(lost()),
         }
     }
 
@@ -299,8 +305,8 @@ impl Transport for EngineTransport {
                     match inbound {
                         Some(Inbound::Packets(packets)) => {
                             for packet in packets {
-                                if !self.take(packet) {
-                                    return Read::Closed;
+                                if let Some(close) = self.take(packet) {
+                                    return Read::Closed(close);
                                 }
                             }
                         }
@@ -311,28 +317,33 @@ impl Transport for EngineTransport {
                             self.probing = Some(*ws);
                             self.probe_deadline = Some(tokio::time::Instant::now() + self.upgrade_timeout);
                         }
-                        Some(Inbound::Broken) | None => return Read::Closed,
+                        Some(Inbound::Broken(close)) => return Read::Closed(close),
+                        None => return Read::Closed(lost()),
                     }
                 }
                 message = async { self.ws.as_mut().expect("guarded").next().await }, if self.ws.is_some() => {
                     match message {
                         Some(Ok(message)) if message.is_close() => {
+                            let close = message.as_close().map_or_else(lost, |(code, reason)| {
+                                (CloseCode(u16::from(code)), reason.to_owned())
+                            });
                             if let Some(ws) = &mut self.ws {
                                 let _ = tokio::time::timeout(crate::ws::CLOSE_LINGER, SinkExt::flush(ws)).await;
                             }
-                            return Read::Closed;
+                            return Read::Closed(close);
                         }
                         Some(Ok(message)) => {
-                            let taken = match ws_packet(self.version, message) {
+                            let closed = match ws_packet(self.version, message) {
                                 Some(Ok(packet)) => self.take(packet),
-                                Some(Err(())) => false,
-                                None => true,
+                                Some(Err(())) => Some((CloseCode::BAD_FRAME, "not an Engine.IO packet".into())),
+                                None => None,
                             };
-                            if !taken {
-                                return Read::Closed;
+                            if let Some(close) = closed {
+                                return Read::Closed(close);
                             }
                         }
-                        Some(Err(_)) | None => return Read::Closed,
+                        Some(Err(e)) => return Read::Closed(crate::ws::read_error_close(&e)),
+                        None => return Read::Closed(lost()),
                     }
                 }
                 message = async { self.probing.as_mut().expect("guarded").next().await }, if self.probing.is_some() => {
@@ -378,14 +389,14 @@ impl Transport for EngineTransport {
                             self.control.push_back(Packet::Ping(None));
                         }
                         // No pong (v4) or no ping (v3) in time.
-                        _ => return Read::Closed,
+                        _ => return Read::Closed((CloseCode::HEARTBEAT_TIMEOUT, "ping timeout".into())),
                     }
                 }
             }
         }
     }
 
-    async fn feed(&mut self, message: Message) -> Result<(), ()> {
+    async fn feed(&mut self, message: Message) -> Result<(), Close> {
         let data = match message.as_text() {
             Some(text) if message.is_text() => Data::Text(text.to_owned()),
             _ => Data::Binary(bytes::Bytes::copy_from_slice(message.as_payload())),
@@ -396,12 +407,12 @@ impl Transport for EngineTransport {
         self.send(Packet::Message(data)).await
     }
 
-    async fn flush(&mut self) -> Result<(), ()> {
+    async fn flush(&mut self) -> Result<(), Close> {
         while let Some(packet) = self.control.pop_front() {
             self.send(packet).await?;
         }
         match &mut self.ws {
-            Some(ws) => SinkExt::flush(ws).await.map_err(|_| ()),
+            Some(ws) => SinkExt::flush(ws).await.map_err(|_| lost()),
             None => Ok(()),
         }
     }

@@ -206,7 +206,11 @@ pub(crate) async fn handle(
                     response
                 }
                 Err(engine::PollError::Overlap) => {
-                    let _ = shared.inbound.try_send(Inbound::Broken);
+                    let close = (
+                        plexus_core::CloseCode::BAD_FRAME,
+                        "a polling request while another one waits".into(),
+                    );
+                    let _ = shared.inbound.try_send(Inbound::Broken(close));
                     error(HttpError::BadRequest, &cors)
                 }
             }
@@ -221,7 +225,11 @@ pub(crate) async fn handle(
             let body = match axum::body::to_bytes(req.into_body(), limit).await {
                 Ok(body) => body,
                 Err(_) => {
-                    let _ = shared.inbound.try_send(Inbound::Broken);
+                    let close = (
+                        plexus_core::CloseCode::MESSAGE_TOO_BIG,
+                        "a polling request larger than maxPayload".into(),
+                    );
+                    let _ = shared.inbound.try_send(Inbound::Broken(close));
                     let mut response = Response::builder()
                         .status(StatusCode::PAYLOAD_TOO_LARGE)
                         .body(Body::empty())
@@ -254,7 +262,11 @@ pub(crate) async fn handle(
                     response
                 }
                 Err(_) => {
-                    let _ = shared.inbound.try_send(Inbound::Broken);
+                    let close = (
+                        plexus_core::CloseCode::BAD_FRAME,
+                        "a polling request that is not an Engine.IO payload".into(),
+                    );
+                    let _ = shared.inbound.try_send(Inbound::Broken(close));
                     error(HttpError::BadRequest, &cors)
                 }
             }
@@ -304,7 +316,11 @@ async fn open_session(
     cors: Option<HeaderValue>,
 ) -> Response<Body> {
     let node = state.node.clone();
-    let upgrade_req = Arc::new(upgrade_request(&req, peer));
+    let transport_name = match query.transport {
+        Transport::Polling => "polling",
+        Transport::Websocket => "websocket",
+    };
+    let upgrade_req = Arc::new(upgrade_request(&req, peer, "socketio", transport_name));
     let identity = match node.auth().upgrade.clone() {
         Some(hook) => match hook.check(upgrade_req.clone()).await {
             UpgradeDecision::Accept(identity) => identity,

@@ -266,6 +266,17 @@ impl Client {
         }
     }
 
+    /// Closes with a close frame of `code` and `reason`, and waits for the server's answer.
+    pub async fn close(&mut self, code: u16, reason: &str) {
+        let frame = tokio_tungstenite::tungstenite::protocol::CloseFrame {
+            code: code.into(),
+            reason: reason.into(),
+        };
+        let _ = self.ws.close(Some(frame)).await;
+        let drain = async { while let Some(Ok(_)) = self.ws.next().await {} };
+        let _ = tokio::time::timeout(WAIT, drain).await;
+    }
+
     /// The close code and reason, skipping everything else.
     pub async fn closed(&mut self) -> (u16, String) {
         loop {
