@@ -14,6 +14,7 @@
 //! Everything here is plain data plus pure functions over byte slices, so every frame can be
 //! tested without a socket.
 
+pub mod chatservice;
 pub mod client;
 pub mod codes;
 mod encoding;
