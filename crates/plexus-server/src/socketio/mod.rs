@@ -57,6 +57,9 @@ pub struct SocketIoConfig {
     pub max_namespaces: usize,
     /// How long a WebSocket upgrade may take from probe to `upgrade` (10 s).
     pub upgrade_timeout: Duration,
+    /// Socket.IO `connectTimeout`: a connection that has joined no namespace this long after
+    /// its handshake is closed (45 s).
+    pub connect_timeout: Duration,
 }
 
 impl Default for SocketIoConfig {
@@ -74,6 +77,7 @@ impl Default for SocketIoConfig {
             max_attachments: 10,
             max_namespaces: 16,
             upgrade_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(45),
         }
     }
 }
