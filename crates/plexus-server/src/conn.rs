@@ -61,6 +61,10 @@ pub(crate) enum Read {
     Message(Message),
     /// The peer closed (its close is answered) or the transport ended.
     Closed,
+    /// The transport ends the connection with this close (the peer broke the transport's
+    /// protocol, closed it in band, or went silent): as with a dialect's `Broken`, what was
+    /// accepted is answered first.
+    Close(Close),
     /// Something of the transport's own happened (a heartbeat, an upgrade): nothing for the
     /// dialect; the loop goes around and writes what the transport queued.
     Wake,
@@ -295,6 +299,7 @@ pub(crate) async fn run<T: Transport, D: Dialect>(mut ws: T, mut session: Sessio
                     incoming.clear();
                 }
                 Read::Closed => break,
+                Read::Close(close) => pipe.begin_close(close),
                 Read::Wake => {}
             },
             _ = conn.outbox().ready() => {}

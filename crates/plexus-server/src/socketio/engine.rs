@@ -7,9 +7,17 @@
 //! [`EngineTransport`]; the HTTP handlers of its `sid` reach it through [`PollShared`]: POST
 //! bodies go through a bounded channel, GET requests take the packets queued in a bounded
 //! buffer, at most one GET at a time.
+//!
+//! How a polling session ends decides what its requests get, as in engine.io (`socket.ts`,
+//! `transports/polling.ts`): the server closes it → the pending (or next) GET gets what is
+//! still queued and `close`; the client breaks it (a second GET, a cancelled GET, a body that
+//! does not decode) or goes silent → what is queued is dropped and a pending GET gets `close`;
+//! the client sends `close` → a pending GET gets `noop`. Every request after that is refused
+//! ("Session ID unknown"), decided by the HTTP handler at once so that the client's next
+//! request never races the session's task.
 
 use super::SocketIoConfig;
-use crate::conn::{Read, Transport};
+use crate::conn::{Close, Read, Transport};
 use crate::ws::WsStream;
 use futures_util::{SinkExt, StreamExt};
 use plexus_core::CloseCode;
@@ -27,8 +35,6 @@ pub(crate) enum Inbound {
     Packets(Vec<Packet>),
     /// A WebSocket for this `sid`: the upgrade starts.
     Upgrade(Box<WsStream>),
-    /// The client broke the polling protocol (two GETs at once, a bad body): close.
-    Broken,
 }
 
 /// The polling side of a session, shared with its HTTP handlers.
@@ -37,6 +43,8 @@ pub(crate) struct PollShared {
     pub(crate) supports_binary: bool,
     out: Mutex<PollOut>,
     out_ready: Notify,
+    /// Woken when an HTTP handler ends the session ([`PollShared::abort`]).
+    aborted: Notify,
     pub(crate) inbound: mpsc::Sender<Inbound>,
     max_buffered: usize,
 }
@@ -46,14 +54,21 @@ struct PollOut {
     packets: VecDeque<Packet>,
     /// A GET is waiting (at most one).
     polling: bool,
-    /// The session ended or moved to WebSocket: GETs are answered with `close` / refused.
+    /// The session ended: a GET takes what is left in `packets` (ending with `close` or `noop`),
+    /// later requests are refused.
     closed: bool,
+    /// The session moved to WebSocket: polling requests are refused, the session goes on.
     upgraded: bool,
 }
 
-/// Why a GET could not be served.
+/// Why a polling request is refused.
+#[derive(Debug, PartialEq, Eq)]
 pub(crate) enum PollError {
-    /// Another GET is pending, or the session is on WebSocket now.
+    /// The session ended (engine.io: "Session ID unknown").
+    Gone,
+    /// The session is on WebSocket now (engine.io: "Bad request"; the session goes on).
+    Upgraded,
+    /// A GET while another is pending: the session is closed (engine.io does the same).
     Overlap,
 }
 
@@ -69,17 +84,18 @@ impl PollShared {
             supports_binary,
             out: Mutex::new(PollOut::default()),
             out_ready: Notify::new(),
+            aborted: Notify::new(),
             inbound,
             max_buffered: config.max_buffered_packets,
         });
         (shared, rx)
     }
 
-    /// Queues a packet for the next GET. False when the buffer is full (the client does not
-    /// poll: the session is closed rather than grown).
+    /// Queues a packet for the next GET. False when the session ended, or when the buffer is
+    /// full (the client does not poll: the session is closed rather than grown).
     fn push(&self, packet: Packet) -> bool {
         let mut out = self.out.lock().unwrap();
-        if out.packets.len() >= self.max_buffered {
+        if out.closed || out.packets.len() >= self.max_buffered {
             return false;
         }
         out.packets.push_back(packet);
@@ -88,40 +104,98 @@ impl PollShared {
         true
     }
 
+    /// The server ends the session: the pending or next GET gets what is queued, then
+    /// `close`.
     fn close(&self) {
         let mut out = self.out.lock().unwrap();
+        if out.closed {
+            return;
+        }
         out.closed = true;
+        out.packets.push_back(Packet::Close);
         drop(out);
         self.out_ready.notify_one();
     }
 
-    /// Serves one GET: waits (at most `wait`) for packets, then takes them all.
+    /// The client broke or left the session: what is queued is dropped, a pending GET ends with
+    /// `last` (`close`; `noop` when the client sent `close`), the session's task is told.
+    pub(crate) fn abort(&self, last: Packet) {
+        let mut out = self.out.lock().unwrap();
+        if out.closed {
+            return;
+        }
+        out.closed = true;
+        out.packets.clear();
+        if out.polling {
+            out.packets.push_back(last);
+        }
+        drop(out);
+        self.out_ready.notify_one();
+        self.aborted.notify_one();
+    }
+
+    /// Whether the session takes a POST, or a WebSocket upgrade.
+    pub(crate) fn check(&self) -> Result<(), PollError> {
+        let out = self.out.lock().unwrap();
+        if out.upgraded {
+            Err(PollError::Upgraded)
+        } else if out.closed {
+            Err(PollError::Gone)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Serves one GET: waits (at most `wait`) for packets, then takes them all. A GET whose
+    /// client goes away while it waits (the future is dropped) ends the session, as in
+    /// engine.io ("poll connection closed prematurely").
     pub(crate) async fn poll(&self, wait: std::time::Duration) -> Result<Vec<Packet>, PollError> {
         {
             let mut out = self.out.lock().unwrap();
-            if out.polling || (out.upgraded && out.packets.is_empty()) {
+            if out.upgraded {
+                return Err(PollError::Upgraded);
+            }
+            if out.closed && out.packets.is_empty() {
+                return Err(PollError::Gone);
+            }
+            if out.polling {
+                drop(out);
+                self.abort(Packet::Close);
                 return Err(PollError::Overlap);
             }
             out.polling = true;
         }
+        let mut pending = PendingPoll(Some(self));
         let deadline = tokio::time::Instant::now() + wait;
-        let packets = loop {
+        let mut timed_out = false;
+        loop {
             let notified = self.out_ready.notified();
             {
                 let mut out = self.out.lock().unwrap();
-                if !out.packets.is_empty() {
-                    break out.packets.drain(..).collect();
-                }
-                if out.closed {
-                    break vec![Packet::Close];
+                if !out.packets.is_empty() || timed_out {
+                    out.polling = false;
+                    pending.0 = None;
+                    return Ok(if out.packets.is_empty() {
+                        vec![Packet::Noop]
+                    } else {
+                        out.packets.drain(..).collect()
+                    });
                 }
             }
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                break vec![Packet::Noop];
-            }
-        };
-        self.out.lock().unwrap().polling = false;
-        Ok(packets)
+            timed_out = tokio::time::timeout_at(deadline, notified).await.is_err();
+        }
+    }
+}
+
+/// A GET in [`PollShared::poll`]; dropped before it is answered, it ends the session.
+struct PendingPoll<'a>(Option<&'a PollShared>);
+
+impl Drop for PendingPoll<'_> {
+    fn drop(&mut self) {
+        if let Some(shared) = self.0 {
+            shared.out.lock().unwrap().polling = false;
+            shared.abort(Packet::Close);
+        }
     }
 }
 
@@ -211,21 +285,24 @@ impl EngineTransport {
         }
     }
 
-    /// Takes in one Engine.IO packet from the client; false when it closes the session.
-    fn take(&mut self, packet: Packet) -> bool {
+    /// Takes in one Engine.IO packet from the client; the close it asks for, if any.
+    fn take(&mut self, packet: Packet) -> Result<(), Close> {
         match packet {
             Packet::Message(Data::Text(text)) => self.decoded.push_back(Message::text(text)),
             Packet::Message(Data::Binary(bytes)) => self.decoded.push_back(Message::binary(bytes)),
-            // Revision 3: the client's heartbeat, answered with the same data.
+            // Revision 3: the client's heartbeat, answered with the same data (v3 §Encoding >
+            // ping: "a pong packet containing the same data"; engine.io answers a bare pong,
+            // which is the same for the bare ping real clients send).
             Packet::Ping(data) => {
                 self.alive();
                 self.control.push_back(Packet::Pong(data));
             }
             Packet::Pong(_) => self.alive(),
-            Packet::Close => return false,
+            // The client closes (a polling client's session was ended by its POST's handler).
+            Packet::Close => return Err((CloseCode::NORMAL, "the client closed".into())),
             Packet::Open(_) | Packet::Upgrade | Packet::Noop => {}
         }
-        true
+        Ok(())
     }
 
     fn heartbeat_deadline(&self) -> tokio::time::Instant {
@@ -257,12 +334,19 @@ impl EngineTransport {
         };
         self.probe_deadline = None;
         if let Some(poll) = &self.poll {
-            // What the GETs did not take yet goes over the WebSocket, in order; a pending GET
-            // ends with a noop so the client can switch (v4 §Upgrade).
+            // What the GETs did not take yet goes over the WebSocket, in order (not the noop
+            // queued at the probe for a poll that did not come); a pending GET ends with a noop
+            // so the client can switch (v4 §Upgrade); later polling requests are refused.
             let mut out = poll.out.lock().unwrap();
-            let pending: Vec<Packet> = out.packets.drain(..).collect();
+            let pending: Vec<Packet> = out
+                .packets
+                .drain(..)
+                .filter(|p| *p != Packet::Noop)
+                .collect();
             out.upgraded = true;
-            out.packets.push_back(Packet::Noop);
+            if out.polling {
+                out.packets.push_back(Packet::Noop);
+            }
             drop(out);
             poll.out_ready.notify_one();
             self.control.extend(pending);
@@ -299,8 +383,8 @@ impl Transport for EngineTransport {
                     match inbound {
                         Some(Inbound::Packets(packets)) => {
                             for packet in packets {
-                                if !self.take(packet) {
-                                    return Read::Closed;
+                                if let Err(close) = self.take(packet) {
+                                    return Read::Close(close);
                                 }
                             }
                         }
@@ -311,8 +395,12 @@ impl Transport for EngineTransport {
                             self.probing = Some(*ws);
                             self.probe_deadline = Some(tokio::time::Instant::now() + self.upgrade_timeout);
                         }
-                        Some(Inbound::Broken) | None => return Read::Closed,
+                        None => return Read::Closed,
                     }
+                }
+                // An HTTP handler ended the session (the client broke or left it).
+                _ = async { self.poll.as_ref().expect("guarded").aborted.notified().await }, if self.poll.is_some() && self.ws.is_none() => {
+                    return Read::Closed;
                 }
                 message = async { self.ws.as_mut().expect("guarded").next().await }, if self.ws.is_some() => {
                     match message {
@@ -325,11 +413,11 @@ impl Transport for EngineTransport {
                         Some(Ok(message)) => {
                             let taken = match ws_packet(self.version, message) {
                                 Some(Ok(packet)) => self.take(packet),
-                                Some(Err(())) => false,
-                                None => true,
+                                Some(Err(())) => Err((CloseCode::BAD_FRAME, "invalid Engine.IO packet".into())),
+                                None => Ok(()),
                             };
-                            if !taken {
-                                return Read::Closed;
+                            if let Err(close) = taken {
+                                return Read::Close(close);
                             }
                         }
                         Some(Err(_)) | None => return Read::Closed,
@@ -377,8 +465,14 @@ impl Transport for EngineTransport {
                             self.alive_until = tokio::time::Instant::now() + self.ping_timeout;
                             self.control.push_back(Packet::Ping(None));
                         }
-                        // No pong (v4) or no ping (v3) in time.
-                        _ => return Read::Closed,
+                        // No pong (v4) or no ping (v3) in time: the client is gone, and what
+                        // was queued for it with it.
+                        _ => {
+                            if let (Some(poll), None) = (&self.poll, &self.ws) {
+                                poll.abort(Packet::Close);
+                            }
+                            return Read::Close((CloseCode::HEARTBEAT_TIMEOUT, "ping timeout".into()));
+                        }
                     }
                 }
             }

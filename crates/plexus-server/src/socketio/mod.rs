@@ -185,6 +185,9 @@ pub(crate) async fn handle(
     }
     match (query.transport, req.method().clone()) {
         (Transport::Websocket, Method::GET) if is_upgrade => {
+            if let Err(e) = shared.check() {
+                return poll_error(e, &cors);
+            }
             let Some((response, ws)) = upgrade(req, config.max_payload_bytes) else {
                 return error(HttpError::BadRequest, &cors);
             };
@@ -209,13 +212,13 @@ pub(crate) async fn handle(
                     add_cors(&mut response, &cors);
                     response
                 }
-                Err(engine::PollError::Overlap) => {
-                    let _ = shared.inbound.try_send(Inbound::Broken);
-                    error(HttpError::BadRequest, &cors)
-                }
+                Err(e) => poll_error(e, &cors),
             }
         }
         (Transport::Polling, Method::POST) => {
+            if let Err(e) = shared.check() {
+                return poll_error(e, &cors);
+            }
             let binary = req
                 .headers()
                 .get(header::CONTENT_TYPE)
@@ -225,7 +228,7 @@ pub(crate) async fn handle(
             let body = match axum::body::to_bytes(req.into_body(), limit).await {
                 Ok(body) => body,
                 Err(_) => {
-                    let _ = shared.inbound.try_send(Inbound::Broken);
+                    shared.abort(Packet::Close);
                     let mut response = Response::builder()
                         .status(StatusCode::PAYLOAD_TOO_LARGE)
                         .body(Body::empty())
@@ -242,6 +245,11 @@ pub(crate) async fn handle(
             );
             match packets {
                 Ok(packets) => {
+                    // The client closes: its pending GET ends with a noop (engine.io
+                    // `polling.ts` `onClose`), and its next request finds the session gone.
+                    if packets.contains(&Packet::Close) {
+                        shared.abort(Packet::Noop);
+                    }
                     if shared
                         .inbound
                         .send(Inbound::Packets(packets))
@@ -258,12 +266,24 @@ pub(crate) async fn handle(
                     response
                 }
                 Err(_) => {
-                    let _ = shared.inbound.try_send(Inbound::Broken);
+                    shared.abort(Packet::Close);
                     error(HttpError::BadRequest, &cors)
                 }
             }
         }
         _ => error(HttpError::BadRequest, &cors),
+    }
+}
+
+/// engine.io's answer to a request its session refuses.
+fn poll_error(e: engine::PollError, cors: &Option<HeaderValue>) -> Response<Body> {
+    match e {
+        engine::PollError::Gone => error(HttpError::UnknownSid, cors),
+        // engine.io answers a second GET with HTTP 500 (its `onError`), and a polling request
+        // after the upgrade with "Bad request" (`TRANSPORT_MISMATCH`); 400 for both.
+        engine::PollError::Upgraded | engine::PollError::Overlap => {
+            error(HttpError::BadRequest, cors)
+        }
     }
 }
 
