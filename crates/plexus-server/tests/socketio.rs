@@ -260,3 +260,46 @@ async fn every_socket_io_limit_is_hit() {
     let big = format!("42[\"echo\",\"{}\"]", "x".repeat(100));
     assert_eq!(http(addr, "POST", &path, Some(&big)).await.status, 413);
 }
+
+/// The packets of an Engine.IO 3 text payload (`<length>:<packet>…`; ASCII here, so lengths are
+/// bytes).
+fn v3_packets(mut body: &str) -> Vec<String> {
+    let mut packets = Vec::new();
+    while let Some((len, rest)) = body.split_once(':') {
+        let len: usize = len.parse().expect("a length");
+        packets.push(rest[..len].to_owned());
+        body = &rest[len..];
+    }
+    packets
+}
+
+/// Engine.IO 3 clients ping and the server answers with the ping's data (v3 §Encoding > ping);
+/// an Engine.IO 4 client's ping is answered too (engine.io would close: `docs/socketio.md`).
+#[tokio::test]
+async fn client_pings_are_answered_with_their_data() {
+    let server = start(suite_server()).await;
+    let addr = server.local_addr();
+    // Polling (the v3 suite's "heartbeat > HTTP long-polling > sends ping/pong packets").
+    let open = http(addr, "GET", "/socket.io/?EIO=3&transport=polling", None).await;
+    let sid = sid_of(&v3_packets(&open.body)[0]);
+    let path = format!("/socket.io/?EIO=3&transport=polling&sid={sid}");
+    let mut seen = Vec::new();
+    for ping in ["1:2", "1:2", "6:2hello"] {
+        let posted = http(addr, "POST", &path, Some(ping)).await;
+        assert_eq!((posted.status, posted.body.as_str()), (200, "ok"));
+        // Protocol 4 connects `/` at once: its CONNECT may come with the first pong.
+        let packets = v3_packets(&http(addr, "GET", &path, None).await.body);
+        seen.extend(packets.into_iter().filter(|p| p != "40"));
+    }
+    assert_eq!(seen, ["3", "3", "3hello"]);
+    // WebSocket.
+    let (mut ws, _) = common::socketio::SioWs::open(addr, "EIO=3&transport=websocket").await;
+    assert_eq!(ws.text().await, "40");
+    for (ping, pong) in [("2", "3"), ("2probe", "3probe")] {
+        ws.send(ping).await;
+        assert_eq!(ws.text().await, pong);
+    }
+    let (mut ws, _) = common::socketio::SioWs::open_v4(addr).await;
+    ws.send("2").await;
+    assert_eq!(ws.text().await, "3");
+}
