@@ -115,6 +115,8 @@ pub struct SocketIoSection {
     pub max_attachments: u64,
     pub max_namespaces: u64,
     pub upgrade_timeout_ms: u64,
+    /// Socket.IO `connectTimeout`: a connection that joined no namespace by then is closed.
+    pub connect_timeout_ms: u64,
 }
 
 impl Default for SocketIoSection {
@@ -134,6 +136,7 @@ impl Default for SocketIoSection {
             max_attachments: d.max_attachments as u64,
             max_namespaces: d.max_namespaces as u64,
             upgrade_timeout_ms: ms(d.upgrade_timeout),
+            connect_timeout_ms: ms(d.connect_timeout),
         }
     }
 }
@@ -1624,6 +1627,7 @@ fn socketio_config(
         ("ping_interval_ms", s.ping_interval_ms),
         ("ping_timeout_ms", s.ping_timeout_ms),
         ("upgrade_timeout_ms", s.upgrade_timeout_ms),
+        ("connect_timeout_ms", s.connect_timeout_ms),
     ] {
         if value == 0 {
             err(&at(key), "must be greater than 0".into());
@@ -1668,6 +1672,7 @@ fn socketio_config(
         max_attachments: usize_of(s.max_attachments),
         max_namespaces: usize_of(s.max_namespaces),
         upgrade_timeout: ms(s.upgrade_timeout_ms),
+        connect_timeout: ms(s.connect_timeout_ms),
     })
 }
 
@@ -2172,6 +2177,8 @@ max_attachments = 10
 max_namespaces = 16
 # Time a client has to finish the upgrade from polling to WebSocket.
 upgrade_timeout_ms = 10000
+# Socket.IO connectTimeout: a connection that joined no namespace by then is closed.
+connect_timeout_ms = 45000
 "#;
 
 #[cfg(test)]

@@ -63,6 +63,10 @@ pub(crate) enum Read {
     /// The peer closed (its close is answered) or the transport ended: the peer's close code
     /// and reason, or what ended the transport.
     Closed(Close),
+    /// The transport ends the connection with this close (the peer broke the transport's
+    /// protocol, closed it in band, or went silent): as with a dialect's `Broken`, what was
+    /// accepted is answered first.
+    Close(Close),
     /// Something of the transport's own happened (a heartbeat, an upgrade): nothing for the
     /// dialect; the loop goes around and writes what the transport queued.
     Wake,
@@ -163,6 +167,17 @@ pub(crate) trait Dialect: Send + 'static {
     /// Messages that go out right before the transport closes with `code` (Socket.IO's
     /// DISCONNECT when the client must not reconnect). None by default.
     fn farewell(&mut self, _code: CloseCode, _out: &mut Vec<Message>) {}
+
+    /// When the dialect wants [`Dialect::expired`] called (Socket.IO's `connectTimeout`).
+    /// None by default.
+    fn deadline(&self) -> Option<std::time::Instant> {
+        None
+    }
+
+    /// Its deadline passed: the close it asks for, if any.
+    fn expired(&mut self) -> Option<Close> {
+        None
+    }
 }
 
 enum Slot<R> {
@@ -281,6 +296,7 @@ pub(crate) async fn run<T: Transport, D: Dialect>(mut ws: T, mut session: Sessio
             Ok(None) => {}
         }
         let auth_deadline = session.auth_deadline();
+        let dialect_deadline = dialect.deadline();
         tokio::select! {
             read = ws.read(), if pipe.closing.is_none() => match read {
                 Read::Message(message) => {
@@ -297,6 +313,7 @@ pub(crate) async fn run<T: Transport, D: Dialect>(mut ws: T, mut session: Sessio
                     incoming.clear();
                 }
                 Read::Closed(close) => break close,
+                Read::Close(close) => pipe.begin_close(close),
                 Read::Wake => {}
             },
             _ = conn.outbox().ready() => {}
@@ -310,6 +327,11 @@ pub(crate) async fn run<T: Transport, D: Dialect>(mut ws: T, mut session: Sessio
             }
             _ = sleep_until(auth_deadline), if auth_deadline.is_some() && pipe.closing.is_none() => {
                 pipe.begin_close((CloseCode::AUTH_TIMEOUT, "authentication timed out".into()));
+            }
+            _ = sleep_until(dialect_deadline), if dialect_deadline.is_some() && pipe.closing.is_none() => {
+                if let Some(close) = dialect.expired() {
+                    pipe.begin_close(close);
+                }
             }
         }
     };

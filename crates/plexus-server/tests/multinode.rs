@@ -11,7 +11,6 @@ use plexus_protocol::server::{MetaResult, PresenceResult, Push, SubscribeResult}
 use plexus_server::RunningServer;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn json(v: serde_json::Value) -> Payload {
     Payload::json(&v).unwrap()
@@ -53,30 +52,6 @@ async fn nodes(n: usize) -> Vec<RunningServer> {
         servers.push(node(&redis().url(), &prefix).await);
     }
     servers
-}
-
-async fn get(server: &RunningServer, path: &str) -> (u16, String) {
-    let mut s = tokio::net::TcpStream::connect(server.local_addr())
-        .await
-        .unwrap();
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
-    let mut body = String::new();
-    s.read_to_string(&mut body).await.unwrap();
-    let status = body.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
-    (status, body)
-}
-
-async fn wait_healthy(server: &RunningServer) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while get(server, "/health").await.0 != 200 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the node never became healthy"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 fn url(server: &RunningServer, user: &str) -> String {

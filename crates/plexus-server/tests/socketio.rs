@@ -1,82 +1,20 @@
-//! The Socket.IO dialect at the Engine.IO and Socket.IO protocol level, over real HTTP and
-//! WebSocket connections: the cases of the Engine.IO v4 and Socket.IO v5 protocol test suites
-//! (`docs/engine.io-protocol/v4-test-suite`, `docs/socket.io-protocol/v5-test-suite` of the
-//! `socketio/socket.io` repository) re-expressed here — their cases, our code. The real
-//! `socket.io-client` 2 and 4 run against `plexus serve` in `clients/socketio-tests`.
+//! The Socket.IO dialect over real HTTP and WebSocket connections: engine.io's HTTP errors, a
+//! session's life on polling and WebSocket, a server-side disconnect, and every limit. The cases
+//! of the official Engine.IO v4 and Socket.IO v5 protocol suites are in `socketio_suite.rs`; the
+//! real `socket.io-client` 2 and 4 run against `plexus serve` in `clients/socketio-tests`.
 
 mod common;
 
+use common::socketio::{sid_of, suite_config};
 use common::*;
 use futures_util::{SinkExt, StreamExt};
 use plexus_server::socketio::SocketIoConfig;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
 
-/// The server setup the official suites expect: pingInterval 300 ms, pingTimeout 200 ms.
+/// The server setup the official suites expect (pingInterval 300 ms, pingTimeout 200 ms…).
 fn suite_server() -> plexus_server::ServerBuilder {
-    dev().socketio(SocketIoConfig {
-        ping_interval: Duration::from_millis(300),
-        ping_timeout: Duration::from_millis(200),
-        namespaces: vec!["/custom".into()],
-        ..Default::default()
-    })
-}
-
-struct HttpReply {
-    status: u16,
-    body: String,
-}
-
-/// One HTTP/1.1 request on a fresh connection (`Connection: close`).
-async fn http(
-    addr: std::net::SocketAddr,
-    method: &str,
-    path: &str,
-    body: Option<&str>,
-) -> HttpReply {
-    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let body = body.unwrap_or("");
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: text/plain;charset=UTF-8\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    tcp.write_all(request.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    tokio::time::timeout(WAIT, tcp.read_to_end(&mut raw))
-        .await
-        .expect("an answer within the wait bound")
-        .unwrap();
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, rest) = text.split_once("\r\n\r\n").expect("a complete answer");
-    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    let body = if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        dechunk(rest)
-    } else {
-        rest.to_owned()
-    };
-    HttpReply { status, body }
-}
-
-fn dechunk(mut rest: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, tail)) = rest.split_once("\r\n") {
-        let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if size == 0 {
-            break;
-        }
-        out.push_str(&tail[..size]);
-        rest = &tail[size + 2..];
-    }
-    out
-}
-
-fn sid_of(open: &str) -> String {
-    let json: serde_json::Value = serde_json::from_str(open.strip_prefix('0').unwrap()).unwrap();
-    json["sid"].as_str().unwrap().to_owned()
+    dev().socketio(suite_config())
 }
 
 #[tokio::test]
@@ -321,4 +259,47 @@ async fn every_socket_io_limit_is_hit() {
     let path = format!("/socket.io/?EIO=4&transport=polling&sid={sid}");
     let big = format!("42[\"echo\",\"{}\"]", "x".repeat(100));
     assert_eq!(http(addr, "POST", &path, Some(&big)).await.status, 413);
+}
+
+/// The packets of an Engine.IO 3 text payload (`<length>:<packet>…`; ASCII here, so lengths are
+/// bytes).
+fn v3_packets(mut body: &str) -> Vec<String> {
+    let mut packets = Vec::new();
+    while let Some((len, rest)) = body.split_once(':') {
+        let len: usize = len.parse().expect("a length");
+        packets.push(rest[..len].to_owned());
+        body = &rest[len..];
+    }
+    packets
+}
+
+/// Engine.IO 3 clients ping and the server answers with the ping's data (v3 §Encoding > ping);
+/// an Engine.IO 4 client's ping is answered too (engine.io would close: `docs/socketio.md`).
+#[tokio::test]
+async fn client_pings_are_answered_with_their_data() {
+    let server = start(suite_server()).await;
+    let addr = server.local_addr();
+    // Polling (the v3 suite's "heartbeat > HTTP long-polling > sends ping/pong packets").
+    let open = http(addr, "GET", "/socket.io/?EIO=3&transport=polling", None).await;
+    let sid = sid_of(&v3_packets(&open.body)[0]);
+    let path = format!("/socket.io/?EIO=3&transport=polling&sid={sid}");
+    let mut seen = Vec::new();
+    for ping in ["1:2", "1:2", "6:2hello"] {
+        let posted = http(addr, "POST", &path, Some(ping)).await;
+        assert_eq!((posted.status, posted.body.as_str()), (200, "ok"));
+        // Protocol 4 connects `/` at once: its CONNECT may come with the first pong.
+        let packets = v3_packets(&http(addr, "GET", &path, None).await.body);
+        seen.extend(packets.into_iter().filter(|p| p != "40"));
+    }
+    assert_eq!(seen, ["3", "3", "3hello"]);
+    // WebSocket.
+    let (mut ws, _) = common::socketio::SioWs::open(addr, "EIO=3&transport=websocket").await;
+    assert_eq!(ws.text().await, "40");
+    for (ping, pong) in [("2", "3"), ("2probe", "3probe")] {
+        ws.send(ping).await;
+        assert_eq!(ws.text().await, pong);
+    }
+    let (mut ws, _) = common::socketio::SioWs::open_v4(addr).await;
+    ws.send("2").await;
+    assert_eq!(ws.text().await, "3");
 }

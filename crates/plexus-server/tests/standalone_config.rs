@@ -579,6 +579,9 @@ fn every_socketio_setting_is_configurable() {
         ("upgrade_timeout_ms", 1800, |s| {
             s.upgrade_timeout.as_millis() as u64
         }),
+        ("connect_timeout_ms", 1900, |s| {
+            s.connect_timeout.as_millis() as u64
+        }),
     ];
     for (key, value, get) in cases {
         let loaded = load(&format!("{enabled}{key} = {value}\n"));
@@ -698,6 +701,7 @@ max_attachments = 0
 max_namespaces = 0
 namespaces = ["/ok", "admin"]
 cors_origins = ["*", "https://app.example/"]
+connect_timeout_ms = 0
 "#;
     let p = problems(load_with(file, &[], &[]));
     for expected in [
@@ -712,10 +716,11 @@ cors_origins = ["*", "https://app.example/"]
         "test.toml:11:1: `socketio.max_namespaces`: must be greater than 0",
         "test.toml:12:22: `socketio.namespaces[1]`: `admin`: a namespace starts with `/`",
         "test.toml:13:22: `socketio.cors_origins[1]`: `https://app.example/`: expected `*` or an origin",
+        "test.toml:14:1: `socketio.connect_timeout_ms`: must be greater than 0",
     ] {
         assert_has(&p, expected);
     }
-    assert_eq!(p.len(), 11, "{p:#?}");
+    assert_eq!(p.len(), 12, "{p:#?}");
 
     // From the environment and flags, with theirs; checked even while `enabled = false`
     // (development mode serves it anyway).

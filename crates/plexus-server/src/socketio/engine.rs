@@ -7,6 +7,14 @@
 //! [`EngineTransport`]; the HTTP handlers of its `sid` reach it through [`PollShared`]: POST
 //! bodies go through a bounded channel, GET requests take the packets queued in a bounded
 //! buffer, at most one GET at a time.
+//!
+//! How a polling session ends decides what its requests get, as in engine.io (`socket.ts`,
+//! `transports/polling.ts`): the server closes it → the pending (or next) GET gets what is
+//! still queued and `close`; the client breaks it (a second GET, a cancelled GET, a body that
+//! does not decode) or goes silent → what is queued is dropped and a pending GET gets `close`;
+//! the client sends `close` → a pending GET gets `noop`. Every request after that is refused
+//! ("Session ID unknown"), decided by the HTTP handler at once so that the client's next
+//! request never races the session's task.
 
 use super::SocketIoConfig;
 use crate::conn::{Close, Read, Transport, lost};
@@ -27,9 +35,6 @@ pub(crate) enum Inbound {
     Packets(Vec<Packet>),
     /// A WebSocket for this `sid`: the upgrade starts.
     Upgrade(Box<WsStream>),
-    /// The client broke the polling protocol (two GETs at once, a bad or oversized body):
-    /// close, for this reason.
-    Broken(Close),
 }
 
 /// The polling side of a session, shared with its HTTP handlers.
@@ -38,6 +43,8 @@ pub(crate) struct PollShared {
     pub(crate) supports_binary: bool,
     out: Mutex<PollOut>,
     out_ready: Notify,
+    /// Woken when an HTTP handler ends the session ([`PollShared::abort`]).
+    aborted: Notify,
     pub(crate) inbound: mpsc::Sender<Inbound>,
     max_buffered: usize,
 }
@@ -47,14 +54,23 @@ struct PollOut {
     packets: VecDeque<Packet>,
     /// A GET is waiting (at most one).
     polling: bool,
-    /// The session ended or moved to WebSocket: GETs are answered with `close` / refused.
+    /// The session ended: a GET takes what is left in `packets` (ending with `close` or `noop`),
+    /// later requests are refused.
     closed: bool,
+    /// The session moved to WebSocket: polling requests are refused, the session goes on.
     upgraded: bool,
+    /// Why an HTTP handler ended the session ([`PollShared::abort`]).
+    aborted: Option<Close>,
 }
 
-/// Why a GET could not be served.
+/// Why a polling request is refused.
+#[derive(Debug, PartialEq, Eq)]
 pub(crate) enum PollError {
-    /// Another GET is pending, or the session is on WebSocket now.
+    /// The session ended (engine.io: "Session ID unknown").
+    Gone,
+    /// The session is on WebSocket now (engine.io: "Bad request"; the session goes on).
+    Upgraded,
+    /// A GET while another is pending: the session is closed (engine.io does the same).
     Overlap,
 }
 
@@ -70,17 +86,18 @@ impl PollShared {
             supports_binary,
             out: Mutex::new(PollOut::default()),
             out_ready: Notify::new(),
+            aborted: Notify::new(),
             inbound,
             max_buffered: config.max_buffered_packets,
         });
         (shared, rx)
     }
 
-    /// Queues a packet for the next GET. False when the buffer is full (the client does not
-    /// poll: the session is closed rather than grown).
+    /// Queues a packet for the next GET. False when the session ended, or when the buffer is
+    /// full (the client does not poll: the session is closed rather than grown).
     fn push(&self, packet: Packet) -> bool {
         let mut out = self.out.lock().unwrap();
-        if out.packets.len() >= self.max_buffered {
+        if out.closed || out.packets.len() >= self.max_buffered {
             return false;
         }
         out.packets.push_back(packet);
@@ -89,40 +106,107 @@ impl PollShared {
         true
     }
 
+    /// The server ends the session: the pending or next GET gets what is queued, then
+    /// `close`.
     fn close(&self) {
         let mut out = self.out.lock().unwrap();
+        if out.closed {
+            return;
+        }
         out.closed = true;
+        out.packets.push_back(Packet::Close);
         drop(out);
         self.out_ready.notify_one();
     }
 
-    /// Serves one GET: waits (at most `wait`) for packets, then takes them all.
+    /// The client broke or left the session: what is queued is dropped, a pending GET ends with
+    /// `last` (`close`; `noop` when the client sent `close`), the session's task is told `why`.
+    pub(crate) fn abort(&self, last: Packet, why: Close) {
+        let mut out = self.out.lock().unwrap();
+        if out.closed {
+            return;
+        }
+        out.closed = true;
+        out.aborted = Some(why);
+        out.packets.clear();
+        if out.polling {
+            out.packets.push_back(last);
+        }
+        drop(out);
+        self.out_ready.notify_one();
+        self.aborted.notify_one();
+    }
+
+    /// Whether the session takes a POST, or a WebSocket upgrade.
+    pub(crate) fn check(&self) -> Result<(), PollError> {
+        let out = self.out.lock().unwrap();
+        if out.upgraded {
+            Err(PollError::Upgraded)
+        } else if out.closed {
+            Err(PollError::Gone)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Serves one GET: waits (at most `wait`) for packets, then takes them all. A GET whose
+    /// client goes away while it waits (the future is dropped) ends the session, as in
+    /// engine.io ("poll connection closed prematurely").
     pub(crate) async fn poll(&self, wait: std::time::Duration) -> Result<Vec<Packet>, PollError> {
         {
             let mut out = self.out.lock().unwrap();
-            if out.polling || (out.upgraded && out.packets.is_empty()) {
+            if out.upgraded {
+                return Err(PollError::Upgraded);
+            }
+            if out.closed && out.packets.is_empty() {
+                return Err(PollError::Gone);
+            }
+            if out.polling {
+                drop(out);
+                let why = (
+                    CloseCode::BAD_FRAME,
+                    "a polling request while another one waits".into(),
+                );
+                self.abort(Packet::Close, why);
                 return Err(PollError::Overlap);
             }
             out.polling = true;
         }
+        let mut pending = PendingPoll(Some(self));
         let deadline = tokio::time::Instant::now() + wait;
-        let packets = loop {
+        let mut timed_out = false;
+        loop {
             let notified = self.out_ready.notified();
             {
                 let mut out = self.out.lock().unwrap();
-                if !out.packets.is_empty() {
-                    break out.packets.drain(..).collect();
-                }
-                if out.closed {
-                    break vec![Packet::Close];
+                if !out.packets.is_empty() || timed_out {
+                    out.polling = false;
+                    pending.0 = None;
+                    return Ok(if out.packets.is_empty() {
+                        vec![Packet::Noop]
+                    } else {
+                        out.packets.drain(..).collect()
+                    });
                 }
             }
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                break vec![Packet::Noop];
-            }
-        };
-        self.out.lock().unwrap().polling = false;
-        Ok(packets)
+            timed_out = tokio::time::timeout_at(deadline, notified).await.is_err();
+        }
+    }
+}
+
+/// A GET in [`PollShared::poll`]; dropped before it is answered, it ends the session.
+struct PendingPoll<'a>(Option<&'a PollShared>);
+
+impl Drop for PendingPoll<'_> {
+    fn drop(&mut self) {
+        if let Some(shared) = self.0 {
+            shared.out.lock().unwrap().polling = false;
+            let why = (
+                CloseCode::CONNECTION_LOST,
+                "poll connection closed prematurely".into(),
+            );
+            shared.abort(Packet::Close, why);
+        }
     }
 }
 
@@ -212,22 +296,24 @@ impl EngineTransport {
         }
     }
 
-    /// Takes in one Engine.IO packet from the client; `Some` when it closes the session.
-    fn take(&mut self, packet: Packet) -> Option<Close> {
+    /// Takes in one Engine.IO packet from the client; the close it asks for, if any.
+    fn take(&mut self, packet: Packet) -> Result<(), Close> {
         match packet {
             Packet::Message(Data::Text(text)) => self.decoded.push_back(Message::text(text)),
             Packet::Message(Data::Binary(bytes)) => self.decoded.push_back(Message::binary(bytes)),
-            // Revision 3: the client's heartbeat, answered with the same data.
+            // Revision 3: the client's heartbeat, answered with the same data (v3 §Encoding >
+            // ping: "a pong packet containing the same data"; engine.io answers a bare pong,
+            // which is the same for the bare ping real clients send).
             Packet::Ping(data) => {
                 self.alive();
                 self.control.push_back(Packet::Pong(data));
             }
             Packet::Pong(_) => self.alive(),
-            // The client ends the session (Engine.IO has no close code: a normal close).
-            Packet::Close => return Some((CloseCode::NORMAL, "client closed".into())),
+            // The client closes (a polling client's session was ended by its POST's handler).
+            Packet::Close => return Err((CloseCode::NORMAL, "the client closed".into())),
             Packet::Open(_) | Packet::Upgrade | Packet::Noop => {}
         }
-        None
+        Ok(())
     }
 
     fn heartbeat_deadline(&self) -> tokio::time::Instant {
@@ -263,12 +349,19 @@ impl EngineTransport {
         };
         self.probe_deadline = None;
         if let Some(poll) = &self.poll {
-            // What the GETs did not take yet goes over the WebSocket, in order; a pending GET
-            // ends with a noop so the client can switch (v4 §Upgrade).
+            // What the GETs did not take yet goes over the WebSocket, in order (not the noop
+            // queued at the probe for a poll that did not come); a pending GET ends with a noop
+            // so the client can switch (v4 §Upgrade); later polling requests are refused.
             let mut out = poll.out.lock().unwrap();
-            let pending: Vec<Packet> = out.packets.drain(..).collect();
+            let pending: Vec<Packet> = out
+                .packets
+                .drain(..)
+                .filter(|p| *p != Packet::Noop)
+                .collect();
             out.upgraded = true;
-            out.packets.push_back(Packet::Noop);
+            if out.polling {
+                out.packets.push_back(Packet::Noop);
+            }
             drop(out);
             poll.out_ready.notify_one();
             self.control.extend(pending);
@@ -305,8 +398,8 @@ impl Transport for EngineTransport {
                     match inbound {
                         Some(Inbound::Packets(packets)) => {
                             for packet in packets {
-                                if let Some(close) = self.take(packet) {
-                                    return Read::Closed(close);
+                                if let Err(close) = self.take(packet) {
+                                    return Read::Close(close);
                                 }
                             }
                         }
@@ -317,9 +410,13 @@ impl Transport for EngineTransport {
                             self.probing = Some(*ws);
                             self.probe_deadline = Some(tokio::time::Instant::now() + self.upgrade_timeout);
                         }
-                        Some(Inbound::Broken(close)) => return Read::Closed(close),
                         None => return Read::Closed(lost()),
                     }
+                }
+                // An HTTP handler ended the session (the client broke or left it).
+                _ = async { self.poll.as_ref().expect("guarded").aborted.notified().await }, if self.poll.is_some() && self.ws.is_none() => {
+                    let why = self.poll.as_ref().and_then(|p| p.out.lock().unwrap().aborted.clone());
+                    return Read::Closed(why.unwrap_or_else(lost));
                 }
                 message = async { self.ws.as_mut().expect("guarded").next().await }, if self.ws.is_some() => {
                     match message {
@@ -333,13 +430,13 @@ impl Transport for EngineTransport {
                             return Read::Closed(close);
                         }
                         Some(Ok(message)) => {
-                            let closed = match ws_packet(self.version, message) {
+                            let taken = match ws_packet(self.version, message) {
                                 Some(Ok(packet)) => self.take(packet),
-                                Some(Err(())) => Some((CloseCode::BAD_FRAME, "not an Engine.IO packet".into())),
-                                None => None,
+                                Some(Err(())) => Err((CloseCode::BAD_FRAME, "invalid Engine.IO packet".into())),
+                                None => Ok(()),
                             };
-                            if let Some(close) = closed {
-                                return Read::Closed(close);
+                            if let Err(close) = taken {
+                                return Read::Close(close);
                             }
                         }
                         Some(Err(e)) => return Read::Closed(crate::ws::read_error_close(&e)),
@@ -388,8 +485,14 @@ impl Transport for EngineTransport {
                             self.alive_until = tokio::time::Instant::now() + self.ping_timeout;
                             self.control.push_back(Packet::Ping(None));
                         }
-                        // No pong (v4) or no ping (v3) in time.
-                        _ => return Read::Closed((CloseCode::HEARTBEAT_TIMEOUT, "ping timeout".into())),
+                        // No pong (v4) or no ping (v3) in time: the client is gone, and what
+                        // was queued for it with it.
+                        _ => {
+                            if let (Some(poll), None) = (&self.poll, &self.ws) {
+                                poll.abort(Packet::Close, (CloseCode::HEARTBEAT_TIMEOUT, "ping timeout".into()));
+                            }
+                            return Read::Close((CloseCode::HEARTBEAT_TIMEOUT, "ping timeout".into()));
+                        }
                     }
                 }
             }

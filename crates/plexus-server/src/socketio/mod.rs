@@ -57,6 +57,9 @@ pub struct SocketIoConfig {
     pub max_namespaces: usize,
     /// How long a WebSocket upgrade may take from probe to `upgrade` (10 s).
     pub upgrade_timeout: Duration,
+    /// Socket.IO `connectTimeout`: a connection that has joined no namespace this long after
+    /// its handshake is closed (45 s).
+    pub connect_timeout: Duration,
 }
 
 impl Default for SocketIoConfig {
@@ -74,6 +77,7 @@ impl Default for SocketIoConfig {
             max_attachments: 10,
             max_namespaces: 16,
             upgrade_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(45),
         }
     }
 }
@@ -181,6 +185,9 @@ pub(crate) async fn handle(
     }
     match (query.transport, req.method().clone()) {
         (Transport::Websocket, Method::GET) if is_upgrade => {
+            if let Err(e) = shared.check() {
+                return poll_error(e, &cors);
+            }
             let Some((response, ws)) = upgrade(req, config.max_payload_bytes) else {
                 return error(HttpError::BadRequest, &cors);
             };
@@ -205,17 +212,13 @@ pub(crate) async fn handle(
                     add_cors(&mut response, &cors);
                     response
                 }
-                Err(engine::PollError::Overlap) => {
-                    let close = (
-                        plexus_core::CloseCode::BAD_FRAME,
-                        "a polling request while another one waits".into(),
-                    );
-                    let _ = shared.inbound.try_send(Inbound::Broken(close));
-                    error(HttpError::BadRequest, &cors)
-                }
+                Err(e) => poll_error(e, &cors),
             }
         }
         (Transport::Polling, Method::POST) => {
+            if let Err(e) = shared.check() {
+                return poll_error(e, &cors);
+            }
             let binary = req
                 .headers()
                 .get(header::CONTENT_TYPE)
@@ -225,11 +228,11 @@ pub(crate) async fn handle(
             let body = match axum::body::to_bytes(req.into_body(), limit).await {
                 Ok(body) => body,
                 Err(_) => {
-                    let close = (
+                    let why = (
                         plexus_core::CloseCode::MESSAGE_TOO_BIG,
                         "a polling request larger than maxPayload".into(),
                     );
-                    let _ = shared.inbound.try_send(Inbound::Broken(close));
+                    shared.abort(Packet::Close, why);
                     let mut response = Response::builder()
                         .status(StatusCode::PAYLOAD_TOO_LARGE)
                         .body(Body::empty())
@@ -246,6 +249,12 @@ pub(crate) async fn handle(
             );
             match packets {
                 Ok(packets) => {
+                    // The client closes: its pending GET ends with a noop (engine.io
+                    // `polling.ts` `onClose`), and its next request finds the session gone.
+                    if packets.contains(&Packet::Close) {
+                        let why = (plexus_core::CloseCode::NORMAL, "the client closed".into());
+                        shared.abort(Packet::Noop, why);
+                    }
                     if shared
                         .inbound
                         .send(Inbound::Packets(packets))
@@ -262,16 +271,28 @@ pub(crate) async fn handle(
                     response
                 }
                 Err(_) => {
-                    let close = (
+                    let why = (
                         plexus_core::CloseCode::BAD_FRAME,
                         "a polling request that is not an Engine.IO payload".into(),
                     );
-                    let _ = shared.inbound.try_send(Inbound::Broken(close));
+                    shared.abort(Packet::Close, why);
                     error(HttpError::BadRequest, &cors)
                 }
             }
         }
         _ => error(HttpError::BadRequest, &cors),
+    }
+}
+
+/// engine.io's answer to a request its session refuses.
+fn poll_error(e: engine::PollError, cors: &Option<HeaderValue>) -> Response<Body> {
+    match e {
+        engine::PollError::Gone => error(HttpError::UnknownSid, cors),
+        // engine.io answers a second GET with HTTP 500 (its `onError`), and a polling request
+        // after the upgrade with "Bad request" (`TRANSPORT_MISMATCH`); 400 for both.
+        engine::PollError::Upgraded | engine::PollError::Overlap => {
+            error(HttpError::BadRequest, cors)
+        }
     }
 }
 

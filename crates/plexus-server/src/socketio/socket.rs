@@ -38,6 +38,8 @@ pub(crate) struct SocketIo {
     namespaces: BTreeSet<String>,
     /// The v2 `token` query parameter.
     query_token: Option<String>,
+    /// `connectTimeout`: when a connection that has joined no namespace is closed (once).
+    connect_deadline: Option<std::time::Instant>,
 }
 
 impl SocketIo {
@@ -54,6 +56,7 @@ impl SocketIo {
         SocketIo {
             version,
             decoder: Decoder::new(version, limits),
+            connect_deadline: Some(std::time::Instant::now() + config.connect_timeout),
             config,
             namespaces: BTreeSet::new(),
             query_token,
@@ -319,6 +322,24 @@ impl Dialect for SocketIo {
                 unpack(pack(&Packet::disconnect(nsp)), out);
             }
         }
+    }
+
+    fn deadline(&self) -> Option<std::time::Instant> {
+        self.connect_deadline
+    }
+
+    /// `connectTimeout` (socket.io `client.ts`): a connection in no namespace when it passes is
+    /// closed, as "authentication timed out" — joining a namespace is how a Socket.IO client
+    /// authenticates. The protocol 4 connection to `/` made at the handshake counts, when it was
+    /// not refused.
+    fn expired(&mut self) -> Option<Close> {
+        self.connect_deadline = None;
+        self.namespaces.is_empty().then(|| {
+            (
+                CloseCode::AUTH_TIMEOUT,
+                "no namespace joined within connectTimeout".to_owned(),
+            )
+        })
     }
 }
 

@@ -2,6 +2,8 @@
 //! WebSocket implementation from the server's, so every test is also an interop test).
 #![allow(dead_code)]
 
+pub mod socketio;
+
 use futures_util::{SinkExt, StreamExt};
 use plexus_core::CommandContext;
 use plexus_protocol::client::{Op, Request, encode_request};
@@ -13,6 +15,7 @@ use plexus_server::{RunningServer, Server, ServerBuilder};
 use serde::de::DeserializeOwned;
 use std::collections::VecDeque;
 use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -376,4 +379,90 @@ macro_rules! both_encodings {
             }
         }
     };
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTP
+
+#[derive(Debug)]
+pub struct HttpReply {
+    pub status: u16,
+    pub body: String,
+}
+
+impl HttpReply {
+    /// The body as JSON (an engine.io error: `{"code", "message"}`).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("a JSON body, got {:?}: {e}", self.body))
+    }
+}
+
+/// One HTTP/1.1 request on a fresh connection (`Connection: close`), written by hand so that
+/// tests control every byte (a polling client's requests, a request cancelled halfway).
+pub async fn http(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> HttpReply {
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(request(method, path, body).as_bytes())
+        .await
+        .unwrap();
+    let mut raw = Vec::new();
+    tokio::time::timeout(WAIT, tcp.read_to_end(&mut raw))
+        .await
+        .expect("an answer within the wait bound")
+        .unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, rest) = text.split_once("\r\n\r\n").expect("a complete answer");
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(rest)
+    } else {
+        rest.to_owned()
+    };
+    HttpReply { status, body }
+}
+
+/// The bytes of a request as `http` sends it.
+pub fn request(method: &str, path: &str, body: Option<&str>) -> String {
+    let body = body.unwrap_or("");
+    format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: text/plain;charset=UTF-8\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+fn dechunk(mut rest: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, tail)) = rest.split_once("\r\n") {
+        let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if size == 0 {
+            break;
+        }
+        out.push_str(&tail[..size]);
+        rest = &tail[size + 2..];
+    }
+    out
+}
+
+/// Waits until `/health` answers 200 (an engine that can serve).
+pub async fn wait_healthy(server: &RunningServer) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while http(server.local_addr(), "GET", "/health", None)
+        .await
+        .status
+        != 200
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the node never became healthy"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
