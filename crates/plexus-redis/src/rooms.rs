@@ -215,8 +215,11 @@ fn malformed() -> EngineError {
     EngineError::Unavailable("malformed room store reply".into())
 }
 
+/// What READ returns of a room or user: its hash's fields and its sets, in key order.
+type Read = (Vec<(String, String)>, Vec<Names>);
+
 /// A READ reply: nil, or the hash's fields and the sets.
-fn parse_read(reply: Value) -> Result<Option<(Vec<(String, String)>, Vec<Names>)>, EngineError> {
+fn parse_read(reply: Value) -> Result<Option<Read>, EngineError> {
     let items = match reply {
         Value::Nil => return Ok(None),
         Value::Array(items) => items,
@@ -372,7 +375,7 @@ impl RedisRooms {
         &self,
         keys: &[String],
         view: Option<&[Arc<str>]>,
-    ) -> Result<Option<(Vec<(String, String)>, Vec<Names>)>, EngineError> {
+    ) -> Result<Option<Read>, EngineError> {
         let mut inv = self.invocation(&READ, keys);
         match view {
             None => {
