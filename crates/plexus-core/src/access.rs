@@ -157,9 +157,9 @@ fn room_needs_user() -> Error {
 }
 
 /// The rooms and users of a node's engine, with the rules applied. Get it with
-/// [`Node::rooms`]. Room names are channel names of a `rooms` namespace (114
-/// `not_available` otherwise); user names are 1 to `max_channel_bytes` bytes without control
-/// characters. Refusals carry a [`Reason`].
+/// [`Node::rooms`]. Room names are channel names of a `rooms` namespace (a channel of another
+/// namespace is no room: `noRoom`, and creating one there is `notAllowed`); user names are 1 to
+/// `max_channel_bytes` bytes without control characters (104). Refusals carry a [`Reason`].
 #[derive(Clone, Copy)]
 pub struct Rooms<'a> {
     node: &'a Node,
@@ -170,13 +170,12 @@ impl Rooms<'_> {
         &self.node.engine().rooms
     }
 
+    /// A room name: a valid channel name (107), of a namespace with rooms — a channel of another
+    /// namespace is no room (`noRoom`).
     fn check_room(&self, room: &str) -> Result<(), Error> {
         validate_channel(room, self.node.limits().max_channel_bytes)?;
         if !self.node.channels().is_room(room) {
-            return Err(Error::new(
-                ErrorCode::NOT_AVAILABLE,
-                format!("`{room}` is in no namespace with rooms"),
-            ));
+            return Err(Reason::NoRoom.error(&[room]));
         }
         Ok(())
     }
@@ -232,9 +231,15 @@ impl Rooms<'_> {
         Ok(())
     }
 
-    /// Creates a room (`roomExists` when it exists). With Redis, every node sees it at once.
+    /// Creates a room (`roomExists` when it exists; `notAllowed` for a channel outside a
+    /// namespace with rooms). With Redis, every node sees it at once.
     pub async fn create(&self, room: &str, config: RoomConfig) -> Result<(), Error> {
-        self.check_room(room)?;
+        validate_channel(room, self.node.limits().max_channel_bytes)?;
+        if !self.node.channels().is_room(room) {
+            return Err(Reason::NotAllowed.error(&[]).with_message(format!(
+                "rooms are created in namespaces with rooms, not `{room}`"
+            )));
+        }
         self.check_config(&config)?;
         let created = self
             .store()
@@ -269,8 +274,12 @@ impl Rooms<'_> {
         Ok(members)
     }
 
+    /// Whether the room exists (false for a channel outside a namespace with rooms).
     pub async fn exists(&self, room: &str) -> Result<bool, Error> {
-        self.check_room(room)?;
+        validate_channel(room, self.node.limits().max_channel_bytes)?;
+        if !self.node.channels().is_room(room) {
+            return Ok(false);
+        }
         Ok(self
             .store()
             .room_view(room, &[])
@@ -866,10 +875,12 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(
-            e.code,
-            ErrorCode::NOT_AVAILABLE,
+            reason(&e),
+            Reason::NotAllowed,
             "rooms live in rooms namespaces"
         );
+        let e = rooms.state("elsewhere").await.unwrap_err();
+        assert_eq!(reason(&e), Reason::NoRoom);
         let e = rooms
             .add_to_list(Actor::Server, "room:r", RoomList::Whitelist, &[""])
             .await

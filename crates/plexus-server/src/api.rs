@@ -383,28 +383,42 @@ impl PayloadParams {
     }
 }
 
-/// Connections and users a send skips (`exclude` of `publish`, `send`, `send_all`).
+/// Connections and users a send skips (`exclude` of `publish`, `send`, `send_all`, `notify`).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ExcludeParams {
+struct ExcludeFields {
     #[serde(default)]
     conns: Vec<String>,
     #[serde(default)]
     users: Vec<String>,
 }
 
-/// Most connections plus users one `exclude` may name.
-const MAX_EXCLUDE: usize = 1000;
+/// `exclude`, read from an object only (serde alone would also read a struct from an array).
+struct ExcludeParams(ExcludeFields);
+
+impl<'de> Deserialize<'de> for ExcludeParams {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<ExcludeParams, D::Error> {
+        let map = serde_json::Map::<String, Value>::deserialize(d)?;
+        serde_json::from_value(Value::Object(map))
+            .map(ExcludeParams)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// Most connections, and most users, one `exclude` may name (as `docs/openapi.yaml` says).
+const MAX_EXCLUDE_EACH: usize = 500;
 
 impl ExcludeParams {
     fn parse(this: Option<ExcludeParams>) -> Result<Option<Exclude>, Failure> {
-        let Some(this) = this else {
+        let Some(ExcludeParams(this)) = this else {
             return Ok(None);
         };
-        if this.conns.len() + this.users.len() > MAX_EXCLUDE {
+        if this.conns.len().max(this.users.len()) > MAX_EXCLUDE_EACH {
             return Err(Error::new(
                 ErrorCode::LIMIT_EXCEEDED,
-                format!("`exclude` names at most {MAX_EXCLUDE} connections and users"),
+                format!(
+                    "`exclude` names at most {MAX_EXCLUDE_EACH} connections and {MAX_EXCLUDE_EACH} users"
+                ),
             )
             .into());
         }
@@ -413,6 +427,11 @@ impl ExcludeParams {
             .iter()
             .map(|c| parse_conn(c))
             .collect::<Result<Vec<_>, _>>()?;
+        if this.users.iter().any(String::is_empty) {
+            return Err(bad_request(
+                "`exclude.users` may not hold an empty user name",
+            ));
+        }
         let users = this.users.into_iter().map(Arc::from).collect();
         Ok(Some(Exclude { conns, users }))
     }

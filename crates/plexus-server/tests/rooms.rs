@@ -574,8 +574,29 @@ async fn the_http_api_manages_rooms_and_users() {
         (
             "room_create",
             json!({"room": "lobby"}),
-            StatusCode::UNPROCESSABLE_ENTITY,
-            114,
+            StatusCode::FORBIDDEN,
+            105,
+            "notAllowed",
+        ),
+        (
+            "room_info",
+            json!({"room": "lobby"}),
+            StatusCode::NOT_FOUND,
+            119,
+            "noRoom",
+        ),
+        (
+            "publish",
+            json!({"channel": "room:none", "data": 1}),
+            StatusCode::NOT_FOUND,
+            119,
+            "noRoom",
+        ),
+        (
+            "publish",
+            json!({"channel": "news", "data": 1, "exclude": {"users": [""]}}),
+            StatusCode::BAD_REQUEST,
+            104,
             "",
         ),
         (

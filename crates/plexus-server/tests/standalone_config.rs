@@ -881,7 +881,7 @@ subscribe = "anyone"
     let (status, body) = api(&server, "room_create", serde_json::json!({"room": "lobby"})).await;
     assert_eq!(
         (status.as_u16(), body["error"]["code"].as_u64()),
-        (422, Some(114)),
+        (403, Some(105)),
         "{body}"
     );
 }
