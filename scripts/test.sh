@@ -85,6 +85,15 @@ key = "$st_key"
 [metrics]
 enabled = true
 [[namespaces]]
+name = "rooms"
+channels = "room:*"
+subscribe = "authenticated"
+publish = "subscribers"
+history_size = 10
+history_ttl_ms = 60000
+presence = true
+rooms = true
+[[namespaces]]
 name = "all"
 channels = "*"
 subscribe = "anyone"

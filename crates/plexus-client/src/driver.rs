@@ -13,8 +13,8 @@ use crate::mail::{Arrival, Mail, MailDone, MailTracker};
 use crate::queue::{Outgoing, QueuedRequest, Reply, ReplyKind, ReplySender, RequestQueue};
 use crate::types::{
     ConnectionInfo, ConnectionState, Echo, Event, History, LastSeen, Member, MemberChange, Message,
-    Position, PresenceStats, Publication, PushEvent, StateChange, Subscribed, SubscriptionEvent,
-    UnsubscribeReason, json,
+    Notice, Position, PresenceStats, Publication, PushEvent, StateChange, Subscribed,
+    SubscriptionEvent, UnsubscribeReason, json,
 };
 use bytes::Bytes;
 use futures_util::stream::{SplitSink, SplitStream};
@@ -797,6 +797,14 @@ impl Driver {
                 let _ = self.out.pushes.send(PushEvent::Echo(Echo::from_wire(p)));
             }
             Push::Mail(m) => self.on_mail(s, m),
+            Push::Notice(n) => {
+                let payload = n.payload().unwrap_or_else(Payload::null);
+                let _ = self.out.pushes.send(PushEvent::Notice(Notice {
+                    channel: n.channel,
+                    event: n.event,
+                    payload,
+                }));
+            }
             Push::Message(m) => {
                 let payload = m.payload().unwrap_or_else(Payload::null);
                 let _ = self.out.pushes.send(PushEvent::Message(Message {

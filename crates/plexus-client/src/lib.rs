@@ -63,6 +63,6 @@ pub use plexus_protocol::server::{HelloLimits, Target};
 pub use plexus_protocol::{CloseCode, Encoding, ErrorCode, Payload};
 pub use types::{
     ConnectionInfo, ConnectionState, Echo, EchoKind, Event, History, LastSeen, Member,
-    MemberChange, Message, MetaTarget, Position, PresenceStats, Publication, Publisher, PushEvent,
-    StateChange, Subscribed, SubscriptionEvent, UnsubscribeReason,
+    MemberChange, Message, MetaTarget, Notice, Position, PresenceStats, Publication, Publisher,
+    PushEvent, StateChange, Subscribed, SubscriptionEvent, UnsubscribeReason,
 };

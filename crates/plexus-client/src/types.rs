@@ -236,6 +236,17 @@ pub struct Message {
     pub event: Option<String>,
 }
 
+/// A `notice` push: an event for the subscribers of a channel this connection is subscribed
+/// to, outside the channel's publications (no offset, never recovered; room notices such as a
+/// changed access list).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Notice {
+    pub channel: String,
+    /// The event name it was sent under; `None` for the default event.
+    pub event: Option<String>,
+    pub payload: Payload,
+}
+
 /// What a [`crate::Pushes`] stream yields.
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
@@ -253,6 +264,8 @@ pub enum PushEvent {
     State(StateChange),
     /// Another connection of this client's user changed (when the server enables echoes).
     Echo(Echo),
+    /// An event for a subscribed channel's subscribers, outside its publications.
+    Notice(Notice),
     /// This stream fell behind by `missed` pushes, which were dropped.
     Lagged { missed: u64 },
 }

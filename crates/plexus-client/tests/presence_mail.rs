@@ -400,3 +400,51 @@ async fn a_mail_let_go_unhandled_comes_again_and_holds_later_acks_back() {
     assert_eq!(next_mail(&mut mailbox).await.seq, seq);
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn notices_come_with_the_pushes() {
+    for enc in both() {
+        let server = users_server().await;
+        let ann = user(&server, "ann", enc).await;
+        let mut pushes = ann.pushes();
+        let mut room = ann
+            .subscribe("lobby", SubscribeOptions::default())
+            .await
+            .unwrap();
+        server
+            .node()
+            .notify(
+                "lobby",
+                plexus_core::Emit::event("roomModeChanged", json_payload(json!(["lobby", true]))),
+                None,
+            )
+            .await
+            .unwrap();
+        let notice = loop {
+            match within("a notice", pushes.next()).await {
+                Some(PushEvent::Notice(n)) => break n,
+                Some(PushEvent::Echo(_) | PushEvent::Join(_)) => continue,
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(notice.channel, "lobby");
+        assert_eq!(notice.event.as_deref(), Some("roomModeChanged"));
+        assert_eq!(notice.payload, json_payload(json!(["lobby", true])));
+        // A notice is not a publication: the next one on the subscription has offset 1.
+        server
+            .node()
+            .publish("lobby", json_payload(json!(1)))
+            .await
+            .unwrap();
+        loop {
+            match next_event(&mut room).await {
+                SubscriptionEvent::Publication(p) => {
+                    assert_eq!(p.offset, 1);
+                    break;
+                }
+                _ => continue,
+            }
+        }
+        server.shutdown().await;
+    }
+}

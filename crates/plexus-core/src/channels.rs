@@ -66,6 +66,10 @@ pub struct Namespace {
     pub presence: bool,
     /// Which presence changes subscribers are told about.
     pub join_leave: JoinLeave,
+    /// The channels are rooms ([`crate::rooms`]): they exist only once created, and their
+    /// access lists decide who may subscribe, publish and read. Needs presence (a room's
+    /// members are its presence).
+    pub rooms: bool,
 }
 
 /// Join and leave pushes of a presence namespace.
@@ -90,6 +94,7 @@ impl Namespace {
             recovery: false,
             presence: false,
             join_leave: JoinLeave::Off,
+            rooms: false,
         }
     }
 
@@ -134,6 +139,14 @@ impl Namespace {
     pub fn presence(mut self, join_leave: JoinLeave) -> Namespace {
         self.presence = true;
         self.join_leave = join_leave;
+        self
+    }
+
+    /// Makes the channels rooms ([`Namespace::rooms`]); turns presence on (a room's members are
+    /// its presence), keeping the join/leave pushes as they are.
+    pub fn rooms(mut self, on: bool) -> Namespace {
+        self.rooms = on;
+        self.presence |= on;
         self
     }
 }
@@ -257,6 +270,16 @@ impl ChannelPolicy {
             }
         }
         Ok(payload)
+    }
+
+    /// Whether some namespace makes its channels rooms.
+    pub fn has_rooms(&self) -> bool {
+        self.namespaces.iter().any(|ns| ns.rooms)
+    }
+
+    /// Whether `channel` is a room (its namespace has `rooms`).
+    pub fn is_room(&self, channel: &str) -> bool {
+        self.namespace(channel).is_some_and(|ns| ns.rooms)
     }
 
     pub fn namespace(&self, channel: &str) -> Option<&Namespace> {

@@ -1,17 +1,19 @@
 //! The engine traits: what a node needs from the world beyond its own process.
 //!
-//! Three traits, each with a written contract (also in `docs/ARCHITECTURE.md`):
+//! Five traits, each with a written contract (also in `docs/ARCHITECTURE.md`):
 //! - [`Broker`]: publications with offsets and epochs, history, and node-to-node control
 //!   messages. It delivers to every node's [`EngineHandler`], **in offset order per channel**.
 //! - [`PresenceStore`]: who is in a channel.
 //! - [`KvStore`]: small expiring key/value state.
 //! - [`MailboxStore`]: per-user durable inboxes.
+//! - [`RoomStore`]: rooms' access lists and users' direct-message lists.
 //!
-//! [`crate::memory`] implements all three for one process; `plexus-redis` implements them for
+//! [`crate::memory`] implements all five for one process; `plexus-redis` implements them for
 //! many nodes.
 
 use crate::ids::ConnId;
 use crate::model::{ClientInfo, Emit, Exclude, Publication, StreamPosition};
+use crate::rooms::{DirectList, DirectState, RoomList, RoomState};
 use async_trait::async_trait;
 use bytes::Bytes;
 use plexus_protocol::{CloseCode, Payload};
@@ -85,12 +87,24 @@ pub enum Control {
         user: Arc<str>,
         channel: Arc<str>,
     },
+    /// Unsubscribes every connection of `user` from `channel`; they get `unsubscribed` with
+    /// `reason`.
     UnsubscribeUser {
         user: Arc<str>,
         channel: Arc<str>,
+        reason: Arc<str>,
     },
+    /// Unsubscribes every connection from `channel`; they get `unsubscribed` with `reason`.
     ClearChannel {
         channel: Arc<str>,
+        reason: Arc<str>,
+    },
+    /// An event for the channel's subscribers outside its publications: no offset, no history
+    /// ([`crate::Event::Notice`]).
+    Notice {
+        channel: Arc<str>,
+        emit: Emit,
+        exclude: Option<Exclude>,
     },
     DisconnectUser {
         user: Arc<str>,
@@ -339,11 +353,127 @@ pub trait KvStore: Send + Sync + 'static {
     ) -> Result<Vec<(String, Bytes)>, EngineError>;
 }
 
-/// The three parts of an engine, as a node holds them.
+/// A change of a room ([`RoomStore::change_room`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RoomChange {
+    /// Adds names to a list, refusing when the names already on it plus the new ones would
+    /// exceed `max`.
+    Add {
+        list: RoomList,
+        names: Vec<Arc<str>>,
+        max: usize,
+    },
+    /// Removes names from a list (names not on it are ignored).
+    Remove {
+        list: RoomList,
+        names: Vec<Arc<str>>,
+    },
+    WhitelistOnly(bool),
+    Owner(Option<Arc<str>>),
+    HistoryMaxSize(Option<usize>),
+    /// Switches the notifications; `None` leaves one as it is.
+    Notifications {
+        userlist: Option<bool>,
+        access_lists: Option<bool>,
+    },
+}
+
+/// What [`RoomStore::change_room`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RoomChanged {
+    /// Applied; the room's version is now `version`.
+    Done { version: u64 },
+    /// No such room; nothing changed.
+    NoRoom,
+    /// The room's version was not the one expected; nothing changed.
+    Stale,
+    /// The list would exceed its maximum; nothing changed.
+    ListFull,
+}
+
+/// A change of a user's direct-message state ([`RoomStore::change_direct`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DirectChange {
+    Add {
+        list: DirectList,
+        names: Vec<Arc<str>>,
+        max: usize,
+    },
+    Remove {
+        list: DirectList,
+        names: Vec<Arc<str>>,
+    },
+    WhitelistOnly(bool),
+}
+
+/// What [`RoomStore::change_direct`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DirectChanged {
+    Done,
+    /// No such user; nothing changed.
+    NoUser,
+    /// The list would exceed its maximum; nothing changed.
+    ListFull,
+}
+
+/// Rooms (a channel's owner, access lists, mode, history size, notification switches) and users
+/// (existence and direct-message lists), shared by every node. The rules that read them are in
+/// [`crate::rooms`]; the node applies them ([`crate::access`]).
+///
+/// Contract: every method is atomic — a change is applied whole or not at all, and a reader
+/// never sees half of one; `create_room` / `add_user` answer false (and change nothing) when
+/// the name exists; a list's maximum counts the names already on it plus the new ones (names
+/// already there are not new); `change_room` with `expect: Some(v)` applies only while the
+/// room's version is `v` ([`RoomChanged::Stale`] otherwise) and every applied change adds one
+/// to the version; the store is bounded, refusing new rooms or users beyond its bound with
+/// [`EngineError::Limit`].
+#[async_trait]
+pub trait RoomStore: Send + Sync + 'static {
+    /// Creates a room in `state` (its version is set to 1); false when it exists.
+    async fn create_room(&self, room: &str, state: &RoomState) -> Result<bool, EngineError>;
+    /// Deletes a room; false when there was none.
+    async fn delete_room(&self, room: &str) -> Result<bool, EngineError>;
+    /// The room's whole state.
+    async fn room(&self, room: &str) -> Result<Option<RoomState>, EngineError>;
+    /// The room's state with its lists restricted to `users` (each list holds those of `users`
+    /// that are on it): what the rules need to judge these users, at the cost of `users`.
+    async fn room_view(
+        &self,
+        room: &str,
+        users: &[Arc<str>],
+    ) -> Result<Option<RoomState>, EngineError>;
+    async fn change_room(
+        &self,
+        room: &str,
+        change: &RoomChange,
+        expect: Option<u64>,
+    ) -> Result<RoomChanged, EngineError>;
+    /// Adds a user with its direct-message state; false when it exists.
+    async fn add_user(&self, user: &str, state: &DirectState) -> Result<bool, EngineError>;
+    /// Deletes a user and its lists; false when there was none.
+    async fn delete_user(&self, user: &str) -> Result<bool, EngineError>;
+    async fn user_exists(&self, user: &str) -> Result<bool, EngineError>;
+    /// The user's direct-message state.
+    async fn direct(&self, user: &str) -> Result<Option<DirectState>, EngineError>;
+    /// The user's direct-message state with its lists restricted to `users`.
+    async fn direct_view(
+        &self,
+        user: &str,
+        users: &[Arc<str>],
+    ) -> Result<Option<DirectState>, EngineError>;
+    async fn change_direct(
+        &self,
+        user: &str,
+        change: &DirectChange,
+    ) -> Result<DirectChanged, EngineError>;
+}
+
+/// The five parts of an engine, as a node holds them.
 #[derive(Clone)]
 pub struct Engine {
     pub broker: Arc<dyn Broker>,
     pub presence: Arc<dyn PresenceStore>,
     pub kv: Arc<dyn KvStore>,
     pub mailbox: Arc<dyn MailboxStore>,
+    pub rooms: Arc<dyn RoomStore>,
 }

@@ -30,6 +30,12 @@ impl Error {
         Error::new(ErrorCode(code), message)
     }
 
+    /// The same error with another message.
+    pub fn with_message(mut self, message: impl Into<String>) -> Error {
+        self.message = message.into();
+        self
+    }
+
     pub fn with_data(mut self, data: Payload) -> Error {
         self.data = Some(data);
         self

@@ -2,6 +2,7 @@
 //! the in-memory engine. No sockets and no HTTP: transports and dialects live in
 //! `plexus-server`, byte layouts in `plexus-protocol`.
 
+pub mod access;
 pub mod auth;
 pub mod channels;
 pub mod commands;
@@ -19,9 +20,12 @@ pub mod model;
 pub mod node;
 pub mod outbox;
 pub mod presence;
+pub mod rooms;
 pub mod session;
 pub mod stats;
+pub mod testing;
 
+pub use access::{Actor, RoomUpdate, Rooms};
 pub use auth::{AuthConfig, AuthRequest, UpgradeDecision, UpgradeRequest};
 pub use channels::{
     Access, Action, ChannelMatch, ChannelPolicy, GuardRequest, JoinLeave, Namespace,

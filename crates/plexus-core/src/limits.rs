@@ -53,6 +53,11 @@ pub struct Limits {
     pub mail_ttl: Duration,
     /// Pause between redelivered durable messages on connect (Mesa `redeliveryInterval`).
     pub mail_redelivery_pace: Duration,
+    /// Names one room list (whitelist, blacklist, adminlist) may hold (chat-service
+    /// `roomListSizeLimit`); also the names one change may carry.
+    pub room_list_max: usize,
+    /// Names one user's direct-message list may hold (chat-service `directListSizeLimit`).
+    pub direct_list_max: usize,
 }
 
 impl Default for Limits {
@@ -80,6 +85,8 @@ impl Default for Limits {
             mailbox_lifetime: Duration::from_secs(7 * 24 * 3600),
             mail_ttl: Duration::from_secs(7 * 24 * 3600),
             mail_redelivery_pace: Duration::ZERO,
+            room_list_max: 10_000,
+            direct_list_max: 1_000,
         }
     }
 }

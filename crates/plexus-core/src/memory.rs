@@ -1,11 +1,13 @@
 //! The in-memory engine: one process, nothing to install.
 
 use crate::engine::{
-    Broker, Control, Engine, EngineError, EngineHandler, HistoryPage, HistoryQuery, KvStore, Mail,
-    MailboxStore, PresenceEntry, PresenceStats, PresenceStore, PublishOptions,
+    Broker, Control, DirectChange, DirectChanged, Engine, EngineError, EngineHandler, HistoryPage,
+    HistoryQuery, KvStore, Mail, MailboxStore, PresenceEntry, PresenceStats, PresenceStore,
+    PublishOptions, RoomChange, RoomChanged, RoomStore,
 };
 use crate::ids::ConnId;
 use crate::model::{ClientInfo, Publication, StreamPosition};
+use crate::rooms::{DirectState, Names, RoomState, list_fits};
 use async_trait::async_trait;
 use bytes::Bytes;
 use plexus_protocol::Payload;
@@ -29,6 +31,10 @@ pub struct MemoryOptions {
     pub max_last_seen: usize,
     /// Users with an inbox at once.
     pub max_mailboxes: usize,
+    /// Rooms that exist at once ([`RoomStore`]).
+    pub max_rooms: usize,
+    /// Users that exist at once ([`RoomStore`]).
+    pub max_users: usize,
 }
 
 impl Default for MemoryOptions {
@@ -39,6 +45,8 @@ impl Default for MemoryOptions {
             max_kv_keys: 1_000_000,
             max_last_seen: 1_000_000,
             max_mailboxes: 1_000_000,
+            max_rooms: 1_000_000,
+            max_users: 1_000_000,
         }
     }
 }
@@ -50,6 +58,7 @@ pub fn memory_engine(options: MemoryOptions) -> Engine {
         presence: Arc::new(MemoryPresence::new(options.max_last_seen)),
         kv: Arc::new(MemoryKv::new(options.max_kv_keys)),
         mailbox: Arc::new(MemoryMailbox::new(options.max_mailboxes)),
+        rooms: Arc::new(MemoryRooms::new(options.max_rooms, options.max_users)),
     }
 }
 
@@ -574,6 +583,188 @@ impl KvStore for MemoryKv {
     }
 }
 
+/// Rooms and users for one process.
+pub struct MemoryRooms {
+    max_rooms: usize,
+    max_users: usize,
+    rooms: Mutex<HashMap<Arc<str>, RoomState>>,
+    users: Mutex<HashMap<Arc<str>, DirectState>>,
+}
+
+impl MemoryRooms {
+    pub fn new(max_rooms: usize, max_users: usize) -> MemoryRooms {
+        MemoryRooms {
+            max_rooms,
+            max_users,
+            rooms: Mutex::new(HashMap::new()),
+            users: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+/// Adds `names` to `list` if the names already there plus the new ones fit in `max`.
+fn add_names(list: &mut Names, names: &[Arc<str>], max: usize) -> bool {
+    let new: Names = names
+        .iter()
+        .filter(|n| !list.contains(&***n))
+        .cloned()
+        .collect();
+    if !list_fits(list.len(), new.len(), max) {
+        return false;
+    }
+    list.extend(new);
+    true
+}
+
+fn remove_names(list: &mut Names, names: &[Arc<str>]) {
+    for name in names {
+        list.remove(name);
+    }
+}
+
+/// `list` restricted to `users`.
+fn restrict(list: &Names, users: &[Arc<str>]) -> Names {
+    users
+        .iter()
+        .filter(|u| list.contains(&***u))
+        .cloned()
+        .collect()
+}
+
+#[async_trait]
+impl RoomStore for MemoryRooms {
+    async fn create_room(&self, room: &str, state: &RoomState) -> Result<bool, EngineError> {
+        let mut rooms = self.rooms.lock().unwrap();
+        if rooms.contains_key(room) {
+            return Ok(false);
+        }
+        if rooms.len() >= self.max_rooms {
+            return Err(EngineError::Limit(format!("{} rooms", self.max_rooms)));
+        }
+        let mut state = state.clone();
+        state.version = 1;
+        rooms.insert(Arc::from(room), state);
+        Ok(true)
+    }
+
+    async fn delete_room(&self, room: &str) -> Result<bool, EngineError> {
+        Ok(self.rooms.lock().unwrap().remove(room).is_some())
+    }
+
+    async fn room(&self, room: &str) -> Result<Option<RoomState>, EngineError> {
+        Ok(self.rooms.lock().unwrap().get(room).cloned())
+    }
+
+    async fn room_view(
+        &self,
+        room: &str,
+        users: &[Arc<str>],
+    ) -> Result<Option<RoomState>, EngineError> {
+        let rooms = self.rooms.lock().unwrap();
+        Ok(rooms.get(room).map(|s| RoomState {
+            owner: s.owner.clone(),
+            whitelist: restrict(&s.whitelist, users),
+            blacklist: restrict(&s.blacklist, users),
+            adminlist: restrict(&s.adminlist, users),
+            ..*s
+        }))
+    }
+
+    async fn change_room(
+        &self,
+        room: &str,
+        change: &RoomChange,
+        expect: Option<u64>,
+    ) -> Result<RoomChanged, EngineError> {
+        let mut rooms = self.rooms.lock().unwrap();
+        let Some(state) = rooms.get_mut(room) else {
+            return Ok(RoomChanged::NoRoom);
+        };
+        if expect.is_some_and(|v| v != state.version) {
+            return Ok(RoomChanged::Stale);
+        }
+        match change {
+            RoomChange::Add { list, names, max } => {
+                if !add_names(state.list_mut(*list), names, *max) {
+                    return Ok(RoomChanged::ListFull);
+                }
+            }
+            RoomChange::Remove { list, names } => remove_names(state.list_mut(*list), names),
+            RoomChange::WhitelistOnly(on) => state.whitelist_only = *on,
+            RoomChange::Owner(owner) => state.owner = owner.clone(),
+            RoomChange::HistoryMaxSize(size) => state.history_max_size = *size,
+            RoomChange::Notifications {
+                userlist,
+                access_lists,
+            } => {
+                state.notify_userlist = userlist.unwrap_or(state.notify_userlist);
+                state.notify_access_lists = access_lists.unwrap_or(state.notify_access_lists);
+            }
+        }
+        state.version += 1;
+        Ok(RoomChanged::Done {
+            version: state.version,
+        })
+    }
+
+    async fn add_user(&self, user: &str, state: &DirectState) -> Result<bool, EngineError> {
+        let mut users = self.users.lock().unwrap();
+        if users.contains_key(user) {
+            return Ok(false);
+        }
+        if users.len() >= self.max_users {
+            return Err(EngineError::Limit(format!("{} users", self.max_users)));
+        }
+        users.insert(Arc::from(user), state.clone());
+        Ok(true)
+    }
+
+    async fn delete_user(&self, user: &str) -> Result<bool, EngineError> {
+        Ok(self.users.lock().unwrap().remove(user).is_some())
+    }
+
+    async fn user_exists(&self, user: &str) -> Result<bool, EngineError> {
+        Ok(self.users.lock().unwrap().contains_key(user))
+    }
+
+    async fn direct(&self, user: &str) -> Result<Option<DirectState>, EngineError> {
+        Ok(self.users.lock().unwrap().get(user).cloned())
+    }
+
+    async fn direct_view(
+        &self,
+        user: &str,
+        users: &[Arc<str>],
+    ) -> Result<Option<DirectState>, EngineError> {
+        Ok(self.users.lock().unwrap().get(user).map(|s| DirectState {
+            whitelist: restrict(&s.whitelist, users),
+            blacklist: restrict(&s.blacklist, users),
+            whitelist_only: s.whitelist_only,
+        }))
+    }
+
+    async fn change_direct(
+        &self,
+        user: &str,
+        change: &DirectChange,
+    ) -> Result<DirectChanged, EngineError> {
+        let mut users = self.users.lock().unwrap();
+        let Some(state) = users.get_mut(user) else {
+            return Ok(DirectChanged::NoUser);
+        };
+        match change {
+            DirectChange::Add { list, names, max } => {
+                if !add_names(state.list_mut(*list), names, *max) {
+                    return Ok(DirectChanged::ListFull);
+                }
+            }
+            DirectChange::Remove { list, names } => remove_names(state.list_mut(*list), names),
+            DirectChange::WhitelistOnly(on) => state.whitelist_only = *on,
+        }
+        Ok(DirectChanged::Done)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -839,6 +1030,16 @@ mod tests {
                 .await
                 .is_err()
         );
+    }
+
+    #[tokio::test]
+    async fn the_room_store_keeps_the_contract() {
+        crate::testing::room_store_contract(&MemoryRooms::new(1000, 1000)).await;
+    }
+
+    #[tokio::test]
+    async fn rooms_and_users_are_bounded() {
+        crate::testing::room_store_bounds(&MemoryRooms::new(2, 2), 2, 2).await;
     }
 
     #[tokio::test]

@@ -206,6 +206,13 @@ pub enum Event<'a> {
         event: crate::engine::EchoEvent,
         channel: Option<&'a str>,
     },
+    /// An event for a channel's subscribers that is not a publication: no offset, no history
+    /// (room notices: a changed access list, a user who joined).
+    Notice {
+        channel: &'a str,
+        event: Option<&'a str>,
+        payload: &'a Payload,
+    },
 }
 
 /// How one dialect in one encoding writes events as frames.

@@ -8,7 +8,7 @@ use crate::commands::Commands;
 use crate::connection::Connection;
 use crate::connection::HoldKey;
 use crate::engine::EchoEvent;
-use crate::engine::{Control, Engine, EngineError, EngineHandler, PublishOptions};
+use crate::engine::{Control, Engine, EngineError, EngineHandler, HistoryOptions, PublishOptions};
 use crate::error::Error;
 use crate::hub::Continuity;
 use crate::hub::Hub;
@@ -21,6 +21,7 @@ use crate::model::{
     validate_event,
 };
 use crate::outbox::PushOutcome;
+use crate::rooms::room_history;
 use crate::stats::NodeStats;
 use plexus_protocol::{CloseCode, ErrorCode};
 use std::collections::HashMap;
@@ -329,6 +330,7 @@ impl Node {
             self.leave_channel(conn, &channel, false).await;
         }
         self.forget_connection_metadata(conn.id).await;
+        self.user_offline(conn).await;
         if let Some(user) = conn.user() {
             // The inbox lives `mailbox_lifetime` after the user's last connection.
             let _ = self
@@ -501,7 +503,8 @@ impl Node {
     }
 
     /// Publishes with an optional publisher and exclusions (connections or users that do not
-    /// receive it live; history keeps it for everyone).
+    /// receive it live; history keeps it for everyone). A room's channel must have its room
+    /// (`noRoom`), and keeps at most the room's history size.
     pub async fn publish_with(
         &self,
         channel: &str,
@@ -510,12 +513,26 @@ impl Node {
         exclude: Option<Exclude>,
     ) -> Result<StreamPosition, Error> {
         validate_channel(channel, self.inner.limits.max_channel_bytes)?;
-        let Emit { event, payload } = checked(emit)?;
-        let history = self
-            .inner
-            .channels
-            .namespace(channel)
-            .and_then(|ns| ns.history);
+        let emit = checked(emit)?;
+        let namespace = self.inner.channels.namespace(channel);
+        let mut history = namespace.and_then(|ns| ns.history);
+        if namespace.is_some_and(|ns| ns.rooms) {
+            history = room_history(history, &self.rooms().view(channel, &[]).await?);
+        }
+        self.publish_checked(channel, emit, publisher, exclude, history)
+            .await
+    }
+
+    /// Publishes a checked emit with the history given.
+    pub(crate) async fn publish_checked(
+        &self,
+        channel: &str,
+        emit: Emit,
+        publisher: Option<ClientInfo>,
+        exclude: Option<Exclude>,
+        history: Option<HistoryOptions>,
+    ) -> Result<StreamPosition, Error> {
+        let Emit { event, payload } = emit;
         let options = PublishOptions {
             history,
             exclude: exclude.filter(|e| !e.is_empty()).map(Arc::new),
@@ -692,14 +709,40 @@ impl Node {
                     }
                 }
             }
-            Control::UnsubscribeUser { user, channel } => {
+            Control::UnsubscribeUser {
+                user,
+                channel,
+                reason,
+            } => {
                 for conn in hub.user_connections(&user) {
-                    self.detach(conn, channel.clone(), "unsubscribed by the server");
+                    self.detach(conn, channel.clone(), &reason);
                 }
             }
-            Control::ClearChannel { channel } => {
+            Control::ClearChannel { channel, reason } => {
                 for conn in hub.subscribers(&channel) {
-                    self.detach(conn, channel.clone(), "channel cleared");
+                    self.detach(conn, channel.clone(), &reason);
+                }
+            }
+            Control::Notice {
+                channel,
+                emit,
+                exclude,
+            } => {
+                let mut cache = EncodeCache::new(Event::Notice {
+                    channel: &channel,
+                    event: emit.event.as_deref(),
+                    payload: &emit.payload,
+                });
+                for sub in hub.subscribers(&channel) {
+                    if exclude
+                        .as_ref()
+                        .is_some_and(|e| e.excludes(sub.id, sub.user()))
+                    {
+                        continue;
+                    }
+                    if let Some(frame) = cache.frame(sub.format()) {
+                        self.count_push(sub.send_frame(frame));
+                    }
                 }
             }
             Control::DisconnectUser { user, code, reason } => {
@@ -717,7 +760,7 @@ impl Node {
 
     /// Ends a subscription at once — no later publication reaches it — and tells the client;
     /// the rest of the cleanup (presence, the engine's interest) finishes in a task.
-    fn detach(&self, conn: Arc<Connection>, channel: Arc<str>, reason: &'static str) {
+    fn detach(&self, conn: Arc<Connection>, channel: Arc<str>, reason: &str) {
         if !conn.remove_subscription(&channel) {
             return;
         }
@@ -847,20 +890,61 @@ impl Node {
 
     /// Unsubscribes every connection of `user`, on every node.
     pub async fn unsubscribe_user(&self, user: &str, channel: &str) -> Result<(), Error> {
+        self.unsubscribe_user_because(user, channel, "unsubscribed by the server")
+            .await
+    }
+
+    /// Unsubscribes every connection of `user`, on every node; they are told `reason`.
+    pub(crate) async fn unsubscribe_user_because(
+        &self,
+        user: &str,
+        channel: &str,
+        reason: &str,
+    ) -> Result<(), Error> {
         self.control(Control::UnsubscribeUser {
             user: Arc::from(user),
             channel: Arc::from(channel),
+            reason: Arc::from(reason),
         })
         .await
     }
 
     /// Unsubscribes everyone from a channel, on every node, and removes its metadata.
     pub async fn clear_channel(&self, channel: &str) -> Result<(), Error> {
+        self.clear_channel_because(channel, "channel cleared").await
+    }
+
+    /// [`Node::clear_channel`], telling the subscribers `reason`.
+    pub(crate) async fn clear_channel_because(
+        &self,
+        channel: &str,
+        reason: &str,
+    ) -> Result<(), Error> {
         self.control(Control::ClearChannel {
             channel: Arc::from(channel),
+            reason: Arc::from(reason),
         })
         .await?;
         self.remove_channel_metadata(channel).await
+    }
+
+    /// Sends an event to the subscribers of `channel` on every node, except `exclude`: a
+    /// `notice` push, with no offset and not kept in history, so a room can tell its members
+    /// about itself without taking an offset from its messages.
+    pub async fn notify(
+        &self,
+        channel: &str,
+        emit: impl Into<Emit>,
+        exclude: Option<Exclude>,
+    ) -> Result<(), Error> {
+        validate_channel(channel, self.inner.limits.max_channel_bytes)?;
+        let emit = checked(emit)?;
+        self.control(Control::Notice {
+            channel: Arc::from(channel),
+            emit,
+            exclude: exclude.filter(|e| !e.is_empty()),
+        })
+        .await
     }
 
     /// Whether a local connection is subscribed to a channel (Mesh `isInRoom`).

@@ -23,6 +23,7 @@ use crate::model::{
     ClientInfo, Emit, Event, Identity, Publication, StreamPosition, WireFormat, validate_event,
 };
 use crate::node::{Node, engine_error};
+use crate::rooms::{Reason, room_history};
 use plexus_protocol::server::AuthState;
 use plexus_protocol::{CloseCode, ErrorCode, PROTOCOL_VERSION, Payload};
 use std::sync::Arc;
@@ -408,6 +409,7 @@ impl Session {
             return;
         };
         self.node.open_mailbox(&self.conn, sync).await;
+        self.node.user_online(&self.conn).await;
         self.node.echo(&self.conn, EchoEvent::Connected, None).await;
         let channels = self
             .conn
@@ -436,15 +438,22 @@ impl Session {
         }
     }
 
-    /// Checks that this connection may read a channel (it is subscribed, or may subscribe).
+    /// Checks that this connection may read a channel (it is subscribed, or may subscribe); a
+    /// room also needs its user to be in it or one of its admins.
     async fn check_read(&self, channel: &str) -> Result<Arc<str>, Error> {
         self.require_admitted()?;
         validate_channel(channel, self.node.limits().max_channel_bytes)?;
         let channel: Arc<str> = Arc::from(channel);
-        if !self.conn.is_subscribed(&channel) {
+        let subscribed = self.conn.is_subscribed(&channel);
+        if !subscribed {
             self.node
                 .channels()
                 .check(self.guard_request(&channel, Action::Subscribe, None), false)
+                .await?;
+        }
+        if self.node.channels().is_room(&channel) {
+            self.node
+                .room_readable(&channel, self.conn.user(), subscribed)
                 .await?;
         }
         Ok(channel)
@@ -464,7 +473,20 @@ impl Session {
         }
         let guard = self.guard_request(&channel, Action::Subscribe, request.token.clone());
         self.node.channels().check(guard, false).await?;
+        let room = self.node.channels().is_room(&channel);
+        if room {
+            self.node.room_admits(&channel, self.conn.user()).await?;
+        }
         self.node.join_channel(&self.conn, &channel).await?;
+        if room {
+            // Judged again now that the connection is a member: a change that took access away
+            // between the first check and the join saw no such member to remove.
+            if let Err(e) = self.node.room_admits(&channel, self.conn.user()).await {
+                self.node.release(&self.conn, &channel, u64::MAX);
+                self.node.unsubscribe_local(&self.conn, &channel).await;
+                return Err(e);
+            }
+        }
         let mut subscription = Subscription {
             channel: channel.clone(),
             position: StreamPosition {
@@ -583,29 +605,36 @@ impl Session {
         }
         let channel: Arc<str> = Arc::from(channel);
         let subscribed = self.conn.is_subscribed(&channel);
+        // One namespace lookup serves every question below.
+        let namespace = self.node.channels().namespace(&channel);
+        let is_room = namespace.is_some_and(|ns| ns.rooms);
+        if is_room && !subscribed {
+            return Err(Reason::NotJoined.error(&[&channel]));
+        }
+        let publisher_info = namespace.is_some_and(|ns| ns.publisher_info);
+        let mut history = namespace.and_then(|ns| ns.history);
         let request = self.guard_request(&channel, Action::Publish, None);
         self.node
             .channels()
             .check(request.clone(), subscribed)
             .await?;
+        if is_room {
+            let room = self.node.room_admits(&channel, self.conn.user()).await?;
+            history = room_history(history, &room);
+        }
         let payload = self
             .node
             .channels()
             .rewrite_publication(&request, payload)
             .await?;
-        let publisher = self
-            .node
-            .channels()
-            .namespace(&channel)
-            .filter(|ns| ns.publisher_info)
-            .map(|_| ClientInfo {
-                conn: self.conn.id,
-                user: self.conn.identity().map(|i| i.user.clone()),
-                info: self.conn.identity().and_then(|i| i.info.clone()),
-            });
+        let publisher = publisher_info.then(|| ClientInfo {
+            conn: self.conn.id,
+            user: self.conn.identity().map(|i| i.user.clone()),
+            info: self.conn.identity().and_then(|i| i.info.clone()),
+        });
         let emit = Emit { event, payload };
         self.node
-            .publish_with(&channel, emit, publisher, None)
+            .publish_checked(&channel, emit, publisher, None, history)
             .await
     }
 

@@ -54,6 +54,11 @@ impl ErrorCode {
     pub const BAD_PAYLOAD: ErrorCode = ErrorCode(117);
     /// An external backend the server asked (a hook) is down, slow or answered garbage.
     pub const BACKEND_UNAVAILABLE: ErrorCode = ErrorCode(118);
+    /// The named room or user does not exist.
+    pub const NOT_FOUND: ErrorCode = ErrorCode(119);
+    /// The target's state refuses the operation: a room or user of that name exists already, a
+    /// user still has connections.
+    pub const CONFLICT: ErrorCode = ErrorCode(120);
 
     /// The first code an application may use for its own errors.
     pub const APPLICATION_MIN: u32 = 1000;
@@ -169,6 +174,16 @@ pub const ERROR_CODES: &[ErrorCodeInfo] = &[
         code: ErrorCode::BACKEND_UNAVAILABLE,
         name: "backend_unavailable",
         meaning: "a backend hook is down, slow or answered garbage",
+    },
+    ErrorCodeInfo {
+        code: ErrorCode::NOT_FOUND,
+        name: "not_found",
+        meaning: "the named room or user does not exist",
+    },
+    ErrorCodeInfo {
+        code: ErrorCode::CONFLICT,
+        name: "conflict",
+        meaning: "the room or user exists already, or the user is online",
     },
 ];
 

@@ -202,6 +202,40 @@ pub struct UnsubscribedPush {
     pub reason: String,
 }
 
+/// An event for a channel's subscribers that is not a publication: no offset, not in history
+/// (room notices such as a changed access list).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NoticePush {
+    pub channel: String,
+    /// The event name it was sent under; absent for the default event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<String>,
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub data: Option<DataField>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binary: Option<BinaryField>,
+}
+
+impl NoticePush {
+    pub fn new(channel: &str, event: Option<&str>, payload: &Payload) -> NoticePush {
+        let (data, binary) = payload.to_fields();
+        NoticePush {
+            channel: channel.to_owned(),
+            event: event.map(str::to_owned),
+            data,
+            binary,
+        }
+    }
+
+    pub fn payload(&self) -> Option<Payload> {
+        received(&self.data, &self.binary)
+    }
+}
+
 /// The connection's measured round-trip time.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LatencyPush {
@@ -230,6 +264,8 @@ pub enum Push {
     Mail(MailPush),
     /// Another connection of this user changed.
     Echo(EchoPush),
+    /// An event for a subscribed channel's subscribers, outside its publications.
+    Notice(NoticePush),
     /// A notification (a frame without `id`) could not be handled.
     Error(ErrorBody),
 }
@@ -249,6 +285,7 @@ impl Push {
             Push::State(_) => "state",
             Push::Mail(_) => "mail",
             Push::Echo(_) => "echo",
+            Push::Notice(_) => "notice",
             Push::Error(_) => "error",
         }
     }
@@ -520,6 +557,7 @@ pub fn decode_server_frame(encoding: Encoding, frame: &[u8]) -> Result<ServerFra
         "state" => Push::State(decode(encoding, frame)?),
         "mail" => Push::Mail(decode(encoding, frame)?),
         "echo" => Push::Echo(decode(encoding, frame)?),
+        "notice" => Push::Notice(decode(encoding, frame)?),
         "error" => Push::Error(decode(encoding, frame)?),
         other => return Err(DecodeError::Invalid(format!("unknown push `{other}`"))),
     };
@@ -617,6 +655,8 @@ mod tests {
             }),
             Push::Ping,
             Push::Latency(LatencyPush { rtt_ms: 1.5 }),
+            Push::Notice(NoticePush::new("c", Some("roomModeChanged"), &json)),
+            Push::Notice(NoticePush::new("c", None, &bin)),
             Push::Error(ErrorBody {
                 code: ErrorCode::UNKNOWN_OPERATION,
                 message: "x".into(),

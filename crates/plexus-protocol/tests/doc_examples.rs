@@ -120,6 +120,7 @@ fn push_names() -> BTreeSet<&'static str> {
         "state",
         "mail",
         "echo",
+        "notice",
         "error",
     ];
     let guard = |push: &Push| match push {
@@ -135,6 +136,7 @@ fn push_names() -> BTreeSet<&'static str> {
         | Push::State(_)
         | Push::Mail(_)
         | Push::Echo(_)
+        | Push::Notice(_)
         | Push::Error(_) => push.name(),
     };
     assert_eq!(guard(&Push::Ping), "ping");

@@ -8,16 +8,18 @@
 //!   instructions, a registry of which node holds which connection, node liveness keys, and
 //!   repair after a pub/sub gap from the streams;
 //! - presence with expiring members ([`presence::RedisPresence`]), key/value state
-//!   ([`kv::RedisKv`]) and mailboxes ([`mailbox::RedisMailbox`]).
+//!   ([`kv::RedisKv`]), mailboxes ([`mailbox::RedisMailbox`]) and rooms with their access
+//!   lists ([`rooms::RedisRooms`]).
 //!
 //! Every key starts with a prefix, so several applications share one Redis. Keys of one channel
-//! (stream, meta, presence) carry the channel as a hash tag (`{…}`), so the scripts stay valid on
-//! Redis Cluster; see `docs/redis.md` for the layout.
+//! (stream, meta, presence, room) carry the channel as a hash tag (`{…}`), and keys of one user
+//! the user, so the scripts stay valid on Redis Cluster; see `docs/redis.md` for the layout.
 
 mod broker;
 pub mod kv;
 pub mod mailbox;
 pub mod presence;
+pub mod rooms;
 pub mod testing;
 mod wire;
 
@@ -54,6 +56,10 @@ pub struct RedisConfig {
     pub max_last_seen_per_channel: usize,
     /// Publications read back from streams for one channel after a pub/sub gap.
     pub repair_max_publications: usize,
+    /// Rooms that exist at once.
+    pub max_rooms: usize,
+    /// Users (with direct-message lists) that exist at once.
+    pub max_users: usize,
 }
 
 impl RedisConfig {
@@ -70,6 +76,8 @@ impl RedisConfig {
             max_kv_keys: 1_000_000,
             max_last_seen_per_channel: 10_000,
             repair_max_publications: 10_000,
+            max_rooms: 1_000_000,
+            max_users: 1_000_000,
         }
     }
 
@@ -163,6 +171,27 @@ impl Keys {
     pub(crate) fn kv_index(&self) -> String {
         format!("{}:kvidx", self.p)
     }
+    /// A room's hash, whitelist, blacklist and adminlist.
+    pub(crate) fn room(&self, ch: &str) -> [String; 4] {
+        let base = format!("{}:room:{{{ch}}}", self.p);
+        [
+            base.clone(),
+            format!("{base}:w"),
+            format!("{base}:b"),
+            format!("{base}:a"),
+        ]
+    }
+    pub(crate) fn rooms_count(&self) -> String {
+        format!("{}:rooms:n", self.p)
+    }
+    /// A user's hash, direct whitelist and direct blacklist.
+    pub(crate) fn user(&self, user: &str) -> [String; 3] {
+        let base = format!("{}:user:{{{user}}}", self.p);
+        [base.clone(), format!("{base}:w"), format!("{base}:b")]
+    }
+    pub(crate) fn users_count(&self) -> String {
+        format!("{}:users:n", self.p)
+    }
     pub(crate) fn mailbox(&self, user: &str) -> [String; 2] {
         [
             format!("{}:mbox:{{{user}}}", self.p),
@@ -204,7 +233,8 @@ pub async fn redis_engine_with_broker(
         broker: broker.clone(),
         presence,
         kv: Arc::new(kv::RedisKv::new(shared.clone())),
-        mailbox: Arc::new(mailbox::RedisMailbox::new(shared)),
+        mailbox: Arc::new(mailbox::RedisMailbox::new(shared.clone())),
+        rooms: Arc::new(rooms::RedisRooms::new(shared)),
     };
     Ok((engine, broker))
 }

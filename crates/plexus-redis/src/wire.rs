@@ -126,9 +126,21 @@ enum ControlWire {
     UnsubscribeUser {
         u: String,
         ch: String,
+        /// The reason; absent from nodes that sent none (read as the default one).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        r: Option<String>,
     },
     ClearChannel {
         ch: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        r: Option<String>,
+    },
+    Notice {
+        ch: String,
+        p: PayloadWire,
+        x: Option<(Vec<String>, Vec<String>)>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        e: Option<String>,
     },
     DisconnectUser {
         u: String,
@@ -223,11 +235,29 @@ pub(crate) fn encode_control(control: &Control) -> Vec<u8> {
             u: s(user),
             ch: s(channel),
         },
-        Control::UnsubscribeUser { user, channel } => ControlWire::UnsubscribeUser {
+        Control::UnsubscribeUser {
+            user,
+            channel,
+            reason,
+        } => ControlWire::UnsubscribeUser {
             u: s(user),
             ch: s(channel),
+            r: Some(s(reason)),
         },
-        Control::ClearChannel { channel } => ControlWire::ClearChannel { ch: s(channel) },
+        Control::ClearChannel { channel, reason } => ControlWire::ClearChannel {
+            ch: s(channel),
+            r: Some(s(reason)),
+        },
+        Control::Notice {
+            channel,
+            emit,
+            exclude,
+        } => ControlWire::Notice {
+            ch: s(channel),
+            p: PayloadWire::from(&emit.payload),
+            x: exclude_wire(exclude.as_ref()),
+            e: emit.event.as_ref().map(s),
+        },
         Control::DisconnectUser { user, code, reason } => ControlWire::DisconnectUser {
             u: s(user),
             code: code.0,
@@ -310,11 +340,20 @@ pub(crate) fn decode_control(bytes: &[u8]) -> Option<Control> {
             user: a(u),
             channel: a(ch),
         },
-        ControlWire::UnsubscribeUser { u, ch } => Control::UnsubscribeUser {
+        ControlWire::UnsubscribeUser { u, ch, r } => Control::UnsubscribeUser {
             user: a(u),
             channel: a(ch),
+            reason: a(r.unwrap_or_else(|| "unsubscribed by the server".into())),
         },
-        ControlWire::ClearChannel { ch } => Control::ClearChannel { channel: a(ch) },
+        ControlWire::ClearChannel { ch, r } => Control::ClearChannel {
+            channel: a(ch),
+            reason: a(r.unwrap_or_else(|| "channel cleared".into())),
+        },
+        ControlWire::Notice { ch, p, x, e } => Control::Notice {
+            channel: a(ch),
+            emit: emit(p, e)?,
+            exclude: exclude_from(x),
+        },
         ControlWire::DisconnectUser { u, code, r } => Control::DisconnectUser {
             user: a(u),
             code: CloseCode(code),
@@ -447,9 +486,51 @@ mod tests {
                 event: EchoEvent::Left,
                 channel: Some(Arc::from("c")),
             },
+            Control::UnsubscribeUser {
+                user: Arc::from("u"),
+                channel: Arc::from("chat:r"),
+                reason: Arc::from("access removed"),
+            },
+            Control::ClearChannel {
+                channel: Arc::from("chat:r"),
+                reason: Arc::from("room deleted"),
+            },
+            Control::Notice {
+                channel: Arc::from("chat:r"),
+                emit: Emit::event("roomModeChanged", Payload::json(&["r", "x"]).unwrap()),
+                exclude: Some(Exclude::user("u")),
+            },
+            Control::Notice {
+                channel: Arc::from("c"),
+                emit: Payload::binary(vec![1u8, 2]).into(),
+                exclude: None,
+            },
         ];
         for c in controls {
             assert_eq!(decode_control(&encode_control(&c)), Some(c));
         }
+    }
+
+    #[test]
+    fn an_unsubscribe_without_a_reason_reads_as_the_default_one() {
+        // What a node built before reasons were carried sends.
+        #[derive(Serialize)]
+        #[serde(tag = "t")]
+        enum Old {
+            UnsubscribeUser { u: String, ch: String },
+        }
+        let old = Old::UnsubscribeUser {
+            u: "u".into(),
+            ch: "c".into(),
+        };
+        let bytes = rmp_serde::to_vec_named(&old).unwrap();
+        assert_eq!(
+            decode_control(&bytes),
+            Some(Control::UnsubscribeUser {
+                user: Arc::from("u"),
+                channel: Arc::from("c"),
+                reason: Arc::from("unsubscribed by the server"),
+            })
+        );
     }
 }

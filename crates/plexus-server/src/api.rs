@@ -3,7 +3,7 @@
 //! `docs/openapi.yaml`.
 //!
 //! A success is `200 {"result": {…}}`; a failure is a 4xx/5xx status with
-//! `{"error": {"code", "message"}}`, the code from the table of `docs/protocol.md`.
+//! `{"error": {"code", "message", "data"?}}`, the code from the table of `docs/protocol.md`.
 
 use crate::backend::Backend;
 use axum::Router;
@@ -13,10 +13,11 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use plexus_core::engine::{HistoryQuery, PresenceEntry};
+use plexus_core::rooms::{DirectList, DirectState, RoomConfig, RoomList};
 use plexus_core::stats::Histogram;
 use plexus_core::{
-    CloseCode, ConnId, Emit, Error, ErrorCode, Exclude, Metadata, Node, Payload, Publication,
-    validate_event,
+    Actor, CloseCode, ConnId, Emit, Error, ErrorCode, Exclude, Metadata, Node, Payload,
+    Publication, RoomUpdate, validate_event,
 };
 use plexus_protocol::{BinaryField, DataField};
 use serde::de::DeserializeOwned;
@@ -96,6 +97,24 @@ pub const METHODS: &[&str] = &[
     "presence_stats",
     "metadata_get",
     "metadata_set",
+    "room_create",
+    "room_delete",
+    "room_info",
+    "room_list_add",
+    "room_list_remove",
+    "room_set_whitelist_only",
+    "room_set_owner",
+    "room_set_history_size",
+    "room_set_notifications",
+    "room_access",
+    "user_add",
+    "user_delete",
+    "user_exists",
+    "direct_list_add",
+    "direct_list_remove",
+    "direct_set_whitelist_only",
+    "direct_access",
+    "notify",
 ];
 
 /// API calls by method (the last slot counts unknown methods) and their duration.
@@ -192,7 +211,8 @@ impl From<Error> for Failure {
             }
             ErrorCode::UNAUTHORIZED => StatusCode::UNAUTHORIZED,
             ErrorCode::PERMISSION_DENIED => StatusCode::FORBIDDEN,
-            ErrorCode::METHOD_NOT_FOUND => StatusCode::NOT_FOUND,
+            ErrorCode::METHOD_NOT_FOUND | ErrorCode::NOT_FOUND => StatusCode::NOT_FOUND,
+            ErrorCode::CONFLICT => StatusCode::CONFLICT,
             ErrorCode::LIMIT_EXCEEDED
             | ErrorCode::NOT_AVAILABLE
             | ErrorCode::NOT_SUBSCRIBED
@@ -209,7 +229,16 @@ fn bad_request(message: impl Into<String>) -> Failure {
 }
 
 fn error_response(status: StatusCode, e: &Error) -> Response {
-    let body = json!({"error": {"code": e.code.0, "message": e.message}});
+    let mut body = json!({"error": {"code": e.code.0, "message": e.message}});
+    // Details a refusal carries (a room's reason), when they are JSON.
+    if let Some(data) = e
+        .data
+        .as_ref()
+        .and_then(|d| d.as_json_str())
+        .and_then(|d| serde_json::from_str::<Value>(d).ok())
+    {
+        body["error"]["data"] = data;
+    }
     (status, axum::Json(body)).into_response()
 }
 
@@ -354,28 +383,42 @@ impl PayloadParams {
     }
 }
 
-/// Connections and users a send skips (`exclude` of `publish`, `send`, `send_all`).
+/// Connections and users a send skips (`exclude` of `publish`, `send`, `send_all`, `notify`).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ExcludeParams {
+struct ExcludeFields {
     #[serde(default)]
     conns: Vec<String>,
     #[serde(default)]
     users: Vec<String>,
 }
 
-/// Most connections plus users one `exclude` may name.
-const MAX_EXCLUDE: usize = 1000;
+/// `exclude`, read from an object only (serde alone would also read a struct from an array).
+struct ExcludeParams(ExcludeFields);
+
+impl<'de> Deserialize<'de> for ExcludeParams {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<ExcludeParams, D::Error> {
+        let map = serde_json::Map::<String, Value>::deserialize(d)?;
+        serde_json::from_value(Value::Object(map))
+            .map(ExcludeParams)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// Most connections, and most users, one `exclude` may name (as `docs/openapi.yaml` says).
+const MAX_EXCLUDE_EACH: usize = 500;
 
 impl ExcludeParams {
     fn parse(this: Option<ExcludeParams>) -> Result<Option<Exclude>, Failure> {
-        let Some(this) = this else {
+        let Some(ExcludeParams(this)) = this else {
             return Ok(None);
         };
-        if this.conns.len() + this.users.len() > MAX_EXCLUDE {
+        if this.conns.len().max(this.users.len()) > MAX_EXCLUDE_EACH {
             return Err(Error::new(
                 ErrorCode::LIMIT_EXCEEDED,
-                format!("`exclude` names at most {MAX_EXCLUDE} connections and users"),
+                format!(
+                    "`exclude` names at most {MAX_EXCLUDE_EACH} connections and {MAX_EXCLUDE_EACH} users"
+                ),
             )
             .into());
         }
@@ -384,6 +427,11 @@ impl ExcludeParams {
             .iter()
             .map(|c| parse_conn(c))
             .collect::<Result<Vec<_>, _>>()?;
+        if this.users.iter().any(String::is_empty) {
+            return Err(bad_request(
+                "`exclude.users` may not hold an empty user name",
+            ));
+        }
         let users = this.users.into_iter().map(Arc::from).collect();
         Ok(Some(Exclude { conns, users }))
     }
@@ -549,6 +597,294 @@ struct MetadataSetParams {
     value: Metadata,
     #[serde(default)]
     merge: bool,
+}
+
+/// `room_create`: a room and its initial state.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RoomCreateParams {
+    room: String,
+    #[serde(default, deserialize_with = "some")]
+    owner: Option<String>,
+    #[serde(default)]
+    whitelist: Vec<String>,
+    #[serde(default)]
+    blacklist: Vec<String>,
+    #[serde(default)]
+    adminlist: Vec<String>,
+    #[serde(default)]
+    whitelist_only: bool,
+    #[serde(default, deserialize_with = "some")]
+    history_max_size: Option<SafeInt>,
+    #[serde(default)]
+    notify_userlist: bool,
+    #[serde(default)]
+    notify_access_lists: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RoomParams {
+    room: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RoomListParams {
+    room: String,
+    list: String,
+    names: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RoomModeParams {
+    room: String,
+    whitelist_only: bool,
+}
+
+/// `room_set_owner`: without `owner`, the room has none.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RoomOwnerParams {
+    room: String,
+    #[serde(default, deserialize_with = "some")]
+    owner: Option<String>,
+}
+
+/// `room_set_history_size`: without `history_max_size`, the namespace's.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RoomHistorySizeParams {
+    room: String,
+    #[serde(default, deserialize_with = "some")]
+    history_max_size: Option<SafeInt>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RoomNotificationsParams {
+    room: String,
+    #[serde(default, deserialize_with = "some")]
+    userlist: Option<bool>,
+    #[serde(default, deserialize_with = "some")]
+    access_lists: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RoomUserParams {
+    room: String,
+    user: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UserAddParams {
+    user: String,
+    #[serde(default)]
+    whitelist: Vec<String>,
+    #[serde(default)]
+    blacklist: Vec<String>,
+    #[serde(default)]
+    whitelist_only: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UserParams {
+    user: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DirectListParams {
+    user: String,
+    list: String,
+    names: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DirectModeParams {
+    user: String,
+    whitelist_only: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DirectAccessParams {
+    sender: String,
+    recipient: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NotifyParams {
+    channel: String,
+    #[serde(default, deserialize_with = "present")]
+    data: Option<DataField>,
+    #[serde(default, deserialize_with = "some")]
+    binary: Option<BinaryField>,
+    #[serde(default, deserialize_with = "some")]
+    event: Option<String>,
+    #[serde(default, deserialize_with = "some")]
+    exclude: Option<ExcludeParams>,
+}
+
+/// The users a room change unsubscribed.
+fn removed(update: RoomUpdate) -> Value {
+    let users: Vec<&str> = update.removed.iter().map(|u| &**u).collect();
+    json!({ "removed": users })
+}
+
+/// A size the API takes as `usize`.
+fn size(n: SafeInt) -> usize {
+    usize::try_from(n.0).unwrap_or(usize::MAX)
+}
+
+/// The room and user methods (`room_*`, `user_*`, `direct_*`): the server's authority, so the
+/// rules of who may change what are bypassed; names and sizes are still checked.
+async fn dispatch_rooms(node: &Node, method: &str, body: &[u8]) -> Result<Value, Failure> {
+    let rooms = node.rooms();
+    let empty = || Ok(json!({}));
+    let list_of = |names: Vec<String>| -> std::collections::BTreeSet<Arc<str>> {
+        names.into_iter().map(Arc::from).collect()
+    };
+    match method {
+        "room_create" => {
+            let p: RoomCreateParams = parse(body)?;
+            let mut config = RoomConfig {
+                owner: p.owner.map(Arc::from),
+                whitelist_only: p.whitelist_only,
+                history_max_size: p.history_max_size.map(size),
+                notify_userlist: p.notify_userlist,
+                notify_access_lists: p.notify_access_lists,
+                ..RoomConfig::default()
+            };
+            config.whitelist = list_of(p.whitelist);
+            config.blacklist = list_of(p.blacklist);
+            config.adminlist = list_of(p.adminlist);
+            rooms.create(&p.room, config).await?;
+            empty()
+        }
+        "room_delete" => {
+            let p: RoomParams = parse(body)?;
+            let members = rooms.delete(Actor::Server, &p.room).await?;
+            Ok(json!({ "removed": members.iter().map(|u| &**u).collect::<Vec<_>>() }))
+        }
+        "room_info" => {
+            let p: RoomParams = parse(body)?;
+            let state = rooms.state(&p.room).await?;
+            let users = rooms.members(&p.room).await?;
+            let names = |set: &std::collections::BTreeSet<Arc<str>>| -> Vec<String> {
+                set.iter().map(|n| n.to_string()).collect()
+            };
+            Ok(json!({
+                "owner": state.owner.as_deref(),
+                "whitelist": names(&state.whitelist),
+                "blacklist": names(&state.blacklist),
+                "adminlist": names(&state.adminlist),
+                "whitelist_only": state.whitelist_only,
+                "history_max_size": state.history_max_size,
+                "notify_userlist": state.notify_userlist,
+                "notify_access_lists": state.notify_access_lists,
+                "users": users.iter().map(|u| &**u).collect::<Vec<_>>(),
+            }))
+        }
+        "room_list_add" | "room_list_remove" => {
+            let p: RoomListParams = parse(body)?;
+            let list = RoomList::parse(&p.list)?;
+            let update = if method == "room_list_add" {
+                rooms
+                    .add_to_list(Actor::Server, &p.room, list, &p.names)
+                    .await?
+            } else {
+                rooms
+                    .remove_from_list(Actor::Server, &p.room, list, &p.names)
+                    .await?
+            };
+            Ok(removed(update))
+        }
+        "room_set_whitelist_only" => {
+            let p: RoomModeParams = parse(body)?;
+            let update = rooms
+                .set_whitelist_only(Actor::Server, &p.room, p.whitelist_only)
+                .await?;
+            Ok(removed(update))
+        }
+        "room_set_owner" => {
+            let p: RoomOwnerParams = parse(body)?;
+            Ok(removed(rooms.set_owner(&p.room, p.owner.as_deref()).await?))
+        }
+        "room_set_history_size" => {
+            let p: RoomHistorySizeParams = parse(body)?;
+            rooms
+                .set_history_size(&p.room, p.history_max_size.map(size))
+                .await?;
+            empty()
+        }
+        "room_set_notifications" => {
+            let p: RoomNotificationsParams = parse(body)?;
+            rooms
+                .set_notifications(&p.room, p.userlist, p.access_lists)
+                .await?;
+            empty()
+        }
+        "room_access" => {
+            let p: RoomUserParams = parse(body)?;
+            let access = rooms.has_access(&p.room, &p.user).await?;
+            Ok(json!({ "access": access }))
+        }
+        "user_add" => {
+            let p: UserAddParams = parse(body)?;
+            let state = DirectState {
+                whitelist: list_of(p.whitelist),
+                blacklist: list_of(p.blacklist),
+                whitelist_only: p.whitelist_only,
+            };
+            rooms.add_user(&p.user, state).await?;
+            empty()
+        }
+        "user_delete" => {
+            let p: UserParams = parse(body)?;
+            rooms.delete_user(&p.user).await?;
+            empty()
+        }
+        "user_exists" => {
+            let p: UserParams = parse(body)?;
+            Ok(json!({ "exists": rooms.has_user(&p.user).await? }))
+        }
+        "direct_list_add" | "direct_list_remove" => {
+            let p: DirectListParams = parse(body)?;
+            let list = DirectList::parse(&p.list)?;
+            if method == "direct_list_add" {
+                rooms.direct_add_to_list(&p.user, list, &p.names).await?;
+            } else {
+                rooms
+                    .direct_remove_from_list(&p.user, list, &p.names)
+                    .await?;
+            }
+            empty()
+        }
+        "direct_set_whitelist_only" => {
+            let p: DirectModeParams = parse(body)?;
+            rooms
+                .direct_set_whitelist_only(&p.user, p.whitelist_only)
+                .await?;
+            empty()
+        }
+        "direct_access" => {
+            let p: DirectAccessParams = parse(body)?;
+            let access = rooms.has_direct_access(&p.sender, &p.recipient).await?;
+            Ok(json!({ "access": access }))
+        }
+        _ => Err(Error::new(
+            ErrorCode::METHOD_NOT_FOUND,
+            format!("no API method `{method}`"),
+        )
+        .into()),
+    }
 }
 
 /// What `metadata_get` and `metadata_set` address.
@@ -944,11 +1280,14 @@ async fn dispatch(state: &ApiState, method: &str, body: &[u8]) -> Result<Value, 
             }
             empty()
         }
-        _ => Err(Error::new(
-            ErrorCode::METHOD_NOT_FOUND,
-            format!("no API method `{method}`"),
-        )
-        .into()),
+        "notify" => {
+            let p: NotifyParams = parse(body)?;
+            let emit = emit(p.event, payload(p.data, p.binary, node)?)?;
+            let exclude = ExcludeParams::parse(p.exclude)?;
+            node.notify(&p.channel, emit, exclude).await?;
+            empty()
+        }
+        _ => dispatch_rooms(node, method, body).await,
     }
 }
 

@@ -189,6 +189,10 @@ pub struct ClientSection {
     pub mail_redelivery_pace_ms: u64,
     /// Time one write to a client may take before the client is dropped.
     pub write_timeout_ms: u64,
+    /// Names one room list (whitelist, blacklist, adminlist) may hold.
+    pub room_list_max: u64,
+    /// Names one user's direct-message list may hold.
+    pub direct_list_max: u64,
 }
 
 impl Default for ClientSection {
@@ -218,6 +222,8 @@ impl Default for ClientSection {
             mail_ttl_ms: ms(l.mail_ttl),
             mail_redelivery_pace_ms: ms(l.mail_redelivery_pace),
             write_timeout_ms: ms(l.write_timeout),
+            room_list_max: l.room_list_max as u64,
+            direct_list_max: l.direct_list_max as u64,
         }
     }
 }
@@ -329,6 +335,8 @@ pub struct NamespaceSection {
     pub presence: bool,
     /// `off`, `users` or `connections`.
     pub join_leave: String,
+    /// The channels are rooms: created through the API, with access lists (needs presence).
+    pub rooms: bool,
 }
 
 impl Default for NamespaceSection {
@@ -345,6 +353,7 @@ impl Default for NamespaceSection {
             recovery: false,
             presence: false,
             join_leave: "off".into(),
+            rooms: false,
         }
     }
 }
@@ -1167,7 +1176,7 @@ fn compile(
         });
 
     let c = &config.client;
-    let positive: [(&str, u64); 15] = [
+    let positive: [(&str, u64); 17] = [
         ("auth_timeout_ms", c.auth_timeout_ms),
         ("max_message_bytes", c.max_message_bytes),
         ("max_subscriptions", c.max_subscriptions),
@@ -1183,6 +1192,8 @@ fn compile(
         ("mailbox_lifetime_ms", c.mailbox_lifetime_ms),
         ("mail_ttl_ms", c.mail_ttl_ms),
         ("write_timeout_ms", c.write_timeout_ms),
+        ("room_list_max", c.room_list_max),
+        ("direct_list_max", c.direct_list_max),
     ];
     for (key, value) in positive {
         if value == 0 {
@@ -1236,6 +1247,8 @@ fn compile(
         mail_ttl: ms(c.mail_ttl_ms),
         mail_redelivery_pace: ms(c.mail_redelivery_pace_ms),
         write_timeout: ms(c.write_timeout_ms),
+        room_list_max: usize_of(c.room_list_max),
+        direct_list_max: usize_of(c.direct_list_max),
     };
 
     // JWT.
@@ -1534,6 +1547,13 @@ fn compile(
                 "join/leave pushes need `presence = true`".into(),
             );
         }
+        if ns.rooms && !ns.presence {
+            err(
+                &at_ns("rooms"),
+                "rooms need `presence = true` (a room's members are its presence)".into(),
+            );
+        }
+        namespace.rooms = ns.rooms;
         namespaces.push(Compiled {
             namespace,
             subscribe: check,
@@ -1946,8 +1966,11 @@ impl Loaded {
                     format!("/{}/", ns.regex)
                 };
                 lines.push(format!(
-                    "namespace {} ({pattern}): subscribe {}, publish {}",
-                    ns.name, ns.subscribe, ns.publish
+                    "namespace {} ({pattern}): subscribe {}, publish {}{}",
+                    ns.name,
+                    ns.subscribe,
+                    ns.publish,
+                    if ns.rooms { ", rooms" } else { "" }
                 ));
             }
         }
@@ -2071,6 +2094,9 @@ mail_ttl_ms = 604800000
 mail_redelivery_pace_ms = 0
 # A client that stops reading is dropped once one write has waited this long.
 write_timeout_ms = 10000
+# Names one room list (whitelist, blacklist, adminlist) and one user's direct list may hold.
+room_list_max = 10000
+direct_list_max = 1000
 
 [jwt]
 # Connection tokens: `sub` = user id, `exp`, `info`, `channels`. Make one for testing with
@@ -2138,6 +2164,19 @@ name = "news"
 channels = "news"
 subscribe = "anyone"
 publish = "nobody"
+
+# Rooms (docs/chat-service.md): channels that exist once created through the API, with an
+# owner and access lists (whitelist, blacklist, adminlist, whitelist-only mode) that decide who
+# may subscribe, publish and read. Needs presence: a room's members are its presence.
+[[namespaces]]
+name = "rooms"
+channels = "room:*"
+subscribe = "authenticated"
+publish = "subscribers"
+history_size = 100
+history_ttl_ms = 300000
+presence = true
+rooms = true
 
 [[namespaces]]
 name = "private"

@@ -504,6 +504,12 @@ async fn event_names_and_exclusions() {
     )
     .await;
     assert_eq!(v["error"]["code"], 106, "{status}");
+    let (status, v) = api(&server, "send_all", json!({"data": 1, "exclude": []})).await;
+    assert_eq!(
+        (status, v["error"]["code"].clone()),
+        (StatusCode::BAD_REQUEST, json!(104)),
+        "`exclude` is an object"
+    );
     let (status, v) = api(
         &server,
         "send_all",

@@ -210,6 +210,7 @@ subscribe = "token"
 channels = "x"
 regex = "x"
 join_leave = "sometimes"
+rooms = true
 "#;
     let p = problems(load_with(file, &[], &[]));
     for expected in [
@@ -233,6 +234,7 @@ join_leave = "sometimes"
         "`namespaces[2].name`: every namespace needs a `name`",
         "`namespaces[2].regex`: give `channels` or `regex`, not both",
         "test.toml:31:1: `namespaces[2].join_leave`: `sometimes`: expected off, users or connections",
+        "test.toml:32:1: `namespaces[2].rooms`: rooms need `presence = true`",
     ] {
         assert_has(&p, expected);
     }
@@ -314,6 +316,8 @@ fn every_client_limit_is_configurable() {
         ("mail_redelivery_pace_ms", 23, |l| {
             l.mail_redelivery_pace.as_millis() as u64
         }),
+        ("room_list_max", 24, |l| l.room_list_max as u64),
+        ("direct_list_max", 25, |l| l.direct_list_max as u64),
     ];
     for (key, value, get) in cases {
         let loaded = load(&format!("[client]\n{key} = {value}\n"));
@@ -851,4 +855,38 @@ async fn socketio_is_served_where_the_configuration_says() {
             .starts_with("0{\"sid\":")
     );
     assert_eq!(get(&dev, &format!("/socket.io/{HANDSHAKE}")).await.0, 404);
+}
+
+#[tokio::test]
+async fn a_rooms_namespace_makes_its_channels_rooms() {
+    let server = serve(&format!(
+        r#"
+[api]
+key = "{API_KEY}"
+[[namespaces]]
+name = "rooms"
+channels = "room:*"
+subscribe = "anyone"
+publish = "subscribers"
+presence = true
+rooms = true
+[[namespaces]]
+name = "other"
+channels = "*"
+subscribe = "anyone"
+"#
+    ))
+    .await;
+    api_ok(
+        &server,
+        "room_create",
+        serde_json::json!({"room": "room:1"}),
+    )
+    .await;
+    let (status, body) = api(&server, "room_create", serde_json::json!({"room": "lobby"})).await;
+    assert_eq!(
+        (status.as_u16(), body["error"]["code"].as_u64()),
+        (403, Some(105)),
+        "{body}"
+    );
 }

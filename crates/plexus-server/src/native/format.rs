@@ -6,8 +6,8 @@ use plexus_core::model::{Event, WireFormat};
 use plexus_core::{ClientInfo, Publication};
 use plexus_protocol::Encoding;
 use plexus_protocol::server::{
-    self, EchoPush, JoinPush, LatencyPush, MailPush, MessagePush, PresenceMember, PubPush, Push,
-    StatePush, SubscribedPush, UnsubscribedPush,
+    self, EchoPush, JoinPush, LatencyPush, MailPush, MessagePush, NoticePush, PresenceMember,
+    PubPush, Push, StatePush, SubscribedPush, UnsubscribedPush,
 };
 
 /// Wire-format ids of the native protocol (see `WireFormat::id`).
@@ -137,6 +137,11 @@ impl WireFormat for NativeFormat {
                 conn: conn.to_string(),
                 channel: channel.map(str::to_owned),
             }),
+            Event::Notice {
+                channel,
+                event,
+                payload,
+            } => Push::Notice(NoticePush::new(channel, *event, payload)),
         };
         Some(server::encode_push(self.encoding, &push))
     }

@@ -159,6 +159,14 @@ impl WireFormat for SocketIoFormat {
                     Arg::from(json!({"seq": mail.seq, "sent_ms": mail.sent_ms})),
                 ],
             ),
+            Event::Notice {
+                channel,
+                event,
+                payload,
+            } => self::event(
+                event.unwrap_or("notice"),
+                vec![payload_arg(payload), Arg::from(json!({"channel": channel}))],
+            ),
             // Engine.IO has its own heartbeat (`node_heartbeat` below); latency and echoes have
             // no Socket.IO event.
             Event::Ping | Event::Latency(_) | Event::Echo { .. } => return None,
