@@ -198,6 +198,23 @@ cargo build --locked -p plexus
 )
 }
 suite "Socket.IO: socket.io-client 2 and 4 against plexus serve" socketio_tests
+
+# --- issue 14: chat-service's clients (socket.io-client 2.5.0) against `plexus serve` at
+# /chat-service (clients/chatservice-tests), on the in-memory engine and on Redis (each file
+# starts its own redis-server). The suite was checked against the real chat-service 1.0.0
+# (`npm run test:ref`, not run here: that checks the tests, not Plexus).
+chatservice_tests() {
+if ! need node || ! need npm; then
+  echo "node and npm are required for the chat-service client tests" >&2
+  exit 1
+fi
+cargo build --locked -p plexus
+cd clients/chatservice-tests
+if [ ! -d node_modules ] || ! npm ls --depth=0 >/dev/null 2>&1; then npm ci --no-audit --no-fund; fi
+CS_TEST_TARGET=plexus CS_ENGINE=memory npm test
+CS_TEST_TARGET=plexus CS_ENGINE=redis npm test
+}
+suite "chat-service: socket.io-client 2 at /chat-service, memory and Redis" chatservice_tests
 # --- end issue 12 ---
 
 if [ ${#failed[@]} -gt 0 ]; then

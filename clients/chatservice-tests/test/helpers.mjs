@@ -6,7 +6,7 @@
 // ("no such event") is proved with a later event that must arrive after it, never with a sleep.
 
 import { spawn } from "node:child_process";
-import { createServer } from "node:net";
+import { connect as tcpConnect, createServer } from "node:net";
 import { once } from "node:events";
 import { fileURLToPath } from "node:url";
 import path from "node:path";
@@ -92,6 +92,44 @@ for (const [signal, number] of [["SIGINT", 2], ["SIGTERM", 15]]) {
 }
 
 /**
+ * `CS_ENGINE=redis`: every Plexus server of this file uses one `redis-server` (started here on a
+ * free loopback port, killed at exit), each with a key prefix of its own — rooms, users, history
+ * and presence then live in Redis, as on a deployment with many nodes.
+ */
+export const ENGINE = process.env.CS_ENGINE ?? "memory";
+if (ENGINE !== "memory" && ENGINE !== "redis") {
+  throw new Error(`CS_ENGINE=${ENGINE}: expected memory or redis`);
+}
+let redisPort;
+let serverCount = 0;
+
+async function redisUrl() {
+  if (redisPort === undefined) {
+    const port = await freePort();
+    const child = spawn("redis-server", ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], {
+      stdio: "ignore",
+    });
+    // It lives as long as this file's process, which must still be able to end: killed at exit.
+    child.unref();
+    children.add(child);
+    await until(() => canConnect(port), "redis-server to listen");
+    redisPort = port;
+  }
+  return `redis://127.0.0.1:${redisPort}/`;
+}
+
+function canConnect(port) {
+  return new Promise((resolve) => {
+    const socket = tcpConnect(port, "127.0.0.1");
+    socket.once("connect", () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once("error", () => resolve(false));
+  });
+}
+
+/**
  * One server process: `plexus serve --dev` with `--set chat_service.<key>=<value>` for each
  * option given, or the reference chat-service with the same options.
  */
@@ -123,10 +161,17 @@ export class TestServer {
     for (const [key, value] of Object.entries(this.options)) {
       args.push("--set", `chat_service.${key}=${value}`);
     }
+    if (this.redisUrl) {
+      args.push("--engine", "redis", "--redis-url", this.redisUrl, "--set", `redis.prefix=cs${process.pid}x${this.prefix}`);
+    }
     return [BIN, args];
   }
 
   async start() {
+    if (PLEXUS && ENGINE === "redis" && !this.redisUrl) {
+      this.redisUrl = await redisUrl();
+      this.prefix = ++serverCount;
+    }
     const [command, args] = this.#command();
     const child = spawn(command, args, {
       stdio: ["ignore", "ignore", "pipe"],

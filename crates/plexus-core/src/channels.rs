@@ -240,6 +240,12 @@ impl ChannelPolicy {
         self.namespaces.push(namespace);
     }
 
+    /// Adds a namespace that comes before every other one (a dialect's own channels, like
+    /// chat-service's rooms, which must not fall into a catch-all namespace).
+    pub fn prepend_namespace(&mut self, namespace: Namespace) {
+        self.namespaces.insert(0, namespace);
+    }
+
     /// Adds a guard for `actions` on the channels `channels` matches.
     pub fn add_guard(&mut self, channels: ChannelMatch, actions: &[Action], guard: impl Guard) {
         self.guards.push(Arc::new(GuardRule {

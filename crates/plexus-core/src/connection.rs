@@ -14,6 +14,9 @@ use std::time::{Duration, Instant};
 pub struct Connection {
     pub id: ConnId,
     format: Arc<dyn WireFormat>,
+    /// The format the connection switched to, once (a Socket.IO connection that joins a
+    /// namespace with a wire format of its own, like `/chat-service`).
+    switched: OnceLock<Arc<dyn WireFormat>>,
     outbox: Outbox,
     identity: OnceLock<Identity>,
     subscriptions: Mutex<HashSet<Arc<str>>>,
@@ -63,6 +66,7 @@ impl Connection {
         Connection {
             id,
             format,
+            switched: OnceLock::new(),
             outbox: Outbox::new(queue_bytes_max),
             identity: OnceLock::new(),
             subscriptions: Mutex::new(HashSet::new()),
@@ -160,7 +164,16 @@ impl Connection {
     }
 
     pub fn format(&self) -> &dyn WireFormat {
-        &*self.format
+        match self.switched.get() {
+            Some(format) => &**format,
+            None => &*self.format,
+        }
+    }
+
+    /// Switches the connection to another wire format for every event from now on; only once
+    /// (false when it had switched already). Frames queued before keep their encoding.
+    pub fn switch_format(&self, format: Arc<dyn WireFormat>) -> bool {
+        self.switched.set(format).is_ok()
     }
 
     pub fn outbox(&self) -> &Outbox {
@@ -183,7 +196,7 @@ impl Connection {
 
     /// Encodes `event` in this connection's format and queues it.
     pub fn send_event(&self, event: &Event<'_>) -> PushOutcome {
-        match self.format.encode(event) {
+        match self.format().encode(event) {
             Some(frame) => self.outbox.push(frame),
             None => PushOutcome::Queued,
         }
@@ -264,7 +277,7 @@ impl Connection {
             self.close(CloseCode::TOKEN_EXPIRED, "authentication expired");
             return false;
         }
-        if !self.format.node_heartbeat() {
+        if !self.format().node_heartbeat() {
             return true;
         }
         let now_ns = self.created.elapsed().as_nanos() as u64;

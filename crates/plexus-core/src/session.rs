@@ -401,6 +401,27 @@ impl Session {
         self.auth_deadline = None;
     }
 
+    /// Authenticates the connection as `identity`, which the dialect established itself
+    /// (chat-service's `onConnect` hook, its login query parameter in development mode) —
+    /// as a successful `connect` would. Fails when the connection has an identity already or
+    /// the user has too many connections. Call [`Session::finish_auth`] after.
+    pub fn establish(&mut self, identity: Identity) -> Result<(), Error> {
+        if self.conn.identity().is_some() {
+            return Err(Error::new(
+                ErrorCode::ALREADY_AUTHENTICATED,
+                "already authenticated",
+            ));
+        }
+        self.conn.set_identity(identity);
+        self.conn.hold(HoldKey::Mail);
+        self.node.add_user_connection(&self.conn)?;
+        self.admit();
+        self.auth_pending = Some(true);
+        self.identified = true;
+        self.report_authenticated();
+        Ok(())
+    }
+
     /// Runs what follows a successful authentication, once the hello or `connect` reply is
     /// queued: the mailbox backlog, echoes to the user's other connections, and subscriptions
     /// to the identity's channels. Does nothing otherwise.

@@ -36,7 +36,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::{Semaphore, oneshot};
 
-/// The hooks, as metrics label them: four requests, then three notifications.
+/// The hooks, as metrics label them: four requests, three notifications, and chat-service's
+/// hooks (requests).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Hook {
     Connect,
@@ -46,10 +47,11 @@ pub enum Hook {
     Opened,
     Authenticated,
     Closed,
+    ChatService,
 }
 
 impl Hook {
-    pub const ALL: [Hook; 7] = [
+    pub const ALL: [Hook; 8] = [
         Hook::Connect,
         Hook::Subscribe,
         Hook::Publish,
@@ -57,6 +59,7 @@ impl Hook {
         Hook::Opened,
         Hook::Authenticated,
         Hook::Closed,
+        Hook::ChatService,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -68,6 +71,7 @@ impl Hook {
             Hook::Opened => "opened",
             Hook::Authenticated => "authenticated",
             Hook::Closed => "closed",
+            Hook::ChatService => "chat_service",
         }
     }
 }
@@ -324,6 +328,16 @@ impl Backend {
                 Err(self.failed(hook, url, Outcome::BadResponse, why, started))
             }
         }
+    }
+
+    /// A chat-service hook (`docs/chat-service.md`, "Hooks"): POSTs `body`, returns the
+    /// `result` value, or the backend's `error`.
+    pub async fn chat_hook(
+        &self,
+        url: &Uri,
+        body: &impl Serialize,
+    ) -> Result<serde_json::Value, Error> {
+        self.call(Hook::ChatService, url, body, Vec::new()).await
     }
 
     /// A notification, holding one of the notifications' slots: its answer is only counted.

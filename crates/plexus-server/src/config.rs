@@ -16,6 +16,7 @@
 
 use crate::api::{ApiKey, ApiOptions, HttpEndpoints};
 use crate::backend::{Backend, BackendHooks, BackendOptions, Notifications, rpc_command};
+use crate::chatservice::{BackendChatHooks, ChatHooks, ChatServiceConfig, is_hook};
 use crate::jwt::{JwtKeys, JwtVerifier};
 use crate::socketio::SocketIoConfig;
 use crate::{Server, ServerBuilder};
@@ -26,7 +27,7 @@ use plexus_core::channels::{
 };
 use plexus_core::{Error, ErrorCode, HistoryOptions, Limits, Payload};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -48,6 +49,7 @@ pub struct Config {
     pub namespaces: Vec<NamespaceSection>,
     pub redis: RedisSection,
     pub socketio: SocketIoSection,
+    pub chat_service: ChatServiceSection,
 }
 
 impl Default for Config {
@@ -63,6 +65,7 @@ impl Default for Config {
             namespaces: Vec::new(),
             redis: RedisSection::default(),
             socketio: SocketIoSection::default(),
+            chat_service: ChatServiceSection::default(),
         }
     }
 }
@@ -89,6 +92,159 @@ impl Default for RedisSection {
             node_ttl_ms: 15_000,
         }
     }
+}
+
+/// `[chat_service]`: chat-service's protocol (`docs/chat-service.md`) in its Socket.IO
+/// namespace — chat-service's options under their snake_case names.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChatServiceSection {
+    /// Default: off. Development mode serves it whatever this says.
+    pub enabled: bool,
+    pub namespace: String,
+    pub channel_prefix: String,
+    pub enable_rooms_management: bool,
+    pub enable_direct_messages: bool,
+    pub enable_userlist_updates: bool,
+    pub enable_access_lists_updates: bool,
+    pub history_max_size: u64,
+    pub history_max_get_messages: u64,
+    pub room_list_size_limit: u64,
+    pub direct_list_size_limit: u64,
+    pub use_raw_error_objects: bool,
+    /// Log sockets in from this handshake query parameter (development mode: `user`); empty:
+    /// from the connection's identity.
+    pub login_query: String,
+    /// chat-service's hooks sent to `backend.chat_service_url` (`roomJoinBefore`, `onJoin`,
+    /// `roomMessagesChecker`, …).
+    pub backend_hooks: Vec<String>,
+}
+
+impl Default for ChatServiceSection {
+    fn default() -> Self {
+        let d = ChatServiceConfig::default();
+        ChatServiceSection {
+            enabled: false,
+            namespace: d.namespace,
+            channel_prefix: d.channel_prefix,
+            enable_rooms_management: d.enable_rooms_management,
+            enable_direct_messages: d.enable_direct_messages,
+            enable_userlist_updates: d.enable_userlist_updates,
+            enable_access_lists_updates: d.enable_access_lists_updates,
+            history_max_size: d.history_max_size as u64,
+            history_max_get_messages: d.history_max_get_messages as u64,
+            room_list_size_limit: d.room_list_size_limit as u64,
+            direct_list_size_limit: d.direct_list_size_limit as u64,
+            use_raw_error_objects: d.use_raw_error_objects,
+            login_query: String::new(),
+            backend_hooks: Vec::new(),
+        }
+    }
+}
+
+/// Settings whose absence means something: `[socketio] enabled = false` given explicitly, and
+/// which of `[chat_service]`'s keys that development mode turns on were set.
+#[derive(Clone, Copy, Debug, Default)]
+struct Explicit {
+    socketio_off: bool,
+    rooms_management: bool,
+    direct_messages: bool,
+    userlist_updates: bool,
+    login_query: bool,
+}
+
+/// The most messages a room may keep, and the most names an access list may hold.
+const CHAT_MAX_HISTORY: u64 = 1_000_000;
+const CHAT_MAX_LIST: u64 = 1_000_000;
+
+/// Checks `[chat_service]`; its [`ChatServiceConfig`] when the service is served (`enabled`,
+/// or development mode, whose defaults turn on rooms management, direct messages, user list
+/// updates and the `user` login parameter unless set).
+fn chat_service_config(
+    s: &ChatServiceSection,
+    dev_mode: bool,
+    explicit: Explicit,
+    err: &mut impl FnMut(&[Seg], String),
+) -> Option<ChatServiceConfig> {
+    let at = |key: &str| key_path(&["chat_service", key]);
+    if let Err(e) = socketio_namespace(&s.namespace) {
+        err(&at("namespace"), e);
+    }
+    if s.channel_prefix.is_empty() {
+        err(
+            &at("channel_prefix"),
+            "must not be empty (every channel would be a room)".into(),
+        );
+    } else if s.channel_prefix.chars().any(char::is_control) {
+        err(
+            &at("channel_prefix"),
+            "must not contain control characters".into(),
+        );
+    }
+    if s.history_max_size > CHAT_MAX_HISTORY {
+        err(
+            &at("history_max_size"),
+            format!("must be at most {CHAT_MAX_HISTORY}"),
+        );
+    }
+    if s.history_max_get_messages > CHAT_MAX_HISTORY {
+        err(
+            &at("history_max_get_messages"),
+            format!("must be at most {CHAT_MAX_HISTORY}"),
+        );
+    }
+    for (key, value) in [
+        ("room_list_size_limit", s.room_list_size_limit),
+        ("direct_list_size_limit", s.direct_list_size_limit),
+    ] {
+        if value == 0 {
+            err(&at(key), "must be greater than 0".into());
+        } else if value > CHAT_MAX_LIST {
+            err(&at(key), format!("must be at most {CHAT_MAX_LIST}"));
+        }
+    }
+    if !s.login_query.is_empty()
+        && s.login_query
+            .chars()
+            .any(|c| c.is_control() || c == '&' || c == '=')
+    {
+        err(
+            &at("login_query"),
+            "must be a plain query parameter name".into(),
+        );
+    }
+    for (i, hook) in s.backend_hooks.iter().enumerate() {
+        if !is_hook(hook) {
+            let mut path = at("backend_hooks");
+            path.push(Seg::Index(i));
+            err(
+                &path,
+                format!(
+                    "`{hook}` is not a chat-service hook (`<command>Before`, `<command>After`, onJoin, onLeave, onDisconnect, roomMessagesChecker, directMessagesChecker)"
+                ),
+            );
+        }
+    }
+    let on = |set: bool, value: bool| if dev_mode && !set { true } else { value };
+    let login_query = if dev_mode && !explicit.login_query {
+        Some("user".to_owned())
+    } else {
+        Some(s.login_query.clone()).filter(|q| !q.is_empty())
+    };
+    (s.enabled || dev_mode).then(|| ChatServiceConfig {
+        namespace: s.namespace.clone(),
+        channel_prefix: s.channel_prefix.clone(),
+        enable_rooms_management: on(explicit.rooms_management, s.enable_rooms_management),
+        enable_direct_messages: on(explicit.direct_messages, s.enable_direct_messages),
+        enable_userlist_updates: on(explicit.userlist_updates, s.enable_userlist_updates),
+        enable_access_lists_updates: s.enable_access_lists_updates,
+        history_max_size: usize_of(s.history_max_size),
+        history_max_get_messages: usize_of(s.history_max_get_messages),
+        room_list_size_limit: usize_of(s.room_list_size_limit),
+        direct_list_size_limit: usize_of(s.direct_list_size_limit),
+        use_raw_error_objects: s.use_raw_error_objects,
+        login_query,
+    })
 }
 
 /// `[socketio]`: the Socket.IO dialect (`docs/socketio.md`), on the same port as `/ws`.
@@ -291,6 +447,8 @@ pub struct BackendSection {
     pub opened_url: String,
     pub authenticated_url: String,
     pub closed_url: String,
+    /// chat-service's hooks named in `[chat_service] backend_hooks`.
+    pub chat_service_url: String,
 }
 
 impl Default for BackendSection {
@@ -310,6 +468,7 @@ impl Default for BackendSection {
             opened_url: String::new(),
             authenticated_url: String::new(),
             closed_url: String::new(),
+            chat_service_url: String::new(),
         }
     }
 }
@@ -829,6 +988,8 @@ pub struct Loaded {
     rpc_url: Option<Uri>,
     rpc_urls: Vec<(String, Uri)>,
     socketio: Option<SocketIoConfig>,
+    chat_service: Option<ChatServiceConfig>,
+    chat_hooks: Option<Arc<dyn ChatHooks>>,
 }
 
 /// How a namespace's subscribers are checked beyond its [`Access`].
@@ -986,20 +1147,20 @@ pub fn load(sources: &Sources) -> Result<Loaded, ConfigError> {
     };
     // Development mode serves Socket.IO whatever `enabled` says: an explicit `false` is worth
     // a warning.
-    let socketio_off = is_set(&["socketio", "enabled"]) && !config.socketio.enabled;
+    let explicit = Explicit {
+        socketio_off: is_set(&["socketio", "enabled"]) && !config.socketio.enabled,
+        rooms_management: is_set(&["chat_service", "enable_rooms_management"]),
+        direct_messages: is_set(&["chat_service", "enable_direct_messages"]),
+        userlist_updates: is_set(&["chat_service", "enable_userlist_updates"]),
+        login_query: is_set(&["chat_service", "login_query"]),
+    };
     let base_dir = sources
         .file
         .as_ref()
         .and_then(|f| f.path.parent())
         .map(Path::to_path_buf);
     match compile(
-        config,
-        dev_mode,
-        anonymous,
-        metrics,
-        socketio_off,
-        base_dir,
-        &locator,
+        config, dev_mode, anonymous, metrics, explicit, base_dir, &locator,
     ) {
         Ok(loaded) if problems.is_empty() => Ok(loaded),
         Ok(_) => Err(sorted(problems)),
@@ -1136,7 +1297,7 @@ fn compile(
     dev_mode: bool,
     anonymous: bool,
     metrics: bool,
-    socketio_off: bool,
+    explicit: Explicit,
     base_dir: Option<PathBuf>,
     at: &Locator<'_>,
 ) -> Result<Loaded, ConfigError> {
@@ -1346,6 +1507,7 @@ fn compile(
     let opened_url = url(&p(&["backend", "opened_url"]), &b.opened_url);
     let authenticated_url = url(&p(&["backend", "authenticated_url"]), &b.authenticated_url);
     let closed_url = url(&p(&["backend", "closed_url"]), &b.closed_url);
+    let chat_service_url = url(&p(&["backend", "chat_service_url"]), &b.chat_service_url);
     let mut rpc_urls = Vec::new();
     for (method, value) in &b.rpc_urls {
         let key = p(&["backend", "rpc_urls", method]);
@@ -1397,6 +1559,7 @@ fn compile(
         || publish_url.is_some()
         || rpc_url.is_some()
         || !rpc_urls.is_empty()
+        || chat_service_url.is_some()
         || notifies;
     let backend = uses_backend.then(|| {
         Arc::new(Backend::new(BackendOptions {
@@ -1561,9 +1724,18 @@ fn compile(
         });
     }
 
-    // Socket.IO.
+    // Socket.IO, and chat-service on it.
     let socketio = socketio_config(&config.socketio, dev_mode, &mut err);
-    if dev_mode && socketio_off {
+    let chat_service = chat_service_config(&config.chat_service, dev_mode, explicit, &mut err);
+    let chat_hooks_named: BTreeSet<String> =
+        config.chat_service.backend_hooks.iter().cloned().collect();
+    if !chat_hooks_named.is_empty() && chat_service_url.is_none() {
+        err(
+            &p(&["chat_service", "backend_hooks"]),
+            "needs `backend.chat_service_url`, where they are sent".into(),
+        );
+    }
+    if dev_mode && explicit.socketio_off {
         warnings.push(
             "`socketio.enabled = false` has no effect in development mode, which always serves Socket.IO".into(),
         );
@@ -1591,6 +1763,13 @@ fn compile(
             publish: publish_url,
         })
     });
+    let chat_hooks = match (&backend, chat_service_url) {
+        (Some(backend), Some(url)) if !chat_hooks_named.is_empty() => Some(Arc::new(
+            BackendChatHooks::new(backend.clone(), url, chat_hooks_named),
+        )
+            as Arc<dyn ChatHooks>),
+        _ => None,
+    };
     let notifications = backend.as_ref().filter(|_| notifies).map(|backend| {
         Notifications::new(backend.clone(), opened_url, authenticated_url, closed_url)
     });
@@ -1611,6 +1790,8 @@ fn compile(
         rpc_url,
         rpc_urls,
         socketio,
+        chat_service,
+        chat_hooks,
     })
 }
 
@@ -1795,6 +1976,12 @@ impl Loaded {
         self.socketio.as_ref()
     }
 
+    /// How chat-service is served, when it is (`[chat_service] enabled = true`, or
+    /// development mode).
+    pub fn chat_service(&self) -> Option<&ChatServiceConfig> {
+        self.chat_service.as_ref()
+    }
+
     /// A server builder with everything the configuration says.
     pub fn server_builder(&self) -> ServerBuilder {
         let mut builder = Server::builder();
@@ -1804,6 +1991,12 @@ impl Loaded {
         // After `dev_mode()`: the `[socketio]` section replaces development mode's default.
         if let Some(socketio) = &self.socketio {
             builder = builder.socketio(socketio.clone());
+        }
+        if let Some(chat) = &self.chat_service {
+            builder = builder.chat_service(chat.clone());
+        }
+        if let Some(hooks) = &self.chat_hooks {
+            builder = builder.chat_hooks(hooks.clone());
         }
         builder = builder
             .listen(self.listen)
@@ -2142,6 +2335,8 @@ rpc_urls = {}       # per method, e.g. { "orders.create" = "http://127.0.0.1:300
 opened_url = ""
 authenticated_url = ""
 closed_url = ""
+# chat-service's hooks listed in [chat_service] backend_hooks (docs/chat-service.md).
+chat_service_url = ""
 
 # Channels. The first namespace whose pattern matches a channel applies; channels no namespace
 # matches are closed to clients (the server API may still publish to them).
@@ -2218,6 +2413,29 @@ max_namespaces = 16
 upgrade_timeout_ms = 10000
 # Socket.IO connectTimeout: a connection that joined no namespace by then is closed.
 connect_timeout_ms = 45000
+
+[chat_service]
+# chat-service's protocol (docs/chat-service.md): its socket.io-client 2 apps connect unchanged
+# to this Socket.IO namespace. Room R is the channel channel_prefix + R. Development mode serves
+# it always, with rooms management, direct messages, user list updates and login_query = "user".
+enabled = false
+namespace = "/chat-service"
+channel_prefix = "chat-service:"
+enable_rooms_management = false
+enable_direct_messages = false
+enable_userlist_updates = false
+enable_access_lists_updates = false
+# Messages a room keeps, and the most one history read returns.
+history_max_size = 10000
+history_max_get_messages = 100
+room_list_size_limit = 10000
+direct_list_size_limit = 1000
+# Errors as {name, code, args} objects instead of "ChatServiceError: ..." strings.
+use_raw_error_objects = false
+# Log sockets in from this handshake query parameter; empty: from the token or auth hook.
+login_query = ""
+# chat-service hooks sent to backend.chat_service_url, e.g. ["roomJoinBefore", "onJoin"].
+backend_hooks = []
 "#;
 
 #[cfg(test)]

@@ -178,6 +178,12 @@ pub(crate) trait Dialect: Send + 'static {
     fn expired(&mut self) -> Option<Close> {
         None
     }
+
+    /// Runs once the connection has ended, before the session's cleanup (chat-service's
+    /// disconnect notifications and hooks). Nothing by default.
+    fn closed(&mut self, _session: &mut Session) -> impl Future<Output = ()> + Send {
+        async {}
+    }
 }
 
 enum Slot<R> {
@@ -335,6 +341,7 @@ pub(crate) async fn run<T: Transport, D: Dialect>(mut ws: T, mut session: Sessio
             }
         }
     };
+    dialect.closed(&mut session).await;
     session.close(code, &reason).await;
 }
 

@@ -16,6 +16,7 @@
 
 pub mod api;
 pub mod backend;
+pub mod chatservice;
 pub mod config;
 mod conn;
 mod demo;
@@ -113,6 +114,7 @@ pub(crate) struct ServerState {
     endpoints: api::HttpEndpoints,
     pub(crate) socketio: Option<Arc<socketio::SocketIoConfig>>,
     pub(crate) socketio_sessions: Arc<socketio::Registry>,
+    pub(crate) chat_service: Option<Arc<chatservice::ChatService>>,
 }
 
 /// Builds a [`Server`].
@@ -122,9 +124,24 @@ pub struct ServerBuilder {
     dev_mode: bool,
     endpoints: api::HttpEndpoints,
     socketio: Option<socketio::SocketIoConfig>,
+    chat_service: Option<chatservice::ChatServiceConfig>,
+    chat_hooks: Option<Arc<dyn chatservice::ChatHooks>>,
 }
 
 impl ServerBuilder {
+    /// Serves chat-service's protocol (`docs/chat-service.md`) in its Socket.IO namespace;
+    /// turns Socket.IO on when it is not.
+    pub fn chat_service(mut self, config: chatservice::ChatServiceConfig) -> Self {
+        self.chat_service = Some(config);
+        self
+    }
+
+    /// chat-service's hooks (`onConnect`, `<command>Before`/`After`, …).
+    pub fn chat_hooks(mut self, hooks: Arc<dyn chatservice::ChatHooks>) -> Self {
+        self.chat_hooks = Some(hooks);
+        self
+    }
+
     /// Serves Socket.IO (`docs/socketio.md`) at `config.path` on the same port.
     pub fn socketio(mut self, config: socketio::SocketIoConfig) -> Self {
         self.socketio = Some(config);
@@ -169,6 +186,9 @@ impl ServerBuilder {
                 any_namespace: true,
                 ..Default::default()
             });
+        }
+        if self.chat_service.is_none() {
+            self.chat_service = Some(chatservice::ChatServiceConfig::development());
         }
         *self.node.channels_mut() = ChannelPolicy::open();
         self
@@ -296,7 +316,24 @@ impl ServerBuilder {
     }
 
     /// Builds the server (and starts its node). Needs a tokio runtime.
-    pub fn build(self) -> Server {
+    pub fn build(mut self) -> Server {
+        let chat_service = self.chat_service.take().map(|config| {
+            let socketio = self.socketio.get_or_insert_with(Default::default);
+            if !socketio.allows_namespace(&config.namespace) {
+                socketio.namespaces.push(config.namespace.clone());
+            }
+            self.node
+                .channels_mut()
+                .prepend_namespace(config.channel_namespace());
+            // chat-service's list limits bound the node's (the smaller of the two applies).
+            let limits = self.node.limits_mut();
+            limits.room_list_max = limits.room_list_max.min(config.room_list_size_limit);
+            limits.direct_list_max = limits.direct_list_max.min(config.direct_list_size_limit);
+            Arc::new(chatservice::ChatService::new(
+                config,
+                self.chat_hooks.take(),
+            ))
+        });
         let node = self.node.build();
         Server {
             state: Arc::new(ServerState {
@@ -307,6 +344,7 @@ impl ServerBuilder {
                 endpoints: self.endpoints,
                 socketio: self.socketio.map(Arc::new),
                 socketio_sessions: Arc::default(),
+                chat_service,
             }),
             listen: self.listen,
         }
@@ -327,6 +365,8 @@ impl Server {
             dev_mode: false,
             endpoints: api::HttpEndpoints::default(),
             socketio: None,
+            chat_service: None,
+            chat_hooks: None,
         }
     }
 

@@ -31,7 +31,7 @@ pub use polling::{
     CONTENT_TYPE_BINARY, CONTENT_TYPE_TEXT, EncodedPayload, POST_OK_BODY, POST_OK_CONTENT_TYPE,
     decode_payload, encode_payload, is_binary_content_type,
 };
-pub use query::{HttpError, Query, Transport, parse_query, query_value};
+pub use query::{HttpError, Query, Transport, parse_query, query_pairs, query_value};
 pub use websocket::{WsFrame, decode_ws_binary, decode_ws_text, encode_ws_frame};
 
 /// The protocol revision a client speaks, from the `EIO` query parameter.

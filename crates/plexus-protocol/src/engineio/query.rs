@@ -185,6 +185,16 @@ pub fn query_value(query: &str, key: &str) -> Option<String> {
         .map(|(_, v)| v.into_owned())
 }
 
+/// The first `max` parameters of a query string, decoded, in order (a handshake's query, as
+/// Socket.IO's `handshake.query`).
+pub fn query_pairs(query: &str, max: usize) -> Vec<(String, String)> {
+    let query = query.strip_prefix('?').unwrap_or(query);
+    form_urlencoded(query)
+        .take(max)
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
 pub(crate) fn form_urlencoded(query: &str) -> impl Iterator<Item = (Cow<'_, str>, Cow<'_, str>)> {
     query
         .split('&')

@@ -27,6 +27,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub use format::SocketIoFormat;
+pub(crate) use format::pack;
 
 /// How the Socket.IO dialect is served. Every field is a limit or a setting users of Socket.IO
 /// know; defaults are Socket.IO 4's.
@@ -354,8 +355,15 @@ async fn open_session(
     let handshake = engine::handshake(&sid, polling, &config);
     let transport = EngineTransport::new(query.version, !query.b64, &config);
     let format = state.formats.socketio();
-    let token = engineio::query_value(req.uri().query().unwrap_or(""), "token");
-    let dialect = socket::SocketIo::new(query.version.into(), config.clone(), token);
+    let handshake_query =
+        engineio::query_pairs(req.uri().query().unwrap_or(""), socket::MAX_QUERY_PAIRS);
+    let dialect = socket::SocketIo::new(
+        query.version.into(),
+        config.clone(),
+        sid.clone(),
+        handshake_query,
+        state.chat_service.clone(),
+    );
     if polling {
         let (shared, inbound) = PollShared::new(query.version, !query.b64, &config);
         {

@@ -4,6 +4,7 @@
 
 use super::SocketIoConfig;
 use super::format::{pack, payload_arg, unpack};
+use crate::chatservice::{ChatService, ChatSocket};
 use crate::conn::{Close, Dialect, Incoming, Replied, Step};
 use bytes::Bytes;
 use plexus_core::session::{ConnectRequest, SubscribeRequest};
@@ -40,14 +41,27 @@ pub(crate) struct SocketIo {
     query_token: Option<String>,
     /// `connectTimeout`: when a connection that has joined no namespace is closed (once).
     connect_deadline: Option<std::time::Instant>,
+    /// The handshake: its Engine.IO `sid` and query (chat-service's socket ids and login).
+    sid: String,
+    query: Vec<(String, String)>,
+    /// chat-service, when the server serves it, and this connection's socket of it.
+    chat: Option<Arc<ChatService>>,
+    chat_socket: Option<ChatSocket>,
 }
 
 impl SocketIo {
     pub(crate) fn new(
         version: Version,
         config: Arc<SocketIoConfig>,
-        query_token: Option<String>,
+        sid: String,
+        query: Vec<(String, String)>,
+        chat: Option<Arc<ChatService>>,
     ) -> SocketIo {
+        let query_token = query
+            .iter()
+            .rev()
+            .find(|(k, _)| k == "token")
+            .map(|(_, v)| v.clone());
         let limits = Limits {
             max_attachments: config.max_attachments,
             max_depth: 128,
@@ -60,7 +74,17 @@ impl SocketIo {
             config,
             namespaces: BTreeSet::new(),
             query_token,
+            sid,
+            query,
+            chat,
+            chat_socket: None,
         }
+    }
+
+    fn is_chat(&self, nsp: &str) -> bool {
+        self.chat
+            .as_ref()
+            .is_some_and(|c| c.config().namespace == nsp)
     }
 }
 
@@ -167,6 +191,9 @@ fn channel_arg(arg: Option<&Value>) -> Result<String, Error> {
         )),
     }
 }
+
+/// Query parameters kept per connection (the handshake's and protocol 4 CONNECTs').
+pub(crate) const MAX_QUERY_PAIRS: usize = 64;
 
 /// The built-in events (`docs/socketio.md`, "Built-in events").
 const BUILT_IN: [&str; 6] = [
@@ -289,7 +316,12 @@ impl Dialect for SocketIo {
                 Step::Done(None)
             }
             Request::Disconnect { nsp } => {
-                self.namespaces.remove(&nsp);
+                if self.namespaces.remove(&nsp)
+                    && self.is_chat(&nsp)
+                    && let Some(mut socket) = self.chat_socket.take()
+                {
+                    socket.disconnect(session).await;
+                }
                 Step::Done(None)
             }
             Request::Event {
@@ -302,6 +334,12 @@ impl Dialect for SocketIo {
                     // Socket.IO ignores packets for a namespace the socket did not join.
                     return Step::Done(None);
                 }
+                if self.is_chat(&nsp)
+                    && let Some(socket) = self.chat_socket.as_mut()
+                {
+                    socket.command(session, id, name, args).await;
+                    return Step::Done(None);
+                }
                 self.event(session, nsp, id, name, args).await
             }
         }
@@ -312,6 +350,12 @@ impl Dialect for SocketIo {
     }
 
     fn flush(&mut self, _out: &mut Vec<Message>) {}
+
+    async fn closed(&mut self, session: &mut Session) {
+        if let Some(mut socket) = self.chat_socket.take() {
+            socket.disconnect(session).await;
+        }
+    }
 
     /// A close that means "do not reconnect" (4500–4999, e.g. a server-side disconnect) is a
     /// DISCONNECT of every namespace first, so the client reports `"io server disconnect"` and
@@ -378,6 +422,27 @@ impl SocketIo {
             conn.send_frame(self.connect_error(&nsp, &e));
             return;
         }
+        // Protocol 4 has no `auth`: a CONNECT's query (`/nsp?user=alice`) is the namespace
+        // socket's handshake query (socket.io 2 merges it into `socket.handshake.query`), and
+        // its `token` the connection's token.
+        let auth = match (self.version, auth) {
+            (Version::V4, Some(Value::Object(query))) => {
+                let mut token = None;
+                for (key, value) in query {
+                    let Value::String(value) = value else {
+                        continue;
+                    };
+                    if key == "token" {
+                        token = Some(value.clone());
+                    }
+                    if self.query.len() < MAX_QUERY_PAIRS {
+                        self.query.push((key, value));
+                    }
+                }
+                token.map(|t| json!({ "token": t }))
+            }
+            (_, auth) => auth,
+        };
         // The first namespace authenticates the connection; later ones reuse its identity.
         if conn.identity().is_none() {
             let token = auth
@@ -410,6 +475,23 @@ impl SocketIo {
             &session.id().to_string(),
         )));
         session.finish_auth().await;
+        if let Some(chat) = self.chat.clone().filter(|c| c.config().namespace == nsp)
+            && self.chat_socket.is_none()
+        {
+            // socket.io-client 2 names the socket `<nsp>#<sid>`; 3 and 4 take the CONNECT's.
+            let id = match self.version {
+                Version::V4 => format!("{nsp}#{}", self.sid),
+                Version::V5 => session.id().to_string(),
+            };
+            conn.switch_format(chat.format.clone());
+            let mut socket = ChatSocket::new(chat, id, self.query.clone());
+            if socket.login(session).await {
+                session.finish_auth().await;
+                self.chat_socket = Some(socket);
+            } else {
+                self.namespaces.remove(&nsp);
+            }
+        }
     }
 
     async fn event(
