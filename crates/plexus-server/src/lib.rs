@@ -374,6 +374,17 @@ impl Server {
         &self.state.node
     }
 
+    /// chat-service's server-side API, when the server serves it.
+    pub fn chat_service(&self) -> Option<chatservice::ChatServiceApi> {
+        self.state
+            .chat_service
+            .clone()
+            .map(|service| chatservice::ChatServiceApi {
+                service,
+                node: self.state.node.clone(),
+            })
+    }
+
     /// The server's routes (`/ws`, `/health`, the HTTP API and `/metrics` when configured, the
     /// demo page at `/` in development mode), to merge into an existing axum application. It
     /// must be served with `into_make_service_with_connect_info::<SocketAddr>()`.
@@ -481,6 +492,17 @@ impl RunningServer {
 
     pub fn node(&self) -> &Node {
         &self.state.node
+    }
+
+    /// chat-service's server-side API, when the server serves it.
+    pub fn chat_service(&self) -> Option<chatservice::ChatServiceApi> {
+        self.state
+            .chat_service
+            .clone()
+            .map(|service| chatservice::ChatServiceApi {
+                service,
+                node: self.state.node.clone(),
+            })
     }
 
     /// Graceful shutdown: stop accepting, tell every client "server shutting down, reconnect"

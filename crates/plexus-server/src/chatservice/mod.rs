@@ -14,6 +14,7 @@ mod socket;
 pub use backend::{BackendChatHooks, is_hook};
 pub use format::ChatServiceFormat;
 pub use hooks::{ChatHooks, ConnectInfo, DisconnectInfo, ExecInfo, JoinInfo};
+pub use plexus_protocol::chatservice::{ChatError, ErrorKind};
 pub(crate) use socket::ChatSocket;
 
 use plexus_core::{ChannelMatch, HistoryOptions, Namespace};
@@ -141,6 +142,68 @@ impl ChatService {
 
     pub fn config(&self) -> &ChatServiceConfig {
         &self.config
+    }
+}
+
+/// Options of a server-side command: chat-service's `execUserCommand(context, …)`.
+#[derive(Clone, Debug, Default)]
+pub struct ExecContext {
+    /// The user the command runs as; `None` runs it as no one (only `roomMessage` with
+    /// `bypass_permissions`: a message without an author).
+    pub user: Option<String>,
+    /// The socket a `roomJoin` or `roomLeave` is for (one of this node's).
+    pub id: Option<String>,
+    pub bypass_permissions: bool,
+    pub bypass_hooks: bool,
+}
+
+/// chat-service's server-side API on a running server (`Server::chat_service`).
+#[derive(Clone)]
+pub struct ChatServiceApi {
+    pub(crate) service: Arc<ChatService>,
+    pub(crate) node: plexus_core::Node,
+}
+
+impl ChatServiceApi {
+    /// Runs a command as a user, from the server (`execUserCommand`): the same checks, hooks
+    /// (unless `bypass_hooks`) and notifications as a socket's command; echoes reach every
+    /// socket of the user. `roomJoin`/`roomLeave` need `id`, a socket of this node
+    /// (`noSocket` without one, `invalidSocket` for an unknown one).
+    pub async fn exec_user_command(
+        &self,
+        context: ExecContext,
+        command: &str,
+        args: Vec<serde_json::Value>,
+    ) -> Result<Vec<serde_json::Value>, plexus_protocol::chatservice::ChatError> {
+        use plexus_protocol::chatservice::{ChatError, ErrorKind};
+        let mut conn = None;
+        if let (Some(id), Some(user)) = (&context.id, &context.user) {
+            let sockets = socket::sockets_of(&self.node, &self.service.config, user).await?;
+            conn = sockets
+                .into_iter()
+                .find(|(_, socket, _)| socket == id)
+                .and_then(|(c, _, _)| self.node.connection(c));
+            if conn.is_none() {
+                return Err(ChatError::new(
+                    ErrorKind::InvalidSocket,
+                    vec![serde_json::json!(id)],
+                ));
+            }
+        }
+        let mut socket = ChatSocket::server(
+            self.service.clone(),
+            context.id.clone().unwrap_or_default(),
+            context.user.as_deref().map(Arc::from),
+        );
+        let mut ctx = socket::Ctx {
+            node: self.node.clone(),
+            conn,
+            session: None,
+            bypass_permissions: context.bypass_permissions,
+            bypass_hooks: context.bypass_hooks,
+            is_local_call: true,
+        };
+        socket.run(&mut ctx, command, args).await
     }
 }
 

@@ -8,7 +8,9 @@ use super::hooks::{ConnectInfo, DisconnectInfo, ExecInfo, JoinInfo};
 use super::rooms;
 use crate::socketio::pack;
 use plexus_core::session::SubscribeRequest;
-use plexus_core::{Emit, Error, ErrorCode, Exclude, Identity, Payload, Session};
+use plexus_core::{
+    ConnId, Connection, Emit, Error, ErrorCode, Exclude, Identity, Node, Payload, Session,
+};
 use plexus_protocol::chatservice::{
     ChatError, ErrorKind, arg_to_value, check_args, command, valid_name, value_to_arg,
 };
@@ -100,6 +102,20 @@ impl ChatSocket {
             id,
             query,
             user: None,
+        }
+    }
+
+    /// The socket a server-side command runs as: a user (and a socket id), no connection.
+    pub(crate) fn server(
+        service: Arc<ChatService>,
+        id: String,
+        user: Option<Arc<str>>,
+    ) -> ChatSocket {
+        ChatSocket {
+            service,
+            id,
+            query: Vec::new(),
+            user,
         }
     }
 
@@ -214,58 +230,47 @@ impl ChatSocket {
         node.subscribe_connection(session.id(), &channel)
             .await
             .map_err(chat_error)?;
-        self.publish_rooms(session, &[]).await?;
-        let nconnected = self.user_sockets(session).await?.len();
-        self.echo(session, "socketConnectEcho", json!([self.id, nconnected]))
-            .await;
+        self.publish_rooms(&node, session.id(), &[]).await?;
+        let nconnected = self.user_sockets(&node).await?.len();
+        self.echo(
+            &node,
+            Some(session.id()),
+            "socketConnectEcho",
+            json!([self.id, nconnected]),
+        )
+        .await;
         Ok(())
     }
 
     /// Writes the socket's rooms into its presence state in the user's channel.
-    async fn publish_rooms(&self, session: &Session, rooms: &[String]) -> Result<(), ChatError> {
+    async fn publish_rooms(
+        &self,
+        node: &Node,
+        conn: ConnId,
+        rooms: &[String],
+    ) -> Result<(), ChatError> {
         let user = self.user.as_deref().unwrap_or_default();
         let channel = self.service.config.user_channel(user);
         let state = Payload::json(&json!({"id": self.id, "rooms": rooms}))
             .map_err(|e| err(ErrorKind::InternalError, vec![json!(e.to_string())]))?;
-        session
-            .node()
-            .set_presence_state(session.id(), &channel, Some(state), None)
+        node.set_presence_state(conn, &channel, Some(state), None)
             .await
             .map_err(chat_error)
     }
 
     /// The user's sockets on every node: `(socket id, rooms)`.
-    async fn user_sockets(
-        &self,
-        session: &Session,
-    ) -> Result<Vec<(String, Vec<String>)>, ChatError> {
+    async fn user_sockets(&self, node: &Node) -> Result<Vec<(String, Vec<String>)>, ChatError> {
         let user = self.user.as_deref().unwrap_or_default();
-        let channel = self.service.config.user_channel(user);
-        let entries = session
-            .node()
-            .presence(&channel)
-            .await
-            .map_err(chat_error)?;
-        Ok(entries
-            .iter()
-            .filter_map(|e| payload_value(e.state.as_ref()?))
-            .filter_map(|state| {
-                let id = state.get("id")?.as_str()?.to_owned();
-                let rooms = state
-                    .get("rooms")?
-                    .as_array()?
-                    .iter()
-                    .filter_map(|r| r.as_str().map(str::to_owned))
-                    .collect();
-                Some((id, rooms))
-            })
+        Ok(sockets_of(node, &self.service.config, user)
+            .await?
+            .into_iter()
+            .map(|(_, id, rooms)| (id, rooms))
             .collect())
     }
 
     /// The rooms this socket is in (its subscriptions to room channels).
-    fn joined_rooms(&self, session: &Session) -> Vec<String> {
-        let mut rooms: Vec<String> = session
-            .connection()
+    fn joined_rooms(&self, conn: &Connection) -> Vec<String> {
+        let mut rooms: Vec<String> = conn
             .subscriptions()
             .into_iter()
             .filter_map(|c| self.service.config.room_of(&c).map(str::to_owned))
@@ -274,41 +279,35 @@ impl ChatSocket {
         rooms
     }
 
-    /// An event for the user's other sockets (chat-service's echo channel).
-    async fn echo(&self, session: &Session, name: &str, args: Value) {
+    /// An event for the user's sockets (chat-service's echo channel), except `except` — the
+    /// socket that caused it; a server-side call tells every socket.
+    async fn echo(&self, node: &Node, except: Option<ConnId>, name: &str, args: Value) {
         let Some(user) = &self.user else { return };
         let Ok(payload) = Payload::json(&args) else {
             return;
         };
-        let _ = session
-            .node()
-            .send_to_user(
-                user,
-                Emit::event(name, payload),
-                Some(Exclude::conn(session.id())),
-            )
+        let _ = node
+            .send_to_user(user, Emit::event(name, payload), except.map(Exclude::conn))
             .await;
     }
 
     /// An event for every socket of the user.
-    async fn to_user(&self, session: &Session, user: &str, name: &str, args: Value) {
+    async fn to_user(&self, node: &Node, user: &str, name: &str, args: Value) {
         let Ok(payload) = Payload::json(&args) else {
             return;
         };
-        let _ = session
-            .node()
+        let _ = node
             .send_to_user(user, Emit::event(name, payload), None)
             .await;
     }
 
     /// A notice for a room's members (no offset: message ids stay contiguous).
-    async fn to_room(&self, session: &Session, room: &str, name: &str, args: Value) {
+    async fn to_room(&self, node: &Node, room: &str, name: &str, args: Value) {
         let Ok(payload) = Payload::json(&args) else {
             return;
         };
         let channel = self.service.config.room_channel(room);
-        let _ = session
-            .node()
+        let _ = node
             .notify(&channel, Emit::event(name, payload), None)
             .await;
     }
@@ -323,7 +322,17 @@ impl ChatSocket {
         args: Vec<Arg>,
     ) {
         let values: Vec<Value> = args.into_iter().map(arg_to_value).collect();
-        let result = self.run(session, &name, values).await;
+        let conn = session.connection().clone();
+        let mut ctx = Ctx {
+            node: session.node().clone(),
+            conn: Some(conn),
+            session: Some(session),
+            bypass_permissions: false,
+            bypass_hooks: false,
+            is_local_call: false,
+        };
+        let result = self.run(&mut ctx, &name, values).await;
+        let Some(session) = ctx.session else { return };
         let Some(ack) = ack else { return };
         let args = match result {
             Ok(mut results) => {
@@ -344,9 +353,9 @@ impl ChatSocket {
             .send_frame(pack(&Packet::ack(self.nsp(), ack, args)));
     }
 
-    async fn run(
+    pub(crate) async fn run(
         &mut self,
-        session: &mut Session,
+        ctx: &mut Ctx<'_>,
         name: &str,
         values: Vec<Value>,
     ) -> CommandResult {
@@ -371,22 +380,23 @@ impl ChatSocket {
         let mut exec = ExecInfo {
             command: spec.name,
             user: self.user.clone(),
-            id: Some(self.id.clone()),
+            id: Some(self.id.clone()).filter(|id| !id.is_empty()),
             args: checked.args,
             rest_args: checked.rest,
-            bypass_permissions: false,
-            bypass_hooks: false,
-            is_local_call: false,
+            bypass_permissions: ctx.bypass_permissions,
+            bypass_hooks: ctx.bypass_hooks,
+            is_local_call: ctx.is_local_call,
             error: None,
             results: Vec::new(),
         };
+        let hooks = hooks.filter(|_| !exec.bypass_hooks);
         if let Some(h) = &hooks
             && let Some(results) = h.before(&mut exec).await?
             && !results.is_empty()
         {
             return Ok(results);
         }
-        match self.execute(session, &exec).await {
+        match self.execute(ctx, &exec).await {
             Ok(value) => exec.results = vec![value],
             Err(e) => exec.error = Some(e),
         }
@@ -403,27 +413,30 @@ impl ChatSocket {
     }
 
     /// One command on the core; its result.
-    async fn execute(
-        &mut self,
-        session: &mut Session,
-        exec: &ExecInfo,
-    ) -> Result<Value, ChatError> {
-        let user: Arc<str> = self
-            .user
-            .clone()
-            .ok_or_else(|| err(ErrorKind::NoLogin, vec![]))?;
+    async fn execute(&mut self, ctx: &mut Ctx<'_>, exec: &ExecInfo) -> Result<Value, ChatError> {
         let a = &exec.args;
-        let config = &self.service.config;
-        let node = session.node().clone();
+        let config = self.service.config.clone();
+        let config = &config;
+        let node = ctx.node.clone();
         let bypass = exec.bypass_permissions;
+        let except = ctx.except();
+        // A server-side call without a user may only send room messages (as no one).
+        let user: Arc<str> = match (&self.user, exec.command) {
+            (Some(user), _) => user.clone(),
+            (None, "roomMessage") if bypass => Arc::from(""),
+            (None, _) => return Err(err(ErrorKind::NoLogin, vec![])),
+        };
         match exec.command {
+            "roomJoin" | "roomLeave" if ctx.conn.is_none() => {
+                Err(err(ErrorKind::NoSocket, vec![json!(exec.command)]))
+            }
             "roomJoin" => {
                 let room = string_arg(a, 0);
-                self.join(session, &user, &room).await.map(|n| json!(n))
+                self.join(ctx, &user, &room, bypass).await.map(|n| json!(n))
             }
             "roomLeave" => {
                 let room = string_arg(a, 0);
-                self.leave(session, &user, &room).await.map(|n| json!(n))
+                self.leave(ctx, &user, &room).await.map(|n| json!(n))
             }
             "roomMessage" => {
                 let room = string_arg(a, 0);
@@ -435,7 +448,8 @@ impl ChatSocket {
                 if !bypass && !state.has_access(&user) {
                     return Err(err(ErrorKind::NotAllowed, vec![]));
                 }
-                let message = process_message(a.get(1).cloned(), &user, now_ms());
+                let author = Some(&*user).filter(|u| !u.is_empty());
+                let message = process_message(a.get(1).cloned(), author, now_ms());
                 let payload = Payload::json(&message)
                     .map_err(|e| err(ErrorKind::InternalError, vec![json!(e.to_string())]))?;
                 let position = node.publish(&channel, payload).await.map_err(chat_error)?;
@@ -528,7 +542,7 @@ impl ChatSocket {
                 let members = rooms::delete(&node, config, &room, &user, bypass).await?;
                 if state.notify_userlist {
                     for member in &members {
-                        self.to_room(session, &room, "roomUserLeft", json!([room, &**member]))
+                        self.to_room(&node, &room, "roomUserLeft", json!([room, &**member]))
                             .await;
                     }
                 }
@@ -549,10 +563,10 @@ impl ChatSocket {
                     } else {
                         "roomAccessListRemoved"
                     };
-                    self.to_room(session, &room, name, json!([room, list, names]))
+                    self.to_room(&node, &room, name, json!([room, list, names]))
                         .await;
                 }
-                self.removed(session, &room, &removed).await;
+                self.removed(&node, &room, &removed).await;
                 Ok(Value::Null)
             }
             "roomSetWhitelistMode" => {
@@ -561,10 +575,10 @@ impl ChatSocket {
                 let state = rooms::state(&node, config, &room).await?;
                 let removed = rooms::set_mode(&node, config, &room, &user, mode, bypass).await?;
                 if state.notify_access_lists {
-                    self.to_room(session, &room, "roomModeChanged", json!([room, mode]))
+                    self.to_room(&node, &room, "roomModeChanged", json!([room, mode]))
                         .await;
                 }
-                self.removed(session, &room, &removed).await;
+                self.removed(&node, &room, &removed).await;
                 Ok(Value::Null)
             }
             "directAddToList" | "directRemoveFromList" => {
@@ -592,20 +606,20 @@ impl ChatSocket {
                 if *to == *user {
                     return Err(err(ErrorKind::NotAllowed, vec![]));
                 }
-                let message = process_message(a.get(1).cloned(), &user, now_ms());
+                let message = process_message(a.get(1).cloned(), Some(&user), now_ms());
                 rooms::check_direct(&node, &user, &to, bypass).await?;
                 if !rooms::is_online(&node, config, &to).await? {
                     return Err(err(ErrorKind::NoUserOnline, vec![json!(to)]));
                 }
-                self.to_user(session, &to, "directMessage", json!([message]))
+                self.to_user(&node, &to, "directMessage", json!([message]))
                     .await;
-                self.echo(session, "directMessageEcho", json!([to, message]))
+                self.echo(&node, except, "directMessageEcho", json!([to, message]))
                     .await;
                 Ok(message)
             }
             "listOwnSockets" => {
                 let sockets: Map<String, Value> = self
-                    .user_sockets(session)
+                    .user_sockets(&node)
                     .await?
                     .into_iter()
                     .map(|(id, rooms)| (id, json!(rooms)))
@@ -614,7 +628,8 @@ impl ChatSocket {
             }
             "systemMessage" => {
                 let data = a.first().cloned().unwrap_or(Value::Null);
-                self.echo(session, "systemMessage", json!([data])).await;
+                self.echo(&node, except, "systemMessage", json!([data]))
+                    .await;
                 Ok(Value::Null)
             }
             other => Err(err(ErrorKind::NoCommand, vec![json!(other)])),
@@ -644,31 +659,47 @@ impl ChatSocket {
     /// Joins the socket to a room; the user's sockets in it after.
     async fn join(
         &mut self,
-        session: &mut Session,
+        ctx: &mut Ctx<'_>,
         user: &Arc<str>,
         room: &str,
+        bypass: bool,
     ) -> Result<usize, ChatError> {
-        let node = session.node().clone();
-        let config = &self.service.config;
-        let state = rooms::state(&node, &self.service.config, room).await?;
+        let node = ctx.node.clone();
+        let config = self.service.config.clone();
+        let conn = ctx
+            .conn
+            .clone()
+            .ok_or_else(|| err(ErrorKind::NoSocket, vec![json!("roomJoin")]))?;
+        let state = rooms::state(&node, &config, room).await?;
         let channel = config.room_channel(room);
-        if session.connection().is_subscribed(&channel) {
+        if conn.is_subscribed(&channel) {
             // Joined already: the same answer, no notifications.
             return rooms::joined_sockets(&node, &channel, user).await;
         }
-        if !state.has_access(user) {
+        if !bypass && !state.has_access(user) {
             return Err(err(ErrorKind::NotAllowed, vec![]));
         }
-        let request = SubscribeRequest {
-            channel: channel.clone(),
-            token: None,
-            since: None,
-            history: None,
-        };
-        let subscription = session.subscribe(request).await.map_err(chat_error)?;
-        drop(subscription);
+        match ctx.session.as_deref_mut() {
+            // The socket's own command: a subscribe with every check of the core.
+            Some(session) => {
+                let request = SubscribeRequest {
+                    channel: channel.clone(),
+                    token: None,
+                    since: None,
+                    history: None,
+                };
+                let subscription = session.subscribe(request).await.map_err(chat_error)?;
+                drop(subscription);
+            }
+            // A server-side call for a socket of this node.
+            None => {
+                node.subscribe_connection(conn.id, &channel)
+                    .await
+                    .map_err(chat_error)?;
+            }
+        }
         let njoined = rooms::joined_sockets(&node, &channel, user).await?;
-        if let Some(hooks) = &self.service.hooks {
+        if let Some(hooks) = self.service.hooks.clone().filter(|_| !ctx.bypass_hooks) {
             let info = JoinInfo {
                 id: self.id.clone(),
                 user: user.clone(),
@@ -677,46 +708,63 @@ impl ChatSocket {
             };
             if let Err(e) = hooks.on_join(&info).await {
                 // A refused join is rolled back.
-                let _ = session.unsubscribe(&channel).await;
+                let _ = node.unsubscribe_connection(conn.id, &channel).await;
                 return Err(e);
             }
         }
-        let rooms = self.joined_rooms(session);
-        self.publish_rooms(session, &rooms).await?;
+        let rooms = self.joined_rooms(&conn);
+        self.publish_rooms(&node, conn.id, &rooms).await?;
         if njoined == 1 && state.notify_userlist {
-            self.to_room(session, room, "roomUserJoined", json!([room, &**user]))
+            self.to_room(&node, room, "roomUserJoined", json!([room, &**user]))
                 .await;
         }
-        self.echo(session, "roomJoinedEcho", json!([room, self.id, njoined]))
-            .await;
+        self.echo(
+            &node,
+            ctx.except(),
+            "roomJoinedEcho",
+            json!([room, self.id, njoined]),
+        )
+        .await;
         Ok(njoined)
     }
 
     /// Leaves a room; the user's sockets still in it.
     async fn leave(
         &mut self,
-        session: &mut Session,
+        ctx: &mut Ctx<'_>,
         user: &Arc<str>,
         room: &str,
     ) -> Result<usize, ChatError> {
-        let node = session.node().clone();
-        let state = rooms::state(&node, &self.service.config, room).await?;
-        let channel = self.service.config.room_channel(room);
-        if !session.connection().is_subscribed(&channel) {
+        let node = ctx.node.clone();
+        let config = self.service.config.clone();
+        let conn = ctx
+            .conn
+            .clone()
+            .ok_or_else(|| err(ErrorKind::NoSocket, vec![json!("roomLeave")]))?;
+        let state = rooms::state(&node, &config, room).await?;
+        let channel = config.room_channel(room);
+        if !conn.is_subscribed(&channel) {
             // Not joined: nothing changes, nobody is told.
             return rooms::joined_sockets(&node, &channel, user).await;
         }
-        session.unsubscribe(&channel).await.map_err(chat_error)?;
+        node.unsubscribe_connection(conn.id, &channel)
+            .await
+            .map_err(chat_error)?;
         let njoined = rooms::joined_sockets(&node, &channel, user).await?;
-        let rooms = self.joined_rooms(session);
-        self.publish_rooms(session, &rooms).await?;
-        self.echo(session, "roomLeftEcho", json!([room, self.id, njoined]))
-            .await;
+        let rooms = self.joined_rooms(&conn);
+        self.publish_rooms(&node, conn.id, &rooms).await?;
+        self.echo(
+            &node,
+            ctx.except(),
+            "roomLeftEcho",
+            json!([room, self.id, njoined]),
+        )
+        .await;
         if njoined == 0 && state.notify_userlist {
-            self.to_room(session, room, "roomUserLeft", json!([room, &**user]))
+            self.to_room(&node, room, "roomUserLeft", json!([room, &**user]))
                 .await;
         }
-        if let Some(hooks) = &self.service.hooks {
+        if let Some(hooks) = self.service.hooks.clone().filter(|_| !ctx.bypass_hooks) {
             let info = JoinInfo {
                 id: self.id.clone(),
                 user: user.clone(),
@@ -730,16 +778,15 @@ impl ChatSocket {
 
     /// After users lost access to a room (the core removed their sockets): `roomUserLeft` for
     /// each when the room tells its user list.
-    async fn removed(&self, session: &Session, room: &str, users: &[Arc<str>]) {
-        let node = session.node().clone();
-        let Ok(state) = rooms::state(&node, &self.service.config, room).await else {
+    async fn removed(&self, node: &Node, room: &str, users: &[Arc<str>]) {
+        let Ok(state) = rooms::state(node, &self.service.config, room).await else {
             return;
         };
         if !state.notify_userlist {
             return;
         }
         for user in users {
-            self.to_room(session, room, "roomUserLeft", json!([room, &**user]))
+            self.to_room(node, room, "roomUserLeft", json!([room, &**user]))
                 .await;
         }
     }
@@ -747,15 +794,17 @@ impl ChatSocket {
     /// The socket leaves its namespace (a DISCONNECT, or the connection ends): it leaves its
     /// rooms with their notifications, its user's other sockets are told, `onDisconnect` runs.
     pub(crate) async fn disconnect(&mut self, session: &mut Session) {
-        let Some(user) = self.user.take() else { return };
-        self.user = Some(user.clone());
+        let Some(user) = self.user.clone() else {
+            return;
+        };
         let node = session.node().clone();
         let config = self.service.config.clone();
-        let rooms = self.joined_rooms(session);
+        let conn = session.connection().clone();
+        let rooms = self.joined_rooms(&conn);
         let mut joined_sockets = Vec::with_capacity(rooms.len());
         for room in &rooms {
             let channel = config.room_channel(room);
-            let _ = session.unsubscribe(&channel).await;
+            let _ = node.unsubscribe_connection(conn.id, &channel).await;
             let njoined = rooms::joined_sockets(&node, &channel, &user)
                 .await
                 .unwrap_or(0);
@@ -769,23 +818,28 @@ impl ChatSocket {
                 };
                 hooks.on_leave(&info).await;
             }
-            self.echo(session, "roomLeftEcho", json!([room, self.id, njoined]))
-                .await;
+            self.echo(
+                &node,
+                Some(conn.id),
+                "roomLeftEcho",
+                json!([room, self.id, njoined]),
+            )
+            .await;
             if njoined == 0
-                && let Ok(state) = rooms::state(&node, &self.service.config, room).await
+                && let Ok(state) = rooms::state(&node, &config, room).await
                 && state.notify_userlist
             {
-                self.to_room(session, room, "roomUserLeft", json!([room, &*user]))
+                self.to_room(&node, room, "roomUserLeft", json!([room, &*user]))
                     .await;
             }
         }
-        let _ = session.unsubscribe(&config.user_channel(&user)).await;
         let _ = node
-            .unsubscribe_connection(session.id(), &config.user_channel(&user))
+            .unsubscribe_connection(conn.id, &config.user_channel(&user))
             .await;
-        let nconnected = self.user_sockets(session).await.map_or(0, |s| s.len());
+        let nconnected = self.user_sockets(&node).await.map_or(0, |s| s.len());
         self.echo(
-            session,
+            &node,
+            Some(conn.id),
             "socketDisconnectEcho",
             json!([self.id, nconnected]),
         )
@@ -804,15 +858,69 @@ impl ChatSocket {
     }
 }
 
+/// Where a command runs: a socket's own command (with its session), or a server-side call
+/// (`execUserCommand`) for a socket of this node or for none.
+pub(crate) struct Ctx<'s> {
+    pub(crate) node: Node,
+    /// The socket's connection, when the command concerns a socket.
+    pub(crate) conn: Option<Arc<Connection>>,
+    /// Its session, when the socket sent the command itself.
+    pub(crate) session: Option<&'s mut Session>,
+    pub(crate) bypass_permissions: bool,
+    pub(crate) bypass_hooks: bool,
+    pub(crate) is_local_call: bool,
+}
+
+impl Ctx<'_> {
+    /// The socket an echo skips: the one that sent the command; a server-side call tells
+    /// every socket of the user (chat-service's `isLocalCall`).
+    fn except(&self) -> Option<ConnId> {
+        if self.is_local_call {
+            None
+        } else {
+            self.conn.as_ref().map(|c| c.id)
+        }
+    }
+}
+
+/// The sockets of `user` on every node: `(connection, socket id, rooms)`, from the presence of
+/// its user channel.
+pub(crate) async fn sockets_of(
+    node: &Node,
+    config: &super::ChatServiceConfig,
+    user: &str,
+) -> Result<Vec<(ConnId, String, Vec<String>)>, ChatError> {
+    let entries = node
+        .presence(&config.user_channel(user))
+        .await
+        .map_err(chat_error)?;
+    Ok(entries
+        .iter()
+        .filter_map(|e| {
+            let state = payload_value(e.state.as_ref()?)?;
+            let id = state.get("id")?.as_str()?.to_owned();
+            let rooms = state
+                .get("rooms")?
+                .as_array()?
+                .iter()
+                .filter_map(|r| r.as_str().map(str::to_owned))
+                .collect();
+            Some((e.conn, id, rooms))
+        })
+        .collect())
+}
+
 /// A message as chat-service stores it: the client's `id` and `timestamp` dropped, `author`
 /// set, a new `timestamp`.
-fn process_message(message: Option<Value>, author: &str, now: u64) -> Value {
+fn process_message(message: Option<Value>, author: Option<&str>, now: u64) -> Value {
     let mut message = match message {
         Some(Value::Object(o)) => o,
         _ => Map::new(),
     };
     message.remove("id");
     message.insert("timestamp".into(), json!(now));
-    message.insert("author".into(), json!(author));
+    if let Some(author) = author {
+        message.insert("author".into(), json!(author));
+    }
     Value::Object(message)
 }
