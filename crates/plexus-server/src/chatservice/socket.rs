@@ -894,7 +894,7 @@ pub(crate) async fn sockets_of(
         .presence(&config.user_channel(user))
         .await
         .map_err(chat_error)?;
-    Ok(entries
+    let mut sockets: Vec<(ConnId, String, Vec<String>)> = entries
         .iter()
         .filter_map(|e| {
             let state = payload_value(e.state.as_ref()?)?;
@@ -907,7 +907,28 @@ pub(crate) async fn sockets_of(
                 .collect();
             Some((e.conn, id, rooms))
         })
-        .collect())
+        .collect();
+    // A socket the core removed from a room (access lost, room deleted) never wrote its new
+    // rooms: keep only the rooms whose presence still has it.
+    let mut members: std::collections::HashMap<String, Vec<ConnId>> =
+        std::collections::HashMap::new();
+    for (conn, _, rooms) in &mut sockets {
+        let mut kept = Vec::with_capacity(rooms.len());
+        for room in rooms.drain(..) {
+            if !members.contains_key(&room) {
+                let entries = node
+                    .presence(&config.room_channel(&room))
+                    .await
+                    .map_err(chat_error)?;
+                members.insert(room.clone(), entries.iter().map(|e| e.conn).collect());
+            }
+            if members[&room].contains(conn) {
+                kept.push(room);
+            }
+        }
+        *rooms = kept;
+    }
+    Ok(sockets)
 }
 
 /// A message as chat-service stores it: the client's `id` and `timestamp` dropped, `author`
