@@ -748,9 +748,19 @@ fn size(n: SafeInt) -> usize {
 async fn dispatch_rooms(node: &Node, method: &str, body: &[u8]) -> Result<Value, Failure> {
     let rooms = node.rooms();
     let empty = || Ok(json!({}));
-    let list_of = |names: Vec<String>| -> std::collections::BTreeSet<Arc<str>> {
-        names.into_iter().map(Arc::from).collect()
+    // A list as sent, bounded before duplicates are merged (the schema bounds the array).
+    let list_of = |list: &str,
+                   names: Vec<String>,
+                   max: usize|
+     -> Result<std::collections::BTreeSet<Arc<str>>, Failure> {
+        if names.len() > max {
+            return Err(plexus_core::rooms::Reason::ListLimitExceeded
+                .error(&[list])
+                .into());
+        }
+        Ok(names.into_iter().map(Arc::from).collect())
     };
+    let (room_max, direct_max) = (node.limits().room_list_max, node.limits().direct_list_max);
     match method {
         "room_create" => {
             let p: RoomCreateParams = parse(body)?;
@@ -762,9 +772,9 @@ async fn dispatch_rooms(node: &Node, method: &str, body: &[u8]) -> Result<Value,
                 notify_access_lists: p.notify_access_lists,
                 ..RoomConfig::default()
             };
-            config.whitelist = list_of(p.whitelist);
-            config.blacklist = list_of(p.blacklist);
-            config.adminlist = list_of(p.adminlist);
+            config.whitelist = list_of("whitelist", p.whitelist, room_max)?;
+            config.blacklist = list_of("blacklist", p.blacklist, room_max)?;
+            config.adminlist = list_of("adminlist", p.adminlist, room_max)?;
             rooms.create(&p.room, config).await?;
             empty()
         }
@@ -839,8 +849,8 @@ async fn dispatch_rooms(node: &Node, method: &str, body: &[u8]) -> Result<Value,
         "user_add" => {
             let p: UserAddParams = parse(body)?;
             let state = DirectState {
-                whitelist: list_of(p.whitelist),
-                blacklist: list_of(p.blacklist),
+                whitelist: list_of("whitelist", p.whitelist, direct_max)?,
+                blacklist: list_of("blacklist", p.blacklist, direct_max)?,
                 whitelist_only: p.whitelist_only,
             };
             rooms.add_user(&p.user, state).await?;
