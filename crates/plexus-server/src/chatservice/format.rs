@@ -3,12 +3,12 @@
 //! everything else as the Socket.IO dialect writes it in `/`.
 
 use super::ChatServiceConfig;
-use crate::socketio::{SocketIoFormat, pack};
+use crate::socketio::{SocketIoFormat, event_in};
 use bytes::Bytes;
 use plexus_core::model::{Event, WireFormat};
 use plexus_protocol::Payload;
 use plexus_protocol::chatservice::value_to_arg;
-use plexus_protocol::socketio::{Arg, Packet};
+use plexus_protocol::socketio::Arg;
 use serde_json::{Value, json};
 
 /// The wire-format id of chat-service sockets (native 0 and 1, Socket.IO 2).
@@ -37,36 +37,29 @@ pub(crate) const NOTIFICATIONS: [&str; 16] = [
 ];
 
 pub struct ChatServiceFormat {
-    namespace: String,
-    channel_prefix: String,
+    config: ChatServiceConfig,
     socketio: SocketIoFormat,
 }
 
 impl ChatServiceFormat {
     pub(crate) fn new(config: &ChatServiceConfig) -> ChatServiceFormat {
         ChatServiceFormat {
-            namespace: config.namespace.clone(),
-            channel_prefix: config.channel_prefix.clone(),
+            config: config.clone(),
             socketio: SocketIoFormat,
         }
     }
 
     fn room_of<'a>(&self, channel: &'a str) -> Option<&'a str> {
-        channel
-            .strip_prefix(self.channel_prefix.as_str())
-            .filter(|room| !room.starts_with(':') && !room.is_empty())
+        self.config.room_of(channel)
     }
 
     fn is_own(&self, channel: &str) -> bool {
-        channel.starts_with(self.channel_prefix.as_str())
+        channel.starts_with(self.config.channel_prefix.as_str())
     }
 
     /// `[name, ...args]` in the service's namespace.
     pub(crate) fn event(&self, name: &str, args: Vec<Arg>) -> Bytes {
-        let mut all = Vec::with_capacity(args.len() + 1);
-        all.push(Arg::from(json!(name)));
-        all.extend(args);
-        pack(&Packet::event(&self.namespace, None, all))
+        event_in(&self.config.namespace, name, args)
     }
 
     /// A notification whose payload is its arguments as a JSON array.

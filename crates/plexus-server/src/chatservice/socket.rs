@@ -7,6 +7,7 @@ use super::format::payload_value;
 use super::hooks::{ConnectInfo, DisconnectInfo, ExecInfo, JoinInfo};
 use super::rooms;
 use crate::socketio::pack;
+use plexus_core::rooms::Reason;
 use plexus_core::session::SubscribeRequest;
 use plexus_core::{
     ConnId, Connection, Emit, Error, ErrorCode, Exclude, Identity, Node, Payload, Session,
@@ -38,18 +39,10 @@ fn err(kind: ErrorKind, args: Vec<Value>) -> ChatError {
 /// A core error as chat-service's: a reason the core gives (`{"reason", "args"}` in the
 /// error's data), a refusal as `notAllowed`, anything else as `internalError`.
 pub(super) fn chat_error(e: Error) -> ChatError {
-    if let Some(data) = e.data.as_ref().and_then(payload_value)
-        && let Some(kind) = data
-            .get("reason")
-            .and_then(Value::as_str)
-            .and_then(ErrorKind::parse)
+    if let Some((reason, args)) = Reason::of(&e)
+        && let Some(kind) = ErrorKind::parse(reason.as_str())
     {
-        let args = data
-            .get("args")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
-        return ChatError::new(kind, args);
+        return ChatError::new(kind, args.into_iter().map(Value::String).collect());
     }
     match e.code {
         ErrorCode::PERMISSION_DENIED | ErrorCode::UNAUTHORIZED => {
@@ -753,18 +746,54 @@ impl ChatSocket {
         let njoined = rooms::joined_sockets(&node, &channel, user).await?;
         let rooms = self.joined_rooms(&conn);
         self.publish_rooms(&node, conn.id, &rooms).await?;
-        self.echo(
+        self.left(
             &node,
             ctx.except(),
+            user,
+            room,
+            njoined,
+            Some(&state),
+            ctx.bypass_hooks,
+        )
+        .await;
+        Ok(njoined)
+    }
+
+    /// What follows a socket leaving a room (a `roomLeave`, or its disconnect): the user's other
+    /// sockets hear `roomLeftEcho`, the room hears `roomUserLeft` when it was the user's last
+    /// socket there and the room tells its user list (`state`, read when not given), `onLeave`
+    /// runs.
+    #[allow(clippy::too_many_arguments)]
+    async fn left(
+        &self,
+        node: &Node,
+        except: Option<ConnId>,
+        user: &Arc<str>,
+        room: &str,
+        njoined: usize,
+        state: Option<&rooms::RoomState>,
+        bypass_hooks: bool,
+    ) {
+        self.echo(
+            node,
+            except,
             "roomLeftEcho",
             json!([room, self.id, njoined]),
         )
         .await;
-        if njoined == 0 && state.notify_userlist {
-            self.to_room(&node, room, "roomUserLeft", json!([room, &**user]))
-                .await;
+        if njoined == 0 {
+            let notify = match state {
+                Some(state) => state.notify_userlist,
+                None => rooms::state(node, &self.service.config, room)
+                    .await
+                    .is_ok_and(|s| s.notify_userlist),
+            };
+            if notify {
+                self.to_room(node, room, "roomUserLeft", json!([room, &**user]))
+                    .await;
+            }
         }
-        if let Some(hooks) = self.service.hooks.clone().filter(|_| !ctx.bypass_hooks) {
+        if let Some(hooks) = self.service.hooks.clone().filter(|_| !bypass_hooks) {
             let info = JoinInfo {
                 id: self.id.clone(),
                 user: user.clone(),
@@ -773,7 +802,6 @@ impl ChatSocket {
             };
             hooks.on_leave(&info).await;
         }
-        Ok(njoined)
     }
 
     /// After users lost access to a room (the core removed their sockets): `roomUserLeft` for
@@ -809,29 +837,8 @@ impl ChatSocket {
                 .await
                 .unwrap_or(0);
             joined_sockets.push(njoined);
-            if let Some(hooks) = &self.service.hooks {
-                let info = JoinInfo {
-                    id: self.id.clone(),
-                    user: user.clone(),
-                    room: room.clone(),
-                    njoined,
-                };
-                hooks.on_leave(&info).await;
-            }
-            self.echo(
-                &node,
-                Some(conn.id),
-                "roomLeftEcho",
-                json!([room, self.id, njoined]),
-            )
-            .await;
-            if njoined == 0
-                && let Ok(state) = rooms::state(&node, &config, room).await
-                && state.notify_userlist
-            {
-                self.to_room(&node, room, "roomUserLeft", json!([room, &*user]))
-                    .await;
-            }
+            self.left(&node, Some(conn.id), &user, room, njoined, None, false)
+                .await;
         }
         let _ = node
             .unsubscribe_connection(conn.id, &config.user_channel(&user))

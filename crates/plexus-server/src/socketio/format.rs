@@ -79,10 +79,15 @@ pub(crate) fn unpack(mut entry: Bytes, out: &mut Vec<Message>) {
 
 /// An event in namespace `/`, packed for the outbox.
 pub(crate) fn event(name: &str, args: Vec<Arg>) -> Bytes {
+    event_in("/", name, args)
+}
+
+/// An event in namespace `nsp`, packed for the outbox.
+pub(crate) fn event_in(nsp: &str, name: &str, args: Vec<Arg>) -> Bytes {
     let mut all = Vec::with_capacity(args.len() + 1);
     all.push(Arg::from(json!(name)));
     all.extend(args);
-    pack(&Packet::event("/", None, all))
+    pack(&Packet::event(nsp, None, all))
 }
 
 impl WireFormat for SocketIoFormat {

@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub use format::SocketIoFormat;
-pub(crate) use format::pack;
+pub(crate) use format::{event_in, pack};
 
 /// How the Socket.IO dialect is served. Every field is a limit or a setting users of Socket.IO
 /// know; defaults are Socket.IO 4's.
