@@ -890,3 +890,53 @@ subscribe = "anyone"
         "{body}"
     );
 }
+
+#[test]
+fn chat_service_options_and_their_bounds() {
+    // Off with a file, on in development mode with rooms management, direct messages, user
+    // list updates and the `user` login parameter — each still settable.
+    assert!(load("").chat_service().is_none());
+    let dev = config::load(&Sources::default()).unwrap();
+    let c = dev.chat_service().expect("served in development mode");
+    assert!(c.enable_rooms_management && c.enable_direct_messages && c.enable_userlist_updates);
+    assert_eq!(c.login_query.as_deref(), Some("user"));
+    let dev = load(
+        "[server]\ndev_mode = true\n[chat_service]\nenable_direct_messages = false\nlogin_query = \"\"\nhistory_max_get_messages = 2\n",
+    );
+    let c = dev.chat_service().unwrap();
+    assert!(!c.enable_direct_messages && c.enable_rooms_management);
+    assert_eq!(
+        (c.login_query.as_deref(), c.history_max_get_messages),
+        (None, 2)
+    );
+    let c = load("[chat_service]\nenabled = true\nuse_raw_error_objects = true\n");
+    let c = c.chat_service().expect("enabled");
+    assert!(c.use_raw_error_objects && !c.enable_rooms_management);
+
+    let file = r#"[chat_service]
+enabled = true
+namespace = "chat"
+channel_prefix = ""
+history_max_size = 1000001
+history_max_get_messages = 1000001
+room_list_size_limit = 0
+direct_list_size_limit = 1000001
+login_query = "a=b"
+backend_hooks = ["roomJoinBefore", "teleportBefore"]
+"#;
+    let p = problems(load_with(file, &[], &[]));
+    for expected in [
+        "`chat_service.namespace`",
+        "`chat_service.channel_prefix`: must not be empty",
+        "`chat_service.history_max_size`: must be at most 1000000",
+        "`chat_service.history_max_get_messages`: must be at most 1000000",
+        "`chat_service.room_list_size_limit`: must be greater than 0",
+        "`chat_service.direct_list_size_limit`: must be at most 1000000",
+        "`chat_service.login_query`: must be a plain query parameter name",
+        "`chat_service.backend_hooks[1]`: `teleportBefore` is not a chat-service hook",
+        "`chat_service.backend_hooks`: needs `backend.chat_service_url`",
+    ] {
+        assert_has(&p, expected);
+    }
+    assert_eq!(p.len(), 9, "{p:#?}");
+}

@@ -747,3 +747,19 @@ fn http_errors_are_written_as_engine_io_writes_them() {
         r#"{"code":4,"message":"no \"way\"\n\u0001é"}"#
     );
 }
+
+#[test]
+fn query_pairs_are_decoded_in_order_and_bounded() {
+    assert_eq!(
+        query_pairs("?user=al%20ice&EIO=4&user=bob", 8),
+        [
+            ("user".to_owned(), "al ice".to_owned()),
+            ("EIO".to_owned(), "4".to_owned()),
+            ("user".to_owned(), "bob".to_owned()),
+        ]
+    );
+    let long: String = (0..100).map(|i| format!("k{i}=v&")).collect();
+    let pairs = query_pairs(&long, 64);
+    assert_eq!(pairs.len(), 64);
+    assert_eq!(pairs[63].0, "k63");
+}
