@@ -75,7 +75,8 @@ impl SocketIo {
             namespaces: BTreeSet::new(),
             query_token,
             sid,
-            query,
+            // Only chat-service logs in from the query: other connections keep none of it.
+            query: if chat.is_some() { query } else { Vec::new() },
             chat,
             chat_socket: None,
         }
@@ -435,7 +436,7 @@ impl SocketIo {
                     if key == "token" {
                         token = Some(value.clone());
                     }
-                    if self.query.len() < MAX_QUERY_PAIRS {
+                    if self.chat.is_some() && self.query.len() < MAX_QUERY_PAIRS {
                         self.query.push((key, value));
                     }
                 }
