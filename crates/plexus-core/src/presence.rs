@@ -19,6 +19,19 @@ impl Node {
             .map(|ns| ns.join_leave)
     }
 
+    /// Whether a join or leave in `channel` is told to its subscribers: a room tells them only
+    /// when its user-list notifications are on (chat-service `enableUserlistUpdates`); a room
+    /// gone meanwhile tells nobody.
+    async fn tells_join_leave(&self, channel: &str) -> bool {
+        if !self.channels().is_room(channel) {
+            return true;
+        }
+        self.rooms()
+            .view(channel, &[])
+            .await
+            .is_ok_and(|room| room.notify_userlist)
+    }
+
     pub(crate) async fn join_presence(&self, conn: &Connection, channel: &Arc<str>) {
         let Some(join_leave) = self.presence_namespace(channel) else {
             return;
@@ -38,7 +51,9 @@ impl Node {
                 return;
             }
         };
-        if join_leave == JoinLeave::Connections || (join_leave == JoinLeave::Users && first) {
+        if (join_leave == JoinLeave::Connections || (join_leave == JoinLeave::Users && first))
+            && self.tells_join_leave(channel).await
+        {
             let event = PresenceEvent::Join { user, info };
             let _ = self
                 .control(Control::Presence {
@@ -62,7 +77,9 @@ impl Node {
                 return;
             }
         };
-        if join_leave == JoinLeave::Connections || (join_leave == JoinLeave::Users && last) {
+        if (join_leave == JoinLeave::Connections || (join_leave == JoinLeave::Users && last))
+            && self.tells_join_leave(channel).await
+        {
             let event = PresenceEvent::Leave {
                 user: conn.identity().map(|i| i.user.clone()),
             };

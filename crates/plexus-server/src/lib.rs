@@ -322,9 +322,10 @@ impl ServerBuilder {
             if !socketio.allows_namespace(&config.namespace) {
                 socketio.namespaces.push(config.namespace.clone());
             }
-            self.node
-                .channels_mut()
-                .prepend_namespace(config.channel_namespace());
+            // The users' channels share the rooms' prefix: their namespace goes first.
+            let channels = self.node.channels_mut();
+            channels.prepend_namespace(config.channel_namespace());
+            channels.prepend_namespace(config.user_namespace());
             // chat-service's list limits bound the node's (the smaller of the two applies).
             let limits = self.node.limits_mut();
             limits.room_list_max = limits.room_list_max.min(config.room_list_size_limit);

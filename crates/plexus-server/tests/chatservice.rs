@@ -18,7 +18,9 @@ use async_trait::async_trait;
 use common::socketio::{SioWs, WsMsg};
 use common::*;
 use futures_util::StreamExt;
+use plexus_core::access::Actor;
 use plexus_core::auth::UpgradeDecision;
+use plexus_core::rooms::RoomList;
 use plexus_core::{CloseCode, Identity, UpgradeRequest};
 use plexus_protocol::chatservice::{ChatError, ErrorKind};
 use plexus_server::RunningServer;
@@ -863,6 +865,69 @@ async fn on_leave_runs_when_a_socket_disconnects() {
     );
 }
 
+/// hooks.js "should execute onLeave hook on removal": every socket of a user who loses access
+/// (a blacklisting; then a room's deletion) gets `onLeave` with `njoined: 0`, before the
+/// command's answer; the room hears `roomUserLeft` once.
+#[tokio::test]
+async fn on_leave_runs_for_every_socket_a_removal_takes() {
+    let (hooks, mut seen) = hooks();
+    let server = with_hooks(hooks).await;
+    let addr = server.local_addr();
+    let mut alice = Cs::login(addr, "alice").await;
+    alice.call("roomCreate", &[json!("r"), json!(false)]).await;
+    alice.call("roomJoin", &[json!("r")]).await;
+    let mut bob1 = Cs::login(addr, "bob").await;
+    let mut bob2 = Cs::login(addr, "bob").await;
+    assert_eq!(bob1.call("roomJoin", &[json!("r")]).await, ok(json!(1)));
+    assert_eq!(bob2.call("roomJoin", &[json!("r")]).await, ok(json!(2)));
+    let mut carol = Cs::login(addr, "carol").await;
+    assert_eq!(carol.call("roomJoin", &[json!("r")]).await, ok(json!(1)));
+
+    assert_eq!(
+        alice
+            .call(
+                "roomAddToList",
+                &[json!("r"), json!("blacklist"), json!(["bob"])]
+            )
+            .await,
+        ok(Value::Null)
+    );
+    for id in [bob1.id.clone(), bob2.id.clone()] {
+        let leave = seen
+            .ran(leave_of(id))
+            .expect("onLeave ran before the answer");
+        assert_eq!(
+            (&*leave.user, leave.room.as_str(), leave.njoined),
+            ("bob", "r", 0)
+        );
+    }
+    assert_eq!(bob1.event("roomAccessRemoved").await, [json!("r")]);
+    assert_eq!(bob2.event("roomAccessRemoved").await, [json!("r")]);
+    assert_eq!(
+        alice.other_user("roomUserLeft").await,
+        [json!("r"), json!("bob")]
+    );
+
+    assert_eq!(
+        alice.call("roomDelete", &[json!("r")]).await,
+        ok(Value::Null)
+    );
+    let leave = seen
+        .ran(leave_of(carol.id.clone()))
+        .expect("onLeave ran before the answer");
+    assert_eq!((leave.room.as_str(), leave.njoined), ("r", 0));
+    assert_eq!(carol.event("roomAccessRemoved").await, [json!("r")]);
+    // Told once: the blacklisting's single `roomUserLeft` for bob is all alice received.
+    assert_eq!(
+        alice
+            .unread("roomUserLeft")
+            .iter()
+            .filter(|a| a[1] == "bob")
+            .count(),
+        0
+    );
+}
+
 /// A socket removed from a room is no longer in it in its user's socket list
 /// (`listOwnSockets`), as chat-service removes it from `socketsToRooms`.
 #[tokio::test]
@@ -1277,6 +1342,11 @@ async fn native_and_chat_service_clients_share_a_room() {
     bob.request("subscribe", json!({"channel": "chat-service:r"}))
         .await
         .expect("a native client subscribes to the room's channel");
+    // A user joining by any dialect is a user joining.
+    assert_eq!(
+        alice.other_user("roomUserJoined").await,
+        [json!("r"), json!("bob")]
+    );
 
     let sent = alice
         .call("roomMessage", &[json!("r"), json!({"textMessage": "hi"})])
@@ -1325,6 +1395,27 @@ async fn native_and_chat_service_clients_share_a_room() {
     assert_eq!(recent, ok(json!(natively)));
     assert_eq!(natively.len(), 2, "{natively:?}");
     assert_eq!(natively[1], mine[1]);
+
+    // The server's own API takes bob's access away: his native subscription ends, and the
+    // room's chat-service sockets hear that he left.
+    let update = server
+        .node()
+        .rooms()
+        .add_to_list(
+            Actor::Server,
+            "chat-service:r",
+            RoomList::Blacklist,
+            &["bob"],
+        )
+        .await
+        .expect("the server blacklists bob");
+    assert_eq!(update.removed, [Arc::<str>::from("bob")]);
+    let unsubscribed = bob.push("unsubscribed").await;
+    assert_eq!(unsubscribed["channel"], "chat-service:r");
+    assert_eq!(
+        alice.other_user("roomUserLeft").await,
+        [json!("r"), json!("bob")]
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1406,6 +1497,57 @@ async fn two_nodes_share_room_messages_and_user_lists() {
             .await,
         ok(json!(["alice"]))
     );
+}
+
+/// A user whose two sockets, on two nodes, leave a room at the same moment left it once: the
+/// room hears one `roomUserLeft` (the presence store counts the user's sockets atomically), and
+/// then dave's `roomUserJoined`, told after both leaves.
+#[tokio::test]
+async fn a_user_leaving_from_two_nodes_at_once_is_told_once() {
+    let (a, b) = two_nodes().await;
+    let mut alice = Cs::login(a.local_addr(), "alice").await;
+    alice.call("roomCreate", &[json!("r"), json!(false)]).await;
+    alice.call("roomJoin", &[json!("r")]).await;
+    for round in 0..5 {
+        let mut bob_a = Cs::login(a.local_addr(), "bob").await;
+        let mut bob_b = Cs::login(b.local_addr(), "bob").await;
+        bob_a.call("roomJoin", &[json!("r")]).await;
+        bob_b.call("roomJoin", &[json!("r")]).await;
+        assert_eq!(
+            alice.other_user("roomUserJoined").await,
+            [json!("r"), json!("bob")],
+            "round {round}"
+        );
+        let (id_a, id_b) = (
+            bob_a.emit("roomLeave", &[json!("r")]).await,
+            bob_b.emit("roomLeave", &[json!("r")]).await,
+        );
+        let (left_a, left_b) = tokio::join!(bob_a.ack(id_a), bob_b.ack(id_b));
+        let mut counts = [left_a[1].clone(), left_b[1].clone()];
+        counts.sort_by_key(|v| v.as_u64());
+        assert_eq!(counts, [json!(0), json!(1)], "round {round}");
+
+        let mut dave = Cs::login(b.local_addr(), "dave").await;
+        dave.call("roomJoin", &[json!("r")]).await;
+        assert_eq!(
+            alice.other_user("roomUserJoined").await,
+            [json!("r"), json!("dave")],
+            "round {round}"
+        );
+        let bob_left = alice
+            .unread("roomUserLeft")
+            .iter()
+            .filter(|a| a[1] == "bob")
+            .count();
+        assert_eq!(bob_left, 1, "round {round}: roomUserLeft for bob, once");
+        alice.buffered.clear();
+        dave.call("roomLeave", &[json!("r")]).await;
+        assert_eq!(
+            alice.other_user("roomUserLeft").await,
+            [json!("r"), json!("dave")]
+        );
+        alice.buffered.clear();
+    }
 }
 
 /// serviceCluster.js "should remove other instances' sockets from a channel": a blacklisting by

@@ -5,6 +5,7 @@
 use super::ChatServiceConfig;
 use crate::socketio::{SocketIoFormat, event_in};
 use bytes::Bytes;
+use plexus_core::engine::PresenceEvent;
 use plexus_core::model::{Event, WireFormat};
 use plexus_protocol::Payload;
 use plexus_protocol::chatservice::value_to_arg;
@@ -114,6 +115,33 @@ impl WireFormat for ChatServiceFormat {
             Event::Unsubscribed { channel, .. } if self.is_own(channel) => {
                 let room = self.room_of(channel)?;
                 Some(self.event("roomAccessRemoved", vec![Arg::from(json!(room))]))
+            }
+            // A user's first socket joined a room, or its last left (the core tells these
+            // only for rooms with user-list notifications on).
+            Event::Presence {
+                channel,
+                event:
+                    PresenceEvent::Join {
+                        user: Some(user), ..
+                    },
+                ..
+            } if self.room_of(channel).is_some() => {
+                let room = self.room_of(channel)?;
+                Some(self.event(
+                    "roomUserJoined",
+                    vec![value_to_arg(json!(room)), value_to_arg(json!(**user))],
+                ))
+            }
+            Event::Presence {
+                channel,
+                event: PresenceEvent::Leave { user: Some(user) },
+                ..
+            } if self.room_of(channel).is_some() => {
+                let room = self.room_of(channel)?;
+                Some(self.event(
+                    "roomUserLeft",
+                    vec![value_to_arg(json!(room)), value_to_arg(json!(**user))],
+                ))
             }
             Event::Presence { channel, .. } | Event::Subscribed { channel, .. }
                 if self.is_own(channel) =>

@@ -17,7 +17,7 @@ pub use hooks::{ChatHooks, ConnectInfo, DisconnectInfo, ExecInfo, JoinInfo};
 pub use plexus_protocol::chatservice::{ChatError, ErrorKind};
 pub(crate) use socket::ChatSocket;
 
-use plexus_core::{ChannelMatch, HistoryOptions, Namespace};
+use plexus_core::{ChannelMatch, HistoryOptions, JoinLeave, Namespace};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -102,10 +102,11 @@ impl ChatServiceConfig {
         format!("{}:user:{user}", self.channel_prefix)
     }
 
-    /// The namespace of the service's channels: rooms (access lists, history, presence without
-    /// join/leave pushes — the service sends its own notices). The users' channels
-    /// (`{channel_prefix}:user:…`) are in it too, but are no room: only the service subscribes
-    /// to them (server side), a client's subscribe is refused (`noRoom`).
+    /// The namespace of the service's rooms: access lists, history, presence with a join and
+    /// a leave push per user (`roomUserJoined` / `roomUserLeft`, for rooms whose user-list
+    /// notifications are on — the core tells them, from the presence store's atomic count, so a
+    /// user's sockets leaving at once, or removed by an access change on any node, are told
+    /// once).
     pub fn channel_namespace(&self) -> Namespace {
         let history = HistoryOptions {
             size: self.history_max_size,
@@ -117,9 +118,23 @@ impl ChatServiceConfig {
             ChannelMatch::Prefix(self.channel_prefix.clone()),
         )
         .history(history)
+        .presence(JoinLeave::Users)
         .rooms(true)
         .subscribe(plexus_core::Access::Authenticated)
         .publish(plexus_core::Access::Subscribers)
+    }
+
+    /// The namespace of the users' channels (`{channel_prefix}:user:…`, matched before the
+    /// rooms'): presence without pushes (a user's sockets and their rooms); only the service
+    /// subscribes sockets to them, server side — a client may neither subscribe nor publish.
+    pub fn user_namespace(&self) -> Namespace {
+        Namespace::new(
+            "chat-service users",
+            ChannelMatch::Prefix(self.user_channel("")),
+        )
+        .presence(JoinLeave::Off)
+        .subscribe(plexus_core::Access::Nobody)
+        .publish(plexus_core::Access::Nobody)
     }
 }
 

@@ -294,6 +294,16 @@ impl ChatSocket {
             .await;
     }
 
+    /// An event for one socket (connection) only.
+    async fn to_self(&self, node: &Node, conn: ConnId, name: &str, args: Value) {
+        let Ok(payload) = Payload::json(&args) else {
+            return;
+        };
+        let _ = node
+            .send_to_connection(conn, Emit::event(name, payload))
+            .await;
+    }
+
     /// A notice for a room's members (no offset: message ids stay contiguous).
     async fn to_room(&self, node: &Node, room: &str, name: &str, args: Value) {
         let Ok(payload) = Payload::json(&args) else {
@@ -531,14 +541,9 @@ impl ChatSocket {
                     return Err(err(ErrorKind::NotAllowed, vec![]));
                 }
                 let room = string_arg(a, 0);
-                let state = rooms::state(&node, config, &room).await?;
+                let before = self.sockets_in(ctx, &node, &room).await;
                 let members = rooms::delete(&node, config, &room, &user, bypass).await?;
-                if state.notify_userlist {
-                    for member in &members {
-                        self.to_room(&node, &room, "roomUserLeft", json!([room, &**member]))
-                            .await;
-                    }
-                }
+                self.removed(&node, &room, &members, before).await;
                 Ok(Value::Null)
             }
             "roomAddToList" | "roomRemoveFromList" => {
@@ -547,6 +552,7 @@ impl ChatSocket {
                 let names = names_arg(a, 2);
                 let add = exec.command == "roomAddToList";
                 let state = rooms::state(&node, config, &room).await?;
+                let before = self.sockets_in(ctx, &node, &room).await;
                 let removed =
                     rooms::edit_list(&node, config, &room, &user, &list, &names, add, bypass)
                         .await?;
@@ -559,19 +565,20 @@ impl ChatSocket {
                     self.to_room(&node, &room, name, json!([room, list, names]))
                         .await;
                 }
-                self.removed(&node, &room, &removed).await;
+                self.removed(&node, &room, &removed, before).await;
                 Ok(Value::Null)
             }
             "roomSetWhitelistMode" => {
                 let room = string_arg(a, 0);
                 let mode = a.get(1).and_then(Value::as_bool).unwrap_or(false);
                 let state = rooms::state(&node, config, &room).await?;
+                let before = self.sockets_in(ctx, &node, &room).await;
                 let removed = rooms::set_mode(&node, config, &room, &user, mode, bypass).await?;
                 if state.notify_access_lists {
                     self.to_room(&node, &room, "roomModeChanged", json!([room, mode]))
                         .await;
                 }
-                self.removed(&node, &room, &removed).await;
+                self.removed(&node, &room, &removed, before).await;
                 Ok(Value::Null)
             }
             "directAddToList" | "directRemoveFromList" => {
@@ -672,6 +679,18 @@ impl ChatSocket {
         if !bypass && !state.has_access(user) {
             return Err(err(ErrorKind::NotAllowed, vec![]));
         }
+        // `onJoin` runs before the socket joins, with the count it will make, so that a refused
+        // join is never seen by anyone (chat-service joins first and rolls back, after the
+        // room's other sockets may have heard of it).
+        if let Some(hooks) = self.service.hooks.clone().filter(|_| !ctx.bypass_hooks) {
+            let info = JoinInfo {
+                id: self.id.clone(),
+                user: user.clone(),
+                room: room.to_owned(),
+                njoined: rooms::joined_sockets(&node, &channel, user).await? + 1,
+            };
+            hooks.on_join(&info).await?;
+        }
         match ctx.session.as_deref_mut() {
             // The socket's own command: a subscribe with every check of the core.
             Some(session) => {
@@ -692,23 +711,12 @@ impl ChatSocket {
             }
         }
         let njoined = rooms::joined_sockets(&node, &channel, user).await?;
-        if let Some(hooks) = self.service.hooks.clone().filter(|_| !ctx.bypass_hooks) {
-            let info = JoinInfo {
-                id: self.id.clone(),
-                user: user.clone(),
-                room: room.to_owned(),
-                njoined,
-            };
-            if let Err(e) = hooks.on_join(&info).await {
-                // A refused join is rolled back.
-                let _ = node.unsubscribe_connection(conn.id, &channel).await;
-                return Err(e);
-            }
-        }
         let rooms = self.joined_rooms(&conn);
         self.publish_rooms(&node, conn.id, &rooms).await?;
+        // The core tells the room's other sockets that the user joined (its presence store
+        // counts atomically); chat-service tells the joining socket too.
         if njoined == 1 && state.notify_userlist {
-            self.to_room(&node, room, "roomUserJoined", json!([room, &**user]))
+            self.to_self(&node, conn.id, "roomUserJoined", json!([room, &**user]))
                 .await;
         }
         self.echo(
@@ -734,7 +742,8 @@ impl ChatSocket {
             .conn
             .clone()
             .ok_or_else(|| err(ErrorKind::NoSocket, vec![json!("roomLeave")]))?;
-        let state = rooms::state(&node, &config, room).await?;
+        // A room that does not exist: `noRoom`.
+        rooms::state(&node, &config, room).await?;
         let channel = config.room_channel(room);
         if !conn.is_subscribed(&channel) {
             // Not joined: nothing changes, nobody is told.
@@ -746,24 +755,14 @@ impl ChatSocket {
         let njoined = rooms::joined_sockets(&node, &channel, user).await?;
         let rooms = self.joined_rooms(&conn);
         self.publish_rooms(&node, conn.id, &rooms).await?;
-        self.left(
-            &node,
-            ctx.except(),
-            user,
-            room,
-            njoined,
-            Some(&state),
-            ctx.bypass_hooks,
-        )
-        .await;
+        self.left(&node, ctx.except(), user, room, njoined, ctx.bypass_hooks)
+            .await;
         Ok(njoined)
     }
 
     /// What follows a socket leaving a room (a `roomLeave`, or its disconnect): the user's other
-    /// sockets hear `roomLeftEcho`, the room hears `roomUserLeft` when it was the user's last
-    /// socket there and the room tells its user list (`state`, read when not given), `onLeave`
-    /// runs.
-    #[allow(clippy::too_many_arguments)]
+    /// sockets hear `roomLeftEcho`, `onLeave` runs. The room hears `roomUserLeft` from the core
+    /// when it was the user's last socket there and the room tells its user list.
     async fn left(
         &self,
         node: &Node,
@@ -771,7 +770,6 @@ impl ChatSocket {
         user: &Arc<str>,
         room: &str,
         njoined: usize,
-        state: Option<&rooms::RoomState>,
         bypass_hooks: bool,
     ) {
         self.echo(
@@ -781,18 +779,6 @@ impl ChatSocket {
             json!([room, self.id, njoined]),
         )
         .await;
-        if njoined == 0 {
-            let notify = match state {
-                Some(state) => state.notify_userlist,
-                None => rooms::state(node, &self.service.config, room)
-                    .await
-                    .is_ok_and(|s| s.notify_userlist),
-            };
-            if notify {
-                self.to_room(node, room, "roomUserLeft", json!([room, &**user]))
-                    .await;
-            }
-        }
         if let Some(hooks) = self.service.hooks.clone().filter(|_| !bypass_hooks) {
             let info = JoinInfo {
                 id: self.id.clone(),
@@ -804,18 +790,63 @@ impl ChatSocket {
         }
     }
 
-    /// After users lost access to a room (the core removed their sockets): `roomUserLeft` for
-    /// each when the room tells its user list.
-    async fn removed(&self, node: &Node, room: &str, users: &[Arc<str>]) {
-        let Ok(state) = rooms::state(node, &self.service.config, room).await else {
+    /// The room's sockets before a change that may remove some (connection, user), when
+    /// `onLeave` is to run for those removed; `None` otherwise or when unreadable.
+    async fn sockets_in(
+        &self,
+        ctx: &Ctx<'_>,
+        node: &Node,
+        room: &str,
+    ) -> Option<Vec<(ConnId, Arc<str>)>> {
+        if ctx.bypass_hooks || self.service.hooks.is_none() {
+            return None;
+        }
+        let channel = self.service.config.room_channel(room);
+        let entries = node.presence(&channel).await.ok()?;
+        Some(
+            entries
+                .into_iter()
+                .filter_map(|e| Some((e.conn, e.user?)))
+                .collect(),
+        )
+    }
+
+    /// After users lost access to a room (the core removed every socket of theirs, on every
+    /// node, told them `roomAccessRemoved` and the room `roomUserLeft`): `onLeave` for each of
+    /// their sockets that was in it (`before`), with `njoined` 0, as chat-service does.
+    async fn removed(
+        &self,
+        node: &Node,
+        room: &str,
+        users: &[Arc<str>],
+        before: Option<Vec<(ConnId, Arc<str>)>>,
+    ) {
+        let (Some(hooks), Some(before)) = (self.service.hooks.clone(), before) else {
             return;
         };
-        if !state.notify_userlist {
-            return;
-        }
         for user in users {
-            self.to_room(node, room, "roomUserLeft", json!([room, &**user]))
-                .await;
+            let conns: Vec<ConnId> = before
+                .iter()
+                .filter(|(_, u)| u == user)
+                .map(|(c, _)| *c)
+                .collect();
+            if conns.is_empty() {
+                continue;
+            }
+            let Ok(sockets) = socket_ids(node, &self.service.config, user).await else {
+                continue;
+            };
+            for (conn, id) in sockets {
+                if conns.contains(&conn) {
+                    let info = JoinInfo {
+                        id,
+                        user: user.clone(),
+                        room: room.to_owned(),
+                        njoined: 0,
+                    };
+                    hooks.on_leave(&info).await;
+                }
+            }
         }
     }
 
@@ -837,7 +868,7 @@ impl ChatSocket {
                 .await
                 .unwrap_or(0);
             joined_sockets.push(njoined);
-            self.left(&node, Some(conn.id), &user, room, njoined, None, false)
+            self.left(&node, Some(conn.id), &user, room, njoined, false)
                 .await;
         }
         let _ = node
@@ -890,9 +921,9 @@ impl Ctx<'_> {
     }
 }
 
-/// The sockets of `user` on every node: `(connection, socket id, rooms)`, from the presence of
-/// its user channel.
-pub(crate) async fn sockets_of(
+/// The user's sockets as its user channel's presence records them: connection, socket id,
+/// and the rooms the socket last wrote.
+async fn user_sockets(
     node: &Node,
     config: &super::ChatServiceConfig,
     user: &str,
@@ -901,7 +932,7 @@ pub(crate) async fn sockets_of(
         .presence(&config.user_channel(user))
         .await
         .map_err(chat_error)?;
-    let mut sockets: Vec<(ConnId, String, Vec<String>)> = entries
+    Ok(entries
         .iter()
         .filter_map(|e| {
             let state = payload_value(e.state.as_ref()?)?;
@@ -914,7 +945,30 @@ pub(crate) async fn sockets_of(
                 .collect();
             Some((e.conn, id, rooms))
         })
-        .collect();
+        .collect())
+}
+
+/// The user's sockets: connection and socket id.
+async fn socket_ids(
+    node: &Node,
+    config: &super::ChatServiceConfig,
+    user: &str,
+) -> Result<Vec<(ConnId, String)>, ChatError> {
+    Ok(user_sockets(node, config, user)
+        .await?
+        .into_iter()
+        .map(|(conn, id, _)| (conn, id))
+        .collect())
+}
+
+/// The sockets of `user` on every node: `(connection, socket id, rooms)`, from the presence of
+/// its user channel.
+pub(crate) async fn sockets_of(
+    node: &Node,
+    config: &super::ChatServiceConfig,
+    user: &str,
+) -> Result<Vec<(ConnId, String, Vec<String>)>, ChatError> {
+    let mut sockets = user_sockets(node, config, user).await?;
     // A socket the core removed from a room (access lost, room deleted) never wrote its new
     // rooms: keep only the rooms whose presence still has it.
     let mut members: std::collections::HashMap<String, Vec<ConnId>> =
