@@ -101,6 +101,10 @@ publish = "anyone"
 history_size = 10
 history_ttl_ms = 60000
 presence = true
+[chat_service]
+enabled = true
+enable_rooms_management = true
+enable_direct_messages = true
 TOML
 PLEXUS_LOG=warn target/debug/plexus serve --config "$st_dir/plexus.toml" > "$st_dir/serve.log" 2>&1 &
 st_pid=$!

@@ -6,6 +6,7 @@
 //! `{"error": {"code", "message", "data"?}}`, the code from the table of `docs/protocol.md`.
 
 use crate::backend::Backend;
+use crate::chatservice::{ChatServiceApi, ExecContext};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -115,6 +116,7 @@ pub const METHODS: &[&str] = &[
     "direct_set_whitelist_only",
     "direct_access",
     "notify",
+    "chat_exec",
 ];
 
 /// API calls by method (the last slot counts unknown methods) and their duration.
@@ -162,6 +164,7 @@ fn slot(method: Option<&str>) -> usize {
 
 struct ApiState {
     node: Node,
+    chat_service: Option<ChatServiceApi>,
     options: ApiOptions,
     stats: Arc<ApiStats>,
     backend: Option<Arc<Backend>>,
@@ -169,10 +172,15 @@ struct ApiState {
 }
 
 /// The routes of `endpoints` (none when nothing is enabled).
-pub(crate) fn routes(node: Node, endpoints: &HttpEndpoints) -> Router {
+pub(crate) fn routes(
+    node: Node,
+    chat_service: Option<ChatServiceApi>,
+    endpoints: &HttpEndpoints,
+) -> Router {
     let mut router = Router::new();
     let state = Arc::new(ApiState {
         node,
+        chat_service,
         options: endpoints.api.clone().unwrap_or_default(),
         stats: endpoints.stats.clone(),
         backend: endpoints.backend.clone(),
@@ -716,6 +724,23 @@ struct DirectModeParams {
 struct DirectAccessParams {
     sender: String,
     recipient: String,
+}
+
+/// `chat_exec`: chat-service's `execUserCommand`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChatExecParams {
+    command: String,
+    #[serde(default)]
+    args: Vec<Value>,
+    #[serde(default, deserialize_with = "some")]
+    user: Option<String>,
+    #[serde(default, deserialize_with = "some")]
+    id: Option<String>,
+    #[serde(default)]
+    bypass_permissions: bool,
+    #[serde(default)]
+    bypass_hooks: bool,
 }
 
 #[derive(Deserialize)]
@@ -1296,6 +1321,36 @@ async fn dispatch(state: &ApiState, method: &str, body: &[u8]) -> Result<Value, 
             let exclude = ExcludeParams::parse(p.exclude)?;
             node.notify(&p.channel, emit, exclude).await?;
             empty()
+        }
+        "chat_exec" => {
+            let p: ChatExecParams = parse(body)?;
+            let Some(chat) = &state.chat_service else {
+                return Err(Error::new(
+                    ErrorCode::NOT_AVAILABLE,
+                    "this server does not serve chat-service (`[chat_service]`)",
+                )
+                .into());
+            };
+            let context = ExecContext {
+                user: p.user,
+                id: p.id,
+                bypass_permissions: p.bypass_permissions,
+                bypass_hooks: p.bypass_hooks,
+            };
+            // The command's outcome is the answer, as a socket's ack is: its results, or
+            // chat-service's error (`{name, code, args}` with its message).
+            match chat.exec_user_command(context, &p.command, p.args).await {
+                Ok(results) => Ok(json!({"results": results})),
+                Err(e) => {
+                    let mut error = e.raw();
+                    let message = e.message();
+                    let message = message
+                        .strip_prefix("ChatServiceError: ")
+                        .unwrap_or(&message);
+                    error["message"] = json!(message);
+                    Ok(json!({"error": error}))
+                }
+            }
         }
         _ => dispatch_rooms(node, method, body).await,
     }

@@ -403,7 +403,11 @@ impl Server {
             .route("/health", get(health))
             .merge(demo::router(self.state.dev_mode))
             .with_state(self.state.clone())
-            .merge(api::routes(self.state.node.clone(), &self.state.endpoints))
+            .merge(api::routes(
+                self.state.node.clone(),
+                self.chat_service(),
+                &self.state.endpoints,
+            ))
     }
 
     /// Binds and serves in the background.

@@ -15,6 +15,7 @@ mod common;
 mod support;
 
 use async_trait::async_trait;
+use axum::http::StatusCode;
 use common::socketio::{SioWs, WsMsg};
 use common::*;
 use futures_util::StreamExt;
@@ -1690,6 +1691,132 @@ async fn the_http_api_disconnects_every_socket_of_a_user() {
             .await,
         ok(json!(["bob"]))
     );
+}
+
+/// `chat_exec` over HTTP is chat-service's `execUserCommand`: a command as a user with the
+/// socket's checks and notifications, echoes to the user's sockets, bypasses, a message without
+/// an author, and chat-service's errors as API errors with their reason.
+#[tokio::test]
+async fn the_http_api_runs_chat_service_commands_as_a_user() {
+    let builder = dev()
+        .chat_service(ChatServiceConfig::development())
+        .endpoints(HttpEndpoints {
+            api: Some(ApiOptions {
+                key: ApiKey::Required(support::API_KEY.into()),
+                ..ApiOptions::default()
+            }),
+            ..HttpEndpoints::default()
+        });
+    let server = start(builder).await;
+    let addr = server.local_addr();
+    let mut alice = Cs::login(addr, "alice").await;
+    let mut bob = Cs::login(addr, "bob").await;
+
+    // As alice: the room is hers, her socket hears the echo of a join made for it.
+    let created = support::api_ok(
+        &server,
+        "chat_exec",
+        json!({"user": "alice", "command": "roomCreate", "args": ["r", false]}),
+    )
+    .await;
+    assert_eq!(created, json!({"results": [null]}));
+    let joined = support::api_ok(
+        &server,
+        "chat_exec",
+        json!({"user": "alice", "id": alice.id, "command": "roomJoin", "args": ["r"]}),
+    )
+    .await;
+    assert_eq!(joined, json!({"results": [1]}));
+    assert_eq!(
+        alice.event("roomJoinedEcho").await,
+        [json!("r"), json!(alice.id), json!(1)]
+    );
+    assert_eq!(
+        alice
+            .call("roomGetAccessList", &[json!("r"), json!("userlist")])
+            .await,
+        ok(json!(["alice"]))
+    );
+
+    // The rules hold for a user, not with `bypass_permissions`.
+    let refused = support::api_ok(
+        &server,
+        "chat_exec",
+        json!({"user": "bob", "command": "roomMessage", "args": ["r", {"textMessage": "hi"}]}),
+    )
+    .await;
+    assert_eq!(
+        refused,
+        json!({"error": {"name": "ChatServiceError", "code": "notJoined", "args": ["r"],
+                         "message": "Not joined to room r"}})
+    );
+    let sent = support::api_ok(
+        &server,
+        "chat_exec",
+        json!({"user": "bob", "command": "roomMessage", "bypass_permissions": true,
+               "args": ["r", {"textMessage": "hi"}]}),
+    )
+    .await;
+    let id = sent["results"][0].as_u64().expect("a message id");
+    let got = alice.event("roomMessage").await;
+    assert_eq!(
+        (&got[1]["textMessage"], &got[1]["author"], &got[1]["id"]),
+        (&json!("hi"), &json!("bob"), &json!(id))
+    );
+    // No user: a room message with no author, only with `bypass_permissions`.
+    support::api_ok(
+        &server,
+        "chat_exec",
+        json!({"command": "roomMessage", "bypass_permissions": true,
+               "args": ["r", {"textMessage": "system"}]}),
+    )
+    .await;
+    let got = alice.event("roomMessage").await;
+    assert_eq!(got[1]["textMessage"], "system");
+    assert!(got[1].get("author").is_none(), "{}", got[1]);
+
+    // Direct messages reach every socket of both users (the echo too).
+    support::api_ok(
+        &server,
+        "chat_exec",
+        json!({"user": "bob", "command": "directMessage",
+               "args": ["alice", {"textMessage": "psst"}]}),
+    )
+    .await;
+    assert_eq!(alice.event("directMessage").await[0]["textMessage"], "psst");
+    assert_eq!(bob.event("directMessageEcho").await[0], "alice");
+
+    for (body, code) in [
+        (
+            json!({"user": "bob", "command": "noSuchCommand"}),
+            "noCommand",
+        ),
+        (
+            json!({"user": "bob", "command": "roomCreate"}),
+            "wrongArgumentsCount",
+        ),
+        (
+            json!({"user": "bob", "command": "roomCreate", "args": ["r", false]}),
+            "roomExists",
+        ),
+        (
+            json!({"user": "bob", "command": "roomDelete", "args": ["r"]}),
+            "notAllowed",
+        ),
+        (
+            json!({"user": "bob", "id": "/chat-service#nope", "command": "roomJoin", "args": ["r"]}),
+            "invalidSocket",
+        ),
+        (json!({"command": "roomJoin", "args": ["r"]}), "noLogin"),
+    ] {
+        let answer = support::api_ok(&server, "chat_exec", body.clone()).await;
+        assert_eq!(answer["error"]["code"], code, "{body}: {answer}");
+        assert!(answer.get("results").is_none(), "{body}: {answer}");
+    }
+    // Not a command: the API's own 400.
+    let (got, answer) = support::api(&server, "chat_exec", json!({"command": 7})).await;
+    assert_eq!(got, StatusCode::BAD_REQUEST, "{answer}");
+    assert_eq!(answer["error"]["code"], 104, "{answer}");
 }
 
 /// serviceCluster.js "should disconnect users sockets across all instances"
