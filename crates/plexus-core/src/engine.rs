@@ -309,6 +309,30 @@ pub trait PresenceStore: Send + Sync + 'static {
         channel: &str,
         user: &str,
     ) -> Result<Option<std::time::SystemTime>, EngineError>;
+    /// How often a node asks [`PresenceStore::departed`] about its channels, when members can
+    /// leave without being removed — their node died and their entries expired. `None` (the
+    /// default): every member is removed by its own node.
+    fn departure_interval(&self) -> Option<Duration> {
+        None
+    }
+    /// The members of `channel` whose entries expired since the last call, in the order they
+    /// were found. Each is reported once, to one caller on any node, so that the channel is
+    /// told once. Bounded: a store keeps at most a fixed number of unreported departures per
+    /// channel (the oldest go first).
+    async fn departed(&self, channel: &str) -> Result<Vec<Departure>, EngineError> {
+        let _ = channel;
+        Ok(Vec::new())
+    }
+}
+
+/// A member that left a channel's presence without being removed: its entry expired.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Departure {
+    pub conn: ConnId,
+    pub user: Option<Arc<str>>,
+    /// It was its user's last connection in the channel (each anonymous connection counts as a
+    /// user of its own).
+    pub last: bool,
 }
 
 /// Per-user durable inboxes (Mesa sync, Plezi `register_as` / `notify`).

@@ -166,6 +166,7 @@ impl NodeBuilder {
         let node = Node { inner };
         node.inner.heartbeat.spawn(Arc::downgrade(&node.inner));
         spawn_mailbox_keeper(Arc::downgrade(&node.inner));
+        spawn_departure_sweeper(Arc::downgrade(&node.inner));
         node
     }
 }
@@ -1054,6 +1055,35 @@ fn spawn_mailbox_keeper(node: Weak<NodeInner>) {
                     tracing::debug!(%user, error = %e, "refreshing an inbox failed");
                 }
             }
+        }
+    });
+}
+
+/// Tells channels about members whose node died: every [`PresenceStore::departure_interval`]
+/// (engines whose members can expire), the node asks about the channels it has subscribers in
+/// (only they have someone to tell) and sends their `leave` pushes.
+///
+/// [`PresenceStore::departure_interval`]: crate::engine::PresenceStore::departure_interval
+fn spawn_departure_sweeper(node: Weak<NodeInner>) {
+    let Some(period) = node
+        .upgrade()
+        .and_then(|inner| inner.engine.presence.departure_interval())
+    else {
+        return;
+    };
+    let period = period.max(Duration::from_millis(10));
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(period);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        interval.tick().await;
+        loop {
+            interval.tick().await;
+            let Some(inner) = node.upgrade() else { return };
+            let node = Node { inner };
+            if node.inner.shutting_down.load(Ordering::Relaxed) {
+                return;
+            }
+            node.tell_departures().await;
         }
     });
 }

@@ -93,6 +93,45 @@ impl Node {
         }
     }
 
+    /// Sends the `leave` pushes of members that left the channels this node has subscribers in
+    /// without being removed (their node died and their entries expired), as their own node
+    /// would have: per connection, or for a user's last one, as each namespace says.
+    pub(crate) async fn tell_departures(&self) {
+        for channel in self.hub().channels() {
+            let Some(join_leave) = self.presence_namespace(&channel) else {
+                continue;
+            };
+            if join_leave == JoinLeave::Off {
+                continue;
+            }
+            let departed = match self.engine().presence.departed(&channel).await {
+                Ok(departed) => departed,
+                Err(e) => {
+                    tracing::debug!(%channel, error = %e, "reading departures failed");
+                    continue;
+                }
+            };
+            let told: Vec<_> = departed
+                .into_iter()
+                .filter(|d| join_leave == JoinLeave::Connections || d.last)
+                .collect();
+            if told.is_empty() || !self.tells_join_leave(&channel).await {
+                continue;
+            }
+            for departure in told {
+                let _ = self
+                    .control(Control::Presence {
+                        channel: channel.clone(),
+                        conn: departure.conn,
+                        event: PresenceEvent::Leave {
+                            user: departure.user,
+                        },
+                    })
+                    .await;
+            }
+        }
+    }
+
     fn require_presence(&self, channel: &str) -> Result<(), Error> {
         match self.presence_namespace(channel) {
             Some(_) => Ok(()),

@@ -156,13 +156,14 @@ impl Keys {
         format!("{}:nodeconns:{id}", self.p)
     }
     /// Members, their expiry, per-user counts, last seen, and each member's user.
-    pub(crate) fn presence(&self, ch: &str) -> [String; 5] {
+    pub(crate) fn presence(&self, ch: &str) -> [String; 6] {
         [
             format!("{}:pres:{{{ch}}}", self.p),
             format!("{}:pres:exp:{{{ch}}}", self.p),
             format!("{}:pres:users:{{{ch}}}", self.p),
             format!("{}:seen:{{{ch}}}", self.p),
             format!("{}:pres:cu:{{{ch}}}", self.p),
+            format!("{}:pres:gone:{{{ch}}}", self.p),
         ]
     }
     pub(crate) fn kv(&self, key: &str) -> String {

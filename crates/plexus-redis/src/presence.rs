@@ -1,11 +1,13 @@
 //! Presence in Redis: a hash of members per channel with an expiry set refreshed by the node
 //! that holds each member, per-user counts for O(1) stats and first/last detection, and a
-//! bounded "last seen" set. A member whose node died expires within `presence_ttl`.
+//! bounded "last seen" set. A member whose node died expires within `presence_ttl`; the script
+//! that finds it expired records its departure (a bounded list per channel) for one node to
+//! tell the channel ([`PresenceStore::departed`]).
 
 use crate::wire::PayloadWire;
 use crate::{Shared, now_ms};
 use async_trait::async_trait;
-use plexus_core::engine::{EngineError, PresenceEntry, PresenceStats, PresenceStore};
+use plexus_core::engine::{Departure, EngineError, PresenceEntry, PresenceStats, PresenceStore};
 use plexus_core::{ConnId, Payload};
 use redis::{Script, Value};
 use serde::{Deserialize, Serialize};
@@ -14,7 +16,8 @@ use std::sync::{Arc, LazyLock, Mutex, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 // KEYS of every script: data (conn → entry), exp (conn → expires at ms), users (user → count),
-// seen (user → last seen ms), conn users (conn → user).
+// seen (user → last seen ms), conn users (conn → user), gone (departures not yet told:
+// "conn last user").
 
 /// ARGV: conn, entry, expires at ms, user ('' when anonymous), key ttl ms. Returns 1 when this is
 /// the user's first connection in the channel.
@@ -59,9 +62,17 @@ local function forget(conn, now, max_seen, seen_ttl)
   redis.call('pexpire', KEYS[4], seen_ttl)
   return 1
 end
-local function purge(now, max_seen, seen_ttl)
+local function purge(now, max_seen, seen_ttl, gone_max, gone_ttl)
   for _, conn in ipairs(redis.call('zrangebyscore', KEYS[2], '-inf', now)) do
-    forget(conn, now, max_seen, seen_ttl)
+    if redis.call('hexists', KEYS[1], conn) == 1 then
+      local user = redis.call('hget', KEYS[5], conn) or ''
+      local last = forget(conn, now, max_seen, seen_ttl)
+      redis.call('rpush', KEYS[6], conn .. ' ' .. last .. ' ' .. user)
+      redis.call('ltrim', KEYS[6], -tonumber(gone_max), -1)
+      redis.call('pexpire', KEYS[6], gone_ttl)
+    else
+      redis.call('zrem', KEYS[2], conn)
+    end
   end
 end
 ";
@@ -73,15 +84,28 @@ static REMOVE: LazyLock<Script> = LazyLock::new(|| {
     ))
 });
 
-/// ARGV: now ms, max seen, seen ttl ms, what ('get' or 'stats').
+/// ARGV: now ms, max seen, seen ttl ms, gone max, gone ttl ms, what ('get' or 'stats').
 static READ: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         r"{FORGET}
-purge(ARGV[1], ARGV[2], ARGV[3])
-if ARGV[4] == 'stats' then
+purge(ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5])
+if ARGV[6] == 'stats' then
   return {{redis.call('hlen', KEYS[1]), redis.call('hlen', KEYS[3])}}
 end
 return {{redis.call('hgetall', KEYS[1]), redis.call('hgetall', KEYS[5])}}
+"
+    ))
+});
+
+/// ARGV: now ms, max seen, seen ttl ms, gone max, gone ttl ms. Returns the departures not told
+/// yet ("conn last user"), and forgets them.
+static DEPARTED: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        r"{FORGET}
+purge(ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5])
+local gone = redis.call('lrange', KEYS[6], 0, -1)
+redis.call('del', KEYS[6])
+return gone
 "
     ))
 });
@@ -99,6 +123,9 @@ return 1
 
 /// How long the "last seen" set of a channel lives after its last update.
 const SEEN_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// Departures a channel keeps until a node tells them (the oldest go first).
+const GONE_MAX: usize = 1000;
 
 #[derive(Serialize, Deserialize, Default, Clone)]
 struct EntryWire {
@@ -133,7 +160,7 @@ impl RedisPresence {
         RedisPresence { shared, local }
     }
 
-    fn keys(&self, channel: &str) -> [String; 5] {
+    fn keys(&self, channel: &str) -> [String; 6] {
         self.shared.keys.presence(channel)
     }
 
@@ -149,15 +176,31 @@ impl RedisPresence {
         self.shared.config.presence_ttl.as_millis() as u64
     }
 
-    async fn read(&self, channel: &str, what: &str) -> Result<Value, EngineError> {
-        let mut inv = self.invocation(&READ, channel);
+    /// Runs a script that purges expired members (READ, DEPARTED) with its purge arguments
+    /// and `extra`.
+    async fn purging(
+        &self,
+        script: &Script,
+        channel: &str,
+        extra: Option<&str>,
+    ) -> Result<Value, EngineError> {
+        let mut inv = self.invocation(script, channel);
         inv.arg(now_ms())
             .arg(self.shared.config.max_last_seen_per_channel)
             .arg(SEEN_TTL.as_millis() as u64)
-            .arg(what);
+            .arg(GONE_MAX)
+            // Long enough for a node to come and tell them; not forever.
+            .arg(self.ttl_ms().saturating_mul(3));
+        if let Some(extra) = extra {
+            inv.arg(extra);
+        }
         self.shared
             .run(inv.invoke_async(&mut self.shared.conn()))
             .await
+    }
+
+    async fn read(&self, channel: &str, what: &str) -> Result<Value, EngineError> {
+        self.purging(&READ, channel, Some(what)).await
     }
 }
 
@@ -176,7 +219,7 @@ async fn refresh_task(shared: Arc<Shared>, local: Weak<Mutex<LocalMembers>>) {
         for chunk in members.chunks(500) {
             let mut pipe = redis::pipe();
             for (channel, conn) in chunk {
-                let [data, exp, users, _seen, conn_users] = shared.keys.presence(channel);
+                let [data, exp, users, _seen, conn_users, _gone] = shared.keys.presence(channel);
                 // XX: never resurrect a member that was removed meanwhile.
                 pipe.cmd("ZADD")
                     .arg(&exp)
@@ -336,7 +379,7 @@ impl PresenceStore for RedisPresence {
         channel: &str,
         user: &str,
     ) -> Result<Option<SystemTime>, EngineError> {
-        let [_, _, _, seen, _] = self.shared.keys.presence(channel);
+        let [_, _, _, seen, _, _] = self.shared.keys.presence(channel);
         let mut conn = self.shared.conn();
         let score: Option<f64> = self
             .shared
@@ -348,5 +391,27 @@ impl PresenceStore for RedisPresence {
             )
             .await?;
         Ok(score.map(|ms| UNIX_EPOCH + Duration::from_millis(ms as u64)))
+    }
+
+    fn departure_interval(&self) -> Option<Duration> {
+        Some(self.shared.config.presence_ttl / 3)
+    }
+
+    async fn departed(&self, channel: &str) -> Result<Vec<Departure>, EngineError> {
+        let reply = self.purging(&DEPARTED, channel, None).await?;
+        let Value::Array(items) = reply else {
+            return Ok(Vec::new());
+        };
+        Ok(items
+            .iter()
+            .filter_map(|item| {
+                let text = std::str::from_utf8(bulk(item)?).ok()?;
+                let mut parts = text.splitn(3, ' ');
+                let conn = parts.next()?.parse::<ConnId>().ok()?;
+                let last = parts.next()? == "1";
+                let user = parts.next().filter(|u| !u.is_empty()).map(Arc::from);
+                Some(Departure { conn, user, last })
+            })
+            .collect())
     }
 }

@@ -1507,6 +1507,51 @@ async fn two_nodes_share_room_messages_and_user_lists() {
     );
 }
 
+/// serviceCluster.js "should recover from a dead instance" without `instanceRecovery`: a node
+/// that dies takes its sockets out of their rooms by itself — once their presence expires, the
+/// room hears `roomUserLeft` and its user list no longer names them.
+#[tokio::test]
+async fn a_dead_nodes_sockets_leave_their_rooms_by_themselves() {
+    let prefix = plexus_redis::testing::unique_prefix();
+    let a = redis_node(&prefix).await;
+    let (engine, doomed_engine) =
+        plexus_redis::redis_engine_with_broker(redis_config(&redis().url(), &prefix))
+            .await
+            .expect("redis engine");
+    let doomed = start_as_is(
+        plexus_server::Server::builder()
+            .listen("127.0.0.1:0".parse().unwrap())
+            .dev_mode()
+            .engine(engine),
+    )
+    .await;
+    wait_healthy(&doomed).await;
+    let mut alice = Cs::login(a.local_addr(), "alice").await;
+    alice.call("roomCreate", &[json!("r"), json!(false)]).await;
+    alice.call("roomJoin", &[json!("r")]).await;
+    let mut bob = Cs::login(doomed.local_addr(), "bob").await;
+    assert_eq!(bob.call("roomJoin", &[json!("r")]).await, ok(json!(1)));
+    assert_eq!(
+        alice.other_user("roomUserJoined").await,
+        [json!("r"), json!("bob")]
+    );
+
+    // The node dies: nothing refreshes bob's presence, nothing says goodbye.
+    std::mem::forget(bob);
+    doomed_engine.halt();
+    doomed.abort();
+    let left = tokio::time::timeout(Duration::from_secs(20), alice.other_user("roomUserLeft"))
+        .await
+        .expect("the room hears that bob left, within the presence bound");
+    assert_eq!(left, [json!("r"), json!("bob")]);
+    assert_eq!(
+        alice
+            .call("roomGetAccessList", &[json!("r"), json!("userlist")])
+            .await,
+        ok(json!(["alice"]))
+    );
+}
+
 /// A user whose two sockets, on two nodes, leave a room at the same moment left it once: the
 /// room hears one `roomUserLeft` (the presence store counts the user's sockets atomically), and
 /// then dave's `roomUserJoined`, told after both leaves.

@@ -367,6 +367,89 @@ async fn a_dead_nodes_presence_disappears_within_the_bound() {
     }
 }
 
+/// A dead node's members are told gone: once their entries expire, the channel's subscribers
+/// on the surviving nodes get one `leave` push per departed user (not one per node), within the
+/// presence bound.
+#[tokio::test]
+async fn a_dead_nodes_members_are_told_gone_once() {
+    let prefix = plexus_redis::testing::unique_prefix();
+    let policy = || {
+        let mut p = plexus_core::ChannelPolicy::default();
+        p.add_namespace(
+            plexus_core::Namespace::new("all", plexus_core::ChannelMatch::Any)
+                .subscribe(plexus_core::Access::Anyone)
+                .publish(plexus_core::Access::Anyone)
+                .presence(plexus_core::JoinLeave::Users),
+        );
+        p
+    };
+    let one = node_with_broker(&redis().url(), &prefix, policy()).await.0;
+    let two = node_with_broker(&redis().url(), &prefix, policy()).await.0;
+    let (doomed, doomed_engine) = node_with_broker(&redis().url(), &prefix, policy()).await;
+    let mut watchers = Vec::new();
+    for (server, user) in [(&one, "w1"), (&two, "w2")] {
+        let mut w = TestClient::connect(&url(server, user), Encoding::Json).await;
+        let _: SubscribeResult = w
+            .request(Op::Subscribe(SubscribeParams::new("room")))
+            .await
+            .unwrap();
+        watchers.push(w);
+    }
+    let mut ghosts = Vec::new();
+    for _ in 0..2 {
+        let mut ghost = TestClient::connect(&url(&doomed, "ghost"), Encoding::Json).await;
+        let _: SubscribeResult = ghost
+            .request(Op::Subscribe(SubscribeParams::new("room")))
+            .await
+            .unwrap();
+        ghosts.push(ghost);
+    }
+    let stats = one.node().presence_stats("room").await.unwrap();
+    assert_eq!((stats.connections, stats.users), (4, 3));
+    // The node dies without cleaning up: nothing refreshes its members, nothing says goodbye.
+    for ghost in ghosts {
+        std::mem::forget(ghost);
+    }
+    doomed_engine.halt();
+    doomed.abort();
+
+    for w in &mut watchers {
+        // Until the ghost leaves (the presence bound, 3 s here, plus a sweep): the joins that
+        // came before are skipped.
+        let left = tokio::time::timeout(Duration::from_secs(20), async {
+            loop {
+                if let Push::Leave(l) = w.next_push().await {
+                    return l;
+                }
+            }
+        })
+        .await
+        .expect("the dead node's user is told gone");
+        assert_eq!(
+            (left.channel.as_str(), left.user.as_deref()),
+            ("room", Some("ghost"))
+        );
+    }
+    // Two sweeps later, a newcomer's join: no second `leave` came before it.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut newcomer = TestClient::connect(&url(&two, "newcomer"), Encoding::Json).await;
+    let _: SubscribeResult = newcomer
+        .request(Op::Subscribe(SubscribeParams::new("room")))
+        .await
+        .unwrap();
+    for w in &mut watchers {
+        loop {
+            match w.next_push().await {
+                Push::Join(j) if j.user.as_deref() == Some("newcomer") => break,
+                Push::Leave(l) => panic!("told again: {:?}", l.user),
+                _ => {}
+            }
+        }
+    }
+    let stats = one.node().presence_stats("room").await.unwrap();
+    assert_eq!((stats.connections, stats.users), (3, 3));
+}
+
 #[tokio::test]
 async fn redis_killed_and_restarted_mid_stream_loses_nothing_for_recovering_subscribers() {
     let dir = std::env::temp_dir().join(format!(
