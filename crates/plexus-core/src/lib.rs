@@ -37,7 +37,7 @@ pub use engine::{Engine, EngineError};
 pub use error::Error;
 pub use ids::{ConnId, NodeId};
 pub use lifecycle::{Authenticated, Closed, Lifecycle, Opened};
-pub use limits::Limits;
+pub use limits::{ConnLimits, Limits};
 pub use mailbox::DurableOutcome;
 pub use metadata::Metadata;
 pub use model::{

@@ -90,3 +90,13 @@ impl Default for Limits {
         }
     }
 }
+
+/// Per-connection limits that a listener (an endpoint with limits of its own, such as a raw echo
+/// endpoint that must take big messages quickly) sets for its connections in place of the
+/// node's [`Limits`]; `None` keeps the node's.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ConnLimits {
+    pub outbound_queue_bytes_max: Option<usize>,
+    pub requests_per_second: Option<u32>,
+    pub requests_burst: Option<u32>,
+}

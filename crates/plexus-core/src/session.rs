@@ -18,6 +18,7 @@ use crate::engine::{EchoEvent, HistoryPage, HistoryQuery, PresenceEntry, Presenc
 use crate::error::Error;
 use crate::ids::ConnId;
 use crate::lifecycle::{Authenticated, Closed, Opened};
+use crate::limits::ConnLimits;
 use crate::metadata::Metadata;
 use crate::model::{
     ClientInfo, Emit, Event, Identity, Publication, StreamPosition, WireFormat, validate_event,
@@ -160,6 +161,18 @@ impl Session {
         upgrade: Arc<UpgradeRequest>,
         identity: Option<Identity>,
     ) -> Result<Session, Error> {
+        Session::open_with(node, format, upgrade, identity, &ConnLimits::default())
+    }
+
+    /// [`Session::open`] with per-connection limits of the listener's own in place of the
+    /// node's.
+    pub fn open_with(
+        node: &Node,
+        format: Arc<dyn WireFormat>,
+        upgrade: Arc<UpgradeRequest>,
+        identity: Option<Identity>,
+        own: &ConnLimits,
+    ) -> Result<Session, Error> {
         if node.is_shutting_down() {
             return Err(Error::new(ErrorCode::NOT_AVAILABLE, "server shutting down")
                 .and_close(CloseCode::SHUTDOWN));
@@ -171,7 +184,8 @@ impl Session {
         let conn = Arc::new(Connection::new(
             node.next_conn_id(),
             format,
-            limits.outbound_queue_bytes_max,
+            own.outbound_queue_bytes_max
+                .unwrap_or(limits.outbound_queue_bytes_max),
             held_max,
         ));
         let authenticated = identity.is_some();
@@ -190,7 +204,11 @@ impl Session {
             admitted,
             auth_deadline,
             auth_pending: authenticated.then_some(true),
-            rate: RateLimit::new(limits.requests_per_second, limits.requests_burst),
+            rate: RateLimit::new(
+                own.requests_per_second
+                    .unwrap_or(limits.requests_per_second),
+                own.requests_burst.unwrap_or(limits.requests_burst),
+            ),
             identified: authenticated,
             closed: false,
             close: None,
@@ -286,7 +304,8 @@ impl Session {
             return Ok(());
         }
         let error = Error::new(ErrorCode::TOO_MANY_REQUESTS, "request rate limit exceeded");
-        if self.rate.rejected_in_row >= self.node.limits().requests_burst.max(1) {
+        // The connection's own burst (an endpoint may set one in place of the node's).
+        if self.rate.rejected_in_row as f64 >= self.rate.burst.max(1.0) {
             return Err(error.and_close(CloseCode::FLOOD));
         }
         Err(error)

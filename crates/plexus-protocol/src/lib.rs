@@ -20,6 +20,7 @@ pub mod codes;
 mod encoding;
 pub mod engineio;
 mod payload;
+pub mod plezi;
 pub mod server;
 pub mod socketio;
 

@@ -70,6 +70,9 @@ pub(crate) enum Read {
     /// Something of the transport's own happened (a heartbeat, an upgrade): nothing for the
     /// dialect; the loop goes around and writes what the transport queued.
     Wake,
+    /// A WebSocket pong: the answer to a ping frame of the heartbeat (dialects without a
+    /// heartbeat of their own, such as raw endpoints, are pinged with ping frames).
+    Pong,
 }
 
 /// The close of a transport that failed: no close frame can be exchanged anymore.
@@ -107,7 +110,8 @@ impl Transport for WsStream {
                 Read::Closed(close)
             }
             Some(Ok(message)) if message.is_text() || message.is_binary() => Read::Message(message),
-            // Pings and pongs: the framing layer answers pings.
+            Some(Ok(message)) if message.is_pong() => Read::Pong,
+            // Pings: the framing layer answers them.
             Some(Ok(_)) => Read::Wake,
             // A transport or protocol error (the framing layer already answered protocol
             // errors and oversized messages with their close codes).
@@ -321,6 +325,9 @@ pub(crate) async fn run<T: Transport, D: Dialect>(mut ws: T, mut session: Sessio
                 Read::Closed(close) => break close,
                 Read::Close(close) => pipe.begin_close(close),
                 Read::Wake => {}
+                Read::Pong => {
+                    session.pong();
+                }
             },
             _ = conn.outbox().ready() => {}
             replied = async { pipe.current.as_mut().expect("guarded").await }, if pipe.current.is_some() => {

@@ -20,6 +20,7 @@ pub mod chatservice;
 pub mod config;
 mod conn;
 mod demo;
+pub mod endpoint;
 pub mod jwt;
 mod metrics;
 pub mod native;
@@ -115,6 +116,7 @@ pub(crate) struct ServerState {
     pub(crate) socketio: Option<Arc<socketio::SocketIoConfig>>,
     pub(crate) socketio_sessions: Arc<socketio::Registry>,
     pub(crate) chat_service: Option<Arc<chatservice::ChatService>>,
+    pub(crate) endpoints_ws: endpoint::Endpoints,
 }
 
 /// Builds a [`Server`].
@@ -126,9 +128,20 @@ pub struct ServerBuilder {
     socketio: Option<socketio::SocketIoConfig>,
     chat_service: Option<chatservice::ChatServiceConfig>,
     chat_hooks: Option<Arc<dyn chatservice::ChatHooks>>,
+    endpoints_ws: endpoint::Endpoints,
 }
 
 impl ServerBuilder {
+    /// Mounts an endpoint at `path` (`docs/endpoints.md`): a raw or auto-dispatch WebSocket
+    /// endpoint with its own handlers, sharing the port, the auth, the limits and the engine.
+    /// A later endpoint at the same path replaces an earlier one.
+    pub fn endpoint(mut self, path: impl Into<String>, endpoint: endpoint::Endpoint) -> Self {
+        let path = path.into();
+        self.endpoints_ws.mounted.retain(|m| m.path != path);
+        self.endpoints_ws.mount(path, endpoint);
+        self
+    }
+
     /// Serves chat-service's protocol (`docs/chat-service.md`) in its Socket.IO namespace;
     /// turns Socket.IO on when it is not.
     pub fn chat_service(mut self, config: chatservice::ChatServiceConfig) -> Self {
@@ -335,6 +348,18 @@ impl ServerBuilder {
                 self.chat_hooks.take(),
             ))
         });
+        if self.dev_mode {
+            for (path, endpoint) in endpoint::development() {
+                if !self.endpoints_ws.mounted.iter().any(|m| m.path == path) {
+                    self.endpoints_ws.mount(path.into(), endpoint);
+                }
+            }
+        }
+        if !self.endpoints_ws.is_empty() {
+            self.node
+                .channels_mut()
+                .prepend_namespace(endpoint::endpoint_namespace());
+        }
         let node = self.node.build();
         Server {
             state: Arc::new(ServerState {
@@ -346,6 +371,7 @@ impl ServerBuilder {
                 socketio: self.socketio.map(Arc::new),
                 socketio_sessions: Arc::default(),
                 chat_service,
+                endpoints_ws: self.endpoints_ws,
             }),
             listen: self.listen,
         }
@@ -368,6 +394,7 @@ impl Server {
             socketio: None,
             chat_service: None,
             chat_hooks: None,
+            endpoints_ws: endpoint::Endpoints::default(),
         }
     }
 
@@ -397,6 +424,9 @@ impl Server {
             router = router
                 .route(&format!("{path}/"), handler.clone())
                 .route(&path, handler);
+        }
+        for mounted in &self.state.endpoints_ws.mounted {
+            router = router.route(&mounted.path, get(endpoint::upgrade));
         }
         router
             .route("/ws", get(ws::native_upgrade))
@@ -522,6 +552,8 @@ impl RunningServer {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
+        // Endpoints' shutdown handlers may write a last message before the 4000 close.
+        self.state.endpoints_ws.shutting_down().await;
         self.state.node.shutdown().await;
         let timeout = self.state.node.limits().shutdown_timeout;
         let drained = tokio::time::timeout(timeout, self.state.sessions.wait_idle())

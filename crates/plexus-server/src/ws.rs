@@ -135,59 +135,94 @@ pub(crate) fn upgrade_request(
 }
 
 /// `GET /ws`: upgrades to the native protocol.
-pub(crate) async fn native_upgrade(
-    State(state): State<Arc<ServerState>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    mut req: Request<Body>,
-) -> Response<Body> {
+/// An HTTP answer that refuses an upgrade.
+pub(crate) type Refused = Box<Response<Body>>;
+
+/// Checks that `req` is a WebSocket upgrade this server takes (RFC 6455 §4.2.1): the answer's
+/// `Sec-WebSocket-Accept`, or the refusal to send.
+pub(crate) fn check_upgrade(req: &Request<Body>) -> Result<String, Refused> {
     let headers = req.headers();
     if !header_has_token(headers, header::UPGRADE, "websocket")
         || !header_has_token(headers, header::CONNECTION, "upgrade")
     {
-        return bad_request("expected a WebSocket upgrade");
+        return Err(Box::new(bad_request("expected a WebSocket upgrade")));
     }
     if headers
         .get(header::SEC_WEBSOCKET_VERSION)
         .and_then(|v| v.to_str().ok())
         != Some("13")
     {
-        return Response::builder()
-            .status(StatusCode::UPGRADE_REQUIRED)
-            .header(header::SEC_WEBSOCKET_VERSION, "13")
-            .body(Body::from("unsupported WebSocket version"))
-            .expect("static response");
+        return Err(Box::new(
+            Response::builder()
+                .status(StatusCode::UPGRADE_REQUIRED)
+                .header(header::SEC_WEBSOCKET_VERSION, "13")
+                .body(Body::from("unsupported WebSocket version"))
+                .expect("static response"),
+        ));
     }
-    let Some(key) = headers
+    headers
         .get(header::SEC_WEBSOCKET_KEY)
         .map(|k| accept_key(k.as_bytes()))
-    else {
-        return bad_request("missing Sec-WebSocket-Key");
+        .ok_or_else(|| Box::new(bad_request("missing Sec-WebSocket-Key")))
+}
+
+/// Runs the node's upgrade hook: the identity it gives, or its refusal as an HTTP response.
+pub(crate) async fn authorize(
+    node: &plexus_core::Node,
+    upgrade: &Arc<plexus_core::UpgradeRequest>,
+) -> Result<Option<plexus_core::Identity>, Refused> {
+    let Some(hook) = node.auth().upgrade.clone() else {
+        return Ok(None);
     };
-    let negotiated = negotiate(headers);
+    match hook.check(upgrade.clone()).await {
+        UpgradeDecision::Accept(identity) => Ok(identity),
+        UpgradeDecision::Refuse { status, reason } => Err(Box::new(refusal(status, reason))),
+    }
+}
+
+/// An upgrade refused with an HTTP status (not 1xx–3xx: a refusal is never a success) and a
+/// reason.
+pub(crate) fn refusal(status: u16, reason: String) -> Response<Body> {
+    let status = StatusCode::from_u16(status)
+        .ok()
+        .filter(|s| s.is_client_error() || s.is_server_error())
+        .unwrap_or(StatusCode::FORBIDDEN);
+    Response::builder()
+        .status(status)
+        .body(Body::from(reason))
+        .expect("valid response")
+}
+
+/// The `101 Switching Protocols` answer to an upgrade accepted with `accept`.
+pub(crate) fn switching(accept: String) -> axum::http::response::Builder {
+    Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header(header::UPGRADE, "websocket")
+        .header(header::CONNECTION, "upgrade")
+        .header(header::SEC_WEBSOCKET_ACCEPT, accept)
+}
+
+pub(crate) async fn native_upgrade(
+    State(state): State<Arc<ServerState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    mut req: Request<Body>,
+) -> Response<Body> {
+    let key = match check_upgrade(&req) {
+        Ok(key) => key,
+        Err(refused) => return *refused,
+    };
+    let negotiated = negotiate(req.headers());
     if let Negotiated::Unknown(offered) = &negotiated {
         return unknown_subprotocol(offered);
     }
     let upgrade = Arc::new(upgrade_request(&req, peer, "native", "websocket"));
     let node = state.node.clone();
-    let identity = match node.auth().upgrade.clone() {
-        Some(hook) => match hook.check(upgrade.clone()).await {
-            UpgradeDecision::Accept(identity) => identity,
-            UpgradeDecision::Refuse { status, reason } => {
-                let status = StatusCode::from_u16(status).unwrap_or(StatusCode::FORBIDDEN);
-                return Response::builder()
-                    .status(status)
-                    .body(Body::from(reason))
-                    .expect("valid response");
-            }
-        },
-        None => None,
+    let identity = match authorize(&node, &upgrade).await {
+        Ok(identity) => identity,
+        Err(refused) => return *refused,
     };
     let on_upgrade = hyper::upgrade::on(&mut req);
-    let mut response = Response::builder()
-        .status(StatusCode::SWITCHING_PROTOCOLS)
-        .header(header::UPGRADE, "websocket")
-        .header(header::CONNECTION, "upgrade")
-        .header(header::SEC_WEBSOCKET_ACCEPT, key);
+    let mut response = switching(key);
     let echoed = match &negotiated {
         Negotiated::V1(_, token) => token.map(HeaderValue::from_static),
         Negotiated::Unsupported(token) => HeaderValue::from_str(token).ok(),

@@ -1,0 +1,476 @@
+//! Endpoints (`docs/endpoints.md`) over real sockets: raw mode, JSON auto-dispatch with its
+//! acknowledgements and 404s, `pre_connect` refusals with a real HTTP status, addressing
+//! (broadcast, multicast, unicast, pub/sub shared with native clients), limits, bad input, the
+//! shutdown handler — and Plezi 0.12's self-test scenarios.
+
+mod common;
+
+use common::*;
+use futures_util::{SinkExt, StreamExt};
+use plexus_core::{AuthRequest, CloseCode, Identity};
+use plexus_server::endpoint::{Endpoint, EndpointLimits, RawMessage, UnknownEvent};
+use plexus_server::{RunningServer, ServerBuilder};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+
+fn url(server: &RunningServer, path: &str) -> String {
+    format!("ws://{}{path}", server.local_addr())
+}
+
+/// What a client read next: a data message, or the close.
+#[derive(Debug, PartialEq)]
+enum Got {
+    Text(String),
+    Binary(Vec<u8>),
+    Closed(u16, String),
+}
+
+async fn next(ws: &mut Ws) -> Got {
+    loop {
+        let message = tokio::time::timeout(WAIT, ws.next())
+            .await
+            .expect("a message within the wait bound");
+        match message {
+            Some(Ok(Message::Text(t))) => return Got::Text(t.to_string()),
+            Some(Ok(Message::Binary(b))) => return Got::Binary(b.to_vec()),
+            Some(Ok(Message::Close(frame))) => {
+                let (code, reason) = frame.map_or((1005, String::new()), |f: CloseFrame| {
+                    (u16::from(f.code), f.reason.to_string())
+                });
+                return Got::Closed(code, reason);
+            }
+            Some(Ok(_)) => continue,
+            Some(Err(_)) | None => return Got::Closed(1006, String::new()),
+        }
+    }
+}
+
+async fn next_json(ws: &mut Ws) -> Value {
+    match next(ws).await {
+        Got::Text(t) => serde_json::from_str(&t).unwrap_or_else(|e| panic!("{t}: {e}")),
+        other => panic!("expected JSON text, got {other:?}"),
+    }
+}
+
+/// The next JSON message whose `event` is `event` (others are skipped).
+async fn event(ws: &mut Ws, event: &str) -> Value {
+    loop {
+        let v = next_json(ws).await;
+        if v["event"] == event {
+            return v;
+        }
+    }
+}
+
+async fn send(ws: &mut Ws, value: Value) {
+    ws.send(Message::text(value.to_string())).await.unwrap();
+}
+
+/// A connection to the development `/plezi` endpoint; its id from the `connected` event.
+async fn plezi(server: &RunningServer) -> (Ws, String) {
+    let mut ws = connect_raw(&url(server, "/plezi"), &[]).await;
+    let hello = event(&mut ws, "connected").await;
+    (ws, hello["id"].as_str().expect("an id").to_owned())
+}
+
+async fn dev_server() -> RunningServer {
+    start(dev()).await
+}
+
+#[tokio::test]
+async fn the_echo_endpoint_writes_back_text_as_text_and_binary_as_binary() {
+    let server = dev_server().await;
+    let mut ws = connect_raw(&url(&server, "/echo"), &[]).await;
+    ws.send(Message::text("héllo")).await.unwrap();
+    assert_eq!(next(&mut ws).await, Got::Text("héllo".into()));
+    let bytes: Vec<u8> = (0..=255).collect();
+    ws.send(Message::binary(bytes.clone())).await.unwrap();
+    assert_eq!(next(&mut ws).await, Got::Binary(bytes));
+    // Not JSON, not an envelope: a raw endpoint takes anything.
+    ws.send(Message::text("{not json")).await.unwrap();
+    assert_eq!(next(&mut ws).await, Got::Text("{not json".into()));
+    ws.send(Message::binary(Vec::new())).await.unwrap();
+    assert_eq!(next(&mut ws).await, Got::Binary(Vec::new()));
+}
+
+#[tokio::test]
+async fn a_raw_handler_sees_messages_in_order_and_writes_what_it_likes() {
+    let builder = dev().endpoint(
+        "/shout",
+        Endpoint::raw("shout").on_message(|ws, message| async move {
+            match message {
+                RawMessage::Text(t) => {
+                    ws.send_text(t.to_uppercase());
+                }
+                RawMessage::Binary(b) => {
+                    ws.send_binary(b.iter().rev().copied().collect::<Vec<u8>>());
+                }
+            }
+        }),
+    );
+    let server = start(builder).await;
+    let mut ws = connect_raw(&url(&server, "/shout"), &[]).await;
+    for i in 0..50 {
+        ws.send(Message::text(format!("m{i}"))).await.unwrap();
+    }
+    for i in 0..50 {
+        assert_eq!(next(&mut ws).await, Got::Text(format!("M{i}")));
+    }
+    ws.send(Message::binary(vec![1u8, 2, 3])).await.unwrap();
+    assert_eq!(next(&mut ws).await, Got::Binary(vec![3, 2, 1]));
+}
+
+/// Auto-dispatch as PleziClient uses it: `_EID_` is acknowledged before the handler's answer,
+/// an object result is JSON, a string result is written as it is, an unknown event is a 404
+/// `err` event (and with a fallback, the fallback's).
+#[tokio::test]
+async fn auto_dispatch_acknowledges_dispatches_and_answers_unknown_events() {
+    let builder = dev()
+        .endpoint(
+            "/app",
+            Endpoint::dispatch("app")
+                .on("sum", |_ws, m| async move {
+                    let a = m["a"].as_i64().unwrap_or(0);
+                    let b = m["b"].as_i64().unwrap_or(0);
+                    Some(json!({"event": "sum", "result": a + b}))
+                })
+                .on("plain", |_ws, _m| async move { Some(json!("as is")) })
+                .on("silent", |_ws, _m| async move { None }),
+        )
+        .endpoint(
+            "/fallback",
+            Endpoint::dispatch("fallback").fallback(|_ws, m| async move {
+                Some(json!({"event": "fell", "got": m.get("event")}))
+            }),
+        );
+    let server = start(builder).await;
+    let mut ws = connect_raw(&url(&server, "/app"), &[]).await;
+    send(&mut ws, json!({"event": "sum", "a": 2, "b": 3, "_EID_": 7})).await;
+    assert_eq!(
+        next_json(&mut ws).await,
+        json!({"event": "_ack_", "_EID_": 7})
+    );
+    assert_eq!(
+        next_json(&mut ws).await,
+        json!({"event": "sum", "result": 5})
+    );
+    send(&mut ws, json!({"event": "plain"})).await;
+    assert_eq!(next(&mut ws).await, Got::Text("as is".into()));
+    // No answer, but the acknowledgement.
+    send(&mut ws, json!({"event": "silent", "_EID_": "x"})).await;
+    assert_eq!(
+        next_json(&mut ws).await,
+        json!({"event": "_ack_", "_EID_": "x"})
+    );
+    send(&mut ws, json!({"event": "nope", "x": 1, "_EID_": 8})).await;
+    assert_eq!(
+        next_json(&mut ws).await,
+        json!({"event": "_ack_", "_EID_": 8})
+    );
+    assert_eq!(
+        next_json(&mut ws).await,
+        json!({"event": "err", "status": 404, "result": "not found",
+               "request": {"event": "nope", "x": 1, "_EID_": 8}})
+    );
+    // A message without an event is an unknown event too.
+    send(&mut ws, json!({"x": 2})).await;
+    assert_eq!(next_json(&mut ws).await["status"], 404);
+
+    let mut ws = connect_raw(&url(&server, "/fallback"), &[]).await;
+    send(&mut ws, json!({"event": "anything"})).await;
+    assert_eq!(
+        next_json(&mut ws).await,
+        json!({"event": "fell", "got": "anything"})
+    );
+}
+
+#[tokio::test]
+async fn auto_dispatch_closes_on_what_is_not_a_json_object_and_unknown_events_when_asked() {
+    let builder = dev().endpoint(
+        "/strict",
+        Endpoint::dispatch("strict").unknown(UnknownEvent::Close),
+    );
+    let server = start(builder).await;
+    for bad in [
+        Message::text("not json"),
+        Message::text("[1,2]"),
+        Message::binary(vec![1u8]),
+    ] {
+        let mut ws = connect_raw(&url(&server, "/plezi"), &[]).await;
+        event(&mut ws, "connected").await;
+        ws.send(bad.clone()).await.unwrap();
+        match next(&mut ws).await {
+            Got::Closed(code, reason) => {
+                assert_eq!(code, CloseCode::BAD_FRAME.0, "{bad:?}: {reason}");
+                assert!(reason.contains("JSON"), "{reason}");
+            }
+            other => panic!("{bad:?}: expected a close, got {other:?}"),
+        }
+    }
+    let mut ws = connect_raw(&url(&server, "/strict"), &[]).await;
+    send(&mut ws, json!({"event": "nope"})).await;
+    assert_eq!(
+        next(&mut ws).await,
+        Got::Closed(CloseCode::BAD_FRAME.0, "unknown event nope".into())
+    );
+}
+
+/// A `pre_connect` refusal is the HTTP status it names, before any upgrade (Plezi answered 200
+/// and clients saw "Unexpected response code: 200").
+#[tokio::test]
+async fn pre_connect_refuses_the_upgrade_with_a_real_http_status() {
+    let builder = dev().endpoint(
+        "/members",
+        Endpoint::echo("members").pre_connect(|req| async move {
+            match req.query_param("key") {
+                Some("open-sesame") => Ok(()),
+                Some(_) => Err((403, "wrong key".into())),
+                // A status that is not an error is no refusal: 403.
+                None => Err((200, "no key".into())),
+            }
+        }),
+    );
+    let server = start(builder).await;
+    for (query, status) in [("?key=nope", 403), ("", 403)] {
+        let e = try_connect_raw(&format!("{}{query}", url(&server, "/members")), &[])
+            .await
+            .expect_err("refused");
+        match e {
+            tokio_tungstenite::tungstenite::Error::Http(response) => {
+                assert_eq!(response.status().as_u16(), status, "{query}")
+            }
+            other => panic!("{query}: {other}"),
+        }
+    }
+    let mut ws = connect_raw(
+        &format!("{}?key=open-sesame", url(&server, "/members")),
+        &[],
+    )
+    .await;
+    ws.send(Message::text("in")).await.unwrap();
+    assert_eq!(next(&mut ws).await, Got::Text("in".into()));
+}
+
+/// Plezi 0.12's self-test, on the development `/plezi` endpoint: the server greets a new
+/// connection; an echo comes back to the sender; a broadcast reaches the endpoint's other
+/// connections and not the sender; a unicast reaches only its target, and one to a connection
+/// that does not exist says so (`failed_unicast`).
+#[tokio::test]
+async fn plezi_self_test_scenarios() {
+    let server = dev_server().await;
+    let (mut a, a_id) = plezi(&server).await;
+    let (mut b, b_id) = plezi(&server).await;
+    let (mut c, _c_id) = plezi(&server).await;
+    assert_ne!(a_id, b_id);
+
+    send(&mut a, json!({"event": "echo", "text": "echo test"})).await;
+    assert_eq!(
+        next_json(&mut a).await,
+        json!({"event": "echo", "text": "echo test"})
+    );
+
+    send(&mut a, json!({"event": "broadcast", "text": "to all"})).await;
+    for ws in [&mut b, &mut c] {
+        assert_eq!(
+            event(ws, "broadcast").await,
+            json!({"event": "broadcast", "text": "to all"})
+        );
+    }
+
+    send(&mut a, json!({"event": "whoami"})).await;
+    assert_eq!(event(&mut a, "whoami").await["id"], a_id.as_str());
+
+    send(
+        &mut a,
+        json!({"event": "unicast", "to": b_id, "text": "psst"}),
+    )
+    .await;
+    assert_eq!(event(&mut a, "unicast_result").await["delivered"], true);
+    assert_eq!(event(&mut b, "unicast").await["text"], "psst");
+    let gone = format!("{}-999999", a_id.split('-').next().unwrap());
+    send(
+        &mut a,
+        json!({"event": "unicast", "to": gone, "text": "lost"}),
+    )
+    .await;
+    assert_eq!(event(&mut a, "unicast_result").await["delivered"], false);
+
+    // The sender never got its own broadcast, and c never got b's unicast: a marker echo
+    // comes back before anything else.
+    for ws in [&mut a, &mut c] {
+        send(ws, json!({"event": "echo", "marker": true})).await;
+        let got = next_json(ws).await;
+        assert_eq!(got, json!({"event": "echo", "marker": true}));
+    }
+}
+
+/// A multicast reaches every endpoint's connections (not native ones, not the sender); a
+/// channel a connection subscribed to delivers publications from anyone — a native client —
+/// as they are.
+#[tokio::test]
+async fn multicast_and_pub_sub_shared_with_native_clients() {
+    let server = dev_server().await;
+    let (mut a, _) = plezi(&server).await;
+    let mut raw = connect_raw(&url(&server, "/echo"), &[]).await;
+    send(&mut a, json!({"event": "multicast", "text": "everyone"})).await;
+    // The raw endpoint gets the payload with no envelope: the object as sent.
+    let got: Value = match next(&mut raw).await {
+        Got::Text(t) => serde_json::from_str(&t).unwrap(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(got, json!({"event": "multicast", "text": "everyone"}));
+
+    send(&mut a, json!({"event": "subscribe", "channel": "news"})).await;
+    event(&mut a, "subscribed").await;
+    let mut native = TestClient::connect(&server.ws_url(), plexus_protocol::Encoding::Json).await;
+    native
+        .request::<Value>(plexus_protocol::client::Op::Publish(
+            plexus_protocol::client::PublishParams::new(
+                "news",
+                &plexus_protocol::Payload::json(&json!("extra!")).unwrap(),
+            ),
+        ))
+        .await
+        .unwrap();
+    // A JSON string payload is written as its text.
+    assert_eq!(next(&mut a).await, Got::Text("extra!".into()));
+    send(
+        &mut a,
+        json!({"event": "publish", "channel": "news", "data": {"from": "plezi"}}),
+    )
+    .await;
+    assert_eq!(event(&mut a, "published").await["offset"], 2);
+}
+
+/// The endpoints' own channels are the server's: a native client may neither subscribe to nor
+/// publish in them.
+#[tokio::test]
+async fn clients_cannot_reach_the_endpoint_channels() {
+    let server = dev_server().await;
+    let mut native = TestClient::connect(&server.ws_url(), plexus_protocol::Encoding::Json).await;
+    for channel in ["plexus:endpoint:plezi", "plexus:endpoints"] {
+        let e = native
+            .request::<Value>(plexus_protocol::client::Op::Subscribe(
+                plexus_protocol::client::SubscribeParams::new(channel),
+            ))
+            .await
+            .expect_err("refused");
+        assert_eq!(e.code.0, 105, "{channel}: {e:?}");
+    }
+}
+
+/// An endpoint's own limits: a message over its size closes with 1009; its rate closes a flood
+/// with 4006 (each a bound hit).
+#[tokio::test]
+async fn endpoint_limits_are_enforced() {
+    let builder = dev().endpoint(
+        "/small",
+        Endpoint::echo("small").limits(EndpointLimits {
+            max_message_bytes: Some(1024),
+            messages_per_second: Some(1),
+            messages_burst: Some(5),
+            ..EndpointLimits::default()
+        }),
+    );
+    let server = start(builder).await;
+    let mut ws = connect_raw(&url(&server, "/small"), &[]).await;
+    ws.send(Message::text("x".repeat(1024))).await.unwrap();
+    assert_eq!(next(&mut ws).await, Got::Text("x".repeat(1024)));
+    ws.send(Message::text("x".repeat(1025))).await.unwrap();
+    match next(&mut ws).await {
+        Got::Closed(code, _) => assert_eq!(code, 1009),
+        other => panic!("{other:?}"),
+    }
+    // Plezi 0.12's size test: with a 1024-byte limit, a 1032-byte message disconnects.
+    let mut ws = connect_raw(&url(&server, "/small"), &[]).await;
+    ws.send(Message::text("y".repeat(1032))).await.unwrap();
+    assert!(matches!(next(&mut ws).await, Got::Closed(1009, _)));
+
+    let mut ws = connect_raw(&url(&server, "/small"), &[]).await;
+    for _ in 0..40 {
+        if ws.send(Message::text("f")).await.is_err() {
+            break;
+        }
+    }
+    let mut echoed = 0;
+    loop {
+        match next(&mut ws).await {
+            Got::Text(_) => echoed += 1,
+            Got::Closed(code, _) => {
+                assert_eq!(code, CloseCode::FLOOD.0);
+                break;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(echoed < 40, "the flood was cut: {echoed} echoed");
+}
+
+/// A graceful shutdown calls each connection's shutdown handler, which writes a last message,
+/// and then closes with 4000.
+#[tokio::test]
+async fn the_shutdown_handler_writes_a_last_message_before_4000() {
+    let builder = dev().endpoint(
+        "/bye",
+        Endpoint::echo("bye").on_shutdown(|ws| async move {
+            ws.send_text("server going down");
+        }),
+    );
+    let server = start(builder).await;
+    let mut ws = connect_raw(&url(&server, "/bye"), &[]).await;
+    ws.send(Message::text("hi")).await.unwrap();
+    assert_eq!(next(&mut ws).await, Got::Text("hi".into()));
+    let shutdown = tokio::spawn(server.shutdown());
+    assert_eq!(next(&mut ws).await, Got::Text("server going down".into()));
+    match next(&mut ws).await {
+        Got::Closed(code, _) => assert_eq!(code, 4000),
+        other => panic!("{other:?}"),
+    }
+    drop(ws);
+    assert!(shutdown.await.unwrap(), "every session ended in time");
+}
+
+/// Anonymous connections are refused before the upgrade when the server requires
+/// authentication; a token in the query authenticates.
+#[tokio::test]
+async fn endpoints_share_the_servers_auth() {
+    let builder: ServerBuilder = plexus_server::Server::builder()
+        .listen("127.0.0.1:0".parse().unwrap())
+        .auth_hook(|req: AuthRequest| async move {
+            match req.token.as_deref() {
+                Some("good-alice") => Ok(Identity::new("alice")),
+                _ => Err(plexus_core::Error::new(
+                    plexus_core::ErrorCode::AUTH_FAILED,
+                    "bad token",
+                )),
+            }
+        })
+        .endpoint(
+            "/who",
+            Endpoint::dispatch("who").on("who", |ws, _| async move {
+                Some(json!({"event": "who", "user": ws.user()}))
+            }),
+        );
+    let server = start(builder).await;
+    let e = try_connect_raw(&url(&server, "/who"), &[])
+        .await
+        .expect_err("refused");
+    match e {
+        tokio_tungstenite::tungstenite::Error::Http(response) => {
+            assert_eq!(response.status().as_u16(), 401)
+        }
+        other => panic!("{other}"),
+    }
+    let mut ws = connect_raw(&format!("{}?token=good-alice", url(&server, "/who")), &[]).await;
+    send(&mut ws, json!({"event": "who"})).await;
+    assert_eq!(
+        next_json(&mut ws).await,
+        json!({"event": "who", "user": "alice"})
+    );
+    let mut ws = connect_raw(&format!("{}?token=forged", url(&server, "/who")), &[]).await;
+    match next(&mut ws).await {
+        Got::Closed(code, _) => assert_eq!(code, CloseCode::AUTH_FAILED.0),
+        other => panic!("{other:?}"),
+    }
+}
