@@ -48,10 +48,11 @@ pub enum Hook {
     Authenticated,
     Closed,
     ChatService,
+    Endpoint,
 }
 
 impl Hook {
-    pub const ALL: [Hook; 8] = [
+    pub const ALL: [Hook; 9] = [
         Hook::Connect,
         Hook::Subscribe,
         Hook::Publish,
@@ -60,6 +61,7 @@ impl Hook {
         Hook::Authenticated,
         Hook::Closed,
         Hook::ChatService,
+        Hook::Endpoint,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -72,6 +74,7 @@ impl Hook {
             Hook::Authenticated => "authenticated",
             Hook::Closed => "closed",
             Hook::ChatService => "chat_service",
+            Hook::Endpoint => "endpoint",
         }
     }
 }
@@ -338,6 +341,16 @@ impl Backend {
         body: &impl Serialize,
     ) -> Result<serde_json::Value, Error> {
         self.call(Hook::ChatService, url, body, Vec::new()).await
+    }
+
+    /// An endpoint's hook (`docs/endpoints.md`, "Backend hooks"): POSTs `body`, returns the
+    /// `result` value, or the backend's `error`.
+    pub async fn endpoint_hook(
+        &self,
+        url: &Uri,
+        body: &impl Serialize,
+    ) -> Result<serde_json::Value, Error> {
+        self.call(Hook::Endpoint, url, body, Vec::new()).await
     }
 
     /// A notification, holding one of the notifications' slots: its answer is only counted.

@@ -17,6 +17,10 @@
 use crate::api::{ApiKey, ApiOptions, HttpEndpoints};
 use crate::backend::{Backend, BackendHooks, BackendOptions, Notifications, rpc_command};
 use crate::chatservice::{BackendChatHooks, ChatHooks, ChatServiceConfig, is_hook};
+use crate::endpoint::backend::{
+    self as endpoint_backend, EndpointSpec, HOOKS as ENDPOINT_HOOKS, Kind as EndpointKind,
+};
+use crate::endpoint::{EndpointLimits, UnknownEvent};
 use crate::jwt::{JwtKeys, JwtVerifier};
 use crate::socketio::SocketIoConfig;
 use crate::{Server, ServerBuilder};
@@ -50,6 +54,7 @@ pub struct Config {
     pub redis: RedisSection,
     pub socketio: SocketIoSection,
     pub chat_service: ChatServiceSection,
+    pub endpoints: Vec<EndpointSection>,
 }
 
 impl Default for Config {
@@ -66,8 +71,160 @@ impl Default for Config {
             redis: RedisSection::default(),
             socketio: SocketIoSection::default(),
             chat_service: ChatServiceSection::default(),
+            endpoints: Vec::new(),
         }
     }
+}
+
+/// `[[endpoints]]`: a WebSocket endpoint (`docs/endpoints.md`) whose handlers are the backend's
+/// hooks (`backend.endpoints_url`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EndpointSection {
+    /// Where it is mounted (`/chat`).
+    pub path: String,
+    /// The scope of its broadcasts (default: the path without its `/`).
+    pub name: String,
+    /// `dispatch` (JSON auto-dispatch), `raw` or `echo` (raw, writing every message back).
+    pub mode: String,
+    /// Auto-dispatch: an event nobody handles gets `not_found` (Plezi 0.12's 404 `err`) or
+    /// `close` (4500).
+    pub unknown_event: String,
+    /// The hooks sent to `backend.endpoints_url`: `pre_connect`, `open`, `message` (raw),
+    /// `event` (auto-dispatch), `close`, `shutdown`.
+    pub hooks: Vec<String>,
+    /// Limits of its own (0: the server's).
+    pub max_message_bytes: u64,
+    pub outbound_queue_bytes_max: u64,
+    pub messages_per_second: u64,
+    pub messages_burst: u64,
+}
+
+impl Default for EndpointSection {
+    fn default() -> Self {
+        EndpointSection {
+            path: String::new(),
+            name: String::new(),
+            mode: "dispatch".into(),
+            unknown_event: "not_found".into(),
+            hooks: Vec::new(),
+            max_message_bytes: 0,
+            outbound_queue_bytes_max: 0,
+            messages_per_second: 0,
+            messages_burst: 0,
+        }
+    }
+}
+
+/// Paths the server serves itself, which no endpoint may take.
+const RESERVED_PATHS: [&str; 5] = ["/", "/ws", "/health", "/metrics", "/admin"];
+
+/// Checks `[[endpoints]]`.
+fn endpoint_specs(
+    sections: &[EndpointSection],
+    socketio_path: Option<&str>,
+    has_url: bool,
+    err: &mut impl FnMut(&[Seg], String),
+) -> Vec<EndpointSpec> {
+    let mut specs = Vec::new();
+    let mut paths = BTreeSet::new();
+    for (i, e) in sections.iter().enumerate() {
+        let at = |key: &str| {
+            vec![
+                Seg::Key("endpoints".into()),
+                Seg::Index(i),
+                Seg::Key(key.into()),
+            ]
+        };
+        let taken = RESERVED_PATHS.contains(&e.path.as_str())
+            || e.path.starts_with("/api/")
+            || socketio_path
+                .is_some_and(|p| e.path.trim_end_matches('/') == p.trim_end_matches('/'));
+        if !e.path.starts_with('/') || e.path.contains(['?', '#', '{', '}', '*', ' ']) {
+            err(
+                &at("path"),
+                format!("`{}` is not a path such as `/chat`", e.path),
+            );
+        } else if taken {
+            err(
+                &at("path"),
+                format!("`{}` is served by the server itself", e.path),
+            );
+        } else if !paths.insert(e.path.clone()) {
+            err(
+                &at("path"),
+                format!("`{}` is mounted by an earlier endpoint", e.path),
+            );
+        }
+        let kind = match e.mode.as_str() {
+            "dispatch" => EndpointKind::Dispatch,
+            "raw" => EndpointKind::Raw,
+            "echo" => EndpointKind::Echo,
+            other => {
+                err(
+                    &at("mode"),
+                    format!("`{other}` is none of `dispatch`, `raw`, `echo`"),
+                );
+                EndpointKind::Echo
+            }
+        };
+        let unknown = match e.unknown_event.as_str() {
+            "not_found" => UnknownEvent::NotFound,
+            "close" => UnknownEvent::Close,
+            other => {
+                err(
+                    &at("unknown_event"),
+                    format!("`{other}` is neither `not_found` nor `close`"),
+                );
+                UnknownEvent::NotFound
+            }
+        };
+        for hook in &e.hooks {
+            let fits = match hook.as_str() {
+                "message" => kind == EndpointKind::Raw,
+                "event" => kind == EndpointKind::Dispatch,
+                other => ENDPOINT_HOOKS.contains(&other),
+            };
+            if !ENDPOINT_HOOKS.contains(&hook.as_str()) {
+                err(
+                    &at("hooks"),
+                    format!("`{hook}` is none of {}", ENDPOINT_HOOKS.join(", ")),
+                );
+            } else if !fits {
+                err(
+                    &at("hooks"),
+                    format!("`{hook}` does not fit mode `{}`", e.mode),
+                );
+            }
+        }
+        if !e.hooks.is_empty() && !has_url {
+            err(
+                &at("hooks"),
+                "needs `backend.endpoints_url`, where they are sent".into(),
+            );
+        }
+        let own = |v: u64| (v > 0).then_some(v);
+        let name = if e.name.is_empty() {
+            e.path.trim_matches('/').replace('/', "_")
+        } else {
+            e.name.clone()
+        };
+        specs.push(EndpointSpec {
+            path: e.path.clone(),
+            name,
+            kind,
+            unknown,
+            hooks: e.hooks.iter().cloned().collect(),
+            limits: EndpointLimits {
+                max_message_bytes: own(e.max_message_bytes).map(usize_of),
+                outbound_queue_bytes_max: own(e.outbound_queue_bytes_max).map(usize_of),
+                messages_per_second: own(e.messages_per_second)
+                    .map(|v| v.min(u64::from(u32::MAX)) as u32),
+                messages_burst: own(e.messages_burst).map(|v| v.min(u64::from(u32::MAX)) as u32),
+            },
+        });
+    }
+    specs
 }
 
 /// `[redis]`: the Redis engine (used with `engine = "redis"`).
@@ -449,6 +606,8 @@ pub struct BackendSection {
     pub closed_url: String,
     /// chat-service's hooks named in `[chat_service] backend_hooks`.
     pub chat_service_url: String,
+    /// The hooks `[[endpoints]]` name (`docs/endpoints.md`).
+    pub endpoints_url: String,
 }
 
 impl Default for BackendSection {
@@ -469,6 +628,7 @@ impl Default for BackendSection {
             authenticated_url: String::new(),
             closed_url: String::new(),
             chat_service_url: String::new(),
+            endpoints_url: String::new(),
         }
     }
 }
@@ -690,6 +850,7 @@ impl Schema {
     fn config() -> Schema {
         let mut defaults = serde_json::to_value(Config::default()).expect("defaults serialize");
         defaults["namespaces"] = serde_json::json!([NamespaceSection::default()]);
+        defaults["endpoints"] = serde_json::json!([EndpointSection::default()]);
         Schema::of(&defaults)
     }
 
@@ -990,6 +1151,8 @@ pub struct Loaded {
     socketio: Option<SocketIoConfig>,
     chat_service: Option<ChatServiceConfig>,
     chat_hooks: Option<Arc<dyn ChatHooks>>,
+    endpoints: Vec<EndpointSpec>,
+    endpoints_url: Option<Uri>,
 }
 
 /// How a namespace's subscribers are checked beyond its [`Access`].
@@ -1508,6 +1671,7 @@ fn compile(
     let authenticated_url = url(&p(&["backend", "authenticated_url"]), &b.authenticated_url);
     let closed_url = url(&p(&["backend", "closed_url"]), &b.closed_url);
     let chat_service_url = url(&p(&["backend", "chat_service_url"]), &b.chat_service_url);
+    let endpoints_url = url(&p(&["backend", "endpoints_url"]), &b.endpoints_url);
     let mut rpc_urls = Vec::new();
     for (method, value) in &b.rpc_urls {
         let key = p(&["backend", "rpc_urls", method]);
@@ -1560,6 +1724,7 @@ fn compile(
         || rpc_url.is_some()
         || !rpc_urls.is_empty()
         || chat_service_url.is_some()
+        || endpoints_url.is_some()
         || notifies;
     let backend = uses_backend.then(|| {
         Arc::new(Backend::new(BackendOptions {
@@ -1727,6 +1892,12 @@ fn compile(
     // Socket.IO, and chat-service on it.
     let socketio = socketio_config(&config.socketio, dev_mode, &mut err);
     let chat_service = chat_service_config(&config.chat_service, dev_mode, explicit, &mut err);
+    let endpoints = endpoint_specs(
+        &config.endpoints,
+        socketio.as_ref().map(|s| s.path.as_str()),
+        endpoints_url.is_some(),
+        &mut err,
+    );
     let chat_hooks_named: BTreeSet<String> =
         config.chat_service.backend_hooks.iter().cloned().collect();
     if !chat_hooks_named.is_empty() && chat_service_url.is_none() {
@@ -1792,6 +1963,8 @@ fn compile(
         socketio,
         chat_service,
         chat_hooks,
+        endpoints,
+        endpoints_url,
     })
 }
 
@@ -1997,6 +2170,15 @@ impl Loaded {
         }
         if let Some(hooks) = &self.chat_hooks {
             builder = builder.chat_hooks(hooks.clone());
+        }
+        for spec in &self.endpoints {
+            let hooks = match (&self.backend, &self.endpoints_url) {
+                (Some(backend), Some(url)) if !spec.hooks.is_empty() => {
+                    Some((backend.clone(), url.clone()))
+                }
+                _ => None,
+            };
+            builder = builder.endpoint(spec.path.clone(), endpoint_backend::endpoint(spec, hooks));
         }
         builder = builder
             .listen(self.listen)
@@ -2337,6 +2519,8 @@ authenticated_url = ""
 closed_url = ""
 # chat-service's hooks listed in [chat_service] backend_hooks (docs/chat-service.md).
 chat_service_url = ""
+# The hooks [[endpoints]] list (docs/endpoints.md).
+endpoints_url = ""
 
 # Channels. The first namespace whose pattern matches a channel applies; channels no namespace
 # matches are closed to clients (the server API may still publish to them).
@@ -2436,6 +2620,20 @@ use_raw_error_objects = false
 login_query = ""
 # chat-service hooks sent to backend.chat_service_url, e.g. ["roomJoinBefore", "onJoin"].
 backend_hooks = []
+
+# WebSocket endpoints (docs/endpoints.md): each at its own path, in `dispatch` (JSON
+# auto-dispatch by `event`), `raw` or `echo` mode, with the backend's hooks as handlers.
+# Development mode mounts /echo and /plezi. For example:
+# [[endpoints]]
+# path = "/chat"
+# name = "chat"
+# mode = "dispatch"
+# unknown_event = "not_found"
+# hooks = ["pre_connect", "open", "event", "close", "shutdown"]
+# max_message_bytes = 0          # 0: the server's limits
+# outbound_queue_bytes_max = 0
+# messages_per_second = 0
+# messages_burst = 0
 "#;
 
 #[cfg(test)]

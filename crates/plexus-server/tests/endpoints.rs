@@ -11,6 +11,7 @@ use plexus_core::{AuthRequest, CloseCode, Identity};
 use plexus_server::endpoint::{Endpoint, EndpointLimits, RawMessage, UnknownEvent};
 use plexus_server::{RunningServer, ServerBuilder};
 use serde_json::{Value, json};
+use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 
@@ -472,5 +473,161 @@ async fn endpoints_share_the_servers_auth() {
     match next(&mut ws).await {
         Got::Closed(code, _) => assert_eq!(code, CloseCode::AUTH_FAILED.0),
         other => panic!("{other:?}"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The standalone server: `[[endpoints]]` with the backend's hooks as handlers
+
+mod support;
+
+async fn endpoint_hooks(r: support::Received) -> axum::response::Response {
+    let body = &r.body;
+    let result = match body["hook"].as_str().unwrap_or("") {
+        "pre_connect" if body["query"].as_str().unwrap_or("").contains("deny") => {
+            json!({"refuse": {"status": 401, "reason": "not you"}})
+        }
+        "open" => json!({"send": [{"json": {"event": "welcome", "endpoint": body["endpoint"]}}]}),
+        "event" if body["event"] == "ping" => {
+            json!({"reply": {"event": "pong", "user": body["user"], "n": body["message"]["n"]}})
+        }
+        "event" => json!({"unknown": true}),
+        "message" => match (body["text"].as_str(), body["binary"].as_str()) {
+            (Some(text), _) => json!({"send": [{"text": text.to_uppercase()}]}),
+            (_, Some(b64)) => json!({"send": [{"binary": b64}, {"text": "got bytes"}]}),
+            _ => json!({}),
+        },
+        _ => json!({}),
+    };
+    support::answer(json!({ "result": result }))
+}
+
+#[tokio::test]
+async fn configured_endpoints_run_on_the_backends_hooks() {
+    let backend = support::Backend::start(endpoint_hooks).await;
+    let server = support::serve(&format!(
+        r#"
+[client]
+anonymous = true
+[backend]
+endpoints_url = "{}"
+[[endpoints]]
+path = "/bot"
+mode = "dispatch"
+hooks = ["pre_connect", "open", "event", "close"]
+[[endpoints]]
+path = "/pipe"
+name = "pipe"
+mode = "raw"
+hooks = ["message"]
+[[endpoints]]
+path = "/tiny"
+mode = "echo"
+max_message_bytes = 100
+"#,
+        backend.url("/hooks")
+    ))
+    .await;
+    let e = try_connect_raw(&format!("{}?deny=1", url(&server, "/bot")), &[])
+        .await
+        .expect_err("refused");
+    match e {
+        tokio_tungstenite::tungstenite::Error::Http(r) => assert_eq!(r.status().as_u16(), 401),
+        other => panic!("{other}"),
+    }
+    let mut bot = connect_raw(&url(&server, "/bot"), &[]).await;
+    assert_eq!(
+        next_json(&mut bot).await,
+        json!({"event": "welcome", "endpoint": "bot"})
+    );
+    send(&mut bot, json!({"event": "ping", "n": 3, "_EID_": 1})).await;
+    assert_eq!(
+        next_json(&mut bot).await,
+        json!({"event": "_ack_", "_EID_": 1})
+    );
+    assert_eq!(
+        next_json(&mut bot).await,
+        json!({"event": "pong", "user": null, "n": 3})
+    );
+    send(&mut bot, json!({"event": "nope"})).await;
+    assert_eq!(next_json(&mut bot).await["status"], 404);
+    bot.close(None).await.unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !backend
+        .requests("/hooks")
+        .iter()
+        .any(|r| r.body["hook"] == "close")
+    {
+        assert!(tokio::time::Instant::now() < deadline, "the close hook ran");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let close = backend
+        .requests("/hooks")
+        .into_iter()
+        .find(|r| r.body["hook"] == "close")
+        .unwrap();
+    assert_eq!(close.body["endpoint"], "bot");
+    assert!(close.body["conn"].is_string());
+
+    let mut pipe = connect_raw(&url(&server, "/pipe"), &[]).await;
+    pipe.send(Message::text("quiet")).await.unwrap();
+    assert_eq!(next(&mut pipe).await, Got::Text("QUIET".into()));
+    pipe.send(Message::binary(vec![0u8, 1, 254, 255]))
+        .await
+        .unwrap();
+    assert_eq!(next(&mut pipe).await, Got::Binary(vec![0, 1, 254, 255]));
+    assert_eq!(next(&mut pipe).await, Got::Text("got bytes".into()));
+
+    let mut tiny = connect_raw(&url(&server, "/tiny"), &[]).await;
+    tiny.send(Message::text("x".repeat(100))).await.unwrap();
+    assert_eq!(next(&mut tiny).await, Got::Text("x".repeat(100)));
+    tiny.send(Message::text("x".repeat(101))).await.unwrap();
+    assert!(matches!(next(&mut tiny).await, Got::Closed(1009, _)));
+}
+
+#[tokio::test]
+async fn bad_endpoint_configurations_are_reported() {
+    let problems = |toml: &str| match support::load_with(toml, &[], &[]) {
+        Ok(_) => Vec::new(),
+        Err(e) => e
+            .problems
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>(),
+    };
+    let found = problems(
+        r#"
+[client]
+anonymous = true
+[[endpoints]]
+path = "/ws"
+[[endpoints]]
+path = "chat"
+[[endpoints]]
+path = "/a"
+mode = "bogus"
+[[endpoints]]
+path = "/b"
+mode = "dispatch"
+hooks = ["message"]
+[[endpoints]]
+path = "/b"
+unknown_event = "shrug"
+"#,
+    );
+    for expected in [
+        "`endpoints[0].path`: `/ws` is served by the server itself",
+        "`endpoints[1].path`: `chat` is not a path",
+        "`endpoints[2].mode`: `bogus` is none of",
+        "`endpoints[3].hooks`: `message` does not fit mode `dispatch`",
+        "`endpoints[3].hooks`: needs `backend.endpoints_url`",
+        "`endpoints[4].path`: `/b` is mounted by an earlier endpoint",
+        "`endpoints[4].unknown_event`: `shrug`",
+    ] {
+        assert!(
+            found.iter().any(|p| p.contains(expected)),
+            "{expected}\nnot in:\n{}",
+            found.join("\n")
+        );
     }
 }

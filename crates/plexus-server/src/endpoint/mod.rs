@@ -12,6 +12,7 @@
 //! `mod.rs` is the library API, `socket.rs` the dialect, `format.rs` how core events become
 //! frames.
 
+pub mod backend;
 mod dev;
 mod format;
 mod socket;
