@@ -221,6 +221,10 @@ CS_TEST_TARGET=plexus CS_ENGINE=redis npm test
 suite "chat-service: socket.io-client 2 at /chat-service, memory and Redis" chatservice_tests
 # --- end issue 12 ---
 
+# --- issue 17: the Autobahn|Testsuite fuzzing client against a raw echo endpoint
+# (scripts/autobahn.sh; every case but permessage-deflate, 12.* and 13.*, must pass).
+suite "WebSocket conformance: Autobahn|Testsuite against an echo endpoint" bash scripts/autobahn.sh
+
 if [ ${#failed[@]} -gt 0 ]; then
   echo "== ${#failed[@]} suite(s) failed:" >&2
   for name in "${failed[@]}"; do echo "   - $name" >&2; done
