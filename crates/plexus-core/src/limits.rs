@@ -53,6 +53,9 @@ pub struct Limits {
     pub mail_ttl: Duration,
     /// Pause between redelivered durable messages on connect (Mesa `redeliveryInterval`).
     pub mail_redelivery_pace: Duration,
+    /// The shortest lifetime of an endpoint identity (Plezi `register_as` clamps to 10
+    /// minutes).
+    pub identity_min_lifetime: Duration,
     /// Names one room list (whitelist, blacklist, adminlist) may hold (chat-service
     /// `roomListSizeLimit`); also the names one change may carry.
     pub room_list_max: usize,
@@ -85,6 +88,7 @@ impl Default for Limits {
             mailbox_lifetime: Duration::from_secs(7 * 24 * 3600),
             mail_ttl: Duration::from_secs(7 * 24 * 3600),
             mail_redelivery_pace: Duration::ZERO,
+            identity_min_lifetime: Duration::from_secs(600),
             room_list_max: 10_000,
             direct_list_max: 1_000,
         }

@@ -117,6 +117,7 @@ pub const METHODS: &[&str] = &[
     "direct_access",
     "notify",
     "chat_exec",
+    "identity_notify",
 ];
 
 /// API calls by method (the last slot counts unknown methods) and their duration.
@@ -726,6 +727,17 @@ struct DirectAccessParams {
     recipient: String,
 }
 
+/// `identity_notify`: Plezi's `notify(identity, event, data)`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IdentityNotifyParams {
+    identity: String,
+    #[serde(default, deserialize_with = "some")]
+    event: Option<String>,
+    #[serde(default)]
+    data: Option<Value>,
+}
+
 /// `chat_exec`: chat-service's `execUserCommand`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -1321,6 +1333,14 @@ async fn dispatch(state: &ApiState, method: &str, body: &[u8]) -> Result<Value, 
             let exclude = ExcludeParams::parse(p.exclude)?;
             node.notify(&p.channel, emit, exclude).await?;
             empty()
+        }
+        "identity_notify" => {
+            let p: IdentityNotifyParams = parse(body)?;
+            let data = p.data.unwrap_or(Value::Null);
+            let notified =
+                crate::endpoint::identity::notify(node, &p.identity, p.event.as_deref(), data)
+                    .await?;
+            Ok(json!({"notified": notified}))
         }
         "chat_exec" => {
             let p: ChatExecParams = parse(body)?;

@@ -500,6 +500,8 @@ pub struct ClientSection {
     pub mailbox_lifetime_ms: u64,
     pub mail_ttl_ms: u64,
     pub mail_redelivery_pace_ms: u64,
+    /// The shortest lifetime of an endpoint identity (`register_as`; Plezi's clamp: 600 s).
+    pub identity_min_lifetime_ms: u64,
     /// Time one write to a client may take before the client is dropped.
     pub write_timeout_ms: u64,
     /// Names one room list (whitelist, blacklist, adminlist) may hold.
@@ -534,6 +536,7 @@ impl Default for ClientSection {
             mailbox_lifetime_ms: ms(l.mailbox_lifetime),
             mail_ttl_ms: ms(l.mail_ttl),
             mail_redelivery_pace_ms: ms(l.mail_redelivery_pace),
+            identity_min_lifetime_ms: ms(l.identity_min_lifetime),
             write_timeout_ms: ms(l.write_timeout),
             room_list_max: l.room_list_max as u64,
             direct_list_max: l.direct_list_max as u64,
@@ -1500,7 +1503,7 @@ fn compile(
         });
 
     let c = &config.client;
-    let positive: [(&str, u64); 17] = [
+    let positive: [(&str, u64); 18] = [
         ("auth_timeout_ms", c.auth_timeout_ms),
         ("max_message_bytes", c.max_message_bytes),
         ("max_subscriptions", c.max_subscriptions),
@@ -1515,6 +1518,7 @@ fn compile(
         ("max_metadata_bytes", c.max_metadata_bytes),
         ("mailbox_lifetime_ms", c.mailbox_lifetime_ms),
         ("mail_ttl_ms", c.mail_ttl_ms),
+        ("identity_min_lifetime_ms", c.identity_min_lifetime_ms),
         ("write_timeout_ms", c.write_timeout_ms),
         ("room_list_max", c.room_list_max),
         ("direct_list_max", c.direct_list_max),
@@ -1570,6 +1574,7 @@ fn compile(
         mailbox_lifetime: ms(c.mailbox_lifetime_ms),
         mail_ttl: ms(c.mail_ttl_ms),
         mail_redelivery_pace: ms(c.mail_redelivery_pace_ms),
+        identity_min_lifetime: ms(c.identity_min_lifetime_ms),
         write_timeout: ms(c.write_timeout_ms),
         room_list_max: usize_of(c.room_list_max),
         direct_list_max: usize_of(c.direct_list_max),
@@ -2467,6 +2472,8 @@ mailbox_max_messages = 1000
 mailbox_lifetime_ms = 604800000
 mail_ttl_ms = 604800000
 mail_redelivery_pace_ms = 0
+# An endpoint identity (register_as) lives at least this long (Plezi's clamp: 10 minutes).
+identity_min_lifetime_ms = 600000
 # A client that stops reading is dropped once one write has waited this long.
 write_timeout_ms = 10000
 # Names one room list (whitelist, blacklist, adminlist) and one user's direct list may hold.

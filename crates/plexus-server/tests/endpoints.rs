@@ -631,3 +631,137 @@ unknown_event = "shrug"
         );
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Identities (Plezi `register_as` / `notify`), through the development `/plezi` endpoint
+
+async fn identity_server() -> RunningServer {
+    let mut builder = dev();
+    // Plezi's clamp is 10 minutes; a test lowers it to see a lifetime end.
+    builder.limits_mut().identity_min_lifetime = Duration::from_secs(1);
+    start(builder).await
+}
+
+async fn register(ws: &mut Ws, identity: &str, lifetime: u64, max: u64) {
+    send(
+        ws,
+        json!({"event": "register", "identity": identity, "lifetime": lifetime, "max_connections": max}),
+    )
+    .await;
+    assert_eq!(event(ws, "registered").await["identity"], identity);
+}
+
+async fn notify(ws: &mut Ws, identity: &str, text: &str) -> bool {
+    send(
+        ws,
+        json!({"event": "notify", "identity": identity, "data": {"text": text}}),
+    )
+    .await;
+    event(ws, "notified").await["result"]
+        .as_bool()
+        .expect("a boolean")
+}
+
+#[tokio::test]
+async fn identities_receive_on_their_newest_connections_and_keep_mail_while_offline() {
+    let server = identity_server().await;
+    let (mut sender, _) = plezi(&server).await;
+    assert!(
+        !notify(&mut sender, "nobody", "hello?").await,
+        "never registered"
+    );
+
+    // The newest two of three registrations receive.
+    let (mut a, _) = plezi(&server).await;
+    let (mut b, _) = plezi(&server).await;
+    let (mut c, _) = plezi(&server).await;
+    for ws in [&mut a, &mut b, &mut c] {
+        register(ws, "alice", 3600, 2).await;
+    }
+    assert!(notify(&mut sender, "alice", "one").await);
+    for ws in [&mut b, &mut c] {
+        assert_eq!(
+            event(ws, "notification").await,
+            json!({"event": "notification", "text": "one"})
+        );
+    }
+    // a was pushed out: a marker echo comes back before anything else.
+    send(&mut a, json!({"event": "echo", "marker": 1})).await;
+    assert_eq!(
+        next_json(&mut a).await,
+        json!({"event": "echo", "marker": 1})
+    );
+
+    // Offline: the registered connections are gone; the mail waits, in order.
+    drop(b);
+    drop(c);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(notify(&mut sender, "alice", "two").await);
+    assert!(notify(&mut sender, "alice", "three").await);
+    let (mut back, _) = plezi(&server).await;
+    send(
+        &mut back,
+        json!({"event": "register", "identity": "alice", "lifetime": 3600, "max_connections": 2}),
+    )
+    .await;
+    // What waited comes first, in order, then the registration's answer.
+    for text in ["two", "three"] {
+        assert_eq!(
+            next_json(&mut back).await,
+            json!({"event": "notification", "text": text})
+        );
+    }
+    assert_eq!(event(&mut back, "registered").await["identity"], "alice");
+    // Delivered once: a later registration gets nothing old.
+    let (mut again, _) = plezi(&server).await;
+    register(&mut again, "alice", 3600, 2).await;
+    send(&mut again, json!({"event": "echo", "marker": 2})).await;
+    assert_eq!(
+        next_json(&mut again).await,
+        json!({"event": "echo", "marker": 2})
+    );
+}
+
+#[tokio::test]
+async fn an_identity_expires_after_its_lifetime() {
+    let server = identity_server().await;
+    let (mut sender, _) = plezi(&server).await;
+    let (mut ghost, _) = plezi(&server).await;
+    register(&mut ghost, "ghost", 1, 1).await;
+    drop(ghost);
+    assert!(notify(&mut sender, "ghost", "still there").await);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        !notify(&mut sender, "ghost", "gone").await,
+        "an identity past its lifetime is no longer registered"
+    );
+}
+
+#[tokio::test]
+async fn the_http_api_notifies_an_identity() {
+    let builder = dev().endpoints(plexus_server::api::HttpEndpoints {
+        api: Some(plexus_server::api::ApiOptions {
+            key: plexus_server::api::ApiKey::Required(support::API_KEY.into()),
+            ..plexus_server::api::ApiOptions::default()
+        }),
+        ..plexus_server::api::HttpEndpoints::default()
+    });
+    let server = start(builder).await;
+    let (mut ws, _) = plezi(&server).await;
+    register(&mut ws, "bob", 3600, 1).await;
+    let answer = support::api_ok(
+        &server,
+        "identity_notify",
+        json!({"identity": "bob", "event": "news", "data": {"headline": "hi"}}),
+    )
+    .await;
+    assert_eq!(answer, json!({"notified": true}));
+    assert_eq!(
+        event(&mut ws, "news").await,
+        json!({"event": "news", "headline": "hi"})
+    );
+    let answer = support::api_ok(&server, "identity_notify", json!({"identity": "nobody"})).await;
+    assert_eq!(answer, json!({"notified": false}));
+    let (status, _) = support::api(&server, "identity_notify", json!({"identity": ""})).await;
+    assert_eq!(status.as_u16(), 400);
+}

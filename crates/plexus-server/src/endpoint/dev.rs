@@ -69,6 +69,34 @@ fn plezi() -> Endpoint {
                 Err(e) => failed(e),
             }
         })
+        .on("register", |ws, message| async move {
+            let Some(identity) = field(&message, "identity") else {
+                return failed("`identity` is required");
+            };
+            let lifetime = message
+                .get("lifetime")
+                .and_then(Value::as_u64)
+                .map(std::time::Duration::from_secs);
+            let max = message
+                .get("max_connections")
+                .and_then(Value::as_u64)
+                .map(|m| m as usize);
+            match ws.register_as(identity, lifetime, max).await {
+                Ok(()) => Some(json!({"event": "registered", "identity": identity})),
+                Err(e) => failed(e),
+            }
+        })
+        .on("notify", |ws, message| async move {
+            let Some(identity) = field(&message, "identity") else {
+                return failed("`identity` is required");
+            };
+            let event = field(&message, "notification").unwrap_or("notification");
+            let data = message.get("data").cloned().unwrap_or(Value::Null);
+            match ws.notify(identity, Some(event), data).await {
+                Ok(result) => Some(json!({"event": "notified", "result": result})),
+                Err(e) => failed(e),
+            }
+        })
         .on("publish", |ws, message| async move {
             let Some(channel) = field(&message, "channel") else {
                 return failed("`channel` is required");

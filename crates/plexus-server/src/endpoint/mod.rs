@@ -15,6 +15,7 @@
 pub mod backend;
 mod dev;
 mod format;
+pub mod identity;
 mod socket;
 
 pub(crate) use dev::development;
