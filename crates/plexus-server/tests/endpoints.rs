@@ -765,3 +765,30 @@ async fn the_http_api_notifies_an_identity() {
     let (status, _) = support::api(&server, "identity_notify", json!({"identity": ""})).await;
     assert_eq!(status.as_u16(), 400);
 }
+
+/// The acknowledgement goes out while the handler still runs (PleziClient 0.16 gives it 10 ms):
+/// the handler here waits until the test has read the ack.
+#[tokio::test]
+async fn the_ack_is_written_before_a_slow_handler_ends() {
+    let gate = std::sync::Arc::new(tokio::sync::Notify::new());
+    let release = gate.clone();
+    let builder = dev().endpoint(
+        "/slow",
+        Endpoint::dispatch("slow").on("work", move |_ws, _m| {
+            let gate = gate.clone();
+            async move {
+                gate.notified().await;
+                Some(json!({"event": "done"}))
+            }
+        }),
+    );
+    let server = start(builder).await;
+    let mut ws = connect_raw(&url(&server, "/slow"), &[]).await;
+    send(&mut ws, json!({"event": "work", "_EID_": 42})).await;
+    assert_eq!(
+        next_json(&mut ws).await,
+        json!({"event": "_ack_", "_EID_": 42})
+    );
+    release.notify_one();
+    assert_eq!(next_json(&mut ws).await, json!({"event": "done"}));
+}

@@ -2,12 +2,12 @@
 //! the node's upgrade hook), authentication from the `token` query parameter when the upgrade
 //! gave no identity, the endpoint's channels, and its handlers in the order messages came.
 
-use super::format::to_message;
+use super::format::{frame_message, to_message};
 use super::{
     ALL_ENDPOINTS_CHANNEL, Mode, Mounted, RawMessage, Socket, UnknownEvent, endpoint_channel,
 };
 use crate::ServerState;
-use crate::conn::{Close, Dialect, Incoming, Step};
+use crate::conn::{Close, Dialect, Incoming, Replied, Step};
 use crate::ws::{authorize, check_upgrade, close, refusal, serve, switching, upgrade_request};
 use axum::body::Body;
 use axum::extract::{ConnectInfo, State};
@@ -186,15 +186,22 @@ impl Dialect for EndpointSocket {
         None
     }
 
+    /// Handlers run as the connection's ordered call: the loop goes on writing meanwhile (an
+    /// `_EID_` acknowledgement goes out before the handler ends), and the next message waits
+    /// for the handler.
     async fn execute(&mut self, session: &mut Session, request: Inbound) -> Step {
         let socket = self.socket(session);
         match (&self.mounted.endpoint.mode, request) {
-            (Mode::Raw(handler), Inbound::Raw(message)) => {
-                if let Some(handler) = handler {
+            (Mode::Raw(handler), Inbound::Raw(message)) => match handler.clone() {
+                Some(handler) => Step::Running(Box::pin(async move {
                     handler(socket, message).await;
-                }
-                Step::Done(None)
-            }
+                    Replied {
+                        frame: None,
+                        close: None,
+                    }
+                })),
+                None => Step::Done(None),
+            },
             (
                 Mode::Dispatch {
                     events,
@@ -212,14 +219,17 @@ impl Dialect for EndpointSocket {
                     .event
                     .as_deref()
                     .and_then(|e| events.get(e))
-                    .or(fallback.as_ref());
+                    .or(fallback.as_ref())
+                    .cloned();
                 match handler {
-                    Some(handler) => {
-                        if let Some(reply) = handler(socket.clone(), dispatch.message).await {
-                            socket.send_json(&reply);
+                    Some(handler) => Step::Running(Box::pin(async move {
+                        let reply = handler(socket, dispatch.message).await;
+                        Replied {
+                            frame: reply
+                                .map(|r| frame_message(&RawMessage::Text(plezi::reply_text(&r)))),
+                            close: None,
                         }
-                        Step::Done(None)
-                    }
+                    })),
                     None if *unknown == UnknownEvent::Close => Step::Done(Some((
                         CloseCode::BAD_FRAME,
                         format!(
