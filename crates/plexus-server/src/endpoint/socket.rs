@@ -171,7 +171,15 @@ impl Dialect for EndpointSocket {
                     None => Err(plezi::DispatchError::Binary),
                 };
                 match decoded {
-                    Ok(dispatch) => out.push(Incoming::Request(Inbound::Event(dispatch))),
+                    Ok(dispatch) => {
+                        // The acknowledgement as soon as the message is read, ahead of the
+                        // answers to earlier messages still running (PleziClient 0.16 waits
+                        // 10 ms for it).
+                        if let (Some(eid), Some(socket)) = (&dispatch.eid, &self.socket) {
+                            socket.send_text(plezi::ack(eid));
+                        }
+                        out.push(Incoming::Request(Inbound::Event(dispatch)))
+                    }
                     Err(e) => out.push(Incoming::Broken((CloseCode::BAD_FRAME, e.to_string()))),
                 }
             }
@@ -186,9 +194,9 @@ impl Dialect for EndpointSocket {
         None
     }
 
-    /// Handlers run as the connection's ordered call: the loop goes on writing meanwhile (an
-    /// `_EID_` acknowledgement goes out before the handler ends), and the next message waits
-    /// for the handler.
+    /// Handlers run as the connection's ordered call: the loop goes on reading and writing
+    /// meanwhile (the `_EID_` acknowledgements of later messages go out at once), and the next
+    /// message waits for the handler.
     async fn execute(&mut self, session: &mut Session, request: Inbound) -> Step {
         let socket = self.socket(session);
         match (&self.mounted.endpoint.mode, request) {
@@ -210,11 +218,6 @@ impl Dialect for EndpointSocket {
                 },
                 Inbound::Event(dispatch),
             ) => {
-                // The acknowledgement first, before the handler runs (PleziClient 0.16 waits
-                // 10 ms for it).
-                if let Some(eid) = &dispatch.eid {
-                    socket.send_text(plezi::ack(eid));
-                }
                 let handler = dispatch
                     .event
                     .as_deref()
