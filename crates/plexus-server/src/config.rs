@@ -2391,6 +2391,31 @@ impl Loaded {
                 )
             }
         });
+        let mut endpoints: Vec<String> = self
+            .endpoints
+            .iter()
+            .map(|e| {
+                format!(
+                    "{} ({})",
+                    e.path,
+                    self.config
+                        .endpoints
+                        .iter()
+                        .find(|c| c.path == e.path)
+                        .map_or("", |c| c.mode.as_str())
+                )
+            })
+            .collect();
+        if self.dev_mode {
+            for (path, mode) in [("/echo", "echo"), ("/plezi", "dispatch")] {
+                if !self.endpoints.iter().any(|e| e.path == path) {
+                    endpoints.push(format!("{path} ({mode})"));
+                }
+            }
+        }
+        if !endpoints.is_empty() {
+            lines.push(format!("endpoints: {}", endpoints.join(", ")));
+        }
         lines
     }
 }

@@ -792,3 +792,57 @@ async fn the_ack_is_written_before_a_slow_handler_ends() {
     release.notify_one();
     assert_eq!(next_json(&mut ws).await, json!({"event": "done"}));
 }
+
+/// Two nodes on one Redis: a unicast reaches a connection on the other node (and says so), a
+/// broadcast reaches the endpoint's connections on both, and a unicast to a connection that
+/// closed says it failed.
+#[tokio::test]
+async fn addressing_crosses_nodes_on_redis() {
+    let prefix = plexus_redis::testing::unique_prefix();
+    let node = |prefix: String| async move {
+        let builder = plexus_server::Server::builder()
+            .listen("127.0.0.1:0".parse().unwrap())
+            .dev_mode()
+            .engine(redis_engine(&prefix).await);
+        let server = start_as_is(builder).await;
+        wait_healthy(&server).await;
+        server
+    };
+    let a = node(prefix.clone()).await;
+    let b = node(prefix).await;
+    let (mut on_a, _) = plezi(&a).await;
+    let (mut on_b, b_id) = plezi(&b).await;
+    let (mut also_b, also_id) = plezi(&b).await;
+
+    send(
+        &mut on_a,
+        json!({"event": "unicast", "to": b_id, "text": "across"}),
+    )
+    .await;
+    assert_eq!(event(&mut on_a, "unicast_result").await["delivered"], true);
+    assert_eq!(event(&mut on_b, "unicast").await["text"], "across");
+
+    send(&mut on_a, json!({"event": "broadcast", "text": "everyone"})).await;
+    for ws in [&mut on_b, &mut also_b] {
+        assert_eq!(event(ws, "broadcast").await["text"], "everyone");
+    }
+
+    also_b.close(None).await.unwrap();
+    drop(also_b);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        send(
+            &mut on_a,
+            json!({"event": "unicast", "to": also_id, "text": "late"}),
+        )
+        .await;
+        if event(&mut on_a, "unicast_result").await["delivered"] == false {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the closed connection is gone"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
