@@ -16,6 +16,7 @@
 //! the user, so the scripts stay valid on Redis Cluster; see `docs/redis.md` for the layout.
 
 mod broker;
+pub mod external;
 pub mod kv;
 pub mod mailbox;
 pub mod presence;

@@ -115,6 +115,8 @@ pub const METHODS: &[&str] = &[
     "direct_set_whitelist_only",
     "direct_access",
     "notify",
+    "mesa_dispatch",
+    "mesa_disconnect",
 ];
 
 /// API calls by method (the last slot counts unknown methods) and their duration.
@@ -166,13 +168,19 @@ struct ApiState {
     stats: Arc<ApiStats>,
     backend: Option<Arc<Backend>>,
     metrics: bool,
+    mesa: Option<crate::mesa::MesaApi>,
 }
 
 /// The routes of `endpoints` (none when nothing is enabled).
-pub(crate) fn routes(node: Node, endpoints: &HttpEndpoints) -> Router {
+pub(crate) fn routes(
+    node: Node,
+    endpoints: &HttpEndpoints,
+    mesa: Option<crate::mesa::MesaApi>,
+) -> Router {
     let mut router = Router::new();
     let state = Arc::new(ApiState {
         node,
+        mesa,
         options: endpoints.api.clone().unwrap_or_default(),
         stats: endpoints.stats.clone(),
         backend: endpoints.backend.clone(),
@@ -470,6 +478,59 @@ struct BroadcastParams {
     binary: Option<BinaryField>,
     #[serde(default, deserialize_with = "some")]
     event: Option<String>,
+}
+
+/// Most users one `mesa_dispatch` may name in `recipients`, and in `excluding`.
+const MAX_MESA_RECIPIENTS: usize = 1000;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MesaDispatchParams {
+    #[serde(default)]
+    recipients: Vec<String>,
+    #[serde(default)]
+    excluding: Vec<String>,
+    #[serde(default, deserialize_with = "some")]
+    t: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    d: Option<DataField>,
+    #[serde(default = "yes")]
+    sync: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MesaDisconnectParams {
+    recipients: Vec<String>,
+}
+
+/// Checks a list of user ids: bounded, none empty.
+fn users(field: &str, list: &[String]) -> Result<(), Failure> {
+    if list.len() > MAX_MESA_RECIPIENTS {
+        return Err(Error::new(
+            ErrorCode::LIMIT_EXCEEDED,
+            format!("`{field}` names at most {MAX_MESA_RECIPIENTS} users"),
+        )
+        .into());
+    }
+    if list.iter().any(String::is_empty) {
+        return Err(bad_request(format!("`{field}` has an empty user id")));
+    }
+    Ok(())
+}
+
+fn mesa(state: &ApiState) -> Result<&crate::mesa::MesaApi, Failure> {
+    state.mesa.as_ref().ok_or_else(|| {
+        Error::new(
+            ErrorCode::NOT_AVAILABLE,
+            "Mesa is not served: set `mesa.enabled = true`",
+        )
+        .into()
+    })
 }
 
 #[derive(Deserialize)]
@@ -1088,6 +1149,39 @@ async fn dispatch(state: &ApiState, method: &str, body: &[u8]) -> Result<Value, 
             let emit = emit(p.event, payload(p.data, p.binary, node)?)?;
             let delivered = node.send_to_connection(conn, emit).await?;
             Ok(json!({ "delivered": delivered }))
+        }
+        "mesa_dispatch" => {
+            let p: MesaDispatchParams = parse(body)?;
+            users("recipients", &p.recipients)?;
+            users("excluding", &p.excluding)?;
+            if p.d.is_none() {
+                return Err(bad_request("`d` is required"));
+            }
+            let d = payload(p.d, None, node)?;
+            if let Some(t) = &p.t {
+                validate_event(t)?;
+            }
+            let message = crate::mesa::MesaMessage {
+                t: p.t,
+                d,
+                sync: p.sync,
+            };
+            let recipients: Vec<&str> = p.recipients.iter().map(String::as_str).collect();
+            let excluding: Vec<&str> = p.excluding.iter().map(String::as_str).collect();
+            let report = mesa(state)?
+                .dispatch(&message, &recipients, &excluding)
+                .await?;
+            Ok(json!(report))
+        }
+        "mesa_disconnect" => {
+            let p: MesaDisconnectParams = parse(body)?;
+            users("recipients", &p.recipients)?;
+            if p.recipients.is_empty() {
+                return Err(bad_request("`recipients` must not be empty"));
+            }
+            let recipients: Vec<&str> = p.recipients.iter().map(String::as_str).collect();
+            mesa(state)?.disconnect(&recipients).await?;
+            empty()
         }
         "send_durable" => {
             let p: SendDurableParams = parse(body)?;

@@ -18,6 +18,7 @@ use crate::api::{ApiKey, ApiOptions, HttpEndpoints};
 use crate::backend::{Backend, BackendHooks, BackendOptions, Notifications, rpc_command};
 use crate::chatservice::{BackendChatHooks, ChatHooks, ChatServiceConfig, is_hook};
 use crate::jwt::{JwtKeys, JwtVerifier};
+use crate::mesa::MesaConfig;
 use crate::socketio::SocketIoConfig;
 use crate::{Server, ServerBuilder};
 use axum::http::{HeaderName, HeaderValue, Uri};
@@ -50,6 +51,7 @@ pub struct Config {
     pub redis: RedisSection,
     pub socketio: SocketIoSection,
     pub chat_service: ChatServiceSection,
+    pub mesa: MesaSection,
 }
 
 impl Default for Config {
@@ -66,8 +68,136 @@ impl Default for Config {
             redis: RedisSection::default(),
             socketio: SocketIoSection::default(),
             chat_service: ChatServiceSection::default(),
+            mesa: MesaSection::default(),
         }
     }
+}
+
+/// `[mesa]`: Mesa's protocol (`docs/mesa.md`) for `@cryb/mesa` and `mesa-js-client` apps,
+/// Mesa's server options under snake_case names.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MesaSection {
+    /// Default: off. Development mode serves it whatever this says.
+    pub enabled: bool,
+    pub path: String,
+    /// Op 1 heartbeats every `limits.ping_interval_ms`.
+    pub heartbeat: bool,
+    /// Advertised `c_reconnect_interval`; 0: none (Mesa's `reconnect.enabled = false`).
+    pub reconnect_interval_ms: u64,
+    /// Enforced: a connection not authenticated by then is closed with 4003.
+    pub auth_timeout_ms: u64,
+    pub send_user_object: bool,
+    pub disconnect_on_fail: bool,
+    /// Clients must send this `CLIENT_VERSION`; empty: not enforced.
+    pub enforce_version: String,
+    /// Keep messages for users with no connection; development mode turns it on unless set.
+    pub sync: bool,
+    pub redelivery_interval_ms: u64,
+    /// Mesa's `namespace`: the suffix of its Redis names (`ws_<namespace>`).
+    pub namespace: String,
+}
+
+impl Default for MesaSection {
+    fn default() -> Self {
+        let d = MesaConfig::default();
+        MesaSection {
+            enabled: false,
+            path: d.path,
+            heartbeat: d.heartbeat,
+            reconnect_interval_ms: 0,
+            auth_timeout_ms: d.auth_timeout_ms,
+            send_user_object: d.send_user_object,
+            disconnect_on_fail: d.disconnect_on_fail,
+            enforce_version: String::new(),
+            sync: d.sync,
+            redelivery_interval_ms: d.redelivery_interval_ms,
+            namespace: String::new(),
+        }
+    }
+}
+
+/// The longest authentication timeout and redelivery pause `[mesa]` takes.
+const MESA_MAX_AUTH_TIMEOUT_MS: u64 = 3_600_000;
+const MESA_MAX_REDELIVERY_INTERVAL_MS: u64 = 60_000;
+/// The longest `enforce_version` and `namespace`.
+const MESA_MAX_NAME_BYTES: usize = 64;
+
+/// Checks `[mesa]`; its [`MesaConfig`] when Mesa is served (`enabled`, or development mode,
+/// where sync is on unless set and op 2's `token` is the user id).
+fn mesa_config(
+    s: &MesaSection,
+    dev_mode: bool,
+    sync_set: bool,
+    err: &mut impl FnMut(&[Seg], String),
+) -> Option<MesaConfig> {
+    let at = |key: &str| key_path(&["mesa", key]);
+    if !s.path.starts_with('/')
+        || s.path.len() > 200
+        || s.path
+            .chars()
+            .any(|c| c.is_control() || c.is_whitespace() || matches!(c, '?' | '#' | '{' | '}'))
+    {
+        err(
+            &at("path"),
+            "must be a URL path such as `/mesa` (at most 200 bytes, no spaces, `?`, `#`, `{`, `}`)"
+                .into(),
+        );
+    } else if ["/ws", "/health", "/metrics", "/"].contains(&s.path.as_str())
+        || s.path.starts_with("/api/")
+    {
+        err(
+            &at("path"),
+            format!("`{}` is one of Plexus's own paths", s.path),
+        );
+    }
+    if s.auth_timeout_ms == 0 || s.auth_timeout_ms > MESA_MAX_AUTH_TIMEOUT_MS {
+        err(
+            &at("auth_timeout_ms"),
+            format!("must be between 1 and {MESA_MAX_AUTH_TIMEOUT_MS}"),
+        );
+    }
+    if s.reconnect_interval_ms > MAX_TIMER_MS {
+        err(
+            &at("reconnect_interval_ms"),
+            format!("must be at most {MAX_TIMER_MS}"),
+        );
+    }
+    if s.redelivery_interval_ms > MESA_MAX_REDELIVERY_INTERVAL_MS {
+        err(
+            &at("redelivery_interval_ms"),
+            format!("must be at most {MESA_MAX_REDELIVERY_INTERVAL_MS}"),
+        );
+    }
+    for (key, value) in [
+        ("enforce_version", &s.enforce_version),
+        ("namespace", &s.namespace),
+    ] {
+        if value.len() > MESA_MAX_NAME_BYTES
+            || value.chars().any(|c| c.is_control() || c.is_whitespace())
+        {
+            err(
+                &at(key),
+                format!(
+                    "must be at most {MESA_MAX_NAME_BYTES} bytes, with no spaces or control characters"
+                ),
+            );
+        }
+    }
+    let non_empty = |v: &String| Some(v.clone()).filter(|v| !v.is_empty());
+    (s.enabled || dev_mode).then(|| MesaConfig {
+        path: s.path.clone(),
+        heartbeat: s.heartbeat,
+        reconnect_interval_ms: Some(s.reconnect_interval_ms).filter(|ms| *ms > 0),
+        auth_timeout_ms: s.auth_timeout_ms,
+        send_user_object: s.send_user_object,
+        disconnect_on_fail: s.disconnect_on_fail,
+        enforce_version: non_empty(&s.enforce_version),
+        sync: if dev_mode && !sync_set { true } else { s.sync },
+        redelivery_interval_ms: s.redelivery_interval_ms,
+        token_is_user: dev_mode,
+        namespace: non_empty(&s.namespace),
+    })
 }
 
 /// `[redis]`: the Redis engine (used with `engine = "redis"`).
@@ -151,6 +281,7 @@ struct Explicit {
     direct_messages: bool,
     userlist_updates: bool,
     login_query: bool,
+    mesa_sync: bool,
 }
 
 /// The most messages a room may keep, and the most names an access list may hold.
@@ -990,6 +1121,7 @@ pub struct Loaded {
     socketio: Option<SocketIoConfig>,
     chat_service: Option<ChatServiceConfig>,
     chat_hooks: Option<Arc<dyn ChatHooks>>,
+    mesa: Option<MesaConfig>,
 }
 
 /// How a namespace's subscribers are checked beyond its [`Access`].
@@ -1153,6 +1285,7 @@ pub fn load(sources: &Sources) -> Result<Loaded, ConfigError> {
         direct_messages: is_set(&["chat_service", "enable_direct_messages"]),
         userlist_updates: is_set(&["chat_service", "enable_userlist_updates"]),
         login_query: is_set(&["chat_service", "login_query"]),
+        mesa_sync: is_set(&["mesa", "sync"]),
     };
     let base_dir = sources
         .file
@@ -1727,6 +1860,7 @@ fn compile(
     // Socket.IO, and chat-service on it.
     let socketio = socketio_config(&config.socketio, dev_mode, &mut err);
     let chat_service = chat_service_config(&config.chat_service, dev_mode, explicit, &mut err);
+    let mesa = mesa_config(&config.mesa, dev_mode, explicit.mesa_sync, &mut err);
     let chat_hooks_named: BTreeSet<String> =
         config.chat_service.backend_hooks.iter().cloned().collect();
     if !chat_hooks_named.is_empty() && chat_service_url.is_none() {
@@ -1792,6 +1926,7 @@ fn compile(
         socketio,
         chat_service,
         chat_hooks,
+        mesa,
     })
 }
 
@@ -1982,6 +2117,11 @@ impl Loaded {
         self.chat_service.as_ref()
     }
 
+    /// How Mesa is served, when it is (`[mesa] enabled = true`, or development mode).
+    pub fn mesa(&self) -> Option<&MesaConfig> {
+        self.mesa.as_ref()
+    }
+
     /// A server builder with everything the configuration says.
     pub fn server_builder(&self) -> ServerBuilder {
         let mut builder = Server::builder();
@@ -1997,6 +2137,9 @@ impl Loaded {
         }
         if let Some(hooks) = &self.chat_hooks {
             builder = builder.chat_hooks(hooks.clone());
+        }
+        if let Some(mesa) = &self.mesa {
+            builder = builder.mesa(mesa.clone());
         }
         builder = builder
             .listen(self.listen)
@@ -2436,6 +2579,30 @@ use_raw_error_objects = false
 login_query = ""
 # chat-service hooks sent to backend.chat_service_url, e.g. ["roomJoinBefore", "onJoin"].
 backend_hooks = []
+
+[mesa]
+# Mesa's protocol (docs/mesa.md): @cryb/mesa's Client and mesa-js-client connect unchanged at
+# `path`. Development mode serves it always, with sync on and op 2's `token` taken as the user id.
+enabled = false
+path = "/mesa"
+# Op 1 heartbeats every limits.ping_interval_ms (advertised as c_heartbeat_interval).
+heartbeat = true
+# Advertised c_reconnect_interval; 0: none.
+reconnect_interval_ms = 0
+# Enforced: a Mesa connection not authenticated by then is closed with 4003.
+auth_timeout_ms = 10000
+# Op 22 carries the user object (the identity's info, or {"id": user}).
+send_user_object = true
+# A refused op 2 closes with 1008; false: a PLEXUS_ERROR dispatch, and the client may retry.
+disconnect_on_fail = true
+# Clients must send this CLIENT_VERSION (closed with 1002 otherwise); empty: not enforced.
+enforce_version = ""
+# Keep messages for users with no connection (limits.mailbox_max_messages, limits.mail_ttl_ms)
+# and redeliver them after authentication, redelivery_interval_ms apart.
+sync = false
+redelivery_interval_ms = 0
+# Mesa's namespace: its Dispatcher's Redis channel is ws_<namespace> (ws when empty).
+namespace = ""
 "#;
 
 #[cfg(test)]

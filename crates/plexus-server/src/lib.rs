@@ -21,6 +21,7 @@ pub mod config;
 mod conn;
 mod demo;
 pub mod jwt;
+pub mod mesa;
 mod metrics;
 pub mod native;
 pub mod socketio;
@@ -115,6 +116,7 @@ pub(crate) struct ServerState {
     pub(crate) socketio: Option<Arc<socketio::SocketIoConfig>>,
     pub(crate) socketio_sessions: Arc<socketio::Registry>,
     pub(crate) chat_service: Option<Arc<chatservice::ChatService>>,
+    pub(crate) mesa: Option<Arc<mesa::MesaService>>,
 }
 
 /// Builds a [`Server`].
@@ -126,9 +128,23 @@ pub struct ServerBuilder {
     socketio: Option<socketio::SocketIoConfig>,
     chat_service: Option<chatservice::ChatServiceConfig>,
     chat_hooks: Option<Arc<dyn chatservice::ChatHooks>>,
+    mesa: Option<mesa::MesaConfig>,
+    mesa_hooks: Option<Arc<dyn mesa::MesaHooks>>,
 }
 
 impl ServerBuilder {
+    /// Serves Mesa's protocol (`docs/mesa.md`) at `config.path`.
+    pub fn mesa(mut self, config: mesa::MesaConfig) -> Self {
+        self.mesa = Some(config);
+        self
+    }
+
+    /// Mesa's middleware events as hooks (`onMessageReceived`, `onAuthenticated`, …).
+    pub fn mesa_hooks(mut self, hooks: Arc<dyn mesa::MesaHooks>) -> Self {
+        self.mesa_hooks = Some(hooks);
+        self
+    }
+
     /// Serves chat-service's protocol (`docs/chat-service.md`) in its Socket.IO namespace;
     /// turns Socket.IO on when it is not.
     pub fn chat_service(mut self, config: chatservice::ChatServiceConfig) -> Self {
@@ -189,6 +205,9 @@ impl ServerBuilder {
         }
         if self.chat_service.is_none() {
             self.chat_service = Some(chatservice::ChatServiceConfig::development());
+        }
+        if self.mesa.is_none() {
+            self.mesa = Some(mesa::MesaConfig::development());
         }
         *self.node.channels_mut() = ChannelPolicy::open();
         self
@@ -334,6 +353,25 @@ impl ServerBuilder {
                 self.chat_hooks.take(),
             ))
         });
+        let mesa = self.mesa.take().map(|config| {
+            // Mesa's sync needs to know whether a user has a connection on any node.
+            self.node = std::mem::take(&mut self.node).track_online(config.sync);
+            let hooks = self.mesa_hooks.take();
+            if let Some(hooks) = hooks.clone() {
+                // `onDisconnection`, with the close the client got.
+                self.node.lifecycle_mut().on_close(move |closed: &Closed| {
+                    if closed.request.dialect == "mesa" {
+                        hooks.disconnection(
+                            closed.conn,
+                            closed.user.as_deref(),
+                            closed.code,
+                            &closed.reason,
+                        );
+                    }
+                });
+            }
+            Arc::new(mesa::MesaService::new(config, hooks))
+        });
         let node = self.node.build();
         Server {
             state: Arc::new(ServerState {
@@ -345,6 +383,7 @@ impl ServerBuilder {
                 socketio: self.socketio.map(Arc::new),
                 socketio_sessions: Arc::default(),
                 chat_service,
+                mesa,
             }),
             listen: self.listen,
         }
@@ -367,6 +406,8 @@ impl Server {
             socketio: None,
             chat_service: None,
             chat_hooks: None,
+            mesa: None,
+            mesa_hooks: None,
         }
     }
 
@@ -385,6 +426,14 @@ impl Server {
             })
     }
 
+    /// Mesa's dispatcher, when the server serves Mesa.
+    pub fn mesa(&self) -> Option<mesa::MesaApi> {
+        self.state.mesa.clone().map(|service| mesa::MesaApi {
+            service,
+            node: self.state.node.clone(),
+        })
+    }
+
     /// The server's routes (`/ws`, `/health`, the HTTP API and `/metrics` when configured, the
     /// demo page at `/` in development mode), to merge into an existing axum application. It
     /// must be served with `into_make_service_with_connect_info::<SocketAddr>()`.
@@ -397,12 +446,19 @@ impl Server {
                 .route(&format!("{path}/"), handler.clone())
                 .route(&path, handler);
         }
+        if let Some(service) = &self.state.mesa {
+            router = router.route(&service.config.path, get(mesa::upgrade));
+        }
         router
             .route("/ws", get(ws::native_upgrade))
             .route("/health", get(health))
             .merge(demo::router(self.state.dev_mode))
             .with_state(self.state.clone())
-            .merge(api::routes(self.state.node.clone(), &self.state.endpoints))
+            .merge(api::routes(
+                self.state.node.clone(),
+                &self.state.endpoints,
+                self.mesa(),
+            ))
     }
 
     /// Binds and serves in the background.
@@ -503,6 +559,14 @@ impl RunningServer {
                 service,
                 node: self.state.node.clone(),
             })
+    }
+
+    /// Mesa's dispatcher, when the server serves Mesa.
+    pub fn mesa(&self) -> Option<mesa::MesaApi> {
+        self.state.mesa.clone().map(|service| mesa::MesaApi {
+            service,
+            node: self.state.node.clone(),
+        })
     }
 
     /// Graceful shutdown: stop accepting, tell every client "server shutting down, reconnect"

@@ -940,3 +940,54 @@ backend_hooks = ["roomJoinBefore", "teleportBefore"]
     }
     assert_eq!(p.len(), 9, "{p:#?}");
 }
+
+#[test]
+fn mesa_options_and_their_bounds() {
+    // Off with a file; on in development mode with sync and the token as user id — sync still
+    // settable.
+    assert!(load("").mesa().is_none());
+    let dev = config::load(&Sources::default()).unwrap();
+    let m = dev.mesa().expect("served in development mode");
+    assert!(m.sync && m.token_is_user && m.heartbeat);
+    assert_eq!((m.path.as_str(), m.auth_timeout_ms), ("/mesa", 10_000));
+    let m = load("[server]\ndev_mode = true\n[mesa]\nsync = false\n");
+    assert!(!m.mesa().unwrap().sync);
+    let m = load(
+        "[mesa]\nenabled = true\npath = \"/realtime\"\nreconnect_interval_ms = 5000\nenforce_version = \"1.5.3\"\nnamespace = \"app\"\nsync = true\nredelivery_interval_ms = 10\n",
+    );
+    let m = m.mesa().expect("enabled");
+    assert!(m.sync && !m.token_is_user);
+    assert_eq!(m.path, "/realtime");
+    assert_eq!(m.reconnect_interval_ms, Some(5000));
+    assert_eq!(m.enforce_version.as_deref(), Some("1.5.3"));
+    assert_eq!(m.ws_channel(), "ws_app");
+    assert_eq!(m.redelivery_interval_ms, 10);
+
+    let file = r#"[mesa]
+enabled = true
+path = "mesa"
+auth_timeout_ms = 0
+reconnect_interval_ms = 2147483648
+redelivery_interval_ms = 60001
+enforce_version = "1 2"
+namespace = "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+"#;
+    let p = problems(load_with(file, &[], &[]));
+    for expected in [
+        "`mesa.path`: must be a URL path",
+        "`mesa.auth_timeout_ms`: must be between 1 and 3600000",
+        "`mesa.reconnect_interval_ms`: must be at most 2147483647",
+        "`mesa.redelivery_interval_ms`: must be at most 60000",
+        "`mesa.enforce_version`: must be at most 64 bytes",
+        "`mesa.namespace`: must be at most 64 bytes",
+    ] {
+        assert_has(&p, expected);
+    }
+    assert_eq!(p.len(), 6, "{p:#?}");
+    let p = problems(load_with(
+        "[mesa]\nenabled = true\npath = \"/ws\"\n",
+        &[],
+        &[],
+    ));
+    assert_has(&p, "`mesa.path`: `/ws` is one of Plexus's own paths");
+}

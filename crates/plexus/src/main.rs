@@ -215,7 +215,31 @@ async fn serve(args: ServeArgs) -> anyhow::Result<i32> {
             Ok(ctx.payload)
         });
     }
-    let running = builder.build().start_on(listener).await?;
+    let server = builder.build();
+    // Mesa's own Dispatcher (another process) publishes on `ws[_namespace]`: every node
+    // delivers to its own connections, as Mesa's servers do (docs/mesa.md).
+    let _mesa_dispatcher = match (server.mesa(), loaded.config.engine == "redis") {
+        (Some(mesa), true) => {
+            let channel = mesa.ws_channel();
+            let url = loaded.config.redis.url.clone();
+            let sub = plexus_redis::external::subscribe_external(
+                &url,
+                &channel,
+                Duration::from_secs(5),
+                move |payload| {
+                    if let Err(e) = mesa.deliver_internal(payload) {
+                        tracing::debug!(error = %e, "undeliverable Mesa dispatcher message");
+                    }
+                },
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot subscribe to Mesa's {channel} at {url}: {e}"))?;
+            tracing::info!(%channel, "Mesa: delivering its Dispatcher's messages");
+            Some(sub)
+        }
+        _ => None,
+    };
+    let running = server.start_on(listener).await?;
     running.wait_for_signal().await;
     Ok(0)
 }
