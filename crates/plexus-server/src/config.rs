@@ -81,7 +81,7 @@ pub struct MesaSection {
     /// Default: off. Development mode serves it whatever this says.
     pub enabled: bool,
     pub path: String,
-    /// Op 1 heartbeats every `limits.ping_interval_ms`.
+    /// Op 1 heartbeats every `client.ping_interval_ms`.
     pub heartbeat: bool,
     /// Advertised `c_reconnect_interval`; 0: none (Mesa's `reconnect.enabled = false`).
     pub reconnect_interval_ms: u64,
@@ -2585,7 +2585,7 @@ backend_hooks = []
 # `path`. Development mode serves it always, with sync on and op 2's `token` taken as the user id.
 enabled = false
 path = "/mesa"
-# Op 1 heartbeats every limits.ping_interval_ms (advertised as c_heartbeat_interval).
+# Op 1 heartbeats every client.ping_interval_ms (advertised as c_heartbeat_interval).
 heartbeat = true
 # Advertised c_reconnect_interval; 0: none.
 reconnect_interval_ms = 0
@@ -2597,7 +2597,7 @@ send_user_object = true
 disconnect_on_fail = true
 # Clients must send this CLIENT_VERSION (closed with 1002 otherwise); empty: not enforced.
 enforce_version = ""
-# Keep messages for users with no connection (limits.mailbox_max_messages, limits.mail_ttl_ms)
+# Keep messages for users with no connection (client.mailbox_max_messages, client.mail_ttl_ms)
 # and redeliver them after authentication, redelivery_interval_ms apart.
 sync = false
 redelivery_interval_ms = 0
