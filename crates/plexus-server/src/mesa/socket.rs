@@ -66,7 +66,7 @@ impl Dialect for MesaSocket {
         let hello = wire::Hello {
             c_heartbeat_interval: config
                 .heartbeat
-                .then(|| limits.ping_interval.as_millis() as u64),
+                .then_some(limits.ping_interval.as_millis() as u64),
             c_reconnect_interval: config.reconnect_interval_ms,
             c_authentication_timeout: (!authenticated).then_some(config.auth_timeout_ms),
             rules: config.rules(),
