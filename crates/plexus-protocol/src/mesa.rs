@@ -264,6 +264,75 @@ pub fn encode_internal(
     Bytes::from(serde_json::to_vec(&internal).expect("serializable"))
 }
 
+/// What a Mesa server hands its Portals (`IPortalInternalMessage`, §1.2): a client
+/// `connection`, `authentication`, `message` or `disconnection`, with the client's id once it
+/// has one, and — on Mesa's `portal[_ns]` channel — the chosen portal's id.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PortalEvent {
+    #[serde(rename = "type")]
+    pub kind: PortalEventKind,
+    #[serde(rename = "clientId", default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// The client's frame, `{op, d, t}`, for `message`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<Box<RawValue>>,
+    #[serde(rename = "portalId", default, skip_serializing_if = "Option::is_none")]
+    pub portal_id: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PortalEventKind {
+    Connection,
+    Authentication,
+    Message,
+    Disconnection,
+}
+
+impl PortalEvent {
+    pub fn new(kind: PortalEventKind, client_id: Option<&str>) -> PortalEvent {
+        PortalEvent {
+            kind,
+            client_id: client_id.map(str::to_owned),
+            message: None,
+            portal_id: None,
+        }
+    }
+
+    /// A `message` event carrying a client's op 0.
+    pub fn message(client_id: Option<&str>, d: &RawValue, t: Option<&str>) -> PortalEvent {
+        let frame = encode(op::DISPATCH, d, t, None);
+        let raw = RawValue::from_string(String::from_utf8(frame.to_vec()).expect("JSON is UTF-8"))
+            .expect("valid JSON");
+        PortalEvent {
+            message: Some(raw),
+            ..PortalEvent::new(PortalEventKind::Message, client_id)
+        }
+    }
+
+    pub fn encode(&self) -> Bytes {
+        Bytes::from(serde_json::to_vec(self).expect("serializable"))
+    }
+}
+
+/// Decodes a portal event (as queued, or as published on `portal[_ns]`).
+pub fn decode_portal_event(bytes: &[u8]) -> Result<PortalEvent, DecodeError> {
+    let text = std::str::from_utf8(bytes).map_err(|e| DecodeError::Json(e.to_string()))?;
+    object(text)
+}
+
+/// A Portal's announcement on `available_portals_pool[_ns]` (`IPortalUpdate`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortalUpdate {
+    pub id: String,
+    pub ready: bool,
+}
+
+pub fn decode_portal_update(bytes: &[u8]) -> Result<PortalUpdate, DecodeError> {
+    let text = std::str::from_utf8(bytes).map_err(|e| DecodeError::Json(e.to_string()))?;
+    object(text)
+}
+
 /// The Redis name Mesa gives `prefix` in `namespace` (`getNamespace`: a suffix, §1.2).
 pub fn namespaced(prefix: &str, namespace: Option<&str>) -> String {
     match namespace {
@@ -376,6 +445,27 @@ mod tests {
         );
         let m = decode_internal(&bytes).unwrap();
         assert_eq!(m.recipients, vec!["alice", "bob"]);
+        // Portal events as Mesa's Portal reads them.
+        let mut e = PortalEvent::message(Some("alice"), &raw(r#"{"x":1}"#), Some("T"));
+        e.portal_id = Some("p1".into());
+        assert_eq!(
+            &e.encode()[..],
+            br#"{"type":"message","clientId":"alice","message":{"op":0,"d":{"x":1},"t":"T"},"portalId":"p1"}"#
+        );
+        let back = decode_portal_event(&e.encode()).unwrap();
+        assert_eq!(back.kind, PortalEventKind::Message);
+        assert_eq!(
+            &PortalEvent::new(PortalEventKind::Connection, None).encode()[..],
+            br#"{"type":"connection"}"#
+        );
+        assert_eq!(
+            decode_portal_update(br#"{"id":"u","ready":false}"#).unwrap(),
+            PortalUpdate {
+                id: "u".into(),
+                ready: false
+            }
+        );
+        assert!(decode_portal_event(br#"{"type":"teleport"}"#).is_err());
         let o: Options = serde_json::from_str("{}").unwrap();
         assert!(o.sync);
         assert_eq!(namespaced("ws", None), "ws");

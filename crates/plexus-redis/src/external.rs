@@ -95,3 +95,79 @@ pub async fn publish_external(
         .await
         .map_err(|_| "publish timed out".to_owned())?
 }
+
+/// Publishes on external channels from one connection, fire and forget: [`Publisher::publish`]
+/// queues (at most `capacity` payloads; beyond, it refuses) and one task writes them in order.
+/// Lossy by design (Mesa's Portal channel is pub/sub: nothing is kept).
+pub struct Publisher {
+    tx: tokio::sync::mpsc::Sender<(String, bytes::Bytes)>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Publisher {
+    pub async fn connect(
+        url: &str,
+        capacity: usize,
+        timeout: Duration,
+    ) -> Result<Publisher, String> {
+        let client = redis::Client::open(url).map_err(|e| e.to_string())?;
+        let mut conn = tokio::time::timeout(timeout, client.get_multiplexed_async_connection())
+            .await
+            .map_err(|_| "connect timed out".to_owned())?
+            .map_err(|e| e.to_string())?;
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<(String, bytes::Bytes)>(capacity.max(1));
+        let task = tokio::spawn(async move {
+            while let Some((channel, payload)) = rx.recv().await {
+                let sent = tokio::time::timeout(
+                    timeout,
+                    redis::cmd("PUBLISH")
+                        .arg(&channel)
+                        .arg(payload.as_ref())
+                        .query_async::<u64>(&mut conn),
+                )
+                .await;
+                if !matches!(sent, Ok(Ok(_))) {
+                    tracing::debug!(%channel, "an external publish failed");
+                }
+            }
+        });
+        Ok(Publisher { tx, task })
+    }
+
+    /// Queues `payload` for `channel`; false when the queue is full (the payload is dropped).
+    pub fn publish(&self, channel: &str, payload: bytes::Bytes) -> bool {
+        self.tx.try_send((channel.to_owned(), payload)).is_ok()
+    }
+}
+
+/// The members of the set `key` (its exact name), at most `max`.
+pub async fn members(
+    url: &str,
+    key: &str,
+    max: usize,
+    timeout: Duration,
+) -> Result<Vec<String>, String> {
+    let client = redis::Client::open(url).map_err(|e| e.to_string())?;
+    let read = async {
+        let mut conn = client
+            .get_multiplexed_async_connection()
+            .await
+            .map_err(|e| e.to_string())?;
+        redis::cmd("SMEMBERS")
+            .arg(key)
+            .query_async::<Vec<String>>(&mut conn)
+            .await
+            .map_err(|e| e.to_string())
+    };
+    let mut members = tokio::time::timeout(timeout, read)
+        .await
+        .map_err(|_| "SMEMBERS timed out".to_owned())??;
+    members.truncate(max);
+    Ok(members)
+}

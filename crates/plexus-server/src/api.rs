@@ -117,6 +117,8 @@ pub const METHODS: &[&str] = &[
     "notify",
     "mesa_dispatch",
     "mesa_disconnect",
+    "mesa_portal_take",
+    "mesa_portal_ack",
 ];
 
 /// API calls by method (the last slot counts unknown methods) and their duration.
@@ -508,6 +510,28 @@ struct MesaDisconnectParams {
     recipients: Vec<String>,
 }
 
+/// The longest a `mesa_portal_take` waits for events, and the most it returns.
+const MAX_PORTAL_WAIT_MS: u64 = 30_000;
+const MAX_PORTAL_TAKE: usize = 1000;
+/// How often a waiting `mesa_portal_take` looks again.
+const PORTAL_POLL: Duration = Duration::from_millis(20);
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PortalTakeParams {
+    worker: String,
+    #[serde(default)]
+    max: Option<SafeInt>,
+    #[serde(default)]
+    wait_ms: Option<SafeInt>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PortalAckParams {
+    ids: Vec<String>,
+}
+
 /// Checks a list of user ids: bounded, none empty.
 fn users(field: &str, list: &[String]) -> Result<(), Failure> {
     if list.len() > MAX_MESA_RECIPIENTS {
@@ -523,14 +547,32 @@ fn users(field: &str, list: &[String]) -> Result<(), Failure> {
     Ok(())
 }
 
+/// The Mesa dispatcher; 404 (error 114) when the server does not serve Mesa.
 fn mesa(state: &ApiState) -> Result<&crate::mesa::MesaApi, Failure> {
     state.mesa.as_ref().ok_or_else(|| {
-        Error::new(
-            ErrorCode::NOT_AVAILABLE,
-            "Mesa is not served: set `mesa.enabled = true`",
+        Failure(
+            StatusCode::NOT_FOUND,
+            Error::new(
+                ErrorCode::NOT_AVAILABLE,
+                "Mesa is not served: set `mesa.enabled = true`",
+            ),
         )
-        .into()
     })
+}
+
+/// The Mesa dispatcher of a server whose portals are a queue; 404 (error 114) otherwise.
+fn mesa_queue(state: &ApiState) -> Result<&crate::mesa::MesaApi, Failure> {
+    let mesa = mesa(state)?;
+    if mesa.config().portals != crate::mesa::PortalMode::Queue {
+        return Err(Failure(
+            StatusCode::NOT_FOUND,
+            Error::new(
+                ErrorCode::NOT_AVAILABLE,
+                "portals are not served as a queue: set `mesa.portals = \"queue\"`",
+            ),
+        ));
+    }
+    Ok(mesa)
 }
 
 #[derive(Deserialize)]
@@ -1182,6 +1224,59 @@ async fn dispatch(state: &ApiState, method: &str, body: &[u8]) -> Result<Value, 
             let recipients: Vec<&str> = p.recipients.iter().map(String::as_str).collect();
             mesa(state)?.disconnect(&recipients).await?;
             empty()
+        }
+        "mesa_portal_take" => {
+            let p: PortalTakeParams = parse(body)?;
+            let worker = non_empty("worker", p.worker)?;
+            if worker.len() > 200 || worker.chars().any(char::is_control) {
+                return Err(bad_request(
+                    "`worker` must be at most 200 bytes, with no control characters",
+                ));
+            }
+            let max = p.max.map_or(100, size);
+            if !(1..=MAX_PORTAL_TAKE).contains(&max) {
+                return Err(bad_request(format!(
+                    "`max` must be between 1 and {MAX_PORTAL_TAKE}"
+                )));
+            }
+            let wait = p.wait_ms.map_or(0, |w| w.0);
+            if wait > MAX_PORTAL_WAIT_MS {
+                return Err(bad_request(format!(
+                    "`wait_ms` must be at most {MAX_PORTAL_WAIT_MS}"
+                )));
+            }
+            let mesa = mesa_queue(state)?;
+            let deadline = Instant::now() + Duration::from_millis(wait);
+            let taken = loop {
+                let taken = mesa.portal_take(&worker, max).await?;
+                if !taken.is_empty() || Instant::now() + PORTAL_POLL > deadline {
+                    break taken;
+                }
+                tokio::time::sleep(PORTAL_POLL).await;
+            };
+            let events: Vec<Value> = taken
+                .iter()
+                .map(|t| {
+                    json!({
+                        "id": t.id,
+                        "redeliveries": t.redeliveries,
+                        "event": serde_json::to_value(&t.event).unwrap_or(Value::Null),
+                    })
+                })
+                .collect();
+            Ok(json!({ "events": events }))
+        }
+        "mesa_portal_ack" => {
+            let p: PortalAckParams = parse(body)?;
+            if p.ids.len() > MAX_PORTAL_TAKE {
+                return Err(Error::new(
+                    ErrorCode::LIMIT_EXCEEDED,
+                    format!("`ids` names at most {MAX_PORTAL_TAKE} events"),
+                )
+                .into());
+            }
+            let acked = mesa_queue(state)?.portal_ack(&p.ids).await?;
+            Ok(json!({ "acked": acked }))
         }
         "send_durable" => {
             let p: SendDurableParams = parse(body)?;

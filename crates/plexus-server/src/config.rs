@@ -18,7 +18,7 @@ use crate::api::{ApiKey, ApiOptions, HttpEndpoints};
 use crate::backend::{Backend, BackendHooks, BackendOptions, Notifications, rpc_command};
 use crate::chatservice::{BackendChatHooks, ChatHooks, ChatServiceConfig, is_hook};
 use crate::jwt::{JwtKeys, JwtVerifier};
-use crate::mesa::MesaConfig;
+use crate::mesa::{MesaConfig, PortalMode};
 use crate::socketio::SocketIoConfig;
 use crate::{Server, ServerBuilder};
 use axum::http::{HeaderName, HeaderValue, Uri};
@@ -96,6 +96,13 @@ pub struct MesaSection {
     pub redelivery_interval_ms: u64,
     /// Mesa's `namespace`: the suffix of its Redis names (`ws_<namespace>`).
     pub namespace: String,
+    /// Where client events go: `off`, `queue` (at least once), `mesa` (Mesa's Portal format on
+    /// Redis).
+    pub portals: String,
+    pub portal_group: String,
+    pub portal_backlog_max: u64,
+    pub portal_lease_ms: u64,
+    pub distribute_load: bool,
 }
 
 impl Default for MesaSection {
@@ -113,6 +120,11 @@ impl Default for MesaSection {
             sync: d.sync,
             redelivery_interval_ms: d.redelivery_interval_ms,
             namespace: String::new(),
+            portals: "off".into(),
+            portal_group: d.portal_group,
+            portal_backlog_max: d.portal_backlog_max as u64,
+            portal_lease_ms: d.portal_lease_ms,
+            distribute_load: d.distribute_load,
         }
     }
 }
@@ -120,8 +132,10 @@ impl Default for MesaSection {
 /// The longest authentication timeout and redelivery pause `[mesa]` takes.
 const MESA_MAX_AUTH_TIMEOUT_MS: u64 = 3_600_000;
 const MESA_MAX_REDELIVERY_INTERVAL_MS: u64 = 60_000;
-/// The longest `enforce_version` and `namespace`.
+/// The longest `enforce_version`, `namespace` and `portal_group`.
 const MESA_MAX_NAME_BYTES: usize = 64;
+/// The largest `portal_backlog_max`.
+const MESA_MAX_PORTAL_BACKLOG: u64 = 10_000_000;
 
 /// Checks `[mesa]`; its [`MesaConfig`] when Mesa is served (`enabled`, or development mode,
 /// where sync is on unless set and op 2's `token` is the user id).
@@ -129,6 +143,7 @@ fn mesa_config(
     s: &MesaSection,
     dev_mode: bool,
     sync_set: bool,
+    redis: bool,
     err: &mut impl FnMut(&[Seg], String),
 ) -> Option<MesaConfig> {
     let at = |key: &str| key_path(&["mesa", key]);
@@ -184,6 +199,47 @@ fn mesa_config(
             );
         }
     }
+    let portals = match s.portals.as_str() {
+        "off" => PortalMode::Off,
+        "queue" => PortalMode::Queue,
+        "mesa" => {
+            if !redis {
+                err(
+                    &at("portals"),
+                    "`mesa` (Mesa's Portal format) needs `engine = \"redis\"`".into(),
+                );
+            }
+            PortalMode::Mesa
+        }
+        other => {
+            err(
+                &at("portals"),
+                format!("`{other}` is not `off`, `queue` or `mesa`"),
+            );
+            PortalMode::Off
+        }
+    };
+    if s.portal_group.is_empty()
+        || s.portal_group.len() > MESA_MAX_NAME_BYTES
+        || s.portal_group.chars().any(char::is_control)
+    {
+        err(
+            &at("portal_group"),
+            format!("must be 1 to {MESA_MAX_NAME_BYTES} bytes, with no control characters"),
+        );
+    }
+    if s.portal_backlog_max == 0 || s.portal_backlog_max > MESA_MAX_PORTAL_BACKLOG {
+        err(
+            &at("portal_backlog_max"),
+            format!("must be between 1 and {MESA_MAX_PORTAL_BACKLOG}"),
+        );
+    }
+    if s.portal_lease_ms < 100 || s.portal_lease_ms > MESA_MAX_AUTH_TIMEOUT_MS {
+        err(
+            &at("portal_lease_ms"),
+            format!("must be between 100 and {MESA_MAX_AUTH_TIMEOUT_MS}"),
+        );
+    }
     let non_empty = |v: &String| Some(v.clone()).filter(|v| !v.is_empty());
     (s.enabled || dev_mode).then(|| MesaConfig {
         path: s.path.clone(),
@@ -197,6 +253,11 @@ fn mesa_config(
         redelivery_interval_ms: s.redelivery_interval_ms,
         token_is_user: dev_mode,
         namespace: non_empty(&s.namespace),
+        portals,
+        portal_group: s.portal_group.clone(),
+        portal_backlog_max: usize_of(s.portal_backlog_max),
+        portal_lease_ms: s.portal_lease_ms,
+        distribute_load: s.distribute_load,
     })
 }
 
@@ -1860,7 +1921,13 @@ fn compile(
     // Socket.IO, and chat-service on it.
     let socketio = socketio_config(&config.socketio, dev_mode, &mut err);
     let chat_service = chat_service_config(&config.chat_service, dev_mode, explicit, &mut err);
-    let mesa = mesa_config(&config.mesa, dev_mode, explicit.mesa_sync, &mut err);
+    let mesa = mesa_config(
+        &config.mesa,
+        dev_mode,
+        explicit.mesa_sync,
+        config.engine == "redis",
+        &mut err,
+    );
     let chat_hooks_named: BTreeSet<String> =
         config.chat_service.backend_hooks.iter().cloned().collect();
     if !chat_hooks_named.is_empty() && chat_service_url.is_none() {
@@ -2603,6 +2670,17 @@ sync = false
 redelivery_interval_ms = 0
 # Mesa's namespace: its Dispatcher's Redis channel is ws_<namespace> (ws when empty).
 namespace = ""
+# Where client events (connection, authentication, message, disconnection) go: "off"; "queue",
+# Plexus's at-least-once queue portal_group (workers take and acknowledge them with the HTTP API
+# or in Rust; an event not acknowledged within portal_lease_ms goes to another worker; beyond
+# portal_backlog_max events the newest is dropped); "mesa", Mesa's Portal format on Redis
+# (portal_<namespace>, lossy as in Mesa; needs engine = "redis").
+portals = "off"
+portal_group = "mesa"
+portal_backlog_max = 10000
+portal_lease_ms = 30000
+# "mesa" portals: round-robin over the known portals (false: one at random).
+distribute_load = true
 "#;
 
 #[cfg(test)]

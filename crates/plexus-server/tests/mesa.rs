@@ -718,3 +718,169 @@ async fn mesa_ws_payloads_on_redis_reach_clients_of_every_node() {
     assert_eq!(c.closed().await.0, 1000);
     drop(subs);
 }
+
+// --- portals: at least once -------------------------------------------------------------------
+
+fn portal_config() -> MesaConfig {
+    MesaConfig {
+        portals: plexus_server::mesa::PortalMode::Queue,
+        portal_group: format!("portal-{}", plexus_redis::testing::unique_prefix()),
+        portal_lease_ms: 200,
+        ..MesaConfig::development()
+    }
+}
+
+fn kinds(events: &[plexus_server::mesa::PortalDelivery]) -> Vec<String> {
+    events
+        .iter()
+        .map(|e| {
+            let kind = serde_json::to_value(e.event.kind).unwrap();
+            let message = e
+                .event
+                .message
+                .as_ref()
+                .map(|m| format!(" {}", m.get()))
+                .unwrap_or_default();
+            format!(
+                "{} {}{message}",
+                kind.as_str().unwrap(),
+                e.event.client_id.as_deref().unwrap_or("-")
+            )
+        })
+        .collect()
+}
+
+/// Takes until `n` events came (bounded wait).
+async fn take_n(
+    mesa: &plexus_server::mesa::MesaApi,
+    worker: &str,
+    n: usize,
+) -> Vec<plexus_server::mesa::PortalDelivery> {
+    let deadline = std::time::Instant::now() + WAIT;
+    let mut out = Vec::new();
+    while out.len() < n {
+        assert!(std::time::Instant::now() < deadline, "{n} portal events");
+        let taken = mesa.portal_take(worker, n - out.len()).await.unwrap();
+        if taken.is_empty() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        out.extend(taken);
+    }
+    out
+}
+
+#[tokio::test]
+async fn portal_events_reach_one_worker_and_another_when_it_dies() {
+    let server = start(mesa_server(portal_config())).await;
+    let mesa = server.mesa().unwrap();
+    let mut c = Mesa::login(&server, "pat").await;
+    c.send(json!({"op": 0, "d": {"x": 1}, "t": "CHAT"})).await;
+    c.ws.close(None).await.unwrap();
+    let _ = c.read().await;
+    // A worker takes every event and dies without acknowledging them.
+    let lost = take_n(&mesa, "dying", 4).await;
+    assert_eq!(
+        kinds(&lost),
+        vec![
+            "connection -",
+            "authentication pat",
+            r#"message pat {"op":0,"d":{"x":1},"t":"CHAT"}"#,
+            "disconnection pat",
+        ]
+    );
+    // Its lease runs out: another worker gets them all again, marked as redelivered.
+    let again = take_n(&mesa, "live", 4).await;
+    assert_eq!(kinds(&again), kinds(&lost));
+    assert!(again.iter().all(|e| e.redeliveries == 1));
+    let ids: Vec<String> = again.iter().map(|e| e.id.clone()).collect();
+    assert_eq!(mesa.portal_ack(&ids).await.unwrap(), 4);
+    // Acknowledged: gone for good (a new event is the next one anyone takes).
+    let (_m, _) = Mesa::open(&server).await;
+    let next = take_n(&mesa, "live", 1).await;
+    assert_eq!(kinds(&next), vec!["connection -"]);
+    assert_eq!(next[0].redeliveries, 0);
+}
+
+#[tokio::test]
+async fn the_portal_backlog_is_bounded() {
+    let recorder = Arc::new(Recorder::default());
+    let server = start(
+        mesa_server(MesaConfig {
+            portal_backlog_max: 2,
+            ..portal_config()
+        })
+        .mesa_hooks(recorder.clone()),
+    )
+    .await;
+    let mesa = server.mesa().unwrap();
+    // connection + authentication fill it; the message is dropped, counted, reported.
+    let mut c = Mesa::login(&server, "quinn").await;
+    c.send(json!({"op": 0, "d": {}, "t": "echo"})).await;
+    assert_eq!(c.next().await["t"], "echo");
+    assert_eq!(mesa.portal_dropped(), 1);
+    let taken = take_n(&mesa, "w", 2).await;
+    assert_eq!(kinds(&taken), vec!["connection -", "authentication quinn"]);
+}
+
+#[tokio::test]
+async fn http_workers_long_poll_and_acknowledge() {
+    let server = start(mesa_server(portal_config()).endpoints(api_endpoints())).await;
+    let addr = server.local_addr();
+    let post = |method: &'static str, body: Value| async move {
+        let r = http(
+            addr,
+            "POST",
+            &format!("/api/{method}"),
+            Some(&body.to_string()),
+        )
+        .await;
+        (
+            r.status,
+            serde_json::from_str::<Value>(&r.body).unwrap_or(Value::Null),
+        )
+    };
+    // A long poll waits for the connection that comes meanwhile.
+    let poll = tokio::spawn(post(
+        "mesa_portal_take",
+        json!({"worker": "w1", "max": 10, "wait_ms": 10_000}),
+    ));
+    let _c = Mesa::login(&server, "rae").await;
+    let (status, body) = poll.await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    let events = body["result"]["events"].as_array().unwrap().clone();
+    assert_eq!(events[0]["event"], json!({"type": "connection"}));
+    let ids: Vec<Value> = events.iter().map(|e| e["id"].clone()).collect();
+    let mut acked = 0;
+    let (status, body) = post("mesa_portal_ack", json!({ "ids": ids })).await;
+    assert_eq!(status, 200, "{body}");
+    acked += body["result"]["acked"].as_u64().unwrap();
+    assert_eq!(acked, events.len() as u64);
+    for bad in [
+        json!({}),
+        json!({"worker": ""}),
+        json!({"worker": "w", "max": 0}),
+        json!({"worker": "w", "wait_ms": 30001}),
+        json!({"ids": "x"}),
+    ] {
+        let method = if bad.get("ids").is_some() {
+            "mesa_portal_ack"
+        } else {
+            "mesa_portal_take"
+        };
+        let (status, body) = post(method, bad.clone()).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn portals_off_answer_not_available() {
+    let server = start(mesa_server(MesaConfig::development()).endpoints(api_endpoints())).await;
+    let r = http(
+        server.local_addr(),
+        "POST",
+        "/api/mesa_portal_take",
+        Some(&json!({"worker": "w"}).to_string()),
+    )
+    .await;
+    assert_eq!(r.status, 404, "{}", r.body);
+}

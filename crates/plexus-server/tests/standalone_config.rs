@@ -991,3 +991,52 @@ namespace = "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
     ));
     assert_has(&p, "`mesa.path`: `/ws` is one of Plexus's own paths");
 }
+
+#[test]
+fn mesa_portal_options_and_their_bounds() {
+    // A queue, or Mesa's format (which needs Redis).
+    let m = load(
+        "[mesa]\nenabled = true\nportals = \"queue\"\nportal_group = \"workers\"\nportal_backlog_max = 5\nportal_lease_ms = 1000\n",
+    );
+    let m = m.mesa().unwrap();
+    assert_eq!(m.portals, plexus_server::mesa::PortalMode::Queue);
+    assert_eq!(
+        (
+            m.portal_group.as_str(),
+            m.portal_backlog_max,
+            m.portal_lease_ms
+        ),
+        ("workers", 5, 1000)
+    );
+    let m = load(
+        "engine = \"redis\"\n[mesa]\nenabled = true\nportals = \"mesa\"\nnamespace = \"app\"\n",
+    );
+    let m = m.mesa().unwrap();
+    assert_eq!(m.portals, plexus_server::mesa::PortalMode::Mesa);
+    assert_eq!(
+        (m.portal_channel().as_str(), m.portal_pool().as_str()),
+        ("portal_app", "available_portals_pool_app")
+    );
+    let file = r#"[mesa]
+enabled = true
+portals = "mesa"
+portal_group = ""
+portal_backlog_max = 0
+portal_lease_ms = 99
+"#;
+    let p = problems(load_with(file, &[], &[]));
+    for expected in [
+        "`mesa.portals`: `mesa` (Mesa's Portal format) needs `engine = \"redis\"`",
+        "`mesa.portal_group`: must be 1 to 64 bytes",
+        "`mesa.portal_backlog_max`: must be between 1 and 10000000",
+        "`mesa.portal_lease_ms`: must be between 100 and 3600000",
+    ] {
+        assert_has(&p, expected);
+    }
+    assert_eq!(p.len(), 4, "{p:#?}");
+    let p = problems(load_with("[mesa]\nportals = \"kafka\"\n", &[], &[]));
+    assert_has(
+        &p,
+        "`mesa.portals`: `kafka` is not `off`, `queue` or `mesa`",
+    );
+}

@@ -20,13 +20,15 @@ use crate::ws::{accept_key, header_has_token, serve, upgrade_request};
 use axum::body::Body;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{Request, Response, StatusCode, header};
+use bytes::Bytes;
 use hyper_util::rt::TokioIo;
 use plexus_core::auth::UpgradeDecision;
 use plexus_core::model::{EncodeCache, Event, Target};
-use plexus_core::{CloseCode, Emit, Error, ErrorCode, Exclude, Node, Payload, Session};
-use plexus_protocol::mesa::{self as wire, InternalMessage};
+use plexus_core::{CloseCode, ConnId, Emit, Error, ErrorCode, Exclude, Node, Payload, Session};
+use plexus_protocol::mesa::{self as wire, InternalMessage, PortalEvent};
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 /// Mesa's server options (`seeds-protocols.md` §1.3) that Plexus keeps, with Plexus's
@@ -64,6 +66,34 @@ pub struct MesaConfig {
     pub token_is_user: bool,
     /// Mesa's `namespace`: the suffix of its Redis names (`ws_<namespace>`).
     pub namespace: Option<String>,
+    /// Mesa's `portal.enabled`: where client events (connection, authentication, message,
+    /// disconnection) go.
+    pub portals: PortalMode,
+    /// The work queue of [`PortalMode::Queue`] (`mesa`).
+    pub portal_group: String,
+    /// Events waiting or unacknowledged in the queue at most; a newer one is refused (dropped,
+    /// counted, reported to [`MesaHooks::error`]).
+    pub portal_backlog_max: usize,
+    /// How long a worker may hold an event before it goes to another worker.
+    pub portal_lease_ms: u64,
+    /// Mesa's `portal.distributeLoad` ([`PortalMode::Mesa`]): round-robin over the known
+    /// portals (else one at random).
+    pub distribute_load: bool,
+}
+
+/// Where a Mesa server's client events go (Mesa's Portals).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PortalMode {
+    /// Nowhere (Mesa's default).
+    Off,
+    /// Plexus's at-least-once queue (`portal_group`): each event reaches one worker, and another
+    /// if that one does not acknowledge it within `portal_lease_ms` (the engine's `WorkQueue`:
+    /// Redis Streams, or a bounded queue in memory). Workers use [`MesaApi::portal_take`] /
+    /// [`MesaApi::portal_ack`] or the HTTP API.
+    Queue,
+    /// Mesa's own format on Redis (`portal[_ns]` to one of `available_portals_pool[_ns]`), for
+    /// `@cryb/mesa`'s `Portal` class: lossy, as in Mesa (pub/sub keeps nothing).
+    Mesa,
 }
 
 impl Default for MesaConfig {
@@ -80,6 +110,11 @@ impl Default for MesaConfig {
             redelivery_interval_ms: 0,
             token_is_user: false,
             namespace: None,
+            portals: PortalMode::Off,
+            portal_group: "mesa".into(),
+            portal_backlog_max: 10_000,
+            portal_lease_ms: 30_000,
+            distribute_load: true,
         }
     }
 }
@@ -102,6 +137,16 @@ impl MesaConfig {
         wire::namespaced("ws", self.namespace.as_deref())
     }
 
+    /// Mesa's Portal channel: `portal`, or `portal_<namespace>`.
+    pub fn portal_channel(&self) -> String {
+        wire::namespaced("portal", self.namespace.as_deref())
+    }
+
+    /// Mesa's portal pool (a set, and a channel of announcements).
+    pub fn portal_pool(&self) -> String {
+        wire::namespaced("available_portals_pool", self.namespace.as_deref())
+    }
+
     /// The hello's `rules`.
     fn rules(&self) -> Vec<String> {
         let mut rules = Vec::new();
@@ -115,11 +160,28 @@ impl MesaConfig {
     }
 }
 
+/// Sends one payload on Mesa's Portal channel; false when it was dropped.
+pub type PortalPublisher = Box<dyn Fn(Bytes) -> bool + Send + Sync>;
+
+/// The Mesa Portals a server knows ([`PortalMode::Mesa`]), and its round-robin position.
+#[derive(Default)]
+struct PortalPool {
+    ids: Vec<String>,
+    index: usize,
+}
+
+/// The most Mesa Portals a server tracks.
+const MAX_PORTALS: usize = 1024;
+
 /// What a Mesa server holds: its options, hooks and wire format.
 pub(crate) struct MesaService {
     pub(crate) config: MesaConfig,
     pub(crate) hooks: Option<Arc<dyn MesaHooks>>,
     pub(crate) format: Arc<MesaFormat>,
+    pool: Mutex<PortalPool>,
+    publisher: OnceLock<PortalPublisher>,
+    /// Portal events refused (a full backlog, an engine failure, a full publisher).
+    portal_dropped: AtomicU64,
 }
 
 impl MesaService {
@@ -129,6 +191,69 @@ impl MesaService {
             config,
             hooks,
             format,
+            pool: Mutex::default(),
+            publisher: OnceLock::new(),
+            portal_dropped: AtomicU64::new(0),
+        }
+    }
+
+    /// Hands a client event to the portals, as the configuration says.
+    pub(crate) async fn portal(&self, node: &Node, conn: ConnId, mut event: PortalEvent) {
+        let dropped = match self.config.portals {
+            PortalMode::Off => return,
+            PortalMode::Queue => match node
+                .engine()
+                .queues
+                .push(
+                    &self.config.portal_group,
+                    event.encode(),
+                    self.config.portal_backlog_max,
+                )
+                .await
+            {
+                Ok(true) => None,
+                Ok(false) => Some(Error::new(
+                    ErrorCode::LIMIT_EXCEEDED,
+                    format!(
+                        "the portal backlog holds {} events: this one is dropped",
+                        self.config.portal_backlog_max
+                    ),
+                )),
+                Err(e) => Some(Error::new(ErrorCode::NOT_AVAILABLE, e.to_string())),
+            },
+            PortalMode::Mesa => {
+                // As Mesa: nothing is sent while no portal is known.
+                let Some(id) = self.choose_portal() else {
+                    return;
+                };
+                event.portal_id = Some(id);
+                match self.publisher.get() {
+                    Some(publish) if publish(event.encode()) => None,
+                    _ => Some(Error::new(
+                        ErrorCode::NOT_AVAILABLE,
+                        "the portal channel is not available: this event is dropped",
+                    )),
+                }
+            }
+        };
+        if let Some(e) = dropped {
+            self.portal_dropped.fetch_add(1, Ordering::Relaxed);
+            self.hook(|h| h.error(Some(conn), &e));
+        }
+    }
+
+    /// Mesa's `sendInternalPortalMessage` choice: the only one, round-robin (incremented before
+    /// use, as Mesa does), or random.
+    fn choose_portal(&self) -> Option<String> {
+        let mut pool = self.pool.lock().unwrap();
+        match pool.ids.len() {
+            0 => None,
+            1 => Some(pool.ids[0].clone()),
+            n if self.config.distribute_load => {
+                pool.index = (pool.index + 1) % n;
+                Some(pool.ids[pool.index].clone())
+            }
+            n => Some(pool.ids[fastrand::usize(..n)].clone()),
         }
     }
 
@@ -185,6 +310,15 @@ impl MesaMessage {
         Payload::from_json_str(std::str::from_utf8(&frame).expect("JSON is UTF-8"))
             .map_err(|e| Error::bad_request(e.to_string()))
     }
+}
+
+/// A client event taken from the portal queue: acknowledge `id` once handled.
+#[derive(Clone, Debug)]
+pub struct PortalDelivery {
+    pub id: String,
+    /// Times it was handed out before (to workers that did not acknowledge it).
+    pub redeliveries: u64,
+    pub event: PortalEvent,
 }
 
 /// What a dispatch did.
@@ -275,6 +409,113 @@ impl MesaApi {
     /// The Redis channel Mesa's `Dispatcher` publishes on (`ws[_namespace]`).
     pub fn ws_channel(&self) -> String {
         self.service.config.ws_channel()
+    }
+
+    /// The server's Mesa options.
+    pub fn config(&self) -> &MesaConfig {
+        &self.service.config
+    }
+
+    /// Portal events dropped so far (a full backlog, an unavailable engine or channel).
+    pub fn portal_dropped(&self) -> u64 {
+        self.service.portal_dropped.load(Ordering::Relaxed)
+    }
+
+    /// Takes up to `max` client events for `worker` ([`PortalMode::Queue`]): first events whose
+    /// worker did not acknowledge them in time, then new ones. Each is leased to `worker` for
+    /// `portal_lease_ms`; acknowledge it with [`MesaApi::portal_ack`].
+    pub async fn portal_take(
+        &self,
+        worker: &str,
+        max: usize,
+    ) -> Result<Vec<PortalDelivery>, Error> {
+        self.require_queue()?;
+        let config = &self.service.config;
+        let items = self
+            .node
+            .engine()
+            .queues
+            .take(
+                &config.portal_group,
+                worker,
+                max,
+                Duration::from_millis(config.portal_lease_ms),
+            )
+            .await
+            .map_err(|e| Error::new(ErrorCode::NOT_AVAILABLE, e.to_string()))?;
+        Ok(items
+            .into_iter()
+            .filter_map(|item| {
+                let event = wire::decode_portal_event(&item.payload).ok()?;
+                Some(PortalDelivery {
+                    id: item.id,
+                    redeliveries: item.redeliveries,
+                    event,
+                })
+            })
+            .collect())
+    }
+
+    /// Acknowledges events taken with [`MesaApi::portal_take`]; returns how many were still
+    /// unacknowledged.
+    pub async fn portal_ack(&self, ids: &[String]) -> Result<u64, Error> {
+        self.require_queue()?;
+        self.node
+            .engine()
+            .queues
+            .ack(&self.service.config.portal_group, ids)
+            .await
+            .map_err(|e| Error::new(ErrorCode::NOT_AVAILABLE, e.to_string()))
+    }
+
+    fn require_queue(&self) -> Result<(), Error> {
+        if self.service.config.portals == PortalMode::Queue {
+            Ok(())
+        } else {
+            Err(Error::new(
+                ErrorCode::NOT_AVAILABLE,
+                "portals are not served as a queue: set `mesa.portals = \"queue\"`",
+            ))
+        }
+    }
+
+    /// [`PortalMode::Mesa`]: how events reach Mesa's `portal[_ns]` channel (set once, by
+    /// whoever holds the Redis connection: `plexus serve` does).
+    pub fn set_portal_publisher(&self, publisher: PortalPublisher) {
+        let _ = self.service.publisher.set(publisher);
+    }
+
+    /// [`PortalMode::Mesa`]: the portals in `available_portals_pool[_ns]` (read at startup,
+    /// added to those announced meanwhile).
+    pub fn set_portals(&self, ids: Vec<String>) {
+        let mut pool = self.service.pool.lock().unwrap();
+        for id in ids {
+            if pool.ids.len() < MAX_PORTALS && !pool.ids.contains(&id) {
+                pool.ids.push(id);
+            }
+        }
+    }
+
+    /// [`PortalMode::Mesa`]: an announcement on `available_portals_pool[_ns]`
+    /// (`{"id", "ready"}`): a portal joins or leaves.
+    pub fn portal_announcement(&self, payload: &[u8]) -> Result<(), Error> {
+        let update =
+            wire::decode_portal_update(payload).map_err(|e| Error::bad_request(e.to_string()))?;
+        let mut pool = self.service.pool.lock().unwrap();
+        let known = pool.ids.iter().position(|id| *id == update.id);
+        match (update.ready, known) {
+            (true, None) if pool.ids.len() < MAX_PORTALS => pool.ids.push(update.id),
+            (false, Some(i)) => {
+                pool.ids.remove(i);
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// The portals known now ([`PortalMode::Mesa`]).
+    pub fn portals(&self) -> Vec<String> {
+        self.service.pool.lock().unwrap().ids.clone()
     }
 
     /// Delivers one payload a Mesa `Dispatcher` published on `ws[_ns]` to this node's

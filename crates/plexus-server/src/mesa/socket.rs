@@ -3,13 +3,13 @@
 //! the hooks and to the command named by its `t`.
 
 use super::format::stored_frame;
-use super::{MesaService, ReceivedMessage, redelivery_pause};
+use super::{MesaService, PortalMode, ReceivedMessage, redelivery_pause};
 use crate::conn::{Close, Dialect, Incoming, Replied, Step};
 use bytes::Bytes;
 use plexus_core::outbox::PushOutcome;
 use plexus_core::session::ConnectRequest;
 use plexus_core::{CloseCode, Error, ErrorCode, Identity, Payload, Session};
-use plexus_protocol::mesa::{self as wire, Frame};
+use plexus_protocol::mesa::{self as wire, Frame, PortalEvent, PortalEventKind};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_websockets::Message;
@@ -78,6 +78,13 @@ impl Dialect for MesaSocket {
         self.authenticated = authenticated;
         let conn = session.id();
         self.service.hook(|h| h.connection(conn));
+        self.service
+            .portal(
+                session.node(),
+                conn,
+                PortalEvent::new(PortalEventKind::Connection, None),
+            )
+            .await;
         // Authenticated at the upgrade: what follows an authentication (mailbox, channels).
         session.finish_auth().await;
     }
@@ -101,7 +108,7 @@ impl Dialect for MesaSocket {
     async fn execute(&mut self, session: &mut Session, frame: Frame) -> Step {
         match frame.op {
             wire::op::AUTHENTICATION => self.authenticate(session, &frame).await,
-            wire::op::DISPATCH => self.dispatch(session, frame),
+            wire::op::DISPATCH => self.dispatch(session, frame).await,
             // Opcodes a client does not send (1, 5, 10, 22) and unknown ones: answered, not
             // forwarded (Mesa treats them as op 0, §1.4).
             op => {
@@ -135,13 +142,21 @@ impl Dialect for MesaSocket {
         self.deadline = None;
         Some((CloseCode::AUTH_TIMEOUT, "authentication timed out".into()))
     }
+
+    async fn closed(&mut self, session: &mut Session) {
+        let user = session.connection().user().map(str::to_owned);
+        let event = PortalEvent::new(PortalEventKind::Disconnection, user.as_deref());
+        self.service
+            .portal(session.node(), session.id(), event)
+            .await;
+    }
 }
 
 impl MesaSocket {
     /// Op 0: `CLIENT_VERSION` when versions are enforced; otherwise the hooks see it and the
     /// command named by `t` (if any) runs with `d`, its non-null result coming back as an op 0
     /// of the same type.
-    fn dispatch(&mut self, session: &mut Session, frame: Frame) -> Step {
+    async fn dispatch(&mut self, session: &mut Session, frame: Frame) -> Step {
         let t = frame.t.clone();
         if let Some(version) = &self.service.config.enforce_version
             && t.as_deref() == Some(wire::CLIENT_VERSION)
@@ -170,12 +185,21 @@ impl MesaSocket {
                 d: &d,
             })
         });
+        let portals = self.service.config.portals != PortalMode::Off;
+        if portals {
+            let raw = match &d {
+                Payload::Json(raw) => raw.clone(),
+                Payload::Binary(_) => unreachable!("a Mesa frame's d is JSON"),
+            };
+            let event = PortalEvent::message(user.as_deref(), &raw, t.as_deref());
+            self.service.portal(session.node(), conn, event).await;
+        }
         let Some(method) = t.clone() else {
             return Step::Done(None);
         };
         if session.node().commands().get(&method).is_none() {
-            // Heard by the hooks; no command answers it.
-            if self.service.hooks.is_some() {
+            // Heard by the hooks or the portals; no command answers it.
+            if self.service.hooks.is_some() || portals {
                 return Step::Done(None);
             }
             let e = Error::new(
@@ -308,6 +332,13 @@ impl MesaSocket {
         }
         let user = identity.user.clone();
         self.service.hook(|h| h.authenticated(conn, &user));
+        self.service
+            .portal(
+                session.node(),
+                conn,
+                PortalEvent::new(PortalEventKind::Authentication, Some(&user)),
+            )
+            .await;
         // Mesa reads the store, then deletes it (`shouldSync: false` deletes it unread).
         let kept = if config.sync {
             match session.node().take_mail(&user).await {
