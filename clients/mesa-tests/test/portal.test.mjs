@@ -1,8 +1,8 @@
 // Mesa's Portals on Plexus: client events handed to workers. At least once (`portals = "queue"`,
 // on the engine's work queue — memory or Redis Streams): a worker process killed mid-stream
 // loses no event, another worker gets what it held. And Mesa's own format on Redis
-// (`portals = "mesa"`): the real `@cryb/mesa` `Portal` class receives the events (needs
-// MESA_ENGINE=redis).
+// (`portals = "mesa"`): the real `@cryb/mesa` `Portal` class receives the events of two nodes
+// (needs MESA_ENGINE=redis).
 
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
@@ -84,19 +84,30 @@ test("the real @cryb/mesa Portal receives client events (Mesa's format on Redis)
   try {
     // The portal is in the pool before the server starts (it reads the pool at startup).
     await until(async () => (await portal.redis.smembers(`available_portals_pool_${namespace}`)).includes(portal.id), "the portal to register");
-    const server = await new TestServer({ "mesa.portals": "mesa", "mesa.namespace": namespace }, { redis: true }).start();
-    servers.push(server);
-    const c = await new MesaClient(server.url).connect();
+    // Two nodes of one system, each handing its clients' events to the portal.
+    const settings = { "mesa.portals": "mesa", "mesa.namespace": namespace };
+    const a = await new TestServer(settings, { redis: true, group: "portal" }).start();
+    const b = await new TestServer(settings, { redis: true, group: "portal" }).start();
+    servers.push(a, b);
+    const c = await new MesaClient(a.url).connect();
     clients.push(c);
     await c.authenticate({ token: "ada" });
     c.client.send(new Message(0, { hello: "portal" }, "CHAT"));
-    await server.closeClient(c);
+    await a.closeClient(c);
     await until(() => events.length >= 4, "four portal events");
-    assert.deepEqual(events, [
+    assert.deepEqual(events.splice(0), [
       ["connection", null],
       ["authentication", "ada"],
       ["message", "ada", 0, "CHAT", { hello: "portal" }],
       ["disconnection", "ada"],
+    ]);
+    const d = await new MesaClient(b.url).connect();
+    clients.push(d);
+    await d.authenticate({ token: "bo" });
+    await until(() => events.length >= 2, "the second node's events");
+    assert.deepEqual(events, [
+      ["connection", null],
+      ["authentication", "bo"],
     ]);
   } finally {
     await withTimeout(Promise.all([portal.redis.quit(), portal.publisher.quit(), portal.subscriber.quit()]), "the portal to quit");

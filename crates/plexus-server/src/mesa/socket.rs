@@ -186,12 +186,9 @@ impl MesaSocket {
             })
         });
         let portals = self.service.config.portals != PortalMode::Off;
-        if portals {
-            let raw = match &d {
-                Payload::Json(raw) => raw.clone(),
-                Payload::Binary(_) => unreachable!("a Mesa frame's d is JSON"),
-            };
-            let event = PortalEvent::message(user.as_deref(), &raw, t.as_deref());
+        // A Mesa frame's `d` is JSON (`Frame::payload`).
+        if portals && let Payload::Json(raw) = &d {
+            let event = PortalEvent::message(user.as_deref(), raw, t.as_deref());
             self.service.portal(session.node(), conn, event).await;
         }
         let Some(method) = t.clone() else {
