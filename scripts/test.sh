@@ -53,7 +53,7 @@ suite "cargo test (workspace; the feature suite on the in-memory engine)" rust_t
 # tests read PLEXUS_TEST_ENGINE).
 redis_suite() {
   PLEXUS_TEST_ENGINE=redis cargo test --locked -p plexus-server \
-    --test channels_rpc --test lifecycle_limits --test reliability
+    --test channels_rpc --test lifecycle_limits --test reliability --test mesa
 }
 suite "the feature suite on the Redis engine" redis_suite
 
@@ -84,6 +84,9 @@ anonymous = true
 key = "$st_key"
 [metrics]
 enabled = true
+[mesa]
+enabled = true
+sync = true
 [[namespaces]]
 name = "rooms"
 channels = "room:*"
@@ -224,6 +227,22 @@ suite "chat-service: socket.io-client 2 at /chat-service, memory and Redis" chat
 # --- issue 17: the Autobahn|Testsuite fuzzing client against a raw echo endpoint
 # (scripts/autobahn.sh; every case but permessage-deflate, 12.* and 13.*, must pass).
 suite "WebSocket conformance: Autobahn|Testsuite against an echo endpoint" bash scripts/autobahn.sh
+# --- issue 15: Mesa's clients (@cryb/mesa's Client and Dispatcher, mesa-js-client) against
+# `plexus serve` at /mesa (clients/mesa-tests), on the in-memory engine and on Redis (each file
+# starts its own redis-server; the Dispatcher in another process reaches two nodes).
+mesa_tests() {
+if ! need node || ! need npm; then
+  echo "node and npm are required for the Mesa client tests" >&2
+  exit 1
+fi
+cargo build --locked -p plexus
+cd clients/mesa-tests
+if [ ! -d node_modules ] || ! npm ls --depth=0 >/dev/null 2>&1; then npm ci --no-audit --no-fund; fi
+MESA_ENGINE=memory npm test
+MESA_ENGINE=redis npm test
+}
+suite "Mesa: @cryb/mesa and mesa-js-client at /mesa, memory and Redis" mesa_tests
+# --- end issue 15 ---
 
 if [ ${#failed[@]} -gt 0 ]; then
   echo "== ${#failed[@]} suite(s) failed:" >&2

@@ -70,9 +70,28 @@ impl Node {
         Rooms { node: self }
     }
 
-    /// Records that the connection's user has a connection (nodes with rooms only).
+    /// Whether `user` has an authenticated connection on any node — counted per connection, so
+    /// a user with two connections stays online when one closes. Without rooms or
+    /// [`crate::NodeBuilder::track_online`], only this node's connections are known.
+    pub async fn is_user_online(&self, user: &str) -> Result<bool, Error> {
+        if !self.hub().user_connections(user).is_empty() {
+            return Ok(true);
+        }
+        if !self.tracks_online() {
+            return Ok(false);
+        }
+        let stats = self
+            .engine()
+            .presence
+            .stats(&online_channel(user))
+            .await
+            .map_err(engine_error)?;
+        Ok(stats.connections > 0)
+    }
+
+    /// Records that the connection's user has a connection (nodes with rooms, or tracking).
     pub(crate) async fn user_online(&self, conn: &Connection) {
-        let Some(user) = conn.user().filter(|_| self.channels().has_rooms()) else {
+        let Some(user) = conn.user().filter(|_| self.tracks_online()) else {
             return;
         };
         let entry = PresenceEntry {
@@ -92,7 +111,7 @@ impl Node {
     }
 
     pub(crate) async fn user_offline(&self, conn: &Connection) {
-        let Some(user) = conn.user().filter(|_| self.channels().has_rooms()) else {
+        let Some(user) = conn.user().filter(|_| self.tracks_online()) else {
             return;
         };
         if let Err(e) = self
@@ -557,17 +576,7 @@ impl Rooms<'_> {
 
     /// Whether `user` has a connection on any node (on nodes without rooms: on this node).
     pub async fn is_online(&self, user: &str) -> Result<bool, Error> {
-        if !self.node.hub().user_connections(user).is_empty() {
-            return Ok(true);
-        }
-        let stats = self
-            .node
-            .engine()
-            .presence
-            .stats(&online_channel(user))
-            .await
-            .map_err(engine_error)?;
-        Ok(stats.connections > 0)
+        self.node.is_user_online(user).await
     }
 
     /// The user's direct-message state (`noUser`).

@@ -281,15 +281,18 @@ impl Connection {
             return true;
         }
         let now_ns = self.created.elapsed().as_nanos() as u64;
+        let mut missed = 0;
         if self.ping_sent_ns.load(Ordering::Relaxed) != 0 {
-            let missed = self.missed_pongs.fetch_add(1, Ordering::Relaxed) + 1;
+            missed = self.missed_pongs.fetch_add(1, Ordering::Relaxed) + 1;
             if missed >= max_missed {
                 self.close(CloseCode::HEARTBEAT_TIMEOUT, "missed heartbeats");
                 return false;
             }
         }
         self.ping_sent_ns.store(now_ns.max(1), Ordering::Relaxed);
-        self.send_event(&Event::Ping);
+        if let Some(frame) = self.format().heartbeat(missed, max_missed) {
+            self.outbox.push(frame);
+        }
         true
     }
 

@@ -7,8 +7,9 @@
 //! - [`KvStore`]: small expiring key/value state.
 //! - [`MailboxStore`]: per-user durable inboxes.
 //! - [`RoomStore`]: rooms' access lists and users' direct-message lists.
+//! - [`WorkQueue`]: at-least-once queues for groups of workers (Mesa's Portals).
 //!
-//! [`crate::memory`] implements all five for one process; `plexus-redis` implements them for
+//! [`crate::memory`] implements all six for one process; `plexus-redis` implements them for
 //! many nodes.
 
 use crate::ids::ConnId;
@@ -492,7 +493,40 @@ pub trait RoomStore: Send + Sync + 'static {
     ) -> Result<DirectChanged, EngineError>;
 }
 
-/// The five parts of an engine, as a node holds them.
+/// An item taken from a [`WorkQueue`]: its id (for `ack`) and its bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WorkItem {
+    pub id: String,
+    pub payload: Bytes,
+    /// Times it was handed out before this one (0: first delivery).
+    pub redeliveries: u64,
+}
+
+/// Named at-least-once queues shared by every node: a group of workers takes items, each item
+/// goes to one worker at a time, and comes back to the queue if that worker does not
+/// acknowledge it within its lease (it died, or is too slow) — Mesa's Portals, made reliable.
+///
+/// Contract: `push` refuses beyond `max_len` items waiting or leased (it returns false: the
+/// overflow policy is *refuse the newest*, counted by the caller); `take` hands out first the
+/// items whose lease expired (oldest first), then new ones in push order, each leased to
+/// `worker` for `lease`; `ack` removes items for good (an unknown or already acknowledged id is
+/// ignored) and returns how many it removed. Bounded in queues (`EngineError::Limit`).
+#[async_trait]
+pub trait WorkQueue: Send + Sync + 'static {
+    async fn push(&self, queue: &str, payload: Bytes, max_len: usize) -> Result<bool, EngineError>;
+    async fn take(
+        &self,
+        queue: &str,
+        worker: &str,
+        max: usize,
+        lease: Duration,
+    ) -> Result<Vec<WorkItem>, EngineError>;
+    async fn ack(&self, queue: &str, ids: &[String]) -> Result<u64, EngineError>;
+    /// Items waiting or leased.
+    async fn len(&self, queue: &str) -> Result<u64, EngineError>;
+}
+
+/// The six parts of an engine, as a node holds them.
 #[derive(Clone)]
 pub struct Engine {
     pub broker: Arc<dyn Broker>,
@@ -500,4 +534,5 @@ pub struct Engine {
     pub kv: Arc<dyn KvStore>,
     pub mailbox: Arc<dyn MailboxStore>,
     pub rooms: Arc<dyn RoomStore>,
+    pub queues: Arc<dyn WorkQueue>,
 }

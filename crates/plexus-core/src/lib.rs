@@ -20,6 +20,7 @@ pub mod model;
 pub mod node;
 pub mod outbox;
 pub mod presence;
+pub mod queue;
 pub mod rooms;
 pub mod session;
 pub mod stats;

@@ -73,6 +73,42 @@ impl Node {
             .map_err(engine_error)
     }
 
+    /// Keeps `payload` for `user` whether or not it has an inbox yet (one is created): Mesa's
+    /// store for an offline user, bounded by `Limits::mailbox_max_messages` and `ttl` (default
+    /// `Limits::mail_ttl`). Unlike [`Node::send_durable`] nothing goes live.
+    pub async fn keep_mail(
+        &self,
+        user: &str,
+        payload: Payload,
+        ttl: Option<Duration>,
+    ) -> Result<u64, Error> {
+        let mailbox = &self.engine().mailbox;
+        mailbox
+            .register(user, self.limits().mailbox_lifetime)
+            .await
+            .map_err(engine_error)?;
+        let ttl = ttl.unwrap_or(self.limits().mail_ttl);
+        match mailbox
+            .push(user, payload, ttl, self.limits().mailbox_max_messages)
+            .await
+        {
+            Ok(mail) => Ok(mail.seq),
+            Err(EngineError::Limit(m)) => Err(Error::new(ErrorCode::LIMIT_EXCEEDED, m)),
+            Err(e) => Err(engine_error(e)),
+        }
+    }
+
+    /// Takes `user`'s waiting durable messages: returns them in order and acknowledges them
+    /// (Mesa's redelivery reads its store, then deletes it).
+    pub async fn take_mail(&self, user: &str) -> Result<Vec<crate::engine::Mail>, Error> {
+        let mailbox = &self.engine().mailbox;
+        let pending = mailbox.pending(user).await.map_err(engine_error)?;
+        if let Some(last) = pending.last() {
+            mailbox.ack(user, last.seq).await.map_err(engine_error)?;
+        }
+        Ok(pending)
+    }
+
     /// Acknowledges `user`'s durable messages up to `seq`; returns how many still wait.
     pub async fn ack_mail(&self, user: &str, seq: u64) -> Result<u64, Error> {
         // An acknowledging user is alive: its inbox lives on.

@@ -35,6 +35,8 @@ pub struct MemoryOptions {
     pub max_rooms: usize,
     /// Users that exist at once ([`RoomStore`]).
     pub max_users: usize,
+    /// Work queues that exist at once ([`crate::engine::WorkQueue`]).
+    pub max_queues: usize,
 }
 
 impl Default for MemoryOptions {
@@ -47,6 +49,7 @@ impl Default for MemoryOptions {
             max_mailboxes: 1_000_000,
             max_rooms: 1_000_000,
             max_users: 1_000_000,
+            max_queues: 1024,
         }
     }
 }
@@ -59,6 +62,7 @@ pub fn memory_engine(options: MemoryOptions) -> Engine {
         kv: Arc::new(MemoryKv::new(options.max_kv_keys)),
         mailbox: Arc::new(MemoryMailbox::new(options.max_mailboxes)),
         rooms: Arc::new(MemoryRooms::new(options.max_rooms, options.max_users)),
+        queues: Arc::new(crate::queue::MemoryQueues::new(options.max_queues)),
     }
 }
 

@@ -229,6 +229,12 @@ pub trait WireFormat: Send + Sync + 'static {
     fn node_heartbeat(&self) -> bool {
         true
     }
+    /// The ping the sweep sends after `missed` unanswered pings in a row (of at most `max`):
+    /// [`Event::Ping`] unless the dialect's ping says more (Mesa's op 1 `{tries, max}`).
+    fn heartbeat(&self, missed: u32, max: u32) -> Option<Bytes> {
+        let _ = (missed, max);
+        self.encode(&Event::Ping)
+    }
 }
 
 /// Wire formats a node can serve at once.

@@ -56,6 +56,7 @@ struct NodeInner {
     shutting_down: AtomicBool,
     stats: NodeStats,
     echoes: bool,
+    track_online: bool,
     /// The generation of each presence state with an expiry timer, so that a timer only clears
     /// the state it was started for (a state set again, even to the same value, restarts it).
     state_generations: Mutex<HashMap<(Arc<str>, ConnId), u64>>,
@@ -66,6 +67,7 @@ struct NodeInner {
 #[derive(Default)]
 pub struct NodeBuilder {
     echoes: bool,
+    track_online: bool,
     engine: Option<Engine>,
     commands: Commands,
     channels: ChannelPolicy,
@@ -134,6 +136,14 @@ impl NodeBuilder {
         self
     }
 
+    /// Record every authenticated connection in the engine's presence, so that
+    /// [`Node::is_user_online`] answers for every node (Mesa's sync: a user is offline when
+    /// none of its connections is left anywhere). Nodes with rooms always do.
+    pub fn track_online(mut self, on: bool) -> Self {
+        self.track_online = on;
+        self
+    }
+
     /// Builds the node and starts its engine and heartbeat. Needs a tokio runtime.
     pub fn build(self) -> Node {
         let engine = self
@@ -156,6 +166,7 @@ impl NodeBuilder {
             shutting_down: AtomicBool::new(false),
             stats: NodeStats::default(),
             echoes: self.echoes,
+            track_online: self.track_online,
             state_generations: Mutex::new(HashMap::new()),
             next_state_generation: AtomicU64::new(1),
         });
@@ -245,6 +256,12 @@ impl Node {
 
     pub fn stats(&self) -> &NodeStats {
         &self.inner.stats
+    }
+
+    /// Whether authenticated connections are recorded in the engine's presence (rooms, or
+    /// [`NodeBuilder::track_online`]).
+    pub(crate) fn tracks_online(&self) -> bool {
+        self.inner.track_online || self.inner.channels.has_rooms()
     }
 
     pub fn is_shutting_down(&self) -> bool {

@@ -428,3 +428,66 @@ pub async fn room_store_bounds(store: &dyn RoomStore, max_rooms: usize, max_user
             .unwrap()
     );
 }
+
+/// Every promise of [`crate::engine::WorkQueue`]: bounded pushes, leases, redelivery after a
+/// lease runs out (a dead worker), acknowledgements. Waits are bounded (10 s), never timed.
+pub async fn work_queue_contract(q: &dyn crate::engine::WorkQueue) {
+    use bytes::Bytes;
+    use std::time::{Duration, Instant};
+    let queue = format!("contract {{q}}:{}", fastrand::u64(..));
+    for i in 1..=3 {
+        assert!(
+            q.push(&queue, Bytes::from(format!("e{i}")), 3)
+                .await
+                .unwrap()
+        );
+    }
+    // The backlog's bound: the newest is refused.
+    assert!(!q.push(&queue, Bytes::from_static(b"e4"), 3).await.unwrap());
+    assert_eq!(q.len(&queue).await.unwrap(), 3);
+    // A worker that will die: a short lease.
+    let dying = q
+        .take(&queue, "dying", 2, Duration::from_millis(50))
+        .await
+        .unwrap();
+    let payloads: Vec<&[u8]> = dying.iter().map(|i| &i.payload[..]).collect();
+    assert_eq!(payloads, vec![&b"e1"[..], b"e2"]);
+    assert!(dying.iter().all(|i| i.redeliveries == 0));
+    // Another worker gets what nobody holds, and nothing twice.
+    let live = q
+        .take(&queue, "live", 10, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(live.len(), 1);
+    assert_eq!(&live[0].payload[..], b"e3");
+    assert_eq!(q.ack(&queue, &[live[0].id.clone()]).await.unwrap(), 1);
+    assert_eq!(q.ack(&queue, &[live[0].id.clone()]).await.unwrap(), 0);
+    assert_eq!(q.ack(&queue, &["nope".into()]).await.unwrap(), 0);
+    // The dying worker acknowledges one, then dies: the other comes back once its lease ran out.
+    assert_eq!(q.ack(&queue, &[dying[0].id.clone()]).await.unwrap(), 1);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let again = loop {
+        let items = q
+            .take(&queue, "live", 10, Duration::from_secs(60))
+            .await
+            .unwrap();
+        if !items.is_empty() {
+            break items;
+        }
+        assert!(Instant::now() < deadline, "the expired lease came back");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert_eq!(again.len(), 1);
+    assert_eq!(&again[0].payload[..], b"e2");
+    assert_eq!(again[0].redeliveries, 1);
+    // The room the acknowledgements made is usable again.
+    assert!(q.push(&queue, Bytes::from_static(b"e5"), 3).await.unwrap());
+    assert_eq!(q.ack(&queue, &[again[0].id.clone()]).await.unwrap(), 1);
+    let last = q
+        .take(&queue, "live", 10, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(&last[0].payload[..], b"e5");
+    q.ack(&queue, &[last[0].id.clone()]).await.unwrap();
+    assert_eq!(q.len(&queue).await.unwrap(), 0);
+}

@@ -19,6 +19,7 @@ pub mod client;
 pub mod codes;
 mod encoding;
 pub mod engineio;
+pub mod mesa;
 mod payload;
 pub mod plezi;
 pub mod server;

@@ -16,9 +16,11 @@
 //! the user, so the scripts stay valid on Redis Cluster; see `docs/redis.md` for the layout.
 
 mod broker;
+pub mod external;
 pub mod kv;
 pub mod mailbox;
 pub mod presence;
+pub mod queues;
 pub mod rooms;
 pub mod testing;
 mod wire;
@@ -193,6 +195,13 @@ impl Keys {
     pub(crate) fn users_count(&self) -> String {
         format!("{}:users:n", self.p)
     }
+    /// A work queue's stream and its leases.
+    pub(crate) fn queue(&self, name: &str) -> [String; 2] {
+        [
+            format!("{}:queue:{{{name}}}", self.p),
+            format!("{}:queue:leases:{{{name}}}", self.p),
+        ]
+    }
     pub(crate) fn mailbox(&self, user: &str) -> [String; 2] {
         [
             format!("{}:mbox:{{{user}}}", self.p),
@@ -235,6 +244,7 @@ pub async fn redis_engine_with_broker(
         presence,
         kv: Arc::new(kv::RedisKv::new(shared.clone())),
         mailbox: Arc::new(mailbox::RedisMailbox::new(shared.clone())),
+        queues: Arc::new(queues::RedisQueues::new(shared.clone())),
         rooms: Arc::new(rooms::RedisRooms::new(shared)),
     };
     Ok((engine, broker))

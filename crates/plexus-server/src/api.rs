@@ -118,6 +118,10 @@ pub const METHODS: &[&str] = &[
     "notify",
     "chat_exec",
     "identity_notify",
+    "mesa_dispatch",
+    "mesa_disconnect",
+    "mesa_portal_take",
+    "mesa_portal_ack",
 ];
 
 /// API calls by method (the last slot counts unknown methods) and their duration.
@@ -170,6 +174,7 @@ struct ApiState {
     stats: Arc<ApiStats>,
     backend: Option<Arc<Backend>>,
     metrics: bool,
+    mesa: Option<crate::mesa::MesaApi>,
 }
 
 /// The routes of `endpoints` (none when nothing is enabled).
@@ -177,11 +182,13 @@ pub(crate) fn routes(
     node: Node,
     chat_service: Option<ChatServiceApi>,
     endpoints: &HttpEndpoints,
+    mesa: Option<crate::mesa::MesaApi>,
 ) -> Router {
     let mut router = Router::new();
     let state = Arc::new(ApiState {
         node,
         chat_service,
+        mesa,
         options: endpoints.api.clone().unwrap_or_default(),
         stats: endpoints.stats.clone(),
         backend: endpoints.backend.clone(),
@@ -479,6 +486,99 @@ struct BroadcastParams {
     binary: Option<BinaryField>,
     #[serde(default, deserialize_with = "some")]
     event: Option<String>,
+}
+
+/// Most users one `mesa_dispatch` may name in `recipients`, and in `excluding`.
+const MAX_MESA_RECIPIENTS: usize = 1000;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MesaDispatchParams {
+    #[serde(default)]
+    recipients: Vec<String>,
+    #[serde(default)]
+    excluding: Vec<String>,
+    #[serde(default, deserialize_with = "some")]
+    t: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    d: Option<DataField>,
+    #[serde(default = "yes")]
+    sync: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MesaDisconnectParams {
+    recipients: Vec<String>,
+}
+
+/// The longest a `mesa_portal_take` waits for events, and the most it returns.
+const MAX_PORTAL_WAIT_MS: u64 = 30_000;
+const MAX_PORTAL_TAKE: usize = 1000;
+/// How often a waiting `mesa_portal_take` looks again.
+const PORTAL_POLL: Duration = Duration::from_millis(20);
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PortalTakeParams {
+    worker: String,
+    #[serde(default)]
+    max: Option<SafeInt>,
+    #[serde(default)]
+    wait_ms: Option<SafeInt>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PortalAckParams {
+    ids: Vec<String>,
+}
+
+/// Checks a list of user ids: bounded, none empty.
+fn users(field: &str, list: &[String]) -> Result<(), Failure> {
+    if list.len() > MAX_MESA_RECIPIENTS {
+        return Err(Error::new(
+            ErrorCode::LIMIT_EXCEEDED,
+            format!("`{field}` names at most {MAX_MESA_RECIPIENTS} users"),
+        )
+        .into());
+    }
+    if list.iter().any(String::is_empty) {
+        return Err(bad_request(format!("`{field}` has an empty user id")));
+    }
+    Ok(())
+}
+
+/// The Mesa dispatcher; 404 (error 114) when the server does not serve Mesa.
+fn mesa(state: &ApiState) -> Result<&crate::mesa::MesaApi, Failure> {
+    state.mesa.as_ref().ok_or_else(|| {
+        Failure(
+            StatusCode::NOT_FOUND,
+            Error::new(
+                ErrorCode::NOT_AVAILABLE,
+                "Mesa is not served: set `mesa.enabled = true`",
+            ),
+        )
+    })
+}
+
+/// The Mesa dispatcher of a server whose portals are a queue; 404 (error 114) otherwise.
+fn mesa_queue(state: &ApiState) -> Result<&crate::mesa::MesaApi, Failure> {
+    let mesa = mesa(state)?;
+    if mesa.config().portals != crate::mesa::PortalMode::Queue {
+        return Err(Failure(
+            StatusCode::NOT_FOUND,
+            Error::new(
+                ErrorCode::NOT_AVAILABLE,
+                "portals are not served as a queue: set `mesa.portals = \"queue\"`",
+            ),
+        ));
+    }
+    Ok(mesa)
 }
 
 #[derive(Deserialize)]
@@ -1125,6 +1225,92 @@ async fn dispatch(state: &ApiState, method: &str, body: &[u8]) -> Result<Value, 
             let emit = emit(p.event, payload(p.data, p.binary, node)?)?;
             let delivered = node.send_to_connection(conn, emit).await?;
             Ok(json!({ "delivered": delivered }))
+        }
+        "mesa_dispatch" => {
+            let p: MesaDispatchParams = parse(body)?;
+            users("recipients", &p.recipients)?;
+            users("excluding", &p.excluding)?;
+            if p.d.is_none() {
+                return Err(bad_request("`d` is required"));
+            }
+            let d = payload(p.d, None, node)?;
+            if let Some(t) = &p.t {
+                validate_event(t)?;
+            }
+            let message = crate::mesa::MesaMessage {
+                t: p.t,
+                d,
+                sync: p.sync,
+            };
+            let recipients: Vec<&str> = p.recipients.iter().map(String::as_str).collect();
+            let excluding: Vec<&str> = p.excluding.iter().map(String::as_str).collect();
+            let report = mesa(state)?
+                .dispatch(&message, &recipients, &excluding)
+                .await?;
+            Ok(json!(report))
+        }
+        "mesa_disconnect" => {
+            let p: MesaDisconnectParams = parse(body)?;
+            users("recipients", &p.recipients)?;
+            if p.recipients.is_empty() {
+                return Err(bad_request("`recipients` must not be empty"));
+            }
+            let recipients: Vec<&str> = p.recipients.iter().map(String::as_str).collect();
+            mesa(state)?.disconnect(&recipients).await?;
+            empty()
+        }
+        "mesa_portal_take" => {
+            let p: PortalTakeParams = parse(body)?;
+            let worker = non_empty("worker", p.worker)?;
+            if worker.len() > 200 || worker.chars().any(char::is_control) {
+                return Err(bad_request(
+                    "`worker` must be at most 200 bytes, with no control characters",
+                ));
+            }
+            let max = p.max.map_or(100, size);
+            if !(1..=MAX_PORTAL_TAKE).contains(&max) {
+                return Err(bad_request(format!(
+                    "`max` must be between 1 and {MAX_PORTAL_TAKE}"
+                )));
+            }
+            let wait = p.wait_ms.map_or(0, |w| w.0);
+            if wait > MAX_PORTAL_WAIT_MS {
+                return Err(bad_request(format!(
+                    "`wait_ms` must be at most {MAX_PORTAL_WAIT_MS}"
+                )));
+            }
+            let mesa = mesa_queue(state)?;
+            let deadline = Instant::now() + Duration::from_millis(wait);
+            let taken = loop {
+                let taken = mesa.portal_take(&worker, max).await?;
+                if !taken.is_empty() || Instant::now() + PORTAL_POLL > deadline {
+                    break taken;
+                }
+                tokio::time::sleep(PORTAL_POLL).await;
+            };
+            let events: Vec<Value> = taken
+                .iter()
+                .map(|t| {
+                    json!({
+                        "id": t.id,
+                        "redeliveries": t.redeliveries,
+                        "event": serde_json::to_value(&t.event).unwrap_or(Value::Null),
+                    })
+                })
+                .collect();
+            Ok(json!({ "events": events }))
+        }
+        "mesa_portal_ack" => {
+            let p: PortalAckParams = parse(body)?;
+            if p.ids.len() > MAX_PORTAL_TAKE {
+                return Err(Error::new(
+                    ErrorCode::LIMIT_EXCEEDED,
+                    format!("`ids` names at most {MAX_PORTAL_TAKE} events"),
+                )
+                .into());
+            }
+            let acked = mesa_queue(state)?.portal_ack(&p.ids).await?;
+            Ok(json!({ "acked": acked }))
         }
         "send_durable" => {
             let p: SendDurableParams = parse(body)?;

@@ -22,6 +22,7 @@ use crate::endpoint::backend::{
 };
 use crate::endpoint::{EndpointLimits, UnknownEvent};
 use crate::jwt::{JwtKeys, JwtVerifier};
+use crate::mesa::{MesaConfig, PortalMode};
 use crate::socketio::SocketIoConfig;
 use crate::{Server, ServerBuilder};
 use axum::http::{HeaderName, HeaderValue, Uri};
@@ -55,6 +56,7 @@ pub struct Config {
     pub socketio: SocketIoSection,
     pub chat_service: ChatServiceSection,
     pub endpoints: Vec<EndpointSection>,
+    pub mesa: MesaSection,
 }
 
 impl Default for Config {
@@ -72,6 +74,7 @@ impl Default for Config {
             socketio: SocketIoSection::default(),
             chat_service: ChatServiceSection::default(),
             endpoints: Vec::new(),
+            mesa: MesaSection::default(),
         }
     }
 }
@@ -116,13 +119,69 @@ impl Default for EndpointSection {
     }
 }
 
+/// `[mesa]`: Mesa's protocol (`docs/mesa.md`) for `@cryb/mesa` and `mesa-js-client` apps,
+/// Mesa's server options under snake_case names.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MesaSection {
+    /// Default: off. Development mode serves it whatever this says.
+    pub enabled: bool,
+    pub path: String,
+    /// Op 1 heartbeats every `client.ping_interval_ms`.
+    pub heartbeat: bool,
+    /// Advertised `c_reconnect_interval`; 0: none (Mesa's `reconnect.enabled = false`).
+    pub reconnect_interval_ms: u64,
+    /// Enforced: a connection not authenticated by then is closed with 4003.
+    pub auth_timeout_ms: u64,
+    pub send_user_object: bool,
+    pub disconnect_on_fail: bool,
+    /// Clients must send this `CLIENT_VERSION`; empty: not enforced.
+    pub enforce_version: String,
+    /// Keep messages for users with no connection; development mode turns it on unless set.
+    pub sync: bool,
+    pub redelivery_interval_ms: u64,
+    /// Mesa's `namespace`: the suffix of its Redis names (`ws_<namespace>`).
+    pub namespace: String,
+    /// Where client events go: `off`, `queue` (at least once), `mesa` (Mesa's Portal format on
+    /// Redis).
+    pub portals: String,
+    pub portal_group: String,
+    pub portal_backlog_max: u64,
+    pub portal_lease_ms: u64,
+    pub distribute_load: bool,
+}
+
+impl Default for MesaSection {
+    fn default() -> Self {
+        let d = MesaConfig::default();
+        MesaSection {
+            enabled: false,
+            path: d.path,
+            heartbeat: d.heartbeat,
+            reconnect_interval_ms: 0,
+            auth_timeout_ms: d.auth_timeout_ms,
+            send_user_object: d.send_user_object,
+            disconnect_on_fail: d.disconnect_on_fail,
+            enforce_version: String::new(),
+            sync: d.sync,
+            redelivery_interval_ms: d.redelivery_interval_ms,
+            namespace: String::new(),
+            portals: "off".into(),
+            portal_group: d.portal_group,
+            portal_backlog_max: d.portal_backlog_max as u64,
+            portal_lease_ms: d.portal_lease_ms,
+            distribute_load: d.distribute_load,
+        }
+    }
+}
+
 /// Paths the server serves itself, which no endpoint may take.
 const RESERVED_PATHS: [&str; 5] = ["/", "/ws", "/health", "/metrics", "/admin"];
 
 /// Checks `[[endpoints]]`.
 fn endpoint_specs(
     sections: &[EndpointSection],
-    socketio_path: Option<&str>,
+    dialect_paths: &[&str],
     has_url: bool,
     err: &mut impl FnMut(&[Seg], String),
 ) -> Vec<EndpointSpec> {
@@ -138,8 +197,9 @@ fn endpoint_specs(
         };
         let taken = RESERVED_PATHS.contains(&e.path.as_str())
             || e.path.starts_with("/api/")
-            || socketio_path
-                .is_some_and(|p| e.path.trim_end_matches('/') == p.trim_end_matches('/'));
+            || dialect_paths
+                .iter()
+                .any(|p| e.path.trim_end_matches('/') == p.trim_end_matches('/'));
         if !e.path.starts_with('/') || e.path.contains(['?', '#', '{', '}', '*', ' ']) {
             err(
                 &at("path"),
@@ -227,6 +287,138 @@ fn endpoint_specs(
     specs
 }
 
+/// The longest authentication timeout and redelivery pause `[mesa]` takes.
+const MESA_MAX_AUTH_TIMEOUT_MS: u64 = 3_600_000;
+const MESA_MAX_REDELIVERY_INTERVAL_MS: u64 = 60_000;
+/// The longest `enforce_version`, `namespace` and `portal_group`.
+const MESA_MAX_NAME_BYTES: usize = 64;
+/// The largest `portal_backlog_max`.
+const MESA_MAX_PORTAL_BACKLOG: u64 = 10_000_000;
+
+/// Checks `[mesa]`; its [`MesaConfig`] when Mesa is served (`enabled`, or development mode,
+/// where sync is on unless set and op 2's `token` is the user id).
+fn mesa_config(
+    s: &MesaSection,
+    dev_mode: bool,
+    sync_set: bool,
+    redis: bool,
+    err: &mut impl FnMut(&[Seg], String),
+) -> Option<MesaConfig> {
+    let at = |key: &str| key_path(&["mesa", key]);
+    if !s.path.starts_with('/')
+        || s.path.len() > 200
+        || s.path
+            .chars()
+            .any(|c| c.is_control() || c.is_whitespace() || matches!(c, '?' | '#' | '{' | '}'))
+    {
+        err(
+            &at("path"),
+            "must be a URL path such as `/mesa` (at most 200 bytes, no spaces, `?`, `#`, `{`, `}`)"
+                .into(),
+        );
+    } else if ["/ws", "/health", "/metrics", "/"].contains(&s.path.as_str())
+        || s.path.starts_with("/api/")
+    {
+        err(
+            &at("path"),
+            format!("`{}` is one of Plexus's own paths", s.path),
+        );
+    }
+    if s.auth_timeout_ms == 0 || s.auth_timeout_ms > MESA_MAX_AUTH_TIMEOUT_MS {
+        err(
+            &at("auth_timeout_ms"),
+            format!("must be between 1 and {MESA_MAX_AUTH_TIMEOUT_MS}"),
+        );
+    }
+    if s.reconnect_interval_ms > MAX_TIMER_MS {
+        err(
+            &at("reconnect_interval_ms"),
+            format!("must be at most {MAX_TIMER_MS}"),
+        );
+    }
+    if s.redelivery_interval_ms > MESA_MAX_REDELIVERY_INTERVAL_MS {
+        err(
+            &at("redelivery_interval_ms"),
+            format!("must be at most {MESA_MAX_REDELIVERY_INTERVAL_MS}"),
+        );
+    }
+    for (key, value) in [
+        ("enforce_version", &s.enforce_version),
+        ("namespace", &s.namespace),
+    ] {
+        if value.len() > MESA_MAX_NAME_BYTES
+            || value.chars().any(|c| c.is_control() || c.is_whitespace())
+        {
+            err(
+                &at(key),
+                format!(
+                    "must be at most {MESA_MAX_NAME_BYTES} bytes, with no spaces or control characters"
+                ),
+            );
+        }
+    }
+    let portals = match s.portals.as_str() {
+        "off" => PortalMode::Off,
+        "queue" => PortalMode::Queue,
+        "mesa" => {
+            if !redis {
+                err(
+                    &at("portals"),
+                    "`mesa` (Mesa's Portal format) needs `engine = \"redis\"`".into(),
+                );
+            }
+            PortalMode::Mesa
+        }
+        other => {
+            err(
+                &at("portals"),
+                format!("`{other}` is not `off`, `queue` or `mesa`"),
+            );
+            PortalMode::Off
+        }
+    };
+    if s.portal_group.is_empty()
+        || s.portal_group.len() > MESA_MAX_NAME_BYTES
+        || s.portal_group.chars().any(char::is_control)
+    {
+        err(
+            &at("portal_group"),
+            format!("must be 1 to {MESA_MAX_NAME_BYTES} bytes, with no control characters"),
+        );
+    }
+    if s.portal_backlog_max == 0 || s.portal_backlog_max > MESA_MAX_PORTAL_BACKLOG {
+        err(
+            &at("portal_backlog_max"),
+            format!("must be between 1 and {MESA_MAX_PORTAL_BACKLOG}"),
+        );
+    }
+    if s.portal_lease_ms < 100 || s.portal_lease_ms > MESA_MAX_AUTH_TIMEOUT_MS {
+        err(
+            &at("portal_lease_ms"),
+            format!("must be between 100 and {MESA_MAX_AUTH_TIMEOUT_MS}"),
+        );
+    }
+    let non_empty = |v: &String| Some(v.clone()).filter(|v| !v.is_empty());
+    (s.enabled || dev_mode).then(|| MesaConfig {
+        path: s.path.clone(),
+        heartbeat: s.heartbeat,
+        reconnect_interval_ms: Some(s.reconnect_interval_ms).filter(|ms| *ms > 0),
+        auth_timeout_ms: s.auth_timeout_ms,
+        send_user_object: s.send_user_object,
+        disconnect_on_fail: s.disconnect_on_fail,
+        enforce_version: non_empty(&s.enforce_version),
+        sync: if dev_mode && !sync_set { true } else { s.sync },
+        redelivery_interval_ms: s.redelivery_interval_ms,
+        token_is_user: dev_mode,
+        namespace: non_empty(&s.namespace),
+        portals,
+        portal_group: s.portal_group.clone(),
+        portal_backlog_max: usize_of(s.portal_backlog_max),
+        portal_lease_ms: s.portal_lease_ms,
+        distribute_load: s.distribute_load,
+    })
+}
+
 /// `[redis]`: the Redis engine (used with `engine = "redis"`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -308,6 +500,7 @@ struct Explicit {
     direct_messages: bool,
     userlist_updates: bool,
     login_query: bool,
+    mesa_sync: bool,
 }
 
 /// The most messages a room may keep, and the most names an access list may hold.
@@ -1156,6 +1349,7 @@ pub struct Loaded {
     chat_hooks: Option<Arc<dyn ChatHooks>>,
     endpoints: Vec<EndpointSpec>,
     endpoints_url: Option<Uri>,
+    mesa: Option<MesaConfig>,
 }
 
 /// How a namespace's subscribers are checked beyond its [`Access`].
@@ -1319,6 +1513,7 @@ pub fn load(sources: &Sources) -> Result<Loaded, ConfigError> {
         direct_messages: is_set(&["chat_service", "enable_direct_messages"]),
         userlist_updates: is_set(&["chat_service", "enable_userlist_updates"]),
         login_query: is_set(&["chat_service", "login_query"]),
+        mesa_sync: is_set(&["mesa", "sync"]),
     };
     let base_dir = sources
         .file
@@ -1897,10 +2092,22 @@ fn compile(
     // Socket.IO, and chat-service on it.
     let socketio = socketio_config(&config.socketio, dev_mode, &mut err);
     let chat_service = chat_service_config(&config.chat_service, dev_mode, explicit, &mut err);
+    // The paths of the other dialects this server serves.
+    let mut dialect_paths: Vec<&str> = socketio.iter().map(|s| s.path.as_str()).collect();
+    if config.mesa.enabled || dev_mode {
+        dialect_paths.push(config.mesa.path.as_str());
+    }
     let endpoints = endpoint_specs(
         &config.endpoints,
-        socketio.as_ref().map(|s| s.path.as_str()),
+        &dialect_paths,
         endpoints_url.is_some(),
+        &mut err,
+    );
+    let mesa = mesa_config(
+        &config.mesa,
+        dev_mode,
+        explicit.mesa_sync,
+        config.engine == "redis",
         &mut err,
     );
     let chat_hooks_named: BTreeSet<String> =
@@ -1970,6 +2177,7 @@ fn compile(
         chat_hooks,
         endpoints,
         endpoints_url,
+        mesa,
     })
 }
 
@@ -2160,6 +2368,11 @@ impl Loaded {
         self.chat_service.as_ref()
     }
 
+    /// How Mesa is served, when it is (`[mesa] enabled = true`, or development mode).
+    pub fn mesa(&self) -> Option<&MesaConfig> {
+        self.mesa.as_ref()
+    }
+
     /// A server builder with everything the configuration says.
     pub fn server_builder(&self) -> ServerBuilder {
         let mut builder = Server::builder();
@@ -2184,6 +2397,9 @@ impl Loaded {
                 _ => None,
             };
             builder = builder.endpoint(spec.path.clone(), endpoint_backend::endpoint(spec, hooks));
+        }
+        if let Some(mesa) = &self.mesa {
+            builder = builder.mesa(mesa.clone());
         }
         builder = builder
             .listen(self.listen)
@@ -2652,6 +2868,41 @@ use_raw_error_objects = false
 login_query = ""
 # chat-service hooks sent to backend.chat_service_url, e.g. ["roomJoinBefore", "onJoin"].
 backend_hooks = []
+
+[mesa]
+# Mesa's protocol (docs/mesa.md): @cryb/mesa's Client and mesa-js-client connect unchanged at
+# `path`. Development mode serves it always, with sync on and op 2's `token` taken as the user id.
+enabled = false
+path = "/mesa"
+# Op 1 heartbeats every client.ping_interval_ms (advertised as c_heartbeat_interval).
+heartbeat = true
+# Advertised c_reconnect_interval; 0: none.
+reconnect_interval_ms = 0
+# Enforced: a Mesa connection not authenticated by then is closed with 4003.
+auth_timeout_ms = 10000
+# Op 22 carries the user object (the identity's info, or {"id": user}).
+send_user_object = true
+# A refused op 2 closes with 1008; false: a PLEXUS_ERROR dispatch, and the client may retry.
+disconnect_on_fail = true
+# Clients must send this CLIENT_VERSION (closed with 1002 otherwise); empty: not enforced.
+enforce_version = ""
+# Keep messages for users with no connection (client.mailbox_max_messages, client.mail_ttl_ms)
+# and redeliver them after authentication, redelivery_interval_ms apart.
+sync = false
+redelivery_interval_ms = 0
+# Mesa's namespace: its Dispatcher's Redis channel is ws_<namespace> (ws when empty).
+namespace = ""
+# Where client events (connection, authentication, message, disconnection) go: "off"; "queue",
+# Plexus's at-least-once queue portal_group (workers take and acknowledge them with the HTTP API
+# or in Rust; an event not acknowledged within portal_lease_ms goes to another worker; beyond
+# portal_backlog_max events the newest is dropped); "mesa", Mesa's Portal format on Redis
+# (portal_<namespace>, lossy as in Mesa; needs engine = "redis").
+portals = "off"
+portal_group = "mesa"
+portal_backlog_max = 10000
+portal_lease_ms = 30000
+# "mesa" portals: round-robin over the known portals (false: one at random).
+distribute_load = true
 
 # WebSocket endpoints (docs/endpoints.md): each at its own path, in `dispatch` (JSON
 # auto-dispatch by `event`), `raw` or `echo` mode, with the backend's hooks as handlers.

@@ -22,6 +22,7 @@ mod conn;
 mod demo;
 pub mod endpoint;
 pub mod jwt;
+pub mod mesa;
 mod metrics;
 pub mod native;
 pub mod socketio;
@@ -117,6 +118,7 @@ pub(crate) struct ServerState {
     pub(crate) socketio_sessions: Arc<socketio::Registry>,
     pub(crate) chat_service: Option<Arc<chatservice::ChatService>>,
     pub(crate) endpoints_ws: endpoint::Endpoints,
+    pub(crate) mesa: Option<Arc<mesa::MesaService>>,
 }
 
 /// Builds a [`Server`].
@@ -129,6 +131,8 @@ pub struct ServerBuilder {
     chat_service: Option<chatservice::ChatServiceConfig>,
     chat_hooks: Option<Arc<dyn chatservice::ChatHooks>>,
     endpoints_ws: endpoint::Endpoints,
+    mesa: Option<mesa::MesaConfig>,
+    mesa_hooks: Option<Arc<dyn mesa::MesaHooks>>,
 }
 
 impl ServerBuilder {
@@ -139,6 +143,18 @@ impl ServerBuilder {
         let path = path.into();
         self.endpoints_ws.mounted.retain(|m| m.path != path);
         self.endpoints_ws.mount(path, endpoint);
+        self
+    }
+
+    /// Serves Mesa's protocol (`docs/mesa.md`) at `config.path`.
+    pub fn mesa(mut self, config: mesa::MesaConfig) -> Self {
+        self.mesa = Some(config);
+        self
+    }
+
+    /// Mesa's middleware events as hooks (`onMessageReceived`, `onAuthenticated`, …).
+    pub fn mesa_hooks(mut self, hooks: Arc<dyn mesa::MesaHooks>) -> Self {
+        self.mesa_hooks = Some(hooks);
         self
     }
 
@@ -202,6 +218,9 @@ impl ServerBuilder {
         }
         if self.chat_service.is_none() {
             self.chat_service = Some(chatservice::ChatServiceConfig::development());
+        }
+        if self.mesa.is_none() {
+            self.mesa = Some(mesa::MesaConfig::development());
         }
         *self.node.channels_mut() = ChannelPolicy::open();
         self
@@ -360,6 +379,25 @@ impl ServerBuilder {
                 .channels_mut()
                 .prepend_namespace(endpoint::endpoint_namespace());
         }
+        let mesa = self.mesa.take().map(|config| {
+            // Mesa's sync needs to know whether a user has a connection on any node.
+            self.node = std::mem::take(&mut self.node).track_online(config.sync);
+            let hooks = self.mesa_hooks.take();
+            if let Some(hooks) = hooks.clone() {
+                // `onDisconnection`, with the close the client got.
+                self.node.lifecycle_mut().on_close(move |closed: &Closed| {
+                    if closed.request.dialect == "mesa" {
+                        hooks.disconnection(
+                            closed.conn,
+                            closed.user.as_deref(),
+                            closed.code,
+                            &closed.reason,
+                        );
+                    }
+                });
+            }
+            Arc::new(mesa::MesaService::new(config, hooks))
+        });
         let node = self.node.build();
         Server {
             state: Arc::new(ServerState {
@@ -372,6 +410,7 @@ impl ServerBuilder {
                 socketio_sessions: Arc::default(),
                 chat_service,
                 endpoints_ws: self.endpoints_ws,
+                mesa,
             }),
             listen: self.listen,
         }
@@ -395,6 +434,8 @@ impl Server {
             chat_service: None,
             chat_hooks: None,
             endpoints_ws: endpoint::Endpoints::default(),
+            mesa: None,
+            mesa_hooks: None,
         }
     }
 
@@ -413,6 +454,14 @@ impl Server {
             })
     }
 
+    /// Mesa's dispatcher, when the server serves Mesa.
+    pub fn mesa(&self) -> Option<mesa::MesaApi> {
+        self.state.mesa.clone().map(|service| mesa::MesaApi {
+            service,
+            node: self.state.node.clone(),
+        })
+    }
+
     /// The server's routes (`/ws`, `/health`, the HTTP API and `/metrics` when configured, the
     /// demo page at `/` in development mode), to merge into an existing axum application. It
     /// must be served with `into_make_service_with_connect_info::<SocketAddr>()`.
@@ -428,6 +477,9 @@ impl Server {
         for mounted in &self.state.endpoints_ws.mounted {
             router = router.route(&mounted.path, get(endpoint::upgrade));
         }
+        if let Some(service) = &self.state.mesa {
+            router = router.route(&service.config.path, get(mesa::upgrade));
+        }
         router
             .route("/ws", get(ws::native_upgrade))
             .route("/health", get(health))
@@ -437,6 +489,7 @@ impl Server {
                 self.state.node.clone(),
                 self.chat_service(),
                 &self.state.endpoints,
+                self.mesa(),
             ))
     }
 
@@ -538,6 +591,14 @@ impl RunningServer {
                 service,
                 node: self.state.node.clone(),
             })
+    }
+
+    /// Mesa's dispatcher, when the server serves Mesa.
+    pub fn mesa(&self) -> Option<mesa::MesaApi> {
+        self.state.mesa.clone().map(|service| mesa::MesaApi {
+            service,
+            node: self.state.node.clone(),
+        })
     }
 
     /// Graceful shutdown: stop accepting, tell every client "server shutting down, reconnect"

@@ -940,3 +940,103 @@ backend_hooks = ["roomJoinBefore", "teleportBefore"]
     }
     assert_eq!(p.len(), 9, "{p:#?}");
 }
+
+#[test]
+fn mesa_options_and_their_bounds() {
+    // Off with a file; on in development mode with sync and the token as user id — sync still
+    // settable.
+    assert!(load("").mesa().is_none());
+    let dev = config::load(&Sources::default()).unwrap();
+    let m = dev.mesa().expect("served in development mode");
+    assert!(m.sync && m.token_is_user && m.heartbeat);
+    assert_eq!((m.path.as_str(), m.auth_timeout_ms), ("/mesa", 10_000));
+    let m = load("[server]\ndev_mode = true\n[mesa]\nsync = false\n");
+    assert!(!m.mesa().unwrap().sync);
+    let m = load(
+        "[mesa]\nenabled = true\npath = \"/realtime\"\nreconnect_interval_ms = 5000\nenforce_version = \"1.5.3\"\nnamespace = \"app\"\nsync = true\nredelivery_interval_ms = 10\n",
+    );
+    let m = m.mesa().expect("enabled");
+    assert!(m.sync && !m.token_is_user);
+    assert_eq!(m.path, "/realtime");
+    assert_eq!(m.reconnect_interval_ms, Some(5000));
+    assert_eq!(m.enforce_version.as_deref(), Some("1.5.3"));
+    assert_eq!(m.ws_channel(), "ws_app");
+    assert_eq!(m.redelivery_interval_ms, 10);
+
+    let file = r#"[mesa]
+enabled = true
+path = "mesa"
+auth_timeout_ms = 0
+reconnect_interval_ms = 2147483648
+redelivery_interval_ms = 60001
+enforce_version = "1 2"
+namespace = "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+"#;
+    let p = problems(load_with(file, &[], &[]));
+    for expected in [
+        "`mesa.path`: must be a URL path",
+        "`mesa.auth_timeout_ms`: must be between 1 and 3600000",
+        "`mesa.reconnect_interval_ms`: must be at most 2147483647",
+        "`mesa.redelivery_interval_ms`: must be at most 60000",
+        "`mesa.enforce_version`: must be at most 64 bytes",
+        "`mesa.namespace`: must be at most 64 bytes",
+    ] {
+        assert_has(&p, expected);
+    }
+    assert_eq!(p.len(), 6, "{p:#?}");
+    let p = problems(load_with(
+        "[mesa]\nenabled = true\npath = \"/ws\"\n",
+        &[],
+        &[],
+    ));
+    assert_has(&p, "`mesa.path`: `/ws` is one of Plexus's own paths");
+}
+
+#[test]
+fn mesa_portal_options_and_their_bounds() {
+    // A queue, or Mesa's format (which needs Redis).
+    let m = load(
+        "[mesa]\nenabled = true\nportals = \"queue\"\nportal_group = \"workers\"\nportal_backlog_max = 5\nportal_lease_ms = 1000\n",
+    );
+    let m = m.mesa().unwrap();
+    assert_eq!(m.portals, plexus_server::mesa::PortalMode::Queue);
+    assert_eq!(
+        (
+            m.portal_group.as_str(),
+            m.portal_backlog_max,
+            m.portal_lease_ms
+        ),
+        ("workers", 5, 1000)
+    );
+    let m = load(
+        "engine = \"redis\"\n[mesa]\nenabled = true\nportals = \"mesa\"\nnamespace = \"app\"\n",
+    );
+    let m = m.mesa().unwrap();
+    assert_eq!(m.portals, plexus_server::mesa::PortalMode::Mesa);
+    assert_eq!(
+        (m.portal_channel().as_str(), m.portal_pool().as_str()),
+        ("portal_app", "available_portals_pool_app")
+    );
+    let file = r#"[mesa]
+enabled = true
+portals = "mesa"
+portal_group = ""
+portal_backlog_max = 0
+portal_lease_ms = 99
+"#;
+    let p = problems(load_with(file, &[], &[]));
+    for expected in [
+        "`mesa.portals`: `mesa` (Mesa's Portal format) needs `engine = \"redis\"`",
+        "`mesa.portal_group`: must be 1 to 64 bytes",
+        "`mesa.portal_backlog_max`: must be between 1 and 10000000",
+        "`mesa.portal_lease_ms`: must be between 100 and 3600000",
+    ] {
+        assert_has(&p, expected);
+    }
+    assert_eq!(p.len(), 4, "{p:#?}");
+    let p = problems(load_with("[mesa]\nportals = \"kafka\"\n", &[], &[]));
+    assert_has(
+        &p,
+        "`mesa.portals`: `kafka` is not `off`, `queue` or `mesa`",
+    );
+}

@@ -215,7 +215,62 @@ async fn serve(args: ServeArgs) -> anyhow::Result<i32> {
             Ok(ctx.payload)
         });
     }
-    let running = builder.build().start_on(listener).await?;
+    let server = builder.build();
+    // Mesa's own Dispatcher (another process) publishes on `ws[_namespace]`: every node
+    // delivers to its own connections, as Mesa's servers do (docs/mesa.md).
+    let _mesa_dispatcher = match (server.mesa(), loaded.config.engine == "redis") {
+        (Some(mesa), true) => {
+            let channel = mesa.ws_channel();
+            let url = loaded.config.redis.url.clone();
+            let sub = plexus_redis::external::subscribe_external(
+                &url,
+                &channel,
+                Duration::from_secs(5),
+                move |payload| {
+                    if let Err(e) = mesa.deliver_internal(payload) {
+                        tracing::debug!(error = %e, "undeliverable Mesa dispatcher message");
+                    }
+                },
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot subscribe to Mesa's {channel} at {url}: {e}"))?;
+            tracing::info!(%channel, "Mesa: delivering its Dispatcher's messages");
+            Some(sub)
+        }
+        _ => None,
+    };
+    // Mesa's Portal format: events to one of the portals of `available_portals_pool[_ns]`,
+    // which Mesa's `Portal` class adds itself to (a set) and announces (a channel).
+    let _mesa_portals = match server.mesa() {
+        Some(mesa) if mesa.config().portals == plexus_server::mesa::PortalMode::Mesa => {
+            let url = loaded.config.redis.url.clone();
+            let timeout = Duration::from_secs(5);
+            let pool = mesa.config().portal_pool();
+            let channel = mesa.config().portal_channel();
+            let publisher = plexus_redis::external::Publisher::connect(&url, 10_000, timeout)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot publish Mesa portal events at {url}: {e}"))?;
+            mesa.set_portal_publisher(Box::new(move |payload| {
+                publisher.publish(&channel, payload)
+            }));
+            let announcements = mesa.clone();
+            let sub = plexus_redis::external::subscribe_external(&url, &pool, timeout, move |p| {
+                if let Err(e) = announcements.portal_announcement(p) {
+                    tracing::debug!(error = %e, "unreadable Mesa portal announcement");
+                }
+            })
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot subscribe to Mesa's {pool} at {url}: {e}"))?;
+            let known = plexus_redis::external::members(&url, &pool, 1024, timeout)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot read Mesa's {pool} at {url}: {e}"))?;
+            tracing::info!(%pool, portals = known.len(), "Mesa: portal events in Mesa's format");
+            mesa.set_portals(known);
+            Some(sub)
+        }
+        _ => None,
+    };
+    let running = server.start_on(listener).await?;
     running.wait_for_signal().await;
     Ok(0)
 }
