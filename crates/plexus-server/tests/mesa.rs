@@ -948,3 +948,48 @@ async fn mesa_format_portals_round_robin_over_a_bounded_pool() {
     }
     assert_eq!(mesa.portal_dropped(), 1);
 }
+
+// --- Mesa's "server › config" cases: a given path, an existing HTTP server ----------------------
+
+#[tokio::test]
+async fn served_at_a_given_path_and_inside_an_existing_axum_app() {
+    // "starts on a given path" (Mesa's test uses `/ws`, Plexus's own; any other path works).
+    let server = start(mesa_server(MesaConfig {
+        path: "/realtime/mesa".into(),
+        ..MesaConfig::development()
+    }))
+    .await;
+    let url = format!("ws://{}/realtime/mesa", server.local_addr());
+    let mut m = Mesa {
+        ws: connect_raw(&url, &[]).await,
+    };
+    assert_eq!(m.next().await["op"], 10);
+    assert!(
+        try_connect_raw(&format!("ws://{}/mesa", server.local_addr()), &[])
+            .await
+            .is_err(),
+        "not at the default path anymore"
+    );
+    // "uses a pre-existing http server": the server's routes merged into an application's.
+    let built = mesa_server(MesaConfig::development()).build();
+    let app = axum::Router::new()
+        .route("/hello", axum::routing::get(|| async { "app" }))
+        .merge(built.router());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .await
+        .unwrap();
+    });
+    assert_eq!(http(addr, "GET", "/hello", None).await.body, "app");
+    let mut m = Mesa {
+        ws: connect_raw(&format!("ws://{addr}/mesa"), &[]).await,
+    };
+    assert_eq!(m.next().await["op"], 10);
+    m.send(json!({"op": 2, "d": {"token": "vic"}})).await;
+    assert_eq!(m.next().await, json!({"op": 22, "d": {"id": "vic"}}));
+}
