@@ -1,5 +1,6 @@
-//! Mesa's decoders (`plexus_protocol::mesa`): client frames, op 2's data, and the Dispatcher's
-//! `ws` payloads never panic, and what decodes encodes back to the same frame.
+//! Mesa's decoders (`plexus_protocol::mesa`): client frames, op 2's data, the Dispatcher's `ws`
+//! payloads, portal events and announcements never panic, and what decodes encodes back to the
+//! same frame.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -22,4 +23,11 @@ fuzz_target!(|data: &[u8]| {
         let _ = internal.message.payload();
         let _ = internal.recipients.iter().any(|r| r == mesa::ALL);
     }
+    // Portal events and announcements (as a Portal or the pool channel would send them).
+    if let Ok(event) = mesa::decode_portal_event(data) {
+        let again = mesa::decode_portal_event(&event.encode()).expect("what we encode decodes");
+        assert_eq!(again.kind, event.kind);
+        assert_eq!(again.client_id, event.client_id);
+    }
+    let _ = mesa::decode_portal_update(data);
 });

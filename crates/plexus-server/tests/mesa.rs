@@ -884,3 +884,112 @@ async fn portals_off_answer_not_available() {
     .await;
     assert_eq!(r.status, 404, "{}", r.body);
 }
+
+#[tokio::test]
+async fn mesa_format_portals_round_robin_over_a_bounded_pool() {
+    let server = start(mesa_server(MesaConfig {
+        portals: plexus_server::mesa::PortalMode::Mesa,
+        ..MesaConfig::development()
+    }))
+    .await;
+    let mesa = server.mesa().unwrap();
+    let sent = Arc::new(Mutex::new(Vec::<Value>::new()));
+    let accept = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    {
+        let (sent, accept) = (sent.clone(), accept.clone());
+        mesa.set_portal_publisher(Box::new(move |payload| {
+            if !accept.load(std::sync::atomic::Ordering::Relaxed) {
+                return false;
+            }
+            sent.lock()
+                .unwrap()
+                .push(serde_json::from_slice(&payload).unwrap());
+            true
+        }));
+    }
+    // No portal known: nothing is sent (as Mesa), nothing counted as dropped.
+    let (_a, _) = Mesa::open(&server).await;
+    assert!(sent.lock().unwrap().is_empty());
+    assert_eq!(mesa.portal_dropped(), 0);
+    mesa.set_portals(vec!["p0".into(), "p1".into()]);
+    mesa.portal_announcement(br#"{"id":"p2","ready":true}"#)
+        .unwrap();
+    mesa.portal_announcement(br#"{"id":"p1","ready":false}"#)
+        .unwrap();
+    assert!(mesa.portal_announcement(b"garbage").is_err());
+    assert_eq!(mesa.portals(), vec!["p0", "p2"]);
+    // Round-robin, incremented before use as in Mesa: p2, p0, p2.
+    let mut open = Vec::new();
+    for _ in 0..3 {
+        open.push(Mesa::open(&server).await.0);
+    }
+    let ids: Vec<Value> = sent
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|e| e["portalId"].clone())
+        .collect();
+    assert_eq!(ids, vec![json!("p2"), json!("p0"), json!("p2")]);
+    assert_eq!(
+        sent.lock().unwrap()[0],
+        json!({"type": "connection", "portalId": "p2"})
+    );
+    // The pool is bounded (1024 portals).
+    mesa.set_portals((0..2000).map(|i| format!("x{i}")).collect());
+    assert_eq!(mesa.portals().len(), 1024);
+    // A publisher that refuses (its queue is full) drops the event, counted.
+    accept.store(false, std::sync::atomic::Ordering::Relaxed);
+    let (_m, _) = Mesa::open(&server).await;
+    for _ in 0..1000 {
+        if mesa.portal_dropped() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(mesa.portal_dropped(), 1);
+}
+
+// --- Mesa's "server › config" cases: a given path, an existing HTTP server ----------------------
+
+#[tokio::test]
+async fn served_at_a_given_path_and_inside_an_existing_axum_app() {
+    // "starts on a given path" (Mesa's test uses `/ws`, Plexus's own; any other path works).
+    let server = start(mesa_server(MesaConfig {
+        path: "/realtime/mesa".into(),
+        ..MesaConfig::development()
+    }))
+    .await;
+    let url = format!("ws://{}/realtime/mesa", server.local_addr());
+    let mut m = Mesa {
+        ws: connect_raw(&url, &[]).await,
+    };
+    assert_eq!(m.next().await["op"], 10);
+    assert!(
+        try_connect_raw(&format!("ws://{}/mesa", server.local_addr()), &[])
+            .await
+            .is_err(),
+        "not at the default path anymore"
+    );
+    // "uses a pre-existing http server": the server's routes merged into an application's.
+    let built = mesa_server(MesaConfig::development()).build();
+    let app = axum::Router::new()
+        .route("/hello", axum::routing::get(|| async { "app" }))
+        .merge(built.router());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .await
+        .unwrap();
+    });
+    assert_eq!(http(addr, "GET", "/hello", None).await.body, "app");
+    let mut m = Mesa {
+        ws: connect_raw(&format!("ws://{addr}/mesa"), &[]).await,
+    };
+    assert_eq!(m.next().await["op"], 10);
+    m.send(json!({"op": 2, "d": {"token": "vic"}})).await;
+    assert_eq!(m.next().await, json!({"op": 22, "d": {"id": "vic"}}));
+}
