@@ -22,6 +22,7 @@ pub mod engineio;
 pub mod mesa;
 mod payload;
 pub mod plezi;
+pub mod plezi_yaml;
 pub mod server;
 pub mod socketio;
 

@@ -92,13 +92,16 @@ pub fn reply_text(value: &Value) -> String {
 }
 
 /// A message for a connection as auto-dispatch clients receive it: an object payload gets
-/// `"event": name` added (Plezi's `{event: …, …}`); any other payload is
-/// `{"event": name, "data": payload}`. Without a name, the payload as it is.
+/// `"event": name` added (Plezi's `{event: …, …}`) unless it has an `event` of its own, which
+/// wins; any other payload is `{"event": name, "data": payload}`. Without a name, the payload
+/// as it is.
 pub fn event_message(name: Option<&str>, payload: Value) -> String {
     match (name, payload) {
         (None, payload) => reply_text(&payload),
         (Some(name), Value::Object(mut object)) => {
-            object.insert("event".into(), Value::String(name.to_owned()));
+            object
+                .entry("event")
+                .or_insert_with(|| Value::String(name.to_owned()));
             Value::Object(object).to_string()
         }
         (Some(name), data) => json!({"event": name, "data": data}).to_string(),
@@ -156,6 +159,10 @@ mod tests {
         assert_eq!(
             event_message(Some("news"), json!({"text": "t"})),
             r#"{"text":"t","event":"news"}"#
+        );
+        assert_eq!(
+            event_message(Some("news"), json!({"event": "own", "x": 1})),
+            r#"{"event":"own","x":1}"#
         );
         assert_eq!(
             event_message(Some("n"), json!([1])),

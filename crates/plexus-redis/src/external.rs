@@ -26,9 +26,30 @@ pub async fn subscribe_external(
     timeout: Duration,
     on_message: impl Fn(&[u8]) + Send + 'static,
 ) -> Result<ExternalSubscription, String> {
+    subscribe_external_many(
+        url,
+        &[channel.to_owned()],
+        &[],
+        timeout,
+        move |_, payload| on_message(payload),
+    )
+    .await
+}
+
+/// Subscribes to `channels` (exact names) and `patterns` (Redis glob patterns, `PSUBSCRIBE`) on
+/// one connection to the Redis at `url`, calling `on_message(channel, payload)` for each message,
+/// in order, on one task. Returns once subscribed (or fails within `timeout`).
+pub async fn subscribe_external_many(
+    url: &str,
+    channels: &[String],
+    patterns: &[String],
+    timeout: Duration,
+    on_message: impl Fn(&str, &[u8]) + Send + 'static,
+) -> Result<ExternalSubscription, String> {
     let client = redis::Client::open(url).map_err(|e| e.to_string())?;
-    let first = connect(&client, channel, timeout).await?;
-    let channel = channel.to_owned();
+    let first = connect(&client, channels, patterns, timeout).await?;
+    let channels = channels.to_vec();
+    let patterns = patterns.to_vec();
     let task = tokio::spawn(async move {
         let mut pubsub = Some(first);
         let mut delay = Duration::from_millis(50);
@@ -36,16 +57,20 @@ pub async fn subscribe_external(
             if let Some(p) = pubsub.take() {
                 let mut stream = p.into_on_message();
                 while let Some(message) = stream.next().await {
-                    on_message(message.get_payload_bytes());
+                    on_message(message.get_channel_name(), message.get_payload_bytes());
                 }
-                tracing::warn!(%channel, "external pub/sub connection lost; reconnecting");
+                tracing::warn!(
+                    ?channels,
+                    ?patterns,
+                    "external pub/sub connection lost; reconnecting"
+                );
                 delay = Duration::from_millis(50);
             }
             tokio::time::sleep(delay).await;
-            match connect(&client, &channel, timeout).await {
+            match connect(&client, &channels, &patterns, timeout).await {
                 Ok(p) => pubsub = Some(p),
                 Err(e) => {
-                    tracing::debug!(%channel, error = %e, "external pub/sub reconnect failed");
+                    tracing::debug!(?channels, error = %e, "external pub/sub reconnect failed");
                     delay = (delay * 2).min(Duration::from_secs(2));
                 }
             }
@@ -56,17 +81,26 @@ pub async fn subscribe_external(
 
 async fn connect(
     client: &redis::Client,
-    channel: &str,
+    channels: &[String],
+    patterns: &[String],
     timeout: Duration,
 ) -> Result<redis::aio::PubSub, String> {
     let mut pubsub = tokio::time::timeout(timeout, client.get_async_pubsub())
         .await
         .map_err(|_| "connect timed out".to_owned())?
         .map_err(|e| e.to_string())?;
-    tokio::time::timeout(timeout, pubsub.subscribe(channel))
-        .await
-        .map_err(|_| "subscribe timed out".to_owned())?
-        .map_err(|e| e.to_string())?;
+    for channel in channels {
+        tokio::time::timeout(timeout, pubsub.subscribe(channel))
+            .await
+            .map_err(|_| "subscribe timed out".to_owned())?
+            .map_err(|e| e.to_string())?;
+    }
+    for pattern in patterns {
+        tokio::time::timeout(timeout, pubsub.psubscribe(pattern))
+            .await
+            .map_err(|_| "psubscribe timed out".to_owned())?
+            .map_err(|e| e.to_string())?;
+    }
     Ok(pubsub)
 }
 

@@ -13,6 +13,7 @@
 //! frames.
 
 pub mod backend;
+pub mod bus;
 mod dev;
 mod format;
 pub mod identity;
