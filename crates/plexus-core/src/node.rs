@@ -28,7 +28,7 @@ use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The `unsubscribed` reason that asks the client to subscribe again and recover.
 pub const INSUFFICIENT_STATE: &str = "insufficient_state";
@@ -55,6 +55,8 @@ struct NodeInner {
     heartbeat: Heartbeat,
     shutting_down: AtomicBool,
     stats: NodeStats,
+    /// When the node was built (its uptime).
+    started: Instant,
     echoes: bool,
     /// The generation of each presence state with an expiry timer, so that a timer only clears
     /// the state it was started for (a state set again, even to the same value, restarts it).
@@ -155,6 +157,7 @@ impl NodeBuilder {
             heartbeat,
             shutting_down: AtomicBool::new(false),
             stats: NodeStats::default(),
+            started: Instant::now(),
             echoes: self.echoes,
             state_generations: Mutex::new(HashMap::new()),
             next_state_generation: AtomicU64::new(1),
@@ -245,6 +248,11 @@ impl Node {
 
     pub fn stats(&self) -> &NodeStats {
         &self.inner.stats
+    }
+
+    /// When the node was built.
+    pub fn started(&self) -> Instant {
+        self.inner.started
     }
 
     pub fn is_shutting_down(&self) -> bool {
@@ -352,7 +360,7 @@ impl Node {
         event: EchoEvent,
         channel: Option<Arc<str>>,
     ) {
-        if !self.inner.echoes {
+        if !self.inner.echoes || conn.is_observer() {
             return;
         }
         let Some(user) = conn.identity().map(|i| i.user.clone()) else {
@@ -756,6 +764,7 @@ impl Node {
                     conn.close(code, reason);
                 }
             }
+            Control::Inspect { request, query } => self.answer_inspect(request, query),
         }
     }
 

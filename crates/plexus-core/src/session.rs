@@ -160,6 +160,27 @@ impl Session {
         upgrade: Arc<UpgradeRequest>,
         identity: Option<Identity>,
     ) -> Result<Session, Error> {
+        Session::open_as(node, format, upgrade, identity, false)
+    }
+
+    /// Opens an operator's connection ([`Connection::set_observer`]): never in presence, never
+    /// echoed (the admin interface's live tail).
+    pub fn open_observer(
+        node: &Node,
+        format: Arc<dyn WireFormat>,
+        upgrade: Arc<UpgradeRequest>,
+        identity: Identity,
+    ) -> Result<Session, Error> {
+        Session::open_as(node, format, upgrade, Some(identity), true)
+    }
+
+    fn open_as(
+        node: &Node,
+        format: Arc<dyn WireFormat>,
+        upgrade: Arc<UpgradeRequest>,
+        identity: Option<Identity>,
+        observer: bool,
+    ) -> Result<Session, Error> {
         if node.is_shutting_down() {
             return Err(Error::new(ErrorCode::NOT_AVAILABLE, "server shutting down")
                 .and_close(CloseCode::SHUTDOWN));
@@ -174,6 +195,14 @@ impl Session {
             limits.outbound_queue_bytes_max,
             held_max,
         ));
+        if observer {
+            conn.set_observer();
+        }
+        conn.set_origin(crate::connection::Origin {
+            dialect: upgrade.dialect,
+            transport: upgrade.transport,
+            peer: upgrade.peer,
+        });
         let authenticated = identity.is_some();
         if let Some(identity) = identity {
             conn.set_identity(identity);
