@@ -43,6 +43,24 @@ pub struct InspectQuery {
     /// Without `user` or `conn`, the node's first connections by id.
     #[serde(default)]
     pub limit: usize,
+    /// List the channels with a subscriber on each node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channels: Option<ChannelsQuery>,
+}
+
+/// Which channels each node lists: those starting with `prefix`, the first `limit` by name.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelsQuery {
+    #[serde(default)]
+    pub prefix: String,
+    pub limit: usize,
+}
+
+/// A channel with subscribers on a node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelCount {
+    pub channel: String,
+    pub subscribers: u64,
 }
 
 /// One node's counters, as it reported them.
@@ -99,6 +117,11 @@ pub struct NodeAnswer {
     pub connections: Vec<ConnectionReport>,
     /// More connections matched than were listed.
     pub truncated: bool,
+    /// The node's channels, when asked: the first by name, and how many matched.
+    #[serde(default)]
+    pub channels: Vec<ChannelCount>,
+    #[serde(default)]
+    pub channels_total: u64,
 }
 
 /// Every live node's answer, and the nodes that did not answer in time.
@@ -187,8 +210,31 @@ impl Node {
             matched.sort_by_key(|c| c.id);
             matched.truncate(limit);
         }
+        let (channels, channels_total) = match &query.channels {
+            None => (Vec::new(), 0),
+            Some(q) => {
+                let mut names: Vec<Arc<str>> = hub
+                    .channels()
+                    .into_iter()
+                    .filter(|c| c.starts_with(q.prefix.as_str()))
+                    .collect();
+                names.sort();
+                let total = names.len() as u64;
+                let listed = names
+                    .into_iter()
+                    .take(q.limit)
+                    .map(|c| ChannelCount {
+                        subscribers: hub.subscriber_count(&c) as u64,
+                        channel: c.to_string(),
+                    })
+                    .collect();
+                (listed, total)
+            }
+        };
         NodeAnswer {
             report,
+            channels,
+            channels_total,
             connections: matched
                 .iter()
                 .map(|c| connection_report(self.id(), c))
@@ -322,6 +368,10 @@ mod tests {
             user: Some("alice".into()),
             conn: Some("0000abcd-7".parse().unwrap()),
             limit: 5,
+            channels: Some(ChannelsQuery {
+                prefix: "chat:".into(),
+                limit: 10,
+            }),
         };
         let text = serde_json::to_string(&query).unwrap();
         assert_eq!(serde_json::from_str::<InspectQuery>(&text).unwrap(), query);

@@ -524,6 +524,7 @@ mod tests {
                     user: Some("u".into()),
                     conn: Some(conn),
                     limit: 10,
+                    channels: None,
                 },
             },
         ];

@@ -50,6 +50,7 @@ pub struct Config {
     pub redis: RedisSection,
     pub socketio: SocketIoSection,
     pub chat_service: ChatServiceSection,
+    pub admin: AdminSection,
 }
 
 impl Default for Config {
@@ -66,6 +67,41 @@ impl Default for Config {
             redis: RedisSection::default(),
             socketio: SocketIoSection::default(),
             chat_service: ChatServiceSection::default(),
+            admin: AdminSection::default(),
+        }
+    }
+}
+
+/// `[admin]`: the admin web interface at `/admin` (`docs/admin.md`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminSection {
+    /// Default: on in development mode, off otherwise.
+    pub enabled: bool,
+    /// What logs in: at least 12 characters, not the API key. Development mode makes one up
+    /// (shown in the log) when it is empty.
+    pub password: String,
+    pub session_ttl_ms: u64,
+    pub sessions_max: u64,
+    /// Failed logins within `login_window_ms` after which logins are refused for a while.
+    pub login_failures_max: u64,
+    pub login_window_ms: u64,
+    /// Mark the session cookie `Secure` (HTTPS); behind a proxy that sends
+    /// `X-Forwarded-Proto: https` it is marked anyway.
+    pub secure_cookie: bool,
+}
+
+impl Default for AdminSection {
+    fn default() -> Self {
+        let d = crate::admin::AdminOptions::new("");
+        AdminSection {
+            enabled: false,
+            password: String::new(),
+            session_ttl_ms: d.session_ttl.as_millis() as u64,
+            sessions_max: d.sessions_max as u64,
+            login_failures_max: d.login_failures_max as u64,
+            login_window_ms: d.login_window.as_millis() as u64,
+            secure_cookie: d.secure_cookie,
         }
     }
 }
@@ -990,6 +1026,7 @@ pub struct Loaded {
     socketio: Option<SocketIoConfig>,
     chat_service: Option<ChatServiceConfig>,
     chat_hooks: Option<Arc<dyn ChatHooks>>,
+    admin: Option<crate::admin::AdminOptions>,
 }
 
 /// How a namespace's subscribers are checked beyond its [`Access`].
@@ -1145,6 +1182,11 @@ pub fn load(sources: &Sources) -> Result<Loaded, ConfigError> {
     } else {
         dev_mode
     };
+    let admin_enabled = if is_set(&["admin", "enabled"]) {
+        config.admin.enabled
+    } else {
+        dev_mode
+    };
     // Development mode serves Socket.IO whatever `enabled` says: an explicit `false` is worth
     // a warning.
     let explicit = Explicit {
@@ -1160,7 +1202,14 @@ pub fn load(sources: &Sources) -> Result<Loaded, ConfigError> {
         .and_then(|f| f.path.parent())
         .map(Path::to_path_buf);
     match compile(
-        config, dev_mode, anonymous, metrics, explicit, base_dir, &locator,
+        config,
+        dev_mode,
+        anonymous,
+        metrics,
+        admin_enabled,
+        explicit,
+        base_dir,
+        &locator,
     ) {
         Ok(loaded) if problems.is_empty() => Ok(loaded),
         Ok(_) => Err(sorted(problems)),
@@ -1297,6 +1346,7 @@ fn compile(
     dev_mode: bool,
     anonymous: bool,
     metrics: bool,
+    admin_enabled: bool,
     explicit: Explicit,
     base_dir: Option<PathBuf>,
     at: &Locator<'_>,
@@ -1490,6 +1540,60 @@ fn compile(
             err(&p(&["api", key]), "must be greater than 0".into());
         }
     }
+
+    // The admin interface.
+    let a = &config.admin;
+    if !a.password.is_empty() {
+        if a.password.chars().count() < 12 {
+            err(
+                &p(&["admin", "password"]),
+                "must be at least 12 characters long".into(),
+            );
+        }
+        if a.password == config.api.key {
+            err(
+                &p(&["admin", "password"]),
+                "must not be the API key (`api.key`): the admin interface has its own".into(),
+            );
+        }
+    }
+    for (key, value) in [
+        ("session_ttl_ms", a.session_ttl_ms),
+        ("sessions_max", a.sessions_max),
+        ("login_failures_max", a.login_failures_max),
+        ("login_window_ms", a.login_window_ms),
+    ] {
+        if value == 0 {
+            err(&p(&["admin", key]), "must be greater than 0".into());
+        }
+    }
+    let admin = if !admin_enabled {
+        if !a.password.is_empty() {
+            warnings.push(
+                "`admin.password` is set but `admin.enabled` is not: the admin interface is off"
+                    .into(),
+            );
+        }
+        None
+    } else if a.password.is_empty() && !dev_mode {
+        err(
+            &p(&["admin", "password"]),
+            "must be set to serve the admin interface (`admin.enabled = true`)".into(),
+        );
+        None
+    } else {
+        let mut options = if a.password.is_empty() {
+            crate::admin::AdminOptions::generated()
+        } else {
+            crate::admin::AdminOptions::new(a.password.clone())
+        };
+        options.session_ttl = Duration::from_millis(a.session_ttl_ms);
+        options.sessions_max = usize_of(a.sessions_max);
+        options.login_failures_max = usize_of(a.login_failures_max);
+        options.login_window = Duration::from_millis(a.login_window_ms);
+        options.secure_cookie = a.secure_cookie;
+        Some(options)
+    };
 
     // Backend.
     let b = &config.backend;
@@ -1792,6 +1896,7 @@ fn compile(
         socketio,
         chat_service,
         chat_hooks,
+        admin,
     })
 }
 
@@ -1905,9 +2010,12 @@ fn socketio_path(path: &str) -> Result<(), String> {
             "`{path}`: empty, `.` and `..` segments are not allowed"
         ));
     }
-    if matches!(segments[0], "ws" | "health" | "metrics" | "api" | "demo") {
+    if matches!(
+        segments[0],
+        "ws" | "health" | "metrics" | "api" | "demo" | "admin"
+    ) {
         return Err(format!(
-            "`{path}`: `/{}` is the server's own (`/ws`, `/health`, `/metrics`, `/api/`, `/demo/`)",
+            "`{path}`: `/{}` is the server's own (`/ws`, `/health`, `/metrics`, `/api/`, `/demo/`, `/admin`)",
             segments[0]
         ));
     }
@@ -2105,6 +2213,10 @@ impl Loaded {
             builder = notifications.install(builder);
         }
 
+        builder = match &self.admin {
+            Some(admin) => builder.admin(admin.clone()),
+            None => builder.without_admin(),
+        };
         builder.endpoints(HttpEndpoints {
             api: Some(ApiOptions {
                 key: self.api_key.clone(),
@@ -2191,6 +2303,17 @@ impl Loaded {
             "metrics: {}",
             if self.metrics { "on (/metrics)" } else { "off" }
         ));
+        lines.push(match &self.admin {
+            None => "admin interface: off".into(),
+            Some(a) if a.generated => format!(
+                "admin interface: {}admin (password made up at start, shown in the log)",
+                crate::demo::page_url(self.listen)
+            ),
+            Some(_) => format!(
+                "admin interface: {}admin",
+                crate::demo::page_url(self.listen)
+            ),
+        });
         lines.push(match &self.socketio {
             None => "Socket.IO: off".into(),
             Some(s) if s.any_namespace => format!("Socket.IO: on ({}, every namespace)", s.path),
@@ -2315,6 +2438,21 @@ channels_max = 10000
 [metrics]
 # GET /metrics in the Prometheus text format.
 enabled = true
+
+[admin]
+# The admin web interface at /admin (docs/admin.md). To turn it on, set enabled = true and a
+# password of at least 12 characters (not the API key), e.g. from `openssl rand -hex 16`.
+enabled = false
+password = ""
+session_ttl_ms = 28800000
+sessions_max = 64
+# After this many failed logins within login_window_ms, logins are refused until the window
+# passes (429 with Retry-After).
+login_failures_max = 10
+login_window_ms = 60000
+# Mark the session cookie Secure (set when the server is reached over HTTPS; a proxy that sends
+# X-Forwarded-Proto: https gets a Secure cookie anyway).
+secure_cookie = false
 
 [backend]
 # Hooks into your application over HTTP (POST JSON). An empty URL turns a hook off.

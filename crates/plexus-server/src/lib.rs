@@ -14,6 +14,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod admin;
 pub mod api;
 pub mod backend;
 pub mod chatservice;
@@ -115,6 +116,7 @@ pub(crate) struct ServerState {
     pub(crate) socketio: Option<Arc<socketio::SocketIoConfig>>,
     pub(crate) socketio_sessions: Arc<socketio::Registry>,
     pub(crate) chat_service: Option<Arc<chatservice::ChatService>>,
+    pub(crate) admin: Option<Arc<admin::AdminState>>,
 }
 
 /// Builds a [`Server`].
@@ -126,9 +128,22 @@ pub struct ServerBuilder {
     socketio: Option<socketio::SocketIoConfig>,
     chat_service: Option<chatservice::ChatServiceConfig>,
     chat_hooks: Option<Arc<dyn chatservice::ChatHooks>>,
+    admin: Option<admin::AdminOptions>,
 }
 
 impl ServerBuilder {
+    /// Serves the admin web interface at `/admin` (`docs/admin.md`), with its own password.
+    pub fn admin(mut self, options: admin::AdminOptions) -> Self {
+        self.admin = Some(options);
+        self
+    }
+
+    /// No admin interface, even in development mode.
+    pub fn without_admin(mut self) -> Self {
+        self.admin = None;
+        self
+    }
+
     /// Serves chat-service's protocol (`docs/chat-service.md`) in its Socket.IO namespace;
     /// turns Socket.IO on when it is not.
     pub fn chat_service(mut self, config: chatservice::ChatServiceConfig) -> Self {
@@ -189,6 +204,9 @@ impl ServerBuilder {
         }
         if self.chat_service.is_none() {
             self.chat_service = Some(chatservice::ChatServiceConfig::development());
+        }
+        if self.admin.is_none() {
+            self.admin = Some(admin::AdminOptions::generated());
         }
         *self.node.channels_mut() = ChannelPolicy::open();
         self
@@ -346,6 +364,9 @@ impl ServerBuilder {
                 socketio: self.socketio.map(Arc::new),
                 socketio_sessions: Arc::default(),
                 chat_service,
+                admin: self
+                    .admin
+                    .map(|options| Arc::new(admin::AdminState::new(options))),
             }),
             listen: self.listen,
         }
@@ -368,6 +389,7 @@ impl Server {
             socketio: None,
             chat_service: None,
             chat_hooks: None,
+            admin: None,
         }
     }
 
@@ -403,11 +425,27 @@ impl Server {
             .route("/health", get(health))
             .merge(demo::router(self.state.dev_mode))
             .with_state(self.state.clone())
+            .merge(admin::router(
+                self.state.clone(),
+                api::ApiHandle::new(
+                    self.state.node.clone(),
+                    self.chat_service(),
+                    &self.state.endpoints,
+                ),
+            ))
             .merge(api::routes(
                 self.state.node.clone(),
                 self.chat_service(),
                 &self.state.endpoints,
             ))
+    }
+
+    /// The admin interface's password, when it is served (development mode makes one up).
+    pub fn admin_password(&self) -> Option<&str> {
+        self.state
+            .admin
+            .as_ref()
+            .map(|a| a.options.password.as_str())
     }
 
     /// Binds and serves in the background.
@@ -430,6 +468,17 @@ impl Server {
             );
         }
         tracing::info!(node = %self.state.node.id(), %local_addr, "plexus listening (WebSocket at /ws)");
+        if let Some(admin) = &self.state.admin {
+            let url = format!("{}admin", demo::page_url(local_addr));
+            if admin.options.generated {
+                tracing::warn!(
+                    password = %admin.options.password,
+                    "admin interface at {url} (development mode; the password is made up at each start: set `admin.password` to choose one)"
+                );
+            } else {
+                tracing::info!("admin interface at {url}");
+            }
+        }
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let app = self
             .router()

@@ -138,7 +138,19 @@ pub(crate) fn upgrade_request(
 pub(crate) async fn native_upgrade(
     State(state): State<Arc<ServerState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    req: Request<Body>,
+) -> Response<Body> {
+    upgrade_native(state, peer, req, None).await
+}
+
+/// Upgrades to the native protocol; with `observer`, the connection is an operator's
+/// ([`Session::open_observer`], the admin interface) with that identity, and the upgrade hook
+/// is not asked.
+pub(crate) async fn upgrade_native(
+    state: Arc<ServerState>,
+    peer: SocketAddr,
     mut req: Request<Body>,
+    observer: Option<plexus_core::Identity>,
 ) -> Response<Body> {
     let headers = req.headers();
     if !header_has_token(headers, header::UPGRADE, "websocket")
@@ -169,8 +181,10 @@ pub(crate) async fn native_upgrade(
     }
     let upgrade = Arc::new(upgrade_request(&req, peer, "native", "websocket"));
     let node = state.node.clone();
-    let identity = match node.auth().upgrade.clone() {
-        Some(hook) => match hook.check(upgrade.clone()).await {
+    let observing = observer.is_some();
+    let identity = match (observer, node.auth().upgrade.clone()) {
+        (Some(identity), _) => Some(identity),
+        (None, Some(hook)) => match hook.check(upgrade.clone()).await {
             UpgradeDecision::Accept(identity) => identity,
             UpgradeDecision::Refuse { status, reason } => {
                 let status = StatusCode::from_u16(status).unwrap_or(StatusCode::FORBIDDEN);
@@ -180,7 +194,7 @@ pub(crate) async fn native_upgrade(
                     .expect("valid response");
             }
         },
-        None => None,
+        (None, None) => None,
     };
     let on_upgrade = hyper::upgrade::on(&mut req);
     let mut response = Response::builder()
@@ -221,7 +235,11 @@ pub(crate) async fn native_upgrade(
             }
         };
         let format = state.formats.native(encoding);
-        match Session::open(&node, format, upgrade, identity) {
+        let opened = match identity {
+            Some(identity) if observing => Session::open_observer(&node, format, upgrade, identity),
+            identity => Session::open(&node, format, upgrade, identity),
+        };
+        match opened {
             Ok(session) => {
                 crate::conn::run(ws, session, crate::native::Native::new(encoding)).await
             }
