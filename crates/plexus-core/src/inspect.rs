@@ -224,7 +224,12 @@ impl Node {
                     .into_iter()
                     .take(q.limit)
                     .map(|c| ChannelCount {
-                        subscribers: hub.subscriber_count(&c) as u64,
+                        // The admin interface's own live tail is not a subscriber to count.
+                        subscribers: hub
+                            .subscribers(&c)
+                            .iter()
+                            .filter(|s| !s.is_observer())
+                            .count() as u64,
                         channel: c.to_string(),
                     })
                     .collect();

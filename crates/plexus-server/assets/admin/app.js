@@ -18,6 +18,8 @@ const CONN_ID = /^[0-9a-f]{8}-\d{1,19}$/;
 
 let csrf = null;
 let pollTimer = null;
+/** The node that serves this page. */
+let thisNode = null;
 
 /** An element with attributes and children (strings become text nodes). */
 function h(tag, attrs = {}, ...children) {
@@ -120,6 +122,7 @@ function showLogin(message) {
 
 function showApp(session) {
   csrf = session.csrf;
+  thisNode = session.node;
   $("booting").hidden = true;
   $("login").hidden = true;
   $("app").hidden = false;
@@ -305,7 +308,7 @@ function renderOverview() {
         return h(
           "tr",
           {},
-          h("td", {}, h("span", { class: "mono" }, n.node), n.shutting_down ? h("span", { class: "pill bad" }, " shutting down") : null),
+          h("td", {}, h("span", { class: "mono" }, n.node), n.node === thisNode ? h("span", { class: "pill accent", title: "the node serving this page" }, "this page") : null, n.shutting_down ? h("span", { class: "pill bad" }, "shutting down") : null),
           h("td", {}, n.version),
           h("td", {}, duration(n.uptime_ms)),
           h("td", { class: "num" }, String(n.connections)),
@@ -319,7 +322,7 @@ function renderOverview() {
     );
   }
   const now = Date.now();
-  lineChart($("chart-connections"), [{ name: "connections", color: "var(--in)", points: overview.connections }], { windowMs: WINDOW_MS, now });
+  lineChart($("chart-connections"), [{ name: "connections", color: "var(--in)", points: overview.connections }], { windowMs: WINDOW_MS, now, integer: true });
   lineChart(
     $("chart-messages"),
     [

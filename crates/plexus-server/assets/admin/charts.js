@@ -10,12 +10,20 @@ function el(name, attrs = {}, text) {
   return node;
 }
 
-/** A round upper bound for the axis: 1, 2 or 5 times a power of ten, at least `max`. */
-export function niceMax(max) {
-  if (!(max > 0)) return 1;
-  const power = 10 ** Math.floor(Math.log10(max));
-  for (const step of [1, 2, 5, 10]) if (step * power >= max) return step * power;
-  return 10 * power;
+/** A round step: 1, 2 or 5 times a power of ten, at least `x` (at least 1 for counts). */
+function niceStep(x, integer) {
+  if (!(x > 0)) return 1;
+  const power = 10 ** Math.floor(Math.log10(x));
+  for (const step of [1, 2, 5, 10]) {
+    const value = step * power;
+    if (value >= x && (!integer || value >= 1)) return value;
+  }
+  return integer ? Math.max(1, 10 * power) : 10 * power;
+}
+
+/** Four round steps from 0 that reach `max`: the axis' top. */
+export function niceMax(max, integer = false) {
+  return 4 * niceStep(max / 4, integer);
 }
 
 /** Short numbers for axes and cards: 950, 1.2k, 3.4M. */
@@ -32,7 +40,7 @@ export function compact(n) {
  * Draws `series` ([{name, color, points: [{t, v}]}], `t` in ms) into `container`, over the
  * `windowMs` ending at `now`. Redraws from scratch: the charts are small.
  */
-export function lineChart(container, series, { windowMs, now = Date.now(), empty = "Collecting data…" }) {
+export function lineChart(container, series, { windowMs, now = Date.now(), empty = "Collecting data…", integer = false }) {
   const width = Math.max(container.clientWidth, 200);
   const height = Math.max(container.clientHeight, 120);
   const pad = { left: 40, right: 8, top: 8, bottom: 20 };
@@ -41,7 +49,7 @@ export function lineChart(container, series, { windowMs, now = Date.now(), empty
   const svg = el("svg", { viewBox: `0 0 ${width} ${height}`, role: "img" });
   const start = now - windowMs;
   const visible = series.map((s) => ({ ...s, points: s.points.filter((p) => p.t >= start) }));
-  const max = niceMax(Math.max(0, ...visible.flatMap((s) => s.points.map((p) => p.v))));
+  const max = niceMax(Math.max(0, ...visible.flatMap((s) => s.points.map((p) => p.v))), integer);
   const x = (t) => pad.left + ((t - start) / windowMs) * w;
   const y = (v) => pad.top + h - (v / max) * h;
 
