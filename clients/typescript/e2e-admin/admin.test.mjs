@@ -292,6 +292,62 @@ describe("one node", () => {
   });
 });
 
+describe("development mode: `plexus serve` alone", () => {
+  let child;
+  let http;
+  let password;
+  before(async () => {
+    const port = await freePort();
+    http = `http://127.0.0.1:${port}`;
+    child = spawn(BIN, ["serve", "--listen", `127.0.0.1:${port}`], {
+      stdio: ["ignore", "ignore", "pipe"],
+      env: { ...process.env, PLEXUS_LOG: "warn", NO_COLOR: "1" },
+    });
+    children.add(child);
+    let log = "";
+    child.stderr.on("data", (d) => (log += d.toString()));
+    // The server says where the admin interface is and which password it made up.
+    password = await until(() => {
+      if (child.exitCode !== null) throw new Error(`plexus exited: ${log}`);
+      return /log in with the password ([0-9a-f]+)/.exec(log.replace(/\x1b\[[0-9;]*m/g, ""))?.[1];
+    }, "the admin password in the log");
+  });
+  after(async () => {
+    child?.kill("SIGTERM");
+  });
+
+  test("the demo chat's connection is listed, and a publication from the page reaches its room", async () => {
+    const errors = [];
+    const demo = await openPage(errors);
+    await demo.goto(`${http}/`);
+    await demo.fill("#name", "erin");
+    await demo.fill("#room", "lobby");
+    await demo.click("#join");
+    await demo.locator('#status[data-state="connected"]').waitFor(WAIT);
+
+    const page = await openPage(errors);
+    await page.goto(`${http}/admin`);
+    await page.fill("#password", password);
+    await page.click("#login-submit");
+    await page.locator("#app").waitFor(WAIT);
+    await page.click('.nav a[data-page="connections"]');
+    const card = page.locator("article.conn", { has: page.locator(".chip", { hasText: "chat:lobby" }) });
+    await card.waitFor(WAIT);
+    await shot(page, "dev-demo-connections");
+
+    await page.click('.nav a[data-page="publish"]');
+    await page.fill("#pub-channel", "chat:lobby");
+    await page.fill("#pub-data", '{"name": "operator", "text": "hello from the admin interface"}');
+    await page.click("#pub-submit");
+    await page.locator("#pub-result.ok").waitFor(WAIT);
+    await demo.locator("#messages li", { hasText: "hello from the admin interface" }).waitFor(WAIT);
+    await shot(demo, "dev-demo-received");
+    assert.deepEqual(errors, []);
+    await demo.context().close();
+    await page.context().close();
+  });
+});
+
 describe("two nodes on Redis", () => {
   let redis;
   let a;

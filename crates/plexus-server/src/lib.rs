@@ -472,8 +472,8 @@ impl Server {
             let url = format!("{}admin", demo::page_url(local_addr));
             if admin.options.generated {
                 tracing::warn!(
-                    password = %admin.options.password,
-                    "admin interface at {url} (development mode; the password is made up at each start: set `admin.password` to choose one)"
+                    "admin interface at {url}: log in with the password {} (development mode: a new one at each start; set `admin.password` to choose one)",
+                    admin.options.password
                 );
             } else {
                 tracing::info!("admin interface at {url}");
