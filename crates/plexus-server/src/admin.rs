@@ -327,6 +327,37 @@ fn unauthorized() -> Response {
     )
 }
 
+/// A request refused before it did anything: its answer, made when it is sent.
+enum Refusal {
+    NoSession,
+    BadCsrf,
+    TooLarge,
+    BadBody(String),
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        match self {
+            Refusal::NoSession => unauthorized(),
+            Refusal::BadCsrf => error(
+                StatusCode::FORBIDDEN,
+                ErrorCode::PERMISSION_DENIED,
+                "missing or wrong CSRF token (X-CSRF-Token)",
+            ),
+            Refusal::TooLarge => error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                ErrorCode::LIMIT_EXCEEDED,
+                "body too large",
+            ),
+            Refusal::BadBody(message) => error(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::BAD_REQUEST,
+                &format!("invalid body: {message}"),
+            ),
+        }
+    }
+}
+
 fn no_store(value: serde_json::Value) -> Response {
     let mut response = axum::Json(value).into_response();
     response
@@ -350,17 +381,13 @@ async fn session(State(ctx): State<Ctx>, headers: HeaderMap) -> Response {
 }
 
 /// The session of a state-changing request, when its CSRF token is the session's.
-fn checked(ctx: &Ctx, headers: &HeaderMap) -> Result<String, Response> {
+fn checked(ctx: &Ctx, headers: &HeaderMap) -> Result<String, Refusal> {
     let Some((id, csrf)) = ctx.admin.session(headers) else {
-        return Err(unauthorized());
+        return Err(Refusal::NoSession);
     };
     let given = headers.get(CSRF_HEADER).map(|v| v.as_bytes());
     if !given.is_some_and(|g| same_key(g, csrf.as_bytes())) {
-        return Err(error(
-            StatusCode::FORBIDDEN,
-            ErrorCode::PERMISSION_DENIED,
-            "missing or wrong CSRF token (X-CSRF-Token)",
-        ));
+        return Err(Refusal::BadCsrf);
     }
     Ok(id)
 }
@@ -373,23 +400,11 @@ fn is_json(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"))
 }
 
-async fn small_json<T: for<'de> Deserialize<'de>>(body: Body) -> Result<T, Response> {
+async fn small_json<T: for<'de> Deserialize<'de>>(body: Body) -> Result<T, Refusal> {
     let bytes = axum::body::to_bytes(body, SMALL_BODY_BYTES)
         .await
-        .map_err(|_| {
-            error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                ErrorCode::LIMIT_EXCEEDED,
-                "body too large",
-            )
-        })?;
-    serde_json::from_slice(&bytes).map_err(|e| {
-        error(
-            StatusCode::BAD_REQUEST,
-            ErrorCode::BAD_REQUEST,
-            &format!("invalid body: {e}"),
-        )
-    })
+        .map_err(|_| Refusal::TooLarge)?;
+    serde_json::from_slice(&bytes).map_err(|e| Refusal::BadBody(e.to_string()))
 }
 
 fn session_cookie(ctx: &Ctx, headers: &HeaderMap, value: &str, max_age_s: u64) -> HeaderValue {
@@ -438,7 +453,7 @@ async fn login(State(ctx): State<Ctx>, headers: HeaderMap, body: Body) -> Respon
     }
     let params: LoginParams = match small_json(body).await {
         Ok(p) => p,
-        Err(response) => return response,
+        Err(refusal) => return refusal.into_response(),
     };
     if !same_key(
         params.password.as_bytes(),
@@ -463,7 +478,7 @@ async fn login(State(ctx): State<Ctx>, headers: HeaderMap, body: Body) -> Respon
 async fn logout(State(ctx): State<Ctx>, headers: HeaderMap) -> Response {
     let id = match checked(&ctx, &headers) {
         Ok(id) => id,
-        Err(response) => return response,
+        Err(refusal) => return refusal.into_response(),
     };
     ctx.admin.close(&id);
     let mut response = no_store(json!({}));
@@ -486,14 +501,14 @@ async fn call(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    if let Err(response) = checked(&ctx, &headers) {
-        return response;
+    if let Err(refusal) = checked(&ctx, &headers) {
+        return refusal.into_response();
     }
     match method.as_str() {
         "tail" | "untail" => {
             let p: TailParams = match small_json(body).await {
                 Ok(p) => p,
-                Err(response) => return response,
+                Err(refusal) => return refusal.into_response(),
             };
             tail(&ctx, &p, method == "tail").await
         }

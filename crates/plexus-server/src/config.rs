@@ -187,6 +187,8 @@ struct Explicit {
     direct_messages: bool,
     userlist_updates: bool,
     login_query: bool,
+    /// `admin.enabled`, when set.
+    admin_enabled: Option<bool>,
 }
 
 /// The most messages a room may keep, and the most names an access list may hold.
@@ -1182,11 +1184,6 @@ pub fn load(sources: &Sources) -> Result<Loaded, ConfigError> {
     } else {
         dev_mode
     };
-    let admin_enabled = if is_set(&["admin", "enabled"]) {
-        config.admin.enabled
-    } else {
-        dev_mode
-    };
     // Development mode serves Socket.IO whatever `enabled` says: an explicit `false` is worth
     // a warning.
     let explicit = Explicit {
@@ -1195,6 +1192,7 @@ pub fn load(sources: &Sources) -> Result<Loaded, ConfigError> {
         direct_messages: is_set(&["chat_service", "enable_direct_messages"]),
         userlist_updates: is_set(&["chat_service", "enable_userlist_updates"]),
         login_query: is_set(&["chat_service", "login_query"]),
+        admin_enabled: is_set(&["admin", "enabled"]).then_some(config.admin.enabled),
     };
     let base_dir = sources
         .file
@@ -1202,14 +1200,7 @@ pub fn load(sources: &Sources) -> Result<Loaded, ConfigError> {
         .and_then(|f| f.path.parent())
         .map(Path::to_path_buf);
     match compile(
-        config,
-        dev_mode,
-        anonymous,
-        metrics,
-        admin_enabled,
-        explicit,
-        base_dir,
-        &locator,
+        config, dev_mode, anonymous, metrics, explicit, base_dir, &locator,
     ) {
         Ok(loaded) if problems.is_empty() => Ok(loaded),
         Ok(_) => Err(sorted(problems)),
@@ -1346,7 +1337,6 @@ fn compile(
     dev_mode: bool,
     anonymous: bool,
     metrics: bool,
-    admin_enabled: bool,
     explicit: Explicit,
     base_dir: Option<PathBuf>,
     at: &Locator<'_>,
@@ -1567,7 +1557,7 @@ fn compile(
             err(&p(&["admin", key]), "must be greater than 0".into());
         }
     }
-    let admin = if !admin_enabled {
+    let admin = if !explicit.admin_enabled.unwrap_or(dev_mode) {
         if !a.password.is_empty() {
             warnings.push(
                 "`admin.password` is set but `admin.enabled` is not: the admin interface is off"
