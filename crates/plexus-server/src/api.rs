@@ -1317,7 +1317,7 @@ async fn dispatch(state: &ApiState, method: &str, body: &[u8]) -> Result<Value, 
                 .into_iter()
                 .flat_map(|a| a.connections)
                 .collect();
-            connections.sort_by(|a, b| a.conn.cmp(&b.conn));
+            connections.sort_by_key(|c| c.conn.parse::<ConnId>().ok());
             let truncated = truncated || connections.len() > limit;
             connections.truncate(limit);
             Ok(json!({

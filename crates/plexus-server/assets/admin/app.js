@@ -109,6 +109,10 @@ const call = async (method, params = {}) => (await post(`api/${method}`, params)
 function showLogin(message) {
   stopPolling();
   stopTail();
+  // The page's own connection goes with the session.
+  tail.client?.disconnect();
+  tail.client = null;
+  tail.conn = null;
   csrf = null;
   $("booting").hidden = true;
   $("app").hidden = true;
