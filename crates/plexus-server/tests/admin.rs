@@ -630,3 +630,35 @@ async fn on_redis_every_node_sees_every_node_and_its_connections() {
     assert_eq!(reason, "bye from a");
     drop(redis);
 }
+
+#[tokio::test]
+async fn sessions_are_bounded_and_expire() {
+    let server = serve(&config("sessions_max = 2")).await;
+    let first = login(&server).await;
+    let second = login(&server).await;
+    let third = login(&server).await;
+    // A third login ended the oldest session.
+    let (status, _) = first.call_with("info", Some(&first.csrf), json!({})).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    for admin in [&second, &third] {
+        admin.call("info", json!({})).await;
+    }
+
+    let server = serve(&config("session_ttl_ms = 300")).await;
+    let admin = login(&server).await;
+    admin.call("info", json!({})).await;
+    // Waits for the session to end (upper bound WAIT).
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (status, _) = admin.call_with("info", Some(&admin.csrf), json!({})).await;
+        if status == StatusCode::UNAUTHORIZED {
+            break;
+        }
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the session did not end"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
