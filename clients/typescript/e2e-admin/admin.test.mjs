@@ -257,6 +257,28 @@ describe("one node", () => {
     await page.context().close();
   });
 
+  test("a user's mailbox shows its waiting messages; one is sent from the page", async () => {
+    const errors = [];
+    const page = await openPage(errors);
+    await logIn(page, server);
+    const frank = makeClient(server.ws, { token: token("frank"), autoAck: false });
+    await frank.connect();
+    const mail = next(frank, "mail", (m) => m.data?.notice === "from the admin interface");
+    await page.click('.nav a[data-page="mailboxes"]');
+    await page.fill("#mailbox-user", "frank");
+    await page.click("#mailbox-search button");
+    await page.locator("#durable-form").waitFor(WAIT);
+    await page.click("#durable-submit");
+    await page.locator("#durable-result.ok", { hasText: "Sent as message #1" }).waitFor(WAIT);
+    await page.locator('#mailbox-view .entry[data-seq="1"]').waitFor(WAIT);
+    assert.equal((await mail).seq, 1);
+    await shot(page, "mailboxes");
+    await assertFits(page);
+    await frank.disconnect();
+    assert.deepEqual(errors, []);
+    await page.context().close();
+  });
+
   test("disconnect a connection with a reason", async () => {
     const errors = [];
     const page = await openPage(errors);

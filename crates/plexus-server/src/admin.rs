@@ -58,6 +58,8 @@ pub const ADMIN_METHODS: &[&str] = &[
     "publish",
     "disconnect",
     "metadata_get",
+    "mailbox",
+    "send_durable",
 ];
 
 /// Options of the admin interface.

@@ -83,6 +83,9 @@ impl Default for ApiOptions {
 /// How long `nodes` and `connections` wait for the other nodes' answers, at most; a node that
 /// has not answered by then is listed in `missing`.
 const INSPECT_WAIT: Duration = Duration::from_secs(2);
+/// Durable messages `mailbox` lists without a `limit` (a mailbox holds at most
+/// `client.mailbox_max_messages`).
+const MAILBOX_DEFAULT: usize = 100;
 /// Connections `connections` lists without a `limit`.
 const CONNECTIONS_DEFAULT: usize = 100;
 
@@ -94,6 +97,7 @@ pub const METHODS: &[&str] = &[
     "send_all",
     "send_connection",
     "send_durable",
+    "mailbox",
     "disconnect",
     "subscribe",
     "unsubscribe",
@@ -597,6 +601,14 @@ struct ChannelsParams {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct InfoParams {}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MailboxParams {
+    user: String,
+    #[serde(default, deserialize_with = "some")]
+    limit: Option<SafeInt>,
+}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -1169,6 +1181,33 @@ async fn dispatch(state: &ApiState, method: &str, body: &[u8]) -> Result<Value, 
             }
             let outcome = node.send_durable(&user, payload, ttl).await?;
             Ok(json!({ "registered": outcome.registered, "seq": outcome.seq }))
+        }
+        "mailbox" => {
+            let p: MailboxParams = parse(body)?;
+            let user = non_empty("user", p.user)?;
+            let limit = p.limit.map_or(MAILBOX_DEFAULT, |l| {
+                usize::try_from(l.0).unwrap_or(usize::MAX)
+            });
+            if limit == 0 {
+                return Err(bad_request("`limit` must be greater than 0"));
+            }
+            let registered = node.is_registered(&user).await?;
+            let pending = node.pending_mail(&user).await?;
+            let messages: Vec<Value> = pending
+                .iter()
+                .take(limit)
+                .map(|m| {
+                    let mut map = payload_fields(&m.payload);
+                    map.insert("seq".into(), m.seq.into());
+                    map.insert("sent_ms".into(), m.sent_ms.into());
+                    map.into()
+                })
+                .collect();
+            Ok(json!({
+                "registered": registered,
+                "pending": pending.len(),
+                "messages": messages,
+            }))
         }
         "disconnect" => {
             let p: DisconnectParams = parse(body)?;

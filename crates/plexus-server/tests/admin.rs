@@ -21,6 +21,8 @@ fn config(extra: &str) -> String {
 anonymous = true
 [api]
 key = "{API_KEY}"
+[jwt]
+hmac_secret = "{SECRET}"
 [admin]
 enabled = true
 password = "{PASSWORD}"
@@ -661,4 +663,47 @@ async fn sessions_are_bounded_and_expire() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+}
+
+#[tokio::test]
+async fn a_users_mailbox_lists_its_waiting_messages() {
+    let server = serve(&config("")).await;
+    let admin = login(&server).await;
+    let none = admin.call("mailbox", json!({"user": "alice"})).await;
+    assert_eq!(
+        none["result"],
+        json!({"registered": false, "pending": 0, "messages": []})
+    );
+    // A user has a mailbox from its first authenticated connection.
+    let token = hs(
+        json!({"sub": "alice"}),
+        plexus_server::jwt::Algorithm::HS256,
+    );
+    let (mut alice, reply) = connect_token(&server.ws_url(), &token).await;
+    reply.unwrap();
+    for n in 1..=3 {
+        let sent = admin
+            .call("send_durable", json!({"user": "alice", "data": {"n": n}}))
+            .await;
+        assert_eq!(sent["result"]["seq"], n);
+    }
+    let mailbox = admin
+        .call("mailbox", json!({"user": "alice", "limit": 2}))
+        .await;
+    assert_eq!(mailbox["result"]["registered"], true);
+    assert_eq!(mailbox["result"]["pending"], 3);
+    let messages = mailbox["result"]["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 2);
+    assert_eq!(messages[0]["seq"], 1);
+    assert_eq!(messages[0]["data"], json!({"n": 1}));
+    assert!(messages[0]["sent_ms"].as_u64().unwrap() > 0);
+    // Acknowledged messages are no longer waiting.
+    alice.request("ack", json!({"seq": 2})).await.unwrap();
+    let mailbox = admin.call("mailbox", json!({"user": "alice"})).await;
+    assert_eq!(mailbox["result"]["pending"], 1);
+    assert_eq!(mailbox["result"]["messages"][0]["seq"], 3);
+    let (status, _) = admin
+        .call_with("mailbox", Some(&admin.csrf), json!({"user": ""}))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
 }

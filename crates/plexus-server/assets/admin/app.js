@@ -176,7 +176,7 @@ $("logout").addEventListener("click", async () => {
   showLogin("You are logged out.");
 });
 
-const PAGES = ["overview", "channels", "connections", "publish"];
+const PAGES = ["overview", "channels", "connections", "publish", "mailboxes"];
 
 /** `#/page` or `#/channels/<name>`. */
 function route() {
@@ -668,5 +668,90 @@ $("publish-form").addEventListener("submit", async (event) => {
   }
 });
 
+// ---- mailboxes ---------------------------------------------------------------------------
+
+let mailboxUser = null;
+
+async function openMailbox(user) {
+  mailboxUser = user;
+  const view = $("mailbox-view");
+  view.replaceChildren(h("p", { class: "empty-line" }, "Loading…"));
+  try {
+    const mailbox = await call("mailbox", { user, limit: 100 });
+    if (user !== mailboxUser) return;
+    const messages = mailbox.messages ?? [];
+    view.replaceChildren(
+      h(
+        "div",
+        { class: "conn-head" },
+        h("span", { class: "id" }, user),
+        h("span", { class: `pill ${mailbox.registered ? "ok" : ""}` }, mailbox.registered ? "has a mailbox" : "no mailbox"),
+        h("span", { class: "pill accent", id: "mailbox-pending" }, `${mailbox.pending} waiting`),
+      ),
+      messages.length
+        ? h(
+            "ol",
+            { class: "feed mail-feed" },
+            messages.map((m) =>
+              h(
+                "li",
+                { class: "entry", "data-seq": m.seq },
+                h("div", { class: "meta" }, h("span", {}, `#${m.seq}`), h("span", { title: new Date(m.sent_ms).toLocaleString() }, `sent ${ago(m.sent_ms)}`)),
+                h("pre", {}, m.binary !== undefined ? "<binary data>" : json(m.data)),
+              ),
+            ),
+            mailbox.pending > messages.length ? h("li", { class: "muted small" }, `and ${mailbox.pending - messages.length} more`) : null,
+          )
+        : h("p", { class: "empty-line" }, mailbox.registered ? "Nothing waits: every message was acknowledged or expired." : "This user has no mailbox: it has not connected with an identity lately, and a durable message to it is not stored."),
+    );
+    $("durable-user").textContent = user;
+    $("durable-form").hidden = false;
+  } catch (e) {
+    if (e.status === 401) return;
+    view.replaceChildren(h("p", { class: "error-line" }, `Cannot read the mailbox: ${e.message}`));
+  }
+}
+
+$("mailbox-search").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const user = $("mailbox-user").value.trim();
+  $("durable-result").hidden = true;
+  if (user) openMailbox(user);
+});
+
+function checkDurable() {
+  const check = $("durable-check");
+  let ok = true;
+  try {
+    JSON.parse($("durable-data").value);
+    check.textContent = "Valid JSON";
+  } catch (e) {
+    ok = false;
+    check.textContent = `Not JSON: ${e.message}`;
+  }
+  check.dataset.ok = String(ok);
+  $("durable-data").setAttribute("aria-invalid", String(!ok));
+  $("durable-submit").disabled = !ok;
+  return ok;
+}
+$("durable-data").addEventListener("input", checkDurable);
+
+$("durable-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  if (!checkDurable() || !mailboxUser) return;
+  const result = $("durable-result");
+  try {
+    const sent = await call("send_durable", { user: mailboxUser, data: JSON.parse($("durable-data").value) });
+    result.className = sent.registered ? "result ok" : "result bad";
+    result.textContent = sent.registered ? `Sent as message #${sent.seq}.` : "Not stored: this user has no mailbox.";
+    await openMailbox(mailboxUser);
+  } catch (e) {
+    result.className = "result bad";
+    result.textContent = `Not sent: ${e.message}`;
+  }
+  result.hidden = false;
+});
+
 checkEditor();
+checkDurable();
 boot();
