@@ -411,6 +411,8 @@ describe("two nodes on Redis", () => {
     await sub.ready;
     await page.locator("#nodes-table tbody tr").nth(1).waitFor(WAIT);
     await until(async () => Number(await page.textContent("#stat-subscriptions")) >= 1, "the subscription on node B");
+    // A few readings, so that both charts have lines.
+    await page.waitForFunction(() => document.querySelectorAll("#chart-messages path.line").length === 2, null, WAIT);
     await shot(page, "overview-two-nodes");
 
     // The live tail on node A shows what is published on node B.

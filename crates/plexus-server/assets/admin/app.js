@@ -326,14 +326,17 @@ function renderOverview() {
     );
   }
   const now = Date.now();
-  lineChart($("chart-connections"), [{ name: "connections", color: "var(--in)", points: overview.connections }], { windowMs: WINDOW_MS, now, integer: true });
+  // The charts span what the page has seen: at least a minute, at most WINDOW_MS.
+  const first = overview.connections[0]?.t ?? now;
+  const windowMs = Math.min(WINDOW_MS, Math.max(60_000, Math.ceil((now - first) / 60_000) * 60_000));
+  lineChart($("chart-connections"), [{ name: "connections", color: "var(--in)", points: overview.connections }], { windowMs, now, integer: true });
   lineChart(
     $("chart-messages"),
     [
       { name: "in", color: "var(--in)", points: overview.inRate },
       { name: "out", color: "var(--out)", points: overview.outRate },
     ],
-    { windowMs: WINDOW_MS, now },
+    { windowMs, now },
   );
 }
 window.addEventListener("resize", () => {

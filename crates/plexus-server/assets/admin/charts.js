@@ -58,11 +58,14 @@ export function lineChart(container, series, { windowMs, now = Date.now(), empty
     svg.append(el("line", { class: "grid", x1: pad.left, x2: pad.left + w, y1: y(v), y2: y(v) }));
     svg.append(el("text", { class: "axis", x: pad.left - 6, y: y(v) + 4, "text-anchor": "end" }, compact(v)));
   }
-  const minutes = Math.round(windowMs / 60_000);
-  for (let m = 0; m <= minutes; m++) {
-    const t = now - m * 60_000;
-    const label = m === 0 ? "now" : `−${m}m`;
-    svg.append(el("text", { class: "axis", x: x(t), y: height - 4, "text-anchor": m === 0 ? "end" : m === minutes ? "start" : "middle" }, label));
+  // A tick every 15 s, 30 s or minute, whichever gives at most six.
+  const step = [15_000, 30_000, 60_000, 120_000].find((ms) => windowMs / ms <= 6) ?? 300_000;
+  const ticks = Math.floor(windowMs / step);
+  for (let i = 0; i <= ticks; i++) {
+    const ago = i * step;
+    const label = i === 0 ? "now" : ago < 60_000 || ago % 60_000 ? `−${ago / 1000}s` : `−${ago / 60_000}m`;
+    const anchor = i === 0 ? "end" : i === ticks && ago === windowMs ? "start" : "middle";
+    svg.append(el("text", { class: "axis", x: x(now - ago), y: height - 4, "text-anchor": anchor }, label));
   }
   let drawn = false;
   for (const s of visible) {
