@@ -432,6 +432,13 @@ describe("two nodes on Redis", () => {
     await card.locator('button[data-action="disconnect"]').click();
     await page.click("#disconnect-confirm");
     assert.equal((await closed).code, 4505);
+
+    // Redis goes away: the overview says so, and still shows the node serving the page.
+    redis.kill("SIGKILL");
+    await page.click('.nav a[data-page="overview"]');
+    await page.locator("#banner", { hasText: "Showing this node only" }).waitFor(WAIT);
+    await page.locator("#stat-engine", { hasText: "degraded" }).waitFor(WAIT);
+    await shot(page, "overview-redis-down");
     assert.deepEqual(errors, []);
     await page.context().close();
   });

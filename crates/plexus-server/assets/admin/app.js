@@ -268,7 +268,26 @@ async function poll() {
   } catch (e) {
     if (e.status === 401) return;
     overview.error = e.message;
-    showBanner(`Cannot read the nodes: ${e.message}`);
+    // The engine cannot list the nodes (Redis down?): this node still says how it is.
+    const fallback = await call("info").catch(() => null);
+    if (fallback) {
+      overview.nodes = [
+        {
+          node: fallback.node,
+          version: fallback.version,
+          uptime_ms: fallback.uptime_ms,
+          connections: fallback.connections,
+          users: fallback.users,
+          subscriptions: undefined,
+          shutting_down: fallback.shutting_down,
+          engine_healthy: fallback.engine.healthy,
+          engine_detail: fallback.engine.detail,
+        },
+      ];
+      overview.rates.clear();
+      overview.at = Date.now();
+    }
+    showBanner(`Cannot ask every node (${e.message}).${fallback ? " Showing this node only." : ""}`);
   }
   if (!$("page-overview").hidden) renderOverview();
 }
@@ -291,7 +310,8 @@ function renderOverview() {
   const known = nodes.length > 0;
   $("stat-nodes").textContent = known ? String(nodes.length) : "–";
   $("stat-connections").textContent = known ? compact(sum("connections")) : "–";
-  $("stat-subscriptions").textContent = known ? compact(sum("subscriptions")) : "–";
+  const subscriptionsKnown = known && nodes.every((n) => n.subscriptions !== undefined);
+  $("stat-subscriptions").textContent = subscriptionsKnown ? compact(sum("subscriptions")) : "–";
   $("stat-in").textContent = rates.length ? compact(rates.reduce((n, r) => n + r.in, 0)) : "–";
   $("stat-out").textContent = rates.length ? compact(rates.reduce((n, r) => n + r.out, 0)) : "–";
   const healthy = known && nodes.every((n) => n.engine_healthy);
@@ -312,12 +332,12 @@ function renderOverview() {
         return h(
           "tr",
           {},
-          h("td", {}, h("span", { class: "mono" }, n.node), n.node === thisNode ? h("span", { class: "pill accent", title: "the node serving this page" }, "this page") : null, n.shutting_down ? h("span", { class: "pill bad" }, "shutting down") : null),
+          h("td", { class: "nowrap" }, h("span", { class: "mono" }, n.node), n.node === thisNode ? h("span", { class: "pill accent", title: "the node serving this page" }, "this page") : null, n.shutting_down ? h("span", { class: "pill bad" }, "shutting down") : null),
           h("td", {}, n.version),
           h("td", {}, duration(n.uptime_ms)),
           h("td", { class: "num" }, String(n.connections)),
           h("td", { class: "num" }, String(n.users)),
-          h("td", { class: "num" }, String(n.subscriptions)),
+          h("td", { class: "num" }, n.subscriptions === undefined ? "–" : String(n.subscriptions)),
           h("td", { class: "num" }, rate ? compact(rate.in) : "–"),
           h("td", { class: "num" }, rate ? compact(rate.out) : "–"),
           h("td", {}, h("span", { class: `pill ${n.engine_healthy ? "ok" : "bad"}`, title: n.engine_detail }, n.engine_healthy ? "healthy" : "degraded"), " ", h("span", { class: "muted small" }, n.engine_detail)),
