@@ -2,8 +2,9 @@
 # Runs every test of the project on a fresh machine: installs what the tests need when it is
 # missing, then runs every suite — Rust (unit, integration over real sockets, protocol-document
 # examples, the feature suite again on Redis), the OpenAPI check, the TypeScript client and the
-# browser test. A failing suite does not stop the others: every failure is listed at the end,
-# and the exit code is non-zero if any suite failed. Usage: scripts/test.sh
+# browser tests (the demo page, the admin interface). A failing suite does not stop the others:
+# every failure is listed at the end, and the exit code is non-zero if any suite failed.
+# Usage: scripts/test.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -165,6 +166,32 @@ cargo build --locked -p plexus
 }
 suite "TypeScript client: build, tests against a real server, demo copy, e2e in Chromium" typescript_tests
 # --- end of the TypeScript client tests -------------------------------------------------------
+
+# --- issue 20: the admin interface in headless Chromium (clients/typescript/e2e-admin) --------
+# Real `plexus serve` processes (one node; two nodes on a redis-server the test starts) driven
+# through /admin by Debian's Chromium with playwright-core: log in and out, a wrong password,
+# CSRF refused, the overview, a live tail, publish, disconnect. Screenshots in
+# target/admin-e2e/. Needs Node.js 20+ with npm, chromium and redis-server.
+admin_e2e() {
+if ! need node || ! need npm; then
+  echo "node and npm are required for the admin interface test" >&2
+  exit 1
+fi
+if [ -z "${CHROMIUM_PATH:-}" ] && [ ! -x /usr/bin/chromium ]; then
+  echo "== installing chromium"
+  if [ "$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null
+  else sudo apt-get update -qq && sudo apt-get install -y -qq chromium >/dev/null; fi
+fi
+cargo build --locked -p plexus
+(
+  cd clients/typescript
+  if ! npm ls --depth=0 >/dev/null 2>&1; then npm ci --no-audit --no-fund; fi
+  npm run --silent build
+  npm run e2e:admin
+)
+}
+suite "admin interface: /admin in Chromium, one node and two on Redis" admin_e2e
+# --- end issue 20 -----------------------------------------------------------------------------
 
 # --- issue 7: load generator and benchmarks (crates/plexus-loadgen, scripts/bench) ---
 # The harness's smoke test (crates/plexus-loadgen/tests/smoke.rs: every scenario for well under

@@ -26,10 +26,28 @@ pub struct Connection {
     missed_pongs: AtomicU32,
     rtt_us: AtomicU64,
     created: Instant,
+    /// Unix milliseconds at which the connection opened (for operators: `connections`).
+    opened_ms: u64,
+    /// What opened it: dialect, transport, peer (set once by the session).
+    origin: OnceLock<Origin>,
+    /// An operator's connection (the admin interface's live tail): it receives publications
+    /// but is never in presence and never echoed to others.
+    observer: AtomicBool,
     /// Whether any stream is held (a fast check on the fan-out path).
     holding: AtomicBool,
     held: Mutex<HashMap<HoldKey, Held>>,
     held_max: usize,
+}
+
+/// How a connection was opened, as operators see it (`Node::inspect`): never its headers,
+/// cookies or query, which may carry credentials.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Origin {
+    /// `native`, `socketio`, …
+    pub dialect: &'static str,
+    /// The transport it opened on: `websocket`, `polling`, `tcp`, …
+    pub transport: &'static str,
+    pub peer: Option<std::net::SocketAddr>,
 }
 
 /// A stream of sequenced frames that can be held back: a channel's publications (by offset), or
@@ -75,10 +93,38 @@ impl Connection {
             missed_pongs: AtomicU32::new(0),
             rtt_us: AtomicU64::new(0),
             created: Instant::now(),
+            opened_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+            origin: OnceLock::new(),
+            observer: AtomicBool::new(false),
             holding: AtomicBool::new(false),
             held: Mutex::new(HashMap::new()),
             held_max,
         }
+    }
+
+    /// Records how the connection was opened (the first call wins).
+    pub fn set_origin(&self, origin: Origin) {
+        let _ = self.origin.set(origin);
+    }
+
+    pub fn origin(&self) -> Option<&Origin> {
+        self.origin.get()
+    }
+
+    /// Marks an operator's connection (before it subscribes anything).
+    pub fn set_observer(&self) {
+        self.observer.store(true, Ordering::Release);
+    }
+
+    pub fn is_observer(&self) -> bool {
+        self.observer.load(Ordering::Acquire)
+    }
+
+    /// Unix milliseconds at which the connection opened.
+    pub fn opened_ms(&self) -> u64 {
+        self.opened_ms
     }
 
     /// Starts holding back a stream's frames (see [`Connection::release`]).

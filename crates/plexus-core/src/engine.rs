@@ -135,6 +135,12 @@ pub enum Control {
         event: EchoEvent,
         channel: Option<Arc<str>>,
     },
+    /// An operator's question to every node (`Node::inspect`): each answers `request` in the
+    /// key/value store.
+    Inspect {
+        request: Arc<str>,
+        query: crate::inspect::InspectQuery,
+    },
 }
 
 /// A presence change in a channel.

@@ -11,6 +11,7 @@ pub mod engine;
 mod error;
 pub mod hub;
 pub mod ids;
+pub mod inspect;
 pub mod lifecycle;
 pub mod limits;
 pub mod mailbox;

@@ -109,6 +109,16 @@ impl Node {
         Ok(pending)
     }
 
+    /// The durable messages waiting in `user`'s mailbox, oldest first (at most
+    /// `mailbox_max_messages`: a mailbox never holds more).
+    pub async fn pending_mail(&self, user: &str) -> Result<Vec<crate::engine::Mail>, Error> {
+        self.engine()
+            .mailbox
+            .pending(user)
+            .await
+            .map_err(engine_error)
+    }
+
     /// Acknowledges `user`'s durable messages up to `seq`; returns how many still wait.
     pub async fn ack_mail(&self, user: &str, seq: u64) -> Result<u64, Error> {
         // An acknowledging user is alive: its inbox lives on.

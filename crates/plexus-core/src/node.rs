@@ -28,7 +28,7 @@ use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The `unsubscribed` reason that asks the client to subscribe again and recover.
 pub const INSUFFICIENT_STATE: &str = "insufficient_state";
@@ -55,6 +55,8 @@ struct NodeInner {
     heartbeat: Heartbeat,
     shutting_down: AtomicBool,
     stats: NodeStats,
+    /// When the node was built (its uptime).
+    started: Instant,
     echoes: bool,
     track_online: bool,
     /// The generation of each presence state with an expiry timer, so that a timer only clears
@@ -165,6 +167,7 @@ impl NodeBuilder {
             heartbeat,
             shutting_down: AtomicBool::new(false),
             stats: NodeStats::default(),
+            started: Instant::now(),
             echoes: self.echoes,
             track_online: self.track_online,
             state_generations: Mutex::new(HashMap::new()),
@@ -262,6 +265,11 @@ impl Node {
     /// [`NodeBuilder::track_online`]).
     pub(crate) fn tracks_online(&self) -> bool {
         self.inner.track_online || self.inner.channels.has_rooms()
+    }
+
+    /// When the node was built.
+    pub fn started(&self) -> Instant {
+        self.inner.started
     }
 
     pub fn is_shutting_down(&self) -> bool {
@@ -369,7 +377,7 @@ impl Node {
         event: EchoEvent,
         channel: Option<Arc<str>>,
     ) {
-        if !self.inner.echoes {
+        if !self.inner.echoes || conn.is_observer() {
             return;
         }
         let Some(user) = conn.identity().map(|i| i.user.clone()) else {
@@ -773,6 +781,7 @@ impl Node {
                     conn.close(code, reason);
                 }
             }
+            Control::Inspect { request, query } => self.answer_inspect(request, query),
         }
     }
 

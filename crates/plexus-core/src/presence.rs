@@ -33,6 +33,9 @@ impl Node {
     }
 
     pub(crate) async fn join_presence(&self, conn: &Connection, channel: &Arc<str>) {
+        if conn.is_observer() {
+            return;
+        }
         let Some(join_leave) = self.presence_namespace(channel) else {
             return;
         };
@@ -66,6 +69,9 @@ impl Node {
     }
 
     pub(crate) async fn leave_presence(&self, conn: &Connection, channel: &str) {
+        if conn.is_observer() {
+            return;
+        }
         let Some(join_leave) = self.presence_namespace(channel) else {
             return;
         };

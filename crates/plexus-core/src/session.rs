@@ -161,7 +161,14 @@ impl Session {
         upgrade: Arc<UpgradeRequest>,
         identity: Option<Identity>,
     ) -> Result<Session, Error> {
-        Session::open_with(node, format, upgrade, identity, &ConnLimits::default())
+        Session::open_as(
+            node,
+            format,
+            upgrade,
+            identity,
+            &ConnLimits::default(),
+            false,
+        )
     }
 
     /// [`Session::open`] with per-connection limits of the listener's own in place of the
@@ -172,6 +179,35 @@ impl Session {
         upgrade: Arc<UpgradeRequest>,
         identity: Option<Identity>,
         own: &ConnLimits,
+    ) -> Result<Session, Error> {
+        Session::open_as(node, format, upgrade, identity, own, false)
+    }
+
+    /// Opens an operator's connection ([`Connection::set_observer`]): never in presence, never
+    /// echoed (the admin interface's live tail).
+    pub fn open_observer(
+        node: &Node,
+        format: Arc<dyn WireFormat>,
+        upgrade: Arc<UpgradeRequest>,
+        identity: Identity,
+    ) -> Result<Session, Error> {
+        Session::open_as(
+            node,
+            format,
+            upgrade,
+            Some(identity),
+            &ConnLimits::default(),
+            true,
+        )
+    }
+
+    fn open_as(
+        node: &Node,
+        format: Arc<dyn WireFormat>,
+        upgrade: Arc<UpgradeRequest>,
+        identity: Option<Identity>,
+        own: &ConnLimits,
+        observer: bool,
     ) -> Result<Session, Error> {
         if node.is_shutting_down() {
             return Err(Error::new(ErrorCode::NOT_AVAILABLE, "server shutting down")
@@ -188,6 +224,14 @@ impl Session {
                 .unwrap_or(limits.outbound_queue_bytes_max),
             held_max,
         ));
+        if observer {
+            conn.set_observer();
+        }
+        conn.set_origin(crate::connection::Origin {
+            dialect: upgrade.dialect,
+            transport: upgrade.transport,
+            peer: upgrade.peer,
+        });
         let authenticated = identity.is_some();
         if let Some(identity) = identity {
             conn.set_identity(identity);

@@ -181,6 +181,11 @@ enum ControlWire {
         e: u8,
         ch: Option<String>,
     },
+    /// `q`: the query as JSON (`plexus_core::inspect::InspectQuery`).
+    Inspect {
+        r: String,
+        q: String,
+    },
 }
 
 fn exclude_wire(e: Option<&Exclude>) -> Option<(Vec<String>, Vec<String>)> {
@@ -308,6 +313,10 @@ pub(crate) fn encode_control(control: &Control) -> Vec<u8> {
             e: echo_code(*event),
             ch: channel.as_deref().map(str::to_owned),
         },
+        Control::Inspect { request, query } => ControlWire::Inspect {
+            r: s(request),
+            q: serde_json::to_string(query).expect("a query encodes"),
+        },
     };
     rmp_serde::to_vec_named(&wire).expect("control encodes")
 }
@@ -403,6 +412,10 @@ pub(crate) fn decode_control(bytes: &[u8]) -> Option<Control> {
                 _ => EchoEvent::Left,
             },
             channel: ch.map(a),
+        },
+        ControlWire::Inspect { r, q } => Control::Inspect {
+            request: a(r),
+            query: serde_json::from_str(&q).ok()?,
         },
     })
 }
@@ -504,6 +517,15 @@ mod tests {
                 channel: Arc::from("c"),
                 emit: Payload::binary(vec![1u8, 2]).into(),
                 exclude: None,
+            },
+            Control::Inspect {
+                request: Arc::from("0000abcd-1"),
+                query: plexus_core::inspect::InspectQuery {
+                    user: Some("u".into()),
+                    conn: Some(conn),
+                    limit: 10,
+                    channels: None,
+                },
             },
         ];
         for c in controls {

@@ -14,6 +14,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use plexus_core::engine::{HistoryQuery, PresenceEntry};
+use plexus_core::inspect::{CONNECTIONS_MAX, ChannelsQuery, InspectQuery};
 use plexus_core::rooms::{DirectList, DirectState, RoomConfig, RoomList};
 use plexus_core::stats::Histogram;
 use plexus_core::{
@@ -79,6 +80,15 @@ impl Default for ApiOptions {
     }
 }
 
+/// How long `nodes` and `connections` wait for the other nodes' answers, at most; a node that
+/// has not answered by then is listed in `missing`.
+const INSPECT_WAIT: Duration = Duration::from_secs(2);
+/// Durable messages `mailbox` lists without a `limit` (a mailbox holds at most
+/// `client.mailbox_max_messages`).
+const MAILBOX_DEFAULT: usize = 100;
+/// Connections `connections` lists without a `limit`.
+const CONNECTIONS_DEFAULT: usize = 100;
+
 /// Every API method, in the order of `docs/api.md`.
 pub const METHODS: &[&str] = &[
     "publish",
@@ -87,11 +97,14 @@ pub const METHODS: &[&str] = &[
     "send_all",
     "send_connection",
     "send_durable",
+    "mailbox",
     "disconnect",
     "subscribe",
     "unsubscribe",
     "channels",
     "info",
+    "nodes",
+    "connections",
     "history",
     "history_remove",
     "presence",
@@ -177,6 +190,35 @@ struct ApiState {
     mesa: Option<crate::mesa::MesaApi>,
 }
 
+/// The API's methods for another front that authenticates its callers itself (the admin
+/// interface): the same methods, limits and counters, without the API key.
+#[derive(Clone)]
+pub(crate) struct ApiHandle(Arc<ApiState>);
+
+impl ApiHandle {
+    pub(crate) fn new(
+        node: Node,
+        chat_service: Option<ChatServiceApi>,
+        endpoints: &HttpEndpoints,
+        mesa: Option<crate::mesa::MesaApi>,
+    ) -> ApiHandle {
+        ApiHandle(Arc::new(ApiState {
+            node,
+            chat_service,
+            mesa,
+            options: endpoints.api.clone().unwrap_or_default(),
+            stats: endpoints.stats.clone(),
+            backend: endpoints.backend.clone(),
+            metrics: endpoints.metrics,
+        }))
+    }
+
+    /// Runs `method` as `POST /api/<method>` would after its key check.
+    pub(crate) async fn call(&self, method: &str, body: Body) -> Response {
+        run(&self.0, method, body).await
+    }
+}
+
 /// The routes of `endpoints` (none when nothing is enabled).
 pub(crate) fn routes(
     node: Node,
@@ -185,15 +227,7 @@ pub(crate) fn routes(
     mesa: Option<crate::mesa::MesaApi>,
 ) -> Router {
     let mut router = Router::new();
-    let state = Arc::new(ApiState {
-        node,
-        chat_service,
-        mesa,
-        options: endpoints.api.clone().unwrap_or_default(),
-        stats: endpoints.stats.clone(),
-        backend: endpoints.backend.clone(),
-        metrics: endpoints.metrics,
-    });
+    let state = ApiHandle::new(node, chat_service, endpoints, mesa).0;
     if endpoints.api.is_some() {
         router = router.route("/api/{method}", post(call));
     }
@@ -259,7 +293,7 @@ fn error_response(status: StatusCode, e: &Error) -> Response {
 }
 
 /// Compares without an early exit, so the time taken does not tell how much of a key matched.
-fn same_key(given: &[u8], expected: &[u8]) -> bool {
+pub(crate) fn same_key(given: &[u8], expected: &[u8]) -> bool {
     given.len() == expected.len()
         && given
             .iter()
@@ -285,7 +319,6 @@ async fn call(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let started = Instant::now();
     match &state.options.key {
         ApiKey::Open => {}
         ApiKey::Missing => {
@@ -307,6 +340,12 @@ async fn call(
             }
         }
     }
+    run(&state, &method, body).await
+}
+
+/// Runs an API method on an authenticated request: counts it, bounds its body, answers.
+async fn run(state: &ApiState, method: &str, body: Body) -> Response {
+    let started = Instant::now();
     let known = METHODS.iter().find(|m| **m == method).copied();
     let i = slot(known);
     state.stats.calls[i].fetch_add(1, Ordering::Relaxed);
@@ -323,7 +362,7 @@ async fn call(
                     format!("body larger than {} bytes", state.options.max_body_bytes),
                 ),
             )),
-            Ok(bytes) => dispatch(&state, method, &bytes).await,
+            Ok(bytes) => dispatch(state, method, &bytes).await,
         },
     };
     state.stats.duration.observe(started.elapsed());
@@ -664,6 +703,25 @@ struct ChannelsParams {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct InfoParams {}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MailboxParams {
+    user: String,
+    #[serde(default, deserialize_with = "some")]
+    limit: Option<SafeInt>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConnectionsParams {
+    #[serde(default, deserialize_with = "some")]
+    user: Option<String>,
+    #[serde(default, deserialize_with = "some")]
+    conn: Option<String>,
+    #[serde(default, deserialize_with = "some")]
+    limit: Option<SafeInt>,
+}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -1323,6 +1381,33 @@ async fn dispatch(state: &ApiState, method: &str, body: &[u8]) -> Result<Value, 
             let outcome = node.send_durable(&user, payload, ttl).await?;
             Ok(json!({ "registered": outcome.registered, "seq": outcome.seq }))
         }
+        "mailbox" => {
+            let p: MailboxParams = parse(body)?;
+            let user = non_empty("user", p.user)?;
+            let limit = p.limit.map_or(MAILBOX_DEFAULT, |l| {
+                usize::try_from(l.0).unwrap_or(usize::MAX)
+            });
+            if limit == 0 {
+                return Err(bad_request("`limit` must be greater than 0"));
+            }
+            let registered = node.is_registered(&user).await?;
+            let pending = node.pending_mail(&user).await?;
+            let messages: Vec<Value> = pending
+                .iter()
+                .take(limit)
+                .map(|m| {
+                    let mut map = payload_fields(&m.payload);
+                    map.insert("seq".into(), m.seq.into());
+                    map.insert("sent_ms".into(), m.sent_ms.into());
+                    map.into()
+                })
+                .collect();
+            Ok(json!({
+                "registered": registered,
+                "pending": pending.len(),
+                "messages": messages,
+            }))
+        }
         "disconnect" => {
             let p: DisconnectParams = parse(body)?;
             let code = p.code.unwrap_or(CloseCode::DISCONNECTED.0);
@@ -1371,23 +1456,31 @@ async fn dispatch(state: &ApiState, method: &str, body: &[u8]) -> Result<Value, 
             let limit = p
                 .limit
                 .map_or(max, |l| usize::try_from(l.0).unwrap_or(max).min(max));
-            let mut names: Vec<_> = node
-                .active_channels()
-                .into_iter()
-                .filter(|c| {
-                    p.prefix
-                        .as_deref()
-                        .is_none_or(|prefix| c.starts_with(prefix))
-                })
-                .collect();
-            names.sort();
-            let total = names.len();
-            let channels: Vec<_> = names
+            // Every node lists its channels (the first `limit` by name); a channel with
+            // subscribers on many nodes is one entry with their sum.
+            let query = InspectQuery {
+                channels: Some(ChannelsQuery {
+                    prefix: p.prefix.unwrap_or_default(),
+                    limit,
+                }),
+                ..InspectQuery::default()
+            };
+            let inspection = node.inspect(query, INSPECT_WAIT).await?;
+            let mut merged: std::collections::BTreeMap<String, u64> = Default::default();
+            let mut total = 0;
+            for answer in &inspection.answers {
+                total = total.max(answer.channels_total as usize);
+                for c in &answer.channels {
+                    *merged.entry(c.channel.clone()).or_default() += c.subscribers;
+                }
+            }
+            let total = total.max(merged.len());
+            let channels: Vec<_> = merged
                 .into_iter()
                 .take(limit)
-                .map(|c| json!({"channel": &*c, "subscribers": node.hub().subscriber_count(&c)}))
+                .map(|(channel, subscribers)| json!({"channel": channel, "subscribers": subscribers}))
                 .collect();
-            Ok(json!({ "channels": channels, "total": total }))
+            Ok(json!({ "channels": channels, "total": total, "missing": inspection.missing }))
         }
         "info" => {
             let _: InfoParams = parse(body)?;
@@ -1429,6 +1522,46 @@ async fn dispatch(state: &ApiState, method: &str, body: &[u8]) -> Result<Value, 
                     "commands": load(&stats.commands),
                     "command_errors": load(&stats.command_errors),
                 }
+            }))
+        }
+        "nodes" => {
+            let _: InfoParams = parse(body)?;
+            let inspection = node.inspect(InspectQuery::default(), INSPECT_WAIT).await?;
+            let nodes: Vec<_> = inspection.answers.iter().map(|a| &a.report).collect();
+            Ok(json!({ "nodes": nodes, "missing": inspection.missing }))
+        }
+        "connections" => {
+            let p: ConnectionsParams = parse(body)?;
+            let user = p.user.map(|u| non_empty("user", u)).transpose()?;
+            let conn = p.conn.as_deref().map(parse_conn).transpose()?;
+            let limit = p.limit.map_or(CONNECTIONS_DEFAULT, |l| {
+                usize::try_from(l.0)
+                    .unwrap_or(CONNECTIONS_MAX)
+                    .min(CONNECTIONS_MAX)
+            });
+            if limit == 0 {
+                return Err(bad_request("`limit` must be greater than 0"));
+            }
+            let query = InspectQuery {
+                user,
+                conn,
+                limit,
+                channels: None,
+            };
+            let inspection = node.inspect(query, INSPECT_WAIT).await?;
+            let truncated = inspection.answers.iter().any(|a| a.truncated);
+            let mut connections: Vec<_> = inspection
+                .answers
+                .into_iter()
+                .flat_map(|a| a.connections)
+                .collect();
+            connections.sort_by_key(|c| c.conn.parse::<ConnId>().ok());
+            let truncated = truncated || connections.len() > limit;
+            connections.truncate(limit);
+            Ok(json!({
+                "connections": connections,
+                "truncated": truncated,
+                "missing": inspection.missing,
             }))
         }
         "history" => {

@@ -57,6 +57,7 @@ pub struct Config {
     pub chat_service: ChatServiceSection,
     pub endpoints: Vec<EndpointSection>,
     pub mesa: MesaSection,
+    pub admin: AdminSection,
 }
 
 impl Default for Config {
@@ -75,6 +76,41 @@ impl Default for Config {
             chat_service: ChatServiceSection::default(),
             endpoints: Vec::new(),
             mesa: MesaSection::default(),
+            admin: AdminSection::default(),
+        }
+    }
+}
+
+/// `[admin]`: the admin web interface at `/admin` (`docs/admin.md`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminSection {
+    /// Default: on in development mode, off otherwise.
+    pub enabled: bool,
+    /// What logs in: at least 12 characters, not the API key. Development mode makes one up
+    /// (shown in the log) when it is empty.
+    pub password: String,
+    pub session_ttl_ms: u64,
+    pub sessions_max: u64,
+    /// Failed logins within `login_window_ms` after which logins are refused for a while.
+    pub login_failures_max: u64,
+    pub login_window_ms: u64,
+    /// Mark the session cookie `Secure` (HTTPS); behind a proxy that sends
+    /// `X-Forwarded-Proto: https` it is marked anyway.
+    pub secure_cookie: bool,
+}
+
+impl Default for AdminSection {
+    fn default() -> Self {
+        let d = crate::admin::AdminOptions::new("");
+        AdminSection {
+            enabled: false,
+            password: String::new(),
+            session_ttl_ms: d.session_ttl.as_millis() as u64,
+            sessions_max: d.sessions_max as u64,
+            login_failures_max: d.login_failures_max as u64,
+            login_window_ms: d.login_window.as_millis() as u64,
+            secure_cookie: d.secure_cookie,
         }
     }
 }
@@ -197,6 +233,7 @@ fn endpoint_specs(
         };
         let taken = RESERVED_PATHS.contains(&e.path.as_str())
             || e.path.starts_with("/api/")
+            || e.path.starts_with("/admin/")
             || dialect_paths
                 .iter()
                 .any(|p| e.path.trim_end_matches('/') == p.trim_end_matches('/'));
@@ -501,6 +538,8 @@ struct Explicit {
     userlist_updates: bool,
     login_query: bool,
     mesa_sync: bool,
+    /// `admin.enabled`, when set.
+    admin_enabled: Option<bool>,
 }
 
 /// The most messages a room may keep, and the most names an access list may hold.
@@ -1350,6 +1389,7 @@ pub struct Loaded {
     endpoints: Vec<EndpointSpec>,
     endpoints_url: Option<Uri>,
     mesa: Option<MesaConfig>,
+    admin: Option<crate::admin::AdminOptions>,
 }
 
 /// How a namespace's subscribers are checked beyond its [`Access`].
@@ -1514,6 +1554,7 @@ pub fn load(sources: &Sources) -> Result<Loaded, ConfigError> {
         userlist_updates: is_set(&["chat_service", "enable_userlist_updates"]),
         login_query: is_set(&["chat_service", "login_query"]),
         mesa_sync: is_set(&["mesa", "sync"]),
+        admin_enabled: is_set(&["admin", "enabled"]).then_some(config.admin.enabled),
     };
     let base_dir = sources
         .file
@@ -1854,6 +1895,60 @@ fn compile(
         }
     }
 
+    // The admin interface.
+    let a = &config.admin;
+    if !a.password.is_empty() {
+        if a.password.chars().count() < 12 {
+            err(
+                &p(&["admin", "password"]),
+                "must be at least 12 characters long".into(),
+            );
+        }
+        if a.password == config.api.key {
+            err(
+                &p(&["admin", "password"]),
+                "must not be the API key (`api.key`): the admin interface has its own".into(),
+            );
+        }
+    }
+    for (key, value) in [
+        ("session_ttl_ms", a.session_ttl_ms),
+        ("sessions_max", a.sessions_max),
+        ("login_failures_max", a.login_failures_max),
+        ("login_window_ms", a.login_window_ms),
+    ] {
+        if value == 0 {
+            err(&p(&["admin", key]), "must be greater than 0".into());
+        }
+    }
+    let admin = if !explicit.admin_enabled.unwrap_or(dev_mode) {
+        if !a.password.is_empty() {
+            warnings.push(
+                "`admin.password` is set but `admin.enabled` is not: the admin interface is off"
+                    .into(),
+            );
+        }
+        None
+    } else if a.password.is_empty() && !dev_mode {
+        err(
+            &p(&["admin", "password"]),
+            "must be set to serve the admin interface (`admin.enabled = true`)".into(),
+        );
+        None
+    } else {
+        let mut options = if a.password.is_empty() {
+            crate::admin::AdminOptions::generated()
+        } else {
+            crate::admin::AdminOptions::new(a.password.clone())
+        };
+        options.session_ttl = Duration::from_millis(a.session_ttl_ms);
+        options.sessions_max = usize_of(a.sessions_max);
+        options.login_failures_max = usize_of(a.login_failures_max);
+        options.login_window = Duration::from_millis(a.login_window_ms);
+        options.secure_cookie = a.secure_cookie;
+        Some(options)
+    };
+
     // Backend.
     let b = &config.backend;
     let mut url = |key: &[Seg], value: &str| match hook_url(value) {
@@ -2178,6 +2273,7 @@ fn compile(
         endpoints,
         endpoints_url,
         mesa,
+        admin,
     })
 }
 
@@ -2291,9 +2387,12 @@ fn socketio_path(path: &str) -> Result<(), String> {
             "`{path}`: empty, `.` and `..` segments are not allowed"
         ));
     }
-    if matches!(segments[0], "ws" | "health" | "metrics" | "api" | "demo") {
+    if matches!(
+        segments[0],
+        "ws" | "health" | "metrics" | "api" | "demo" | "admin"
+    ) {
         return Err(format!(
-            "`{path}`: `/{}` is the server's own (`/ws`, `/health`, `/metrics`, `/api/`, `/demo/`)",
+            "`{path}`: `/{}` is the server's own (`/ws`, `/health`, `/metrics`, `/api/`, `/demo/`, `/admin`)",
             segments[0]
         ));
     }
@@ -2508,6 +2607,10 @@ impl Loaded {
             builder = notifications.install(builder);
         }
 
+        builder = match &self.admin {
+            Some(admin) => builder.admin(admin.clone()),
+            None => builder.without_admin(),
+        };
         builder.endpoints(HttpEndpoints {
             api: Some(ApiOptions {
                 key: self.api_key.clone(),
@@ -2594,6 +2697,17 @@ impl Loaded {
             "metrics: {}",
             if self.metrics { "on (/metrics)" } else { "off" }
         ));
+        lines.push(match &self.admin {
+            None => "admin interface: off".into(),
+            Some(a) if a.generated => format!(
+                "admin interface: {}admin (password made up at start, shown in the log)",
+                crate::demo::page_url(self.listen)
+            ),
+            Some(_) => format!(
+                "admin interface: {}admin",
+                crate::demo::page_url(self.listen)
+            ),
+        });
         lines.push(match &self.socketio {
             None => "Socket.IO: off".into(),
             Some(s) if s.any_namespace => format!("Socket.IO: on ({}, every namespace)", s.path),
@@ -2745,6 +2859,21 @@ channels_max = 10000
 [metrics]
 # GET /metrics in the Prometheus text format.
 enabled = true
+
+[admin]
+# The admin web interface at /admin (docs/admin.md). To turn it on, set enabled = true and a
+# password of at least 12 characters (not the API key), e.g. from `openssl rand -hex 16`.
+enabled = false
+password = ""
+session_ttl_ms = 28800000
+sessions_max = 64
+# After this many failed logins within login_window_ms, logins are refused until the window
+# passes (429 with Retry-After).
+login_failures_max = 10
+login_window_ms = 60000
+# Mark the session cookie Secure (set when the server is reached over HTTPS; a proxy that sends
+# X-Forwarded-Proto: https gets a Secure cookie anyway).
+secure_cookie = false
 
 [backend]
 # Hooks into your application over HTTP (POST JSON). An empty URL turns a hook off.

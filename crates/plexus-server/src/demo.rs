@@ -47,6 +47,16 @@ const ASSETS: &[Asset] = &[
     asset!("client/types.js", JS),
 ];
 
+/// The compiled TypeScript client's modules (name under `client/`, body), which the admin
+/// interface serves too.
+pub(crate) fn client_files() -> impl Iterator<Item = (&'static str, &'static [u8])> {
+    ASSETS.iter().filter_map(|a| {
+        a.path
+            .strip_prefix("/demo/client/")
+            .map(|name| (name, a.body))
+    })
+}
+
 /// Where a browser finds the page of a server listening on `listen`: a wildcard address
 /// (`0.0.0.0`, `::`) is not one to browse to, so it becomes the loopback address.
 pub(crate) fn page_url(listen: SocketAddr) -> String {

@@ -14,6 +14,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod admin;
 pub mod api;
 pub mod backend;
 pub mod chatservice;
@@ -119,6 +120,7 @@ pub(crate) struct ServerState {
     pub(crate) chat_service: Option<Arc<chatservice::ChatService>>,
     pub(crate) endpoints_ws: endpoint::Endpoints,
     pub(crate) mesa: Option<Arc<mesa::MesaService>>,
+    pub(crate) admin: Option<Arc<admin::AdminState>>,
 }
 
 /// Builds a [`Server`].
@@ -133,6 +135,7 @@ pub struct ServerBuilder {
     endpoints_ws: endpoint::Endpoints,
     mesa: Option<mesa::MesaConfig>,
     mesa_hooks: Option<Arc<dyn mesa::MesaHooks>>,
+    admin: Option<admin::AdminOptions>,
 }
 
 impl ServerBuilder {
@@ -155,6 +158,18 @@ impl ServerBuilder {
     /// Mesa's middleware events as hooks (`onMessageReceived`, `onAuthenticated`, …).
     pub fn mesa_hooks(mut self, hooks: Arc<dyn mesa::MesaHooks>) -> Self {
         self.mesa_hooks = Some(hooks);
+        self
+    }
+
+    /// Serves the admin web interface at `/admin` (`docs/admin.md`), with its own password.
+    pub fn admin(mut self, options: admin::AdminOptions) -> Self {
+        self.admin = Some(options);
+        self
+    }
+
+    /// No admin interface, even in development mode.
+    pub fn without_admin(mut self) -> Self {
+        self.admin = None;
         self
     }
 
@@ -221,6 +236,9 @@ impl ServerBuilder {
         }
         if self.mesa.is_none() {
             self.mesa = Some(mesa::MesaConfig::development());
+        }
+        if self.admin.is_none() {
+            self.admin = Some(admin::AdminOptions::generated());
         }
         *self.node.channels_mut() = ChannelPolicy::open();
         self
@@ -411,6 +429,9 @@ impl ServerBuilder {
                 chat_service,
                 endpoints_ws: self.endpoints_ws,
                 mesa,
+                admin: self
+                    .admin
+                    .map(|options| Arc::new(admin::AdminState::new(options))),
             }),
             listen: self.listen,
         }
@@ -436,6 +457,7 @@ impl Server {
             endpoints_ws: endpoint::Endpoints::default(),
             mesa: None,
             mesa_hooks: None,
+            admin: None,
         }
     }
 
@@ -485,12 +507,29 @@ impl Server {
             .route("/health", get(health))
             .merge(demo::router(self.state.dev_mode))
             .with_state(self.state.clone())
+            .merge(admin::router(
+                self.state.clone(),
+                api::ApiHandle::new(
+                    self.state.node.clone(),
+                    self.chat_service(),
+                    &self.state.endpoints,
+                    self.mesa(),
+                ),
+            ))
             .merge(api::routes(
                 self.state.node.clone(),
                 self.chat_service(),
                 &self.state.endpoints,
                 self.mesa(),
             ))
+    }
+
+    /// The admin interface's password, when it is served (development mode makes one up).
+    pub fn admin_password(&self) -> Option<&str> {
+        self.state
+            .admin
+            .as_ref()
+            .map(|a| a.options.password.as_str())
     }
 
     /// Binds and serves in the background.
@@ -513,6 +552,17 @@ impl Server {
             );
         }
         tracing::info!(node = %self.state.node.id(), %local_addr, "plexus listening (WebSocket at /ws)");
+        if let Some(admin) = &self.state.admin {
+            let url = format!("{}admin", demo::page_url(local_addr));
+            if admin.options.generated {
+                tracing::warn!(
+                    "admin interface at {url}: log in with the password {} (development mode: a new one at each start; set `admin.password` to choose one)",
+                    admin.options.password
+                );
+            } else {
+                tracing::info!("admin interface at {url}");
+            }
+        }
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let app = self
             .router()

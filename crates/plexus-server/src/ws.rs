@@ -134,7 +134,6 @@ pub(crate) fn upgrade_request(
     }
 }
 
-/// `GET /ws`: upgrades to the native protocol.
 /// An HTTP answer that refuses an upgrade.
 pub(crate) type Refused = Box<Response<Body>>;
 
@@ -202,10 +201,23 @@ pub(crate) fn switching(accept: String) -> axum::http::response::Builder {
         .header(header::SEC_WEBSOCKET_ACCEPT, accept)
 }
 
+/// `GET /ws`: upgrades to the native protocol.
 pub(crate) async fn native_upgrade(
     State(state): State<Arc<ServerState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    req: Request<Body>,
+) -> Response<Body> {
+    upgrade_native(state, peer, req, None).await
+}
+
+/// Upgrades to the native protocol; with `observer`, the connection is an operator's
+/// ([`Session::open_observer`], the admin interface) with that identity, and the upgrade hook
+/// is not asked.
+pub(crate) async fn upgrade_native(
+    state: Arc<ServerState>,
+    peer: SocketAddr,
     mut req: Request<Body>,
+    observer: Option<plexus_core::Identity>,
 ) -> Response<Body> {
     let key = match check_upgrade(&req) {
         Ok(key) => key,
@@ -217,9 +229,13 @@ pub(crate) async fn native_upgrade(
     }
     let upgrade = Arc::new(upgrade_request(&req, peer, "native", "websocket"));
     let node = state.node.clone();
-    let identity = match authorize(&node, &upgrade).await {
-        Ok(identity) => identity,
-        Err(refused) => return *refused,
+    let observing = observer.is_some();
+    let identity = match observer {
+        Some(identity) => Some(identity),
+        None => match authorize(&node, &upgrade).await {
+            Ok(identity) => identity,
+            Err(refused) => return *refused,
+        },
     };
     let on_upgrade = hyper::upgrade::on(&mut req);
     let mut response = switching(key);
@@ -256,7 +272,11 @@ pub(crate) async fn native_upgrade(
             }
         };
         let format = state.formats.native(encoding);
-        match Session::open(&node, format, upgrade, identity) {
+        let opened = match identity {
+            Some(identity) if observing => Session::open_observer(&node, format, upgrade, identity),
+            identity => Session::open(&node, format, upgrade, identity),
+        };
+        match opened {
             Ok(session) => {
                 crate::conn::run(ws, session, crate::native::Native::new(encoding)).await
             }
