@@ -20,6 +20,7 @@ use crate::chatservice::{BackendChatHooks, ChatHooks, ChatServiceConfig, is_hook
 use crate::endpoint::backend::{
     self as endpoint_backend, EndpointSpec, HOOKS as ENDPOINT_HOOKS, Kind as EndpointKind,
 };
+use crate::endpoint::bus::PleziBusConfig;
 use crate::endpoint::{EndpointLimits, UnknownEvent};
 use crate::jwt::{JwtKeys, JwtVerifier};
 use crate::mesa::{MesaConfig, PortalMode};
@@ -56,6 +57,7 @@ pub struct Config {
     pub socketio: SocketIoSection,
     pub chat_service: ChatServiceSection,
     pub endpoints: Vec<EndpointSection>,
+    pub plezi_bus: PleziBusSection,
     pub mesa: MesaSection,
     pub admin: AdminSection,
 }
@@ -75,6 +77,7 @@ impl Default for Config {
             socketio: SocketIoSection::default(),
             chat_service: ChatServiceSection::default(),
             endpoints: Vec::new(),
+            plezi_bus: PleziBusSection::default(),
             mesa: MesaSection::default(),
             admin: AdminSection::default(),
         }
@@ -209,6 +212,70 @@ impl Default for MesaSection {
             distribute_load: d.distribute_load,
         }
     }
+}
+
+/// `[plezi_bus]`: Plezi's Redis formats (`docs/endpoints.md`), read by every node from the
+/// `[redis]` server (needs `engine = "redis"`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PleziBusSection {
+    /// Redis channel patterns (globs) on which Plezi 0.16 publishes raw messages: a message on
+    /// Redis channel `X` reaches the subscribers of Plexus channel `X`.
+    pub raw_channels: Vec<String>,
+    /// Plezi 0.12's global channel (`Plezi::Settings.redis_channel_name`); empty: none.
+    pub global_channel: String,
+}
+
+/// Patterns `[plezi_bus] raw_channels` may list.
+const PLEZI_BUS_MAX_PATTERNS: usize = 100;
+
+/// Checks `[plezi_bus]`; what to subscribe to, when anything.
+fn plezi_bus_config(
+    s: &PleziBusSection,
+    redis: bool,
+    err: &mut impl FnMut(&[Seg], String),
+) -> Option<PleziBusConfig> {
+    let at = |key: &str| key_path(&["plezi_bus", key]);
+    let bad = |v: &str| v.is_empty() || v.len() > 255 || v.chars().any(char::is_control);
+    if s.raw_channels.len() > PLEZI_BUS_MAX_PATTERNS {
+        err(
+            &at("raw_channels"),
+            format!("at most {PLEZI_BUS_MAX_PATTERNS} patterns"),
+        );
+    }
+    for (i, pattern) in s.raw_channels.iter().enumerate() {
+        if bad(pattern) {
+            err(
+                &[
+                    Seg::Key("plezi_bus".into()),
+                    Seg::Key("raw_channels".into()),
+                    Seg::Index(i),
+                ],
+                "must be 1 to 255 bytes, with no control characters".into(),
+            );
+        }
+    }
+    if !s.global_channel.is_empty() && bad(&s.global_channel) {
+        err(
+            &at("global_channel"),
+            "must be at most 255 bytes, with no control characters".into(),
+        );
+    }
+    let used = !s.raw_channels.is_empty() || !s.global_channel.is_empty();
+    if used && !redis {
+        err(
+            &at(if s.global_channel.is_empty() {
+                "raw_channels"
+            } else {
+                "global_channel"
+            }),
+            "Plezi's bus is Redis: needs `engine = \"redis\"`".into(),
+        );
+    }
+    used.then(|| PleziBusConfig {
+        raw_channels: s.raw_channels.clone(),
+        global_channel: s.global_channel.clone(),
+    })
 }
 
 /// Paths the server serves itself, which no endpoint may take.
@@ -1388,6 +1455,7 @@ pub struct Loaded {
     chat_hooks: Option<Arc<dyn ChatHooks>>,
     endpoints: Vec<EndpointSpec>,
     endpoints_url: Option<Uri>,
+    plezi_bus: Option<PleziBusConfig>,
     mesa: Option<MesaConfig>,
     admin: Option<crate::admin::AdminOptions>,
 }
@@ -2192,6 +2260,7 @@ fn compile(
     if config.mesa.enabled || dev_mode {
         dialect_paths.push(config.mesa.path.as_str());
     }
+    let plezi_bus = plezi_bus_config(&config.plezi_bus, config.engine == "redis", &mut err);
     let endpoints = endpoint_specs(
         &config.endpoints,
         &dialect_paths,
@@ -2272,6 +2341,7 @@ fn compile(
         chat_hooks,
         endpoints,
         endpoints_url,
+        plezi_bus,
         mesa,
         admin,
     })
@@ -2470,6 +2540,11 @@ impl Loaded {
     /// How Mesa is served, when it is (`[mesa] enabled = true`, or development mode).
     pub fn mesa(&self) -> Option<&MesaConfig> {
         self.mesa.as_ref()
+    }
+
+    /// What to read of Plezi's Redis bus (`[plezi_bus]`), when anything.
+    pub fn plezi_bus(&self) -> Option<&PleziBusConfig> {
+        self.plezi_bus.as_ref()
     }
 
     /// A server builder with everything the configuration says.
@@ -3032,6 +3107,14 @@ portal_backlog_max = 10000
 portal_lease_ms = 30000
 # "mesa" portals: round-robin over the known portals (false: one at random).
 distribute_load = true
+
+[plezi_bus]
+# Plezi's Redis formats (docs/endpoints.md), read from the [redis] server (engine = "redis"):
+# Redis channel patterns on which Plezi 0.16 publishes raw messages (a message on Redis channel X
+# reaches the subscribers of Plexus channel X), e.g. ["chat:*"].
+raw_channels = []
+# Plezi 0.12's global channel (Plezi::Settings.redis_channel_name), e.g. "myapp_redis_channel".
+global_channel = ""
 
 # WebSocket endpoints (docs/endpoints.md): each at its own path, in `dispatch` (JSON
 # auto-dispatch by `event`), `raw` or `echo` mode, with the backend's hooks as handlers.

@@ -846,3 +846,51 @@ async fn addressing_crosses_nodes_on_redis() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Plezi 0.12 bus messages as a node's subscription hands them over: a unicast by `:target`
+/// reaches only that connection, `:type: all` every endpoint connection, `:type: <name>` that
+/// endpoint's; a message outside the YAML subset is refused, never delivered.
+#[tokio::test]
+async fn plezi_bus_yaml_unicasts_and_broadcasts() {
+    use plexus_server::endpoint::bus::PleziBus;
+    let server = dev_server().await;
+    let bus = PleziBus::new(server.node(), "app_redis_channel");
+    let (mut a, a_id) = plezi(&server).await;
+    let (mut b, _) = plezi(&server).await;
+    let mut raw = connect_raw(&url(&server, "/echo"), &[]).await;
+
+    let unicast = format!(
+        "---\n:method: :_push\n:data:\n- :event: private\n  :text: only a\n:target: {a_id}\n"
+    );
+    assert_eq!(bus.deliver("app_redis_channel", unicast.as_bytes()), Ok(1));
+    assert_eq!(
+        next_json(&mut a).await,
+        json!({"event": "private", "text": "only a"})
+    );
+
+    let everyone = "---\n:method: :news\n:data:\n- breaking\n- 2\n:type: all\n";
+    assert_eq!(bus.deliver("app_redis_channel", everyone.as_bytes()), Ok(3));
+    for ws in [&mut a, &mut b] {
+        assert_eq!(
+            next_json(ws).await,
+            json!({"event": "news", "data": ["breaking", 2]})
+        );
+    }
+    assert_eq!(next(&mut raw).await, Got::Text(r#"["breaking",2]"#.into()));
+
+    let to_plezi = "---\n:method: :hello\n:data:\n- x\n:type: plezi\n";
+    assert_eq!(bus.deliver("app_redis_channel", to_plezi.as_bytes()), Ok(2));
+    for bad in [
+        "--- !ruby/object:Kernel\n:method: :system\n",
+        ":method: :m\n:data: []\n",
+        "not: [yaml, flow]\n",
+    ] {
+        assert!(
+            bus.deliver("app_redis_channel", bad.as_bytes()).is_err(),
+            "{bad}"
+        );
+    }
+    // The raw endpoint got nothing more than the broadcast to all.
+    raw.send(Message::text("marker")).await.unwrap();
+    assert_eq!(next(&mut raw).await, Got::Text("marker".into()));
+}

@@ -270,6 +270,35 @@ async fn serve(args: ServeArgs) -> anyhow::Result<i32> {
         }
         _ => None,
     };
+    // Plezi's Redis formats: every node reads the bus and delivers to its own connections
+    // (docs/endpoints.md).
+    let _plezi_bus = match loaded.plezi_bus() {
+        Some(bus) => {
+            let url = loaded.config.redis.url.clone();
+            let delivery =
+                plexus_server::endpoint::bus::PleziBus::new(server.node(), &bus.global_channel);
+            let channels: Vec<String> = Some(bus.global_channel.clone())
+                .filter(|c| !c.is_empty())
+                .into_iter()
+                .collect();
+            let sub = plexus_redis::external::subscribe_external_many(
+                &url,
+                &channels,
+                &bus.raw_channels,
+                Duration::from_secs(5),
+                move |channel, payload| {
+                    if let Err(e) = delivery.deliver(channel, payload) {
+                        tracing::debug!(%channel, error = %e, "unreadable Plezi bus message");
+                    }
+                },
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot read Plezi's bus at {url}: {e}"))?;
+            tracing::info!(global = %bus.global_channel, raw = ?bus.raw_channels, "Plezi bus: delivering its messages");
+            Some(sub)
+        }
+        None => None,
+    };
     let running = server.start_on(listener).await?;
     running.wait_for_signal().await;
     Ok(0)

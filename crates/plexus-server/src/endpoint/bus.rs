@@ -112,12 +112,12 @@ impl PleziBus {
     }
 }
 
-impl crate::RunningServer {
-    /// Delivery of Plezi's Redis bus messages to this node's connections (`global_channel`:
-    /// Plezi 0.12's global channel, empty for none).
-    pub fn plezi_bus(&self, global_channel: &str) -> PleziBus {
+impl PleziBus {
+    /// Delivery of Plezi's Redis bus messages to `node`'s connections (`global_channel`: Plezi
+    /// 0.12's global channel, empty for none).
+    pub fn new(node: &Node, global_channel: &str) -> PleziBus {
         PleziBus {
-            node: self.node().clone(),
+            node: node.clone(),
             global_channel: global_channel.to_owned(),
         }
     }
