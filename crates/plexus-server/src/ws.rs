@@ -82,7 +82,7 @@ fn unknown_subprotocol(offered: &[String]) -> Response<Body> {
         .expect("valid response")
 }
 
-fn bad_request(message: &'static str) -> Response<Body> {
+pub(crate) fn bad_request(message: &'static str) -> Response<Body> {
     Response::builder()
         .status(StatusCode::BAD_REQUEST)
         .body(Body::from(message))
@@ -247,6 +247,40 @@ pub(crate) async fn upgrade_native(
     if let Some(token) = echoed {
         response = response.header(header::SEC_WEBSOCKET_PROTOCOL, token);
     }
+    let max_message_bytes = node.limits().max_message_bytes;
+    let format_state = state.clone();
+    spawn_session(&state, on_upgrade, max_message_bytes, move || {
+        let encoding = match negotiated {
+            Negotiated::V1(encoding, _) => encoding,
+            Negotiated::Unknown(_) => unreachable!("refused before the upgrade"),
+            Negotiated::Unsupported(token) => {
+                return Err(plexus_core::Error::new(
+                    plexus_core::ErrorCode::BAD_REQUEST,
+                    format!("{token} is not supported; use plexus.v1.json or plexus.v1.msgpack"),
+                )
+                .and_close(CloseCode::UNSUPPORTED_VERSION));
+            }
+        };
+        let format = format_state.formats.native(encoding);
+        let session = match identity {
+            Some(identity) if observing => Session::open_observer(&node, format, upgrade, identity),
+            identity => Session::open(&node, format, upgrade, identity),
+        }?;
+        Ok((session, crate::native::Native::new(encoding)))
+    });
+    response.body(Body::empty()).expect("valid response")
+}
+
+/// Serves an accepted upgrade in the background, as every WebSocket dialect does: waits for the
+/// upgraded connection (counted by the server's sessions, so a graceful shutdown waits for it),
+/// opens its session and dialect with `open`, and runs them on the shared loop. A session that
+/// cannot open is closed with its error's close code and message.
+pub(crate) fn spawn_session<D: crate::conn::Dialect>(
+    state: &ServerState,
+    on_upgrade: hyper::upgrade::OnUpgrade,
+    max_message_bytes: usize,
+    open: impl FnOnce() -> Result<(Session, D), plexus_core::Error> + Send + 'static,
+) {
     let tracker = state.sessions.enter();
     tokio::spawn(async move {
         let _tracker = tracker;
@@ -257,29 +291,9 @@ pub(crate) async fn upgrade_native(
                 return;
             }
         };
-        let mut ws = serve(TokioIo::new(upgraded), node.limits().max_message_bytes);
-        let encoding = match negotiated {
-            Negotiated::V1(encoding, _) => encoding,
-            Negotiated::Unknown(_) => return,
-            Negotiated::Unsupported(token) => {
-                close(
-                    &mut ws,
-                    CloseCode::UNSUPPORTED_VERSION,
-                    &format!("{token} is not supported; use plexus.v1.json or plexus.v1.msgpack"),
-                )
-                .await;
-                return;
-            }
-        };
-        let format = state.formats.native(encoding);
-        let opened = match identity {
-            Some(identity) if observing => Session::open_observer(&node, format, upgrade, identity),
-            identity => Session::open(&node, format, upgrade, identity),
-        };
-        match opened {
-            Ok(session) => {
-                crate::conn::run(ws, session, crate::native::Native::new(encoding)).await
-            }
+        let mut ws = serve(TokioIo::new(upgraded), max_message_bytes);
+        match open() {
+            Ok((session, dialect)) => crate::conn::run(ws, session, dialect).await,
             Err(e) => {
                 close(
                     &mut ws,
@@ -290,7 +304,6 @@ pub(crate) async fn upgrade_native(
             }
         }
     });
-    response.body(Body::empty()).expect("valid response")
 }
 
 /// The server side of an upgraded connection, with explicit frame and message limits.

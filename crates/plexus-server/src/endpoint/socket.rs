@@ -8,12 +8,11 @@ use super::{
 };
 use crate::ServerState;
 use crate::conn::{Close, Dialect, Incoming, Replied, Step};
-use crate::ws::{authorize, check_upgrade, close, refusal, serve, switching, upgrade_request};
+use crate::ws::{authorize, check_upgrade, refusal, spawn_session, switching, upgrade_request};
 use axum::body::Body;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{Request, Response};
 use bytes::Bytes;
-use hyper_util::rt::TokioIo;
 use plexus_core::session::ConnectRequest;
 use plexus_core::{CloseCode, Error, Session};
 use plexus_protocol::plezi::{self, Dispatch};
@@ -51,40 +50,19 @@ pub(crate) async fn upgrade(
         return refusal(401, "authentication required: a token (`?token=`)".into());
     }
     let on_upgrade = hyper::upgrade::on(&mut req);
-    let tracker = state.sessions.enter();
-    tokio::spawn(async move {
-        let _tracker = tracker;
-        let upgraded = match on_upgrade.await {
-            Ok(upgraded) => upgraded,
-            Err(e) => {
-                tracing::debug!(error = %e, "upgrade failed");
-                return;
-            }
-        };
-        let limits = &mounted.endpoint.limits;
-        let max_message = limits
-            .max_message_bytes
-            .unwrap_or(node.limits().max_message_bytes);
-        let mut ws = serve(TokioIo::new(upgraded), max_message);
+    let limits = mounted.endpoint.limits.clone();
+    let max_message_bytes = limits
+        .max_message_bytes
+        .unwrap_or(node.limits().max_message_bytes);
+    spawn_session(&state, on_upgrade, max_message_bytes, move || {
         let format = mounted.format.clone();
-        match Session::open_with(&node, format, upgrade, identity, &limits.conn_limits()) {
-            Ok(session) => {
-                let dialect = EndpointSocket {
-                    mounted,
-                    socket: None,
-                    token,
-                };
-                crate::conn::run(ws, session, dialect).await
-            }
-            Err(e) => {
-                close(
-                    &mut ws,
-                    e.close.unwrap_or(CloseCode::DISCONNECTED),
-                    &e.message,
-                )
-                .await
-            }
-        }
+        let session = Session::open_with(&node, format, upgrade, identity, &limits.conn_limits())?;
+        let dialect = EndpointSocket {
+            mounted,
+            socket: None,
+            token,
+        };
+        Ok((session, dialect))
     });
     switching(key).body(Body::empty()).expect("valid response")
 }

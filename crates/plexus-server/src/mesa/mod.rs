@@ -16,15 +16,13 @@ pub use hooks::{MesaHooks, ReceivedMessage};
 pub(crate) use socket::MesaSocket;
 
 use crate::ServerState;
-use crate::ws::{accept_key, header_has_token, serve, upgrade_request};
+use crate::ws::{authorize, bad_request, check_upgrade, spawn_session, switching, upgrade_request};
 use axum::body::Body;
 use axum::extract::{ConnectInfo, State};
-use axum::http::{Request, Response, StatusCode, header};
+use axum::http::{Request, Response};
 use bytes::Bytes;
-use hyper_util::rt::TokioIo;
-use plexus_core::auth::UpgradeDecision;
 use plexus_core::model::{EncodeCache, Event, Target};
-use plexus_core::{CloseCode, ConnId, Emit, Error, ErrorCode, Exclude, Node, Payload, Session};
+use plexus_core::{ConnId, Emit, Error, ErrorCode, Exclude, Node, Payload, Session};
 use plexus_protocol::mesa::{self as wire, InternalMessage, PortalEvent};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -564,13 +562,6 @@ impl MesaApi {
     }
 }
 
-fn bad_request(message: &'static str) -> Response<Body> {
-    Response::builder()
-        .status(StatusCode::BAD_REQUEST)
-        .body(Body::from(message))
-        .expect("static response")
-}
-
 /// `GET /mesa`: upgrades to Mesa's protocol (no subprotocol).
 pub(crate) async fn upgrade(
     State(state): State<Arc<ServerState>>,
@@ -580,76 +571,23 @@ pub(crate) async fn upgrade(
     let Some(service) = state.mesa.clone() else {
         return bad_request("Mesa is not served");
     };
-    let headers = req.headers();
-    if !header_has_token(headers, header::UPGRADE, "websocket")
-        || !header_has_token(headers, header::CONNECTION, "upgrade")
-    {
-        return bad_request("expected a WebSocket upgrade");
-    }
-    if headers
-        .get(header::SEC_WEBSOCKET_VERSION)
-        .and_then(|v| v.to_str().ok())
-        != Some("13")
-    {
-        return Response::builder()
-            .status(StatusCode::UPGRADE_REQUIRED)
-            .header(header::SEC_WEBSOCKET_VERSION, "13")
-            .body(Body::from("unsupported WebSocket version"))
-            .expect("static response");
-    }
-    let Some(key) = headers
-        .get(header::SEC_WEBSOCKET_KEY)
-        .map(|k| accept_key(k.as_bytes()))
-    else {
-        return bad_request("missing Sec-WebSocket-Key");
+    let key = match check_upgrade(&req) {
+        Ok(key) => key,
+        Err(refused) => return *refused,
     };
     let upgrade = Arc::new(upgrade_request(&req, peer, "mesa", "websocket"));
     let node = state.node.clone();
-    let identity = match node.auth().upgrade.clone() {
-        Some(hook) => match hook.check(upgrade.clone()).await {
-            UpgradeDecision::Accept(identity) => identity,
-            UpgradeDecision::Refuse { status, reason } => {
-                let status = StatusCode::from_u16(status).unwrap_or(StatusCode::FORBIDDEN);
-                return Response::builder()
-                    .status(status)
-                    .body(Body::from(reason))
-                    .expect("valid response");
-            }
-        },
-        None => None,
+    let identity = match authorize(&node, &upgrade).await {
+        Ok(identity) => identity,
+        Err(refused) => return *refused,
     };
     let on_upgrade = hyper::upgrade::on(&mut req);
-    let tracker = state.sessions.enter();
-    tokio::spawn(async move {
-        let _tracker = tracker;
-        let upgraded = match on_upgrade.await {
-            Ok(upgraded) => upgraded,
-            Err(e) => {
-                tracing::debug!(error = %e, "upgrade failed");
-                return;
-            }
-        };
-        let mut ws = serve(TokioIo::new(upgraded), node.limits().max_message_bytes);
-        let format = service.format.clone();
-        match Session::open(&node, format, upgrade, identity) {
-            Ok(session) => crate::conn::run(ws, session, MesaSocket::new(service)).await,
-            Err(e) => {
-                crate::ws::close(
-                    &mut ws,
-                    e.close.unwrap_or(CloseCode::DISCONNECTED),
-                    &e.message,
-                )
-                .await
-            }
-        }
+    let max_message_bytes = node.limits().max_message_bytes;
+    spawn_session(&state, on_upgrade, max_message_bytes, move || {
+        let session = Session::open(&node, service.format.clone(), upgrade, identity)?;
+        Ok((session, MesaSocket::new(service)))
     });
-    Response::builder()
-        .status(StatusCode::SWITCHING_PROTOCOLS)
-        .header(header::UPGRADE, "websocket")
-        .header(header::CONNECTION, "upgrade")
-        .header(header::SEC_WEBSOCKET_ACCEPT, key)
-        .body(Body::empty())
-        .expect("valid response")
+    switching(key).body(Body::empty()).expect("valid response")
 }
 
 /// Paces a redelivery: the pause between two redelivered messages.
