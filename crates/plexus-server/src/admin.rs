@@ -23,6 +23,7 @@
 
 use crate::ServerState;
 use crate::api::{ApiHandle, same_key};
+use crate::assets::{Asset, CSS, HTML, JS, SVG, asset};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, State};
@@ -243,33 +244,12 @@ pub(crate) fn router(server: Arc<ServerState>, api: ApiHandle) -> Router {
     router.with_state(Ctx { server, admin, api })
 }
 
-struct Asset {
-    path: &'static str,
-    content_type: &'static str,
-    body: &'static [u8],
-}
-
-const HTML: &str = "text/html; charset=utf-8";
-const JS: &str = "text/javascript; charset=utf-8";
-const CSS: &str = "text/css; charset=utf-8";
-const SVG: &str = "image/svg+xml";
-
-macro_rules! asset {
-    ($file:literal, $content_type:expr) => {
-        Asset {
-            path: concat!("/admin/", $file),
-            content_type: $content_type,
-            body: include_bytes!(concat!("../assets/admin/", $file)),
-        }
-    };
-}
-
 const ASSETS: &[Asset] = &[
-    asset!("index.html", HTML),
-    asset!("app.js", JS),
-    asset!("charts.js", JS),
-    asset!("style.css", CSS),
-    asset!("icon.svg", SVG),
+    asset!("admin", "index.html", HTML),
+    asset!("admin", "app.js", JS),
+    asset!("admin", "charts.js", JS),
+    asset!("admin", "style.css", CSS),
+    asset!("admin", "icon.svg", SVG),
 ];
 
 /// Headers of every page and asset: revalidate always (a rebuilt server serves its own page),

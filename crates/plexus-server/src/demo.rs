@@ -6,45 +6,25 @@
 //! step. `clients/typescript/scripts/sync-demo.mjs --check` (run by `scripts/test.sh`) fails when
 //! that copy differs from a fresh build, and a test below fails when a file is not served.
 
+use crate::assets::{Asset, CSS, HTML, JS, asset};
 use axum::Router;
 use axum::http::header;
 use axum::routing::get;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-/// One embedded file, served at `/demo/<file>` (and `index.html` at `/` too).
-struct Asset {
-    path: &'static str,
-    content_type: &'static str,
-    body: &'static [u8],
-}
-
-const HTML: &str = "text/html; charset=utf-8";
-const JS: &str = "text/javascript; charset=utf-8";
-const CSS: &str = "text/css; charset=utf-8";
-
-macro_rules! asset {
-    ($file:literal, $content_type:expr) => {
-        Asset {
-            path: concat!("/demo/", $file),
-            content_type: $content_type,
-            body: include_bytes!(concat!("../assets/demo/", $file)),
-        }
-    };
-}
-
 const ASSETS: &[Asset] = &[
-    asset!("index.html", HTML),
-    asset!("app.js", JS),
-    asset!("style.css", CSS),
-    asset!("client/index.js", JS),
-    asset!("client/client.js", JS),
-    asset!("client/subscription.js", JS),
-    asset!("client/codec.js", JS),
-    asset!("client/codes.js", JS),
-    asset!("client/errors.js", JS),
-    asset!("client/emitter.js", JS),
-    asset!("client/backoff.js", JS),
-    asset!("client/types.js", JS),
+    asset!("demo", "index.html", HTML),
+    asset!("demo", "app.js", JS),
+    asset!("demo", "style.css", CSS),
+    asset!("demo", "client/index.js", JS),
+    asset!("demo", "client/client.js", JS),
+    asset!("demo", "client/subscription.js", JS),
+    asset!("demo", "client/codec.js", JS),
+    asset!("demo", "client/codes.js", JS),
+    asset!("demo", "client/errors.js", JS),
+    asset!("demo", "client/emitter.js", JS),
+    asset!("demo", "client/backoff.js", JS),
+    asset!("demo", "client/types.js", JS),
 ];
 
 /// The compiled TypeScript client's modules (name under `client/`, body), which the admin

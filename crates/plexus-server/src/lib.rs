@@ -16,6 +16,7 @@
 
 pub mod admin;
 pub mod api;
+mod assets;
 pub mod backend;
 pub mod chatservice;
 pub mod config;
