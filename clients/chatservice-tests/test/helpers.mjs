@@ -12,6 +12,14 @@ import { fileURLToPath } from "node:url";
 import path from "node:path";
 import assert from "node:assert/strict";
 import io from "sio2";
+import { canConnect, freePort, killAtExit, redisUrl, sleep, until as untilBounded } from "../../test-support/processes.mjs";
+
+export { freePort, sleep };
+
+/** Polls `check` until it returns a truthy value (which it resolves with), within `WAIT_MS`
+ * unless told. */
+export const until = (check, what = "condition", timeoutMs = WAIT_MS) =>
+  untilBounded(check, what, timeoutMs);
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 export const repoRoot = path.resolve(here, "../../..");
@@ -68,29 +76,6 @@ function checkOptions(options) {
 
 // --- servers --------------------------------------------------------------------------------
 
-export function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.unref();
-    srv.on("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
-/** Every child process started, killed when this test file's process exits, however it exits. */
-const children = new Set();
-process.on("exit", () => {
-  for (const child of children) child.kill("SIGKILL");
-});
-// The test runner stops a file that exceeds its timeout with SIGTERM, which skips "exit"
-// handlers: exit properly so that no server outlives its file.
-for (const [signal, number] of [["SIGINT", 2], ["SIGTERM", 15]]) {
-  process.once(signal, () => process.exit(128 + number));
-}
-
 /**
  * `CS_ENGINE=redis`: every Plexus server of this file uses one `redis-server` (started here on a
  * free loopback port, killed at exit), each with a key prefix of its own — rooms, users, history
@@ -102,32 +87,6 @@ if (ENGINE !== "memory" && ENGINE !== "redis") {
 }
 let redisPort;
 let serverCount = 0;
-
-async function redisUrl() {
-  if (redisPort === undefined) {
-    const port = await freePort();
-    const child = spawn("redis-server", ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], {
-      stdio: "ignore",
-    });
-    // It lives as long as this file's process, which must still be able to end: killed at exit.
-    child.unref();
-    children.add(child);
-    await until(() => canConnect(port), "redis-server to listen");
-    redisPort = port;
-  }
-  return `redis://127.0.0.1:${redisPort}/`;
-}
-
-function canConnect(port) {
-  return new Promise((resolve) => {
-    const socket = tcpConnect(port, "127.0.0.1");
-    socket.once("connect", () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.once("error", () => resolve(false));
-  });
-}
 
 /**
  * One server process: `plexus serve --dev` with `--set chat_service.<key>=<value>` for each
@@ -178,11 +137,10 @@ export class TestServer {
       env: { ...process.env, PLEXUS_LOG: process.env.PLEXUS_LOG ?? "warn" },
     });
     this.child = child;
-    children.add(child);
+    killAtExit(child);
     child.stderr.on("data", (d) => {
       this.log += d.toString();
     });
-    child.on("exit", () => children.delete(child));
     const spawnError = once(child, "error").then(([e]) => {
       throw new Error(`cannot start ${command}: ${e.message} (build it with \`cargo build -p plexus\`)`);
     });
@@ -403,19 +361,6 @@ export function record(socket, event) {
 }
 
 // --- waits ----------------------------------------------------------------------------------
-
-export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-/** Polls `check` until it returns a truthy value. */
-export async function until(check, what = "condition", timeoutMs = WAIT_MS) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
-}
 
 // --- chat-service setup through the client protocol ------------------------------------------
 

@@ -10,6 +10,9 @@ import { once } from "node:events";
 import { fileURLToPath } from "node:url";
 import path from "node:path";
 import mesa from "@cryb/mesa";
+import { canConnect, freePort, killAtExit, redisUrl, until } from "../../test-support/processes.mjs";
+
+export { redisUrl, until };
 
 export const { Client, Message, Dispatcher, DispatchEvent } = mesa;
 
@@ -25,53 +28,8 @@ if (ENGINE !== "memory" && ENGINE !== "redis") {
   throw new Error(`MESA_ENGINE=${ENGINE}: expected memory or redis`);
 }
 
-export function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.unref();
-    srv.on("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
-/** Every child process started, killed when this file's process exits, however it exits. */
-const children = new Set();
-process.on("exit", () => {
-  for (const child of children) child.kill("SIGKILL");
-});
-for (const [signal, number] of [["SIGINT", 2], ["SIGTERM", 15]]) {
-  process.once(signal, () => process.exit(128 + number));
-}
-
-function canConnect(port) {
-  return new Promise((resolve) => {
-    const socket = tcpConnect(port, "127.0.0.1");
-    socket.once("connect", () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.once("error", () => resolve(false));
-  });
-}
-
 let redisPort;
 /** This file's `redis-server` (started on first use on a free loopback port, killed at exit). */
-export async function redisUrl() {
-  if (redisPort === undefined) {
-    const port = await freePort();
-    const child = spawn("redis-server", ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], {
-      stdio: "ignore",
-    });
-    child.unref();
-    children.add(child);
-    await until(() => canConnect(port), "redis-server to listen");
-    redisPort = port;
-  }
-  return `redis://127.0.0.1:${redisPort}/`;
-}
 
 let serverCount = 0;
 
@@ -111,11 +69,10 @@ export class TestServer {
       env: { ...process.env, PLEXUS_LOG: process.env.PLEXUS_LOG ?? "warn" },
     });
     this.child = child;
-    children.add(child);
+    killAtExit(child);
     child.stderr.on("data", (d) => {
       this.log += d.toString();
     });
-    child.on("exit", () => children.delete(child));
     const spawnError = once(child, "error").then(([e]) => {
       throw new Error(`cannot start ${BIN}: ${e.message} (build it with \`cargo build -p plexus\`)`);
     });
@@ -182,14 +139,6 @@ export async function withTimeout(promise, what, ms = WAIT_MS) {
   }
 }
 
-export async function until(check, what, ms = WAIT_MS) {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    if (await check()) return;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 /**
  * A `@cryb/mesa` Client with a queue of received messages. Connected before anything is sent:

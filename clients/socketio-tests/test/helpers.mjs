@@ -11,6 +11,14 @@ import { fileURLToPath } from "node:url";
 import path from "node:path";
 import sio2 from "sio2";
 import { io as io4, Manager as Manager4 } from "sio4";
+import { freePort, killAtExit, sleep, until as untilBounded } from "../../test-support/processes.mjs";
+
+export { freePort, sleep };
+
+/** Polls `check` until it returns a truthy value (which it resolves with), within `WAIT_MS`
+ * unless told. */
+export const until = (check, what = "condition", timeoutMs = WAIT_MS) =>
+  untilBounded(check, what, timeoutMs);
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
 /** The server binary: `SIO_PLEXUS_BIN`, or the debug build (`cargo build -p plexus`). */
@@ -181,19 +189,6 @@ export async function closeAll(server) {
 
 // --- waits ------------------------------------------------------------------------------
 
-export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-/** Polls `check` until it returns a truthy value. */
-export async function until(check, what = "condition", timeoutMs = WAIT_MS) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
-}
-
 /** The arguments of the next `event` of an emitter (a socket or a Manager) that satisfy `match`. */
 export function nextEvent(emitter, event, match = () => true, timeoutMs = WAIT_MS) {
   return new Promise((resolve, reject) => {
@@ -245,28 +240,6 @@ let channelCount = 0;
 export const freshChannel = (prefix = "sio") => `${prefix}-${process.pid}-${++channelCount}`;
 
 // --- servers ------------------------------------------------------------------------------
-
-export function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.unref();
-    srv.on("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
-const running = new Set();
-process.on("exit", () => {
-  for (const child of running) child.kill("SIGKILL");
-});
-// The test runner stops a file that exceeds its timeout with SIGTERM, which skips "exit"
-// handlers: exit properly so that no server outlives its file.
-for (const [signal, number] of [["SIGINT", 2], ["SIGTERM", 15]]) {
-  process.once(signal, () => process.exit(128 + number));
-}
 
 const tempDirs = [];
 process.on("exit", () => {
@@ -344,11 +317,10 @@ export class TestServer {
       env: { ...process.env, PLEXUS_LOG: process.env.PLEXUS_LOG ?? "warn" },
     });
     this.child = child;
-    running.add(child);
+    killAtExit(child);
     child.stderr.on("data", (d) => {
       this.log += d.toString();
     });
-    child.on("exit", () => running.delete(child));
     const spawnError = once(child, "error").then(([e]) => {
       throw new Error(`cannot start ${command}: ${e.message} (build it with \`cargo build -p plexus\`)`);
     });

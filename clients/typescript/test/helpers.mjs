@@ -10,37 +10,20 @@ import { fileURLToPath } from "node:url";
 import path from "node:path";
 import WebSocket, { WebSocketServer } from "ws";
 import { Client } from "../dist/index.js";
+import { freePort, killAtExit, sleep, until as untilBounded } from "../../test-support/processes.mjs";
+
+export { freePort, sleep };
+
+/** Polls `check` until it returns a truthy value (which it resolves with), within `WAIT_MS`
+ * unless told. */
+export const until = (check, what = "condition", timeoutMs = WAIT_MS) =>
+  untilBounded(check, what, timeoutMs);
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
 /** The server binary: `TS_PLEXUS_BIN`, or the debug build (`cargo build -p plexus`). */
 export const BIN = process.env.TS_PLEXUS_BIN ?? path.join(repoRoot, "target/debug/plexus");
 /** Upper bound for anything a test waits for; never an assertion about speed. */
 export const WAIT_MS = 10_000;
-
-export function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.unref();
-    srv.on("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
-export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-/** Polls `check` until it returns a truthy value. */
-export async function until(check, what = "condition", timeoutMs = WAIT_MS) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
-}
 
 /** The next `event` of an emitter (client or subscription) that satisfies `match`. */
 export function next(emitter, event, match = () => true, timeoutMs = WAIT_MS) {
@@ -64,11 +47,6 @@ export function collect(emitter, event) {
   emitter.on(event, (value) => seen.push(value));
   return seen;
 }
-
-const running = new Set();
-process.on("exit", () => {
-  for (const child of running) child.kill("SIGKILL");
-});
 
 /**
  * Development mode as `plexus serve` documents it: every channel open, with history (100
@@ -135,11 +113,10 @@ export class PlexusServer {
       env: { ...process.env, PLEXUS_LOG: process.env.PLEXUS_LOG ?? "warn" },
     });
     this.child = child;
-    running.add(child);
+    killAtExit(child);
     child.stderr.on("data", (d) => {
       this.log += d.toString();
     });
-    child.on("exit", () => running.delete(child));
     const spawnError = once(child, "error").then(([e]) => {
       throw new Error(`cannot start ${BIN}: ${e.message} (build it with \`cargo build -p plexus\`)`);
     });
