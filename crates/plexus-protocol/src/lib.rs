@@ -25,6 +25,7 @@ pub mod plezi;
 pub mod plezi_yaml;
 pub mod server;
 pub mod socketio;
+pub mod sockety;
 
 pub use codes::{CloseCode, ErrorCode};
 pub use encoding::{

@@ -695,7 +695,15 @@ async fn identities_receive_on_their_newest_connections_and_keep_mail_while_offl
     // Offline: the registered connections are gone; the mail waits, in order.
     drop(b);
     drop(c);
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Until the server has let both connections go (sender and a remain).
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while server.node().hub().connection_count() > 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the server drops closed connections"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert!(notify(&mut sender, "alice", "two").await);
     assert!(notify(&mut sender, "alice", "three").await);
     let (mut back, _) = plezi(&server).await;
