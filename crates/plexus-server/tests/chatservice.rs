@@ -277,6 +277,12 @@ impl Cs {
         self.ack(id).await
     }
 
+    /// `roomGetAccessList(room, 'userlist')`; its ack.
+    async fn userlist(&mut self, room: &str) -> Vec<Value> {
+        self.call("roomGetAccessList", &[json!(room), json!("userlist")])
+            .await
+    }
+
     /// `roomAddToList(room, 'blacklist', [user])`; its ack.
     async fn blacklist(&mut self, room: &str, user: &str) -> Vec<Value> {
         self.call(
@@ -803,12 +809,7 @@ async fn an_on_join_rejection_rolls_the_join_back() {
         mallory.call("roomJoin", &[json!("r")]).await,
         refused("Action is not allowed")
     );
-    assert_eq!(
-        alice
-            .call("roomGetAccessList", &[json!("r"), json!("userlist")])
-            .await,
-        ok(json!(["alice"]))
-    );
+    assert_eq!(alice.userlist("r").await, ok(json!(["alice"])));
     assert_eq!(
         mallory
             .call("roomMessage", &[json!("r"), json!({"textMessage": "hi"})])
@@ -1431,13 +1432,22 @@ async fn native_and_chat_service_clients_share_a_room() {
 
 /// A node in development mode on the Redis engine with key prefix `prefix`.
 async fn redis_node(prefix: &str) -> RunningServer {
+    redis_node_with_broker(prefix).await.0
+}
+
+/// A node as [`redis_node`] makes it, with its broker (to halt it as if the node died).
+async fn redis_node_with_broker(prefix: &str) -> (RunningServer, Arc<plexus_redis::RedisBroker>) {
+    let (engine, broker) =
+        plexus_redis::redis_engine_with_broker(redis_config(&redis().url(), prefix))
+            .await
+            .expect("redis engine");
     let builder = plexus_server::Server::builder()
         .listen("127.0.0.1:0".parse().unwrap())
         .dev_mode()
-        .engine(redis_engine(prefix).await);
+        .engine(engine);
     let server = start_as_is(builder).await;
     wait_healthy(&server).await;
-    server
+    (server, broker)
 }
 
 async fn two_nodes() -> (RunningServer, RunningServer) {
@@ -1459,11 +1469,7 @@ async fn two_nodes_share_room_messages_and_user_lists() {
         alice.other_user("roomUserJoined").await,
         [json!("r"), json!("bob")]
     );
-    assert_eq!(
-        bob.call("roomGetAccessList", &[json!("r"), json!("userlist")])
-            .await,
-        ok(json!(["alice", "bob"]))
-    );
+    assert_eq!(bob.userlist("r").await, ok(json!(["alice", "bob"])));
 
     let mut ids = Vec::new();
     for (n, (who, text)) in [(0, "one"), (1, "two"), (0, "three")]
@@ -1499,12 +1505,7 @@ async fn two_nodes_share_room_messages_and_user_lists() {
         alice.other_user("roomUserLeft").await,
         [json!("r"), json!("bob")]
     );
-    assert_eq!(
-        alice
-            .call("roomGetAccessList", &[json!("r"), json!("userlist")])
-            .await,
-        ok(json!(["alice"]))
-    );
+    assert_eq!(alice.userlist("r").await, ok(json!(["alice"])));
 }
 
 /// serviceCluster.js "should recover from a dead instance" without `instanceRecovery`: a node
@@ -1514,18 +1515,7 @@ async fn two_nodes_share_room_messages_and_user_lists() {
 async fn a_dead_nodes_sockets_leave_their_rooms_by_themselves() {
     let prefix = plexus_redis::testing::unique_prefix();
     let a = redis_node(&prefix).await;
-    let (engine, doomed_engine) =
-        plexus_redis::redis_engine_with_broker(redis_config(&redis().url(), &prefix))
-            .await
-            .expect("redis engine");
-    let doomed = start_as_is(
-        plexus_server::Server::builder()
-            .listen("127.0.0.1:0".parse().unwrap())
-            .dev_mode()
-            .engine(engine),
-    )
-    .await;
-    wait_healthy(&doomed).await;
+    let (doomed, doomed_engine) = redis_node_with_broker(&prefix).await;
     let mut alice = Cs::login(a.local_addr(), "alice").await;
     alice.call("roomCreate", &[json!("r"), json!(false)]).await;
     alice.call("roomJoin", &[json!("r")]).await;
@@ -1544,12 +1534,7 @@ async fn a_dead_nodes_sockets_leave_their_rooms_by_themselves() {
         .await
         .expect("the room hears that bob left, within the presence bound");
     assert_eq!(left, [json!("r"), json!("bob")]);
-    assert_eq!(
-        alice
-            .call("roomGetAccessList", &[json!("r"), json!("userlist")])
-            .await,
-        ok(json!(["alice"]))
-    );
+    assert_eq!(alice.userlist("r").await, ok(json!(["alice"])));
 }
 
 /// A user whose two sockets, on two nodes, leave a room at the same moment left it once: the
@@ -1740,11 +1725,7 @@ async fn the_http_api_disconnects_every_socket_of_a_user() {
         bob.other_user("roomUserLeft").await,
         [json!("r"), json!("alice")]
     );
-    assert_eq!(
-        bob.call("roomGetAccessList", &[json!("r"), json!("userlist")])
-            .await,
-        ok(json!(["bob"]))
-    );
+    assert_eq!(bob.userlist("r").await, ok(json!(["bob"])));
 }
 
 /// `chat_exec` over HTTP is chat-service's `execUserCommand`: a command as a user with the
@@ -1776,12 +1757,7 @@ async fn the_http_api_runs_chat_service_commands_as_a_user() {
         alice.event("roomJoinedEcho").await,
         [json!("r"), json!(alice.id), json!(1)]
     );
-    assert_eq!(
-        alice
-            .call("roomGetAccessList", &[json!("r"), json!("userlist")])
-            .await,
-        ok(json!(["alice"]))
-    );
+    assert_eq!(alice.userlist("r").await, ok(json!(["alice"])));
 
     // The rules hold for a user, not with `bypass_permissions`.
     let refused = support::api_ok(
