@@ -61,6 +61,15 @@ export async function until(check, what = "condition", timeoutMs = 5_000) {
   }
 }
 
+/** The engine a suite runs on, from the environment variable `name`: `memory` (default) or `redis`. */
+export function engineFrom(name) {
+  const engine = process.env[name] ?? "memory";
+  if (engine !== "memory" && engine !== "redis") {
+    throw new Error(`${name}=${engine}: expected memory or redis`);
+  }
+  return engine;
+}
+
 let redisPort;
 /** This test file's `redis-server` (started on first use on a free loopback port, killed at exit). */
 export async function redisUrl() {

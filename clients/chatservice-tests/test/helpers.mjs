@@ -12,7 +12,7 @@ import { fileURLToPath } from "node:url";
 import path from "node:path";
 import assert from "node:assert/strict";
 import io from "sio2";
-import { canConnect, freePort, killAtExit, redisUrl, sleep, until as untilBounded } from "../../test-support/processes.mjs";
+import { engineFrom, freePort, killAtExit, redisUrl, sleep, until as untilBounded } from "../../test-support/processes.mjs";
 
 export { freePort, sleep };
 
@@ -81,11 +81,7 @@ function checkOptions(options) {
  * free loopback port, killed at exit), each with a key prefix of its own — rooms, users, history
  * and presence then live in Redis, as on a deployment with many nodes.
  */
-export const ENGINE = process.env.CS_ENGINE ?? "memory";
-if (ENGINE !== "memory" && ENGINE !== "redis") {
-  throw new Error(`CS_ENGINE=${ENGINE}: expected memory or redis`);
-}
-let redisPort;
+export const ENGINE = engineFrom("CS_ENGINE");
 let serverCount = 0;
 
 /**

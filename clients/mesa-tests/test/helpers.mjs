@@ -10,7 +10,7 @@ import { once } from "node:events";
 import { fileURLToPath } from "node:url";
 import path from "node:path";
 import mesa from "@cryb/mesa";
-import { canConnect, freePort, killAtExit, redisUrl, until } from "../../test-support/processes.mjs";
+import { engineFrom, freePort, killAtExit, redisUrl, until } from "../../test-support/processes.mjs";
 
 export { redisUrl, until };
 
@@ -23,13 +23,7 @@ export const BIN = process.env.MESA_PLEXUS_BIN ?? path.join(repoRoot, "target/de
 /** Upper bound for anything a test waits for; never an assertion about speed. */
 export const WAIT_MS = 5_000;
 
-export const ENGINE = process.env.MESA_ENGINE ?? "memory";
-if (ENGINE !== "memory" && ENGINE !== "redis") {
-  throw new Error(`MESA_ENGINE=${ENGINE}: expected memory or redis`);
-}
-
-let redisPort;
-/** This file's `redis-server` (started on first use on a free loopback port, killed at exit). */
+export const ENGINE = engineFrom("MESA_ENGINE");
 
 let serverCount = 0;
 
