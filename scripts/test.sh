@@ -139,14 +139,11 @@ rm -rf "$st_dir"
 suite "HTTP API against docs/openapi.yaml (schemathesis)" openapi_check
 # --- end of the OpenAPI check -----------------------------------------------------------------
 
-# --- TypeScript client, demo page, browser end-to-end test (clients/typescript) ---------------
-# Node's test runner against real `plexus serve` processes (and a scripted server), a check that
-# the demo's committed copy of the compiled client equals a fresh build, and the end-to-end chat
-# test in headless Chromium (Debian's package, driven by playwright-core; screenshots in
-# target/e2e/). Needs Node.js 20+ with npm.
-typescript_tests() {
+# What the browser suites need: Node.js and npm, Debian's Chromium (installed when missing),
+# the server binary, and the TypeScript client built with its dependencies.
+browser_setup() {
 if ! need node || ! need npm; then
-  echo "node and npm are required for the TypeScript client tests" >&2
+  echo "node and npm are required for $1" >&2
   exit 1
 fi
 if [ -z "${CHROMIUM_PATH:-}" ] && [ ! -x /usr/bin/chromium ]; then
@@ -159,6 +156,18 @@ cargo build --locked -p plexus
   cd clients/typescript
   if ! npm ls --depth=0 >/dev/null 2>&1; then npm ci --no-audit --no-fund; fi
   npm run --silent build
+)
+}
+
+# --- TypeScript client, demo page, browser end-to-end test (clients/typescript) ---------------
+# Node's test runner against real `plexus serve` processes (and a scripted server), a check that
+# the demo's committed copy of the compiled client equals a fresh build, and the end-to-end chat
+# test in headless Chromium (Debian's package, driven by playwright-core; screenshots in
+# target/e2e/). Needs Node.js 20+ with npm.
+typescript_tests() {
+browser_setup "the TypeScript client tests"
+(
+  cd clients/typescript
   npm run --silent check-demo
   npm test
   npm run e2e
@@ -173,20 +182,9 @@ suite "TypeScript client: build, tests against a real server, demo copy, e2e in 
 # CSRF refused, the overview, a live tail, publish, disconnect. Screenshots in
 # target/admin-e2e/. Needs Node.js 20+ with npm, chromium and redis-server.
 admin_e2e() {
-if ! need node || ! need npm; then
-  echo "node and npm are required for the admin interface test" >&2
-  exit 1
-fi
-if [ -z "${CHROMIUM_PATH:-}" ] && [ ! -x /usr/bin/chromium ]; then
-  echo "== installing chromium"
-  if [ "$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null
-  else sudo apt-get update -qq && sudo apt-get install -y -qq chromium >/dev/null; fi
-fi
-cargo build --locked -p plexus
+browser_setup "the admin interface test"
 (
   cd clients/typescript
-  if ! npm ls --depth=0 >/dev/null 2>&1; then npm ci --no-audit --no-fund; fi
-  npm run --silent build
   npm run e2e:admin
 )
 }
