@@ -376,13 +376,16 @@ async fn run(state: &ApiState, method: &str, body: Body) -> Response {
 }
 
 fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, Failure> {
-    let start = body.iter().position(|b| !b.is_ascii_whitespace());
-    let body = match start {
-        None => b"{}".as_slice(),
+    // An empty body is `{}`; whitespace alone is no JSON document.
+    if body.is_empty() {
+        return serde_json::from_slice(b"{}")
+            .map_err(|e| bad_request(format!("invalid body: {e}")));
+    }
+    match body.iter().position(|b| !b.is_ascii_whitespace()) {
         // serde would also read a struct from an array; the API takes objects only.
-        Some(i) if body[i] != b'{' => return Err(bad_request("the body must be a JSON object")),
-        Some(_) => body,
-    };
+        Some(i) if body[i] == b'{' => {}
+        _ => return Err(bad_request("the body must be a JSON object")),
+    }
     serde_json::from_slice(body).map_err(|e| bad_request(format!("invalid body: {e}")))
 }
 

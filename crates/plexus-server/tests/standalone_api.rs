@@ -164,6 +164,14 @@ async fn bad_requests_are_answered_with_codes() {
             StatusCode::BAD_REQUEST,
             104,
         ),
+        // Whitespace alone is no JSON document (an empty body is `{}`).
+        (
+            "/api/channels",
+            "\t".to_owned(),
+            StatusCode::BAD_REQUEST,
+            104,
+        ),
+        ("/api/info", " \n".to_owned(), StatusCode::BAD_REQUEST, 104),
         (
             "/api/publish",
             r#"{"channel":"room:1"}"#.to_owned(),
