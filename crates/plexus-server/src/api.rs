@@ -239,7 +239,17 @@ pub(crate) fn routes(
 
 async fn metrics(State(state): State<Arc<ApiState>>) -> Response {
     debug_assert!(state.metrics);
-    let text = crate::metrics::render(&state.node, &state.stats, state.backend.as_deref());
+    let mut text = crate::metrics::render(&state.node, &state.stats, state.backend.as_deref());
+    if let Some(mesa) = &state.mesa {
+        text.push_str(
+            "# HELP plexus_mesa_portal_dropped_total Mesa client events dropped because the portal backlog was full.\n\
+             # TYPE plexus_mesa_portal_dropped_total counter\n",
+        );
+        text.push_str(&format!(
+            "plexus_mesa_portal_dropped_total {}\n",
+            mesa.portal_dropped()
+        ));
+    }
     (
         [(
             header::CONTENT_TYPE,

@@ -809,7 +809,11 @@ async fn the_portal_backlog_is_bounded() {
             portal_backlog_max: 2,
             ..portal_config()
         })
-        .mesa_hooks(recorder.clone()),
+        .mesa_hooks(recorder.clone())
+        .endpoints(plexus_server::api::HttpEndpoints {
+            metrics: true,
+            ..Default::default()
+        }),
     )
     .await;
     let mesa = server.mesa().unwrap();
@@ -818,6 +822,15 @@ async fn the_portal_backlog_is_bounded() {
     c.send(json!({"op": 0, "d": {}, "t": "echo"})).await;
     assert_eq!(c.next().await["t"], "echo");
     assert_eq!(mesa.portal_dropped(), 1);
+    let metrics = http(server.local_addr(), "GET", "/metrics", None).await;
+    assert!(
+        metrics
+            .body
+            .lines()
+            .any(|l| l == "plexus_mesa_portal_dropped_total 1"),
+        "{}",
+        metrics.body
+    );
     let taken = take_n(&mesa, "w", 2).await;
     assert_eq!(kinds(&taken), vec!["connection -", "authentication quinn"]);
 }
