@@ -28,8 +28,13 @@ enum Got {
 }
 
 async fn next(ws: &mut Ws) -> Got {
+    next_within(ws, WAIT).await
+}
+
+/// [`next`] with a wait bound of its own (never an assertion about speed).
+async fn next_within(ws: &mut Ws, wait: Duration) -> Got {
     loop {
-        let message = tokio::time::timeout(WAIT, ws.next())
+        let message = tokio::time::timeout(wait, ws.next())
             .await
             .expect("a message within the wait bound");
         match message {
@@ -595,7 +600,8 @@ async fn bad_endpoint_configurations_are_reported() {
             .map(ToString::to_string)
             .collect::<Vec<_>>(),
     };
-    let found = problems(
+    let patterns: Vec<String> = (0..101).map(|i| format!("\"p{i}:*\"")).collect();
+    let found = problems(&format!(
         r#"
 [client]
 anonymous = true
@@ -613,8 +619,11 @@ hooks = ["message"]
 [[endpoints]]
 path = "/b"
 unknown_event = "shrug"
+[plezi_bus]
+raw_channels = [{}]
 "#,
-    );
+        patterns.join(", ")
+    ));
     for expected in [
         "`endpoints[0].path`: `/ws` is served by the server itself",
         "`endpoints[1].path`: `chat` is not a path",
@@ -623,6 +632,8 @@ unknown_event = "shrug"
         "`endpoints[3].hooks`: needs `backend.endpoints_url`",
         "`endpoints[4].path`: `/b` is mounted by an earlier endpoint",
         "`endpoints[4].unknown_event`: `shrug`",
+        "`plezi_bus.raw_channels`: at most 100 patterns",
+        "needs `engine = \"redis\"`",
     ] {
         assert!(
             found.iter().any(|p| p.contains(expected)),
@@ -772,6 +783,103 @@ async fn the_http_api_notifies_an_identity() {
     assert_eq!(answer, json!({"notified": false}));
     let (status, _) = support::api(&server, "identity_notify", json!({"identity": ""})).await;
     assert_eq!(status.as_u16(), 400);
+    // The name bound: 255 characters pass, 256 do not.
+    let (status, _) = support::api(
+        &server,
+        "identity_notify",
+        json!({"identity": "é".repeat(255)}),
+    )
+    .await;
+    assert_eq!(status.as_u16(), 200);
+    let (status, _) = support::api(
+        &server,
+        "identity_notify",
+        json!({"identity": "é".repeat(256)}),
+    )
+    .await;
+    assert_eq!(status.as_u16(), 400);
+}
+
+/// An identity keeps at most 1000 registrations, whatever `max_connections` asks: the oldest
+/// drop out.
+#[tokio::test]
+async fn an_identity_keeps_at_most_1000_registrations() {
+    use plexus_server::endpoint::identity;
+    let server = dev_server().await;
+    let node = server.node();
+    for seq in 0..1001u64 {
+        let conn = plexus_core::ConnId {
+            node: node.id(),
+            seq: 1_000_000 + seq,
+        };
+        identity::register_as(node, conn, "crowd", None, Some(5000))
+            .await
+            .unwrap();
+    }
+    let kept = node
+        .engine()
+        .kv
+        .get("identity:crowd")
+        .await
+        .unwrap()
+        .expect("registered");
+    let kept: Vec<String> = serde_json::from_slice(&kept).unwrap();
+    assert_eq!(kept.len(), identity::MAX_CONNECTIONS);
+    assert_eq!(kept[0], format!("{}-{}", node.id(), 1_001_000));
+    assert!(!kept.contains(&format!("{}-{}", node.id(), 1_000_000)));
+}
+
+/// An endpoint's own outbound bound: a handler that writes more than it closes the connection
+/// as a slow consumer (4001).
+#[tokio::test]
+async fn an_endpoints_outbound_bound_closes_a_slow_consumer() {
+    let builder = dev().endpoint(
+        "/flood",
+        Endpoint::raw("flood")
+            .limits(EndpointLimits {
+                outbound_queue_bytes_max: Some(4096),
+                ..EndpointLimits::default()
+            })
+            .on_message(|ws, _| async move {
+                for _ in 0..64 {
+                    ws.send_text("x".repeat(1024));
+                }
+            }),
+    );
+    let server = start(builder).await;
+    let mut ws = connect_raw(&url(&server, "/flood"), &[]).await;
+    ws.send(Message::text("go")).await.unwrap();
+    loop {
+        match next(&mut ws).await {
+            Got::Text(_) => continue,
+            Got::Closed(code, _) => {
+                assert_eq!(code, CloseCode::SLOW_CONSUMER.0);
+                break;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+/// Shutdown handlers are bounded: one that never ends does not hold the shutdown; the
+/// connection still gets 4000.
+#[tokio::test]
+async fn a_shutdown_handler_that_never_ends_does_not_hold_the_shutdown() {
+    let builder = dev().endpoint(
+        "/stuck",
+        Endpoint::echo("stuck").on_shutdown(|_ws| std::future::pending::<()>()),
+    );
+    let server = start(builder).await;
+    let mut ws = connect_raw(&url(&server, "/stuck"), &[]).await;
+    ws.send(Message::text("hi")).await.unwrap();
+    assert_eq!(next(&mut ws).await, Got::Text("hi".into()));
+    let shutdown = tokio::spawn(server.shutdown());
+    match next_within(&mut ws, Duration::from_secs(30)).await {
+        Got::Closed(code, _) => assert_eq!(code, 4000),
+        other => panic!("{other:?}"),
+    }
+    drop(ws);
+    assert!(shutdown.await.unwrap());
 }
 
 /// The acknowledgement goes out while the handler still runs (PleziClient 0.16 gives it 10 ms):

@@ -453,3 +453,48 @@ fn the_reader_refuses_what_breaks_the_rules() {
     assert!(events.contains(&Event::Aborted { channel: 0 }));
     assert!(events.ends_with(&[Event::Done { channel: 0 }]));
 }
+
+#[test]
+fn header_and_file_bounds() {
+    // A header growing past MAX_HEADER_BYTES through continuations is refused.
+    let mut reader = Reader::new(1);
+    let mut out = Vec::new();
+    // Flags: an action length in u16 (G), so the header waits for a 65 000-byte action.
+    let mut start = vec![0x02];
+    start.extend_from_slice(&ID);
+    start.extend_from_slice(&65_000u16.to_le_bytes());
+    let chunk = vec![b'a'; 4000];
+    let mut bytes = frames(&[Packet::Message {
+        has_stream: false,
+        expects_response: false,
+        bytes: &start,
+    }]);
+    for _ in 0..15 {
+        encode_packet(&mut bytes, &Packet::Continue(&chunk));
+    }
+    assert!(
+        reader.read(&bytes, &mut out).is_ok(),
+        "60 000 bytes of action fit"
+    );
+    let mut more = Vec::new();
+    encode_packet(&mut more, &Packet::Continue(&vec![b'a'; 6000]));
+    let e = reader.read(&more, &mut out).unwrap_err();
+    assert!(e.0.contains("header over"), "{e}");
+
+    // More than MAX_FILES files is refused.
+    let mut header = vec![0x20]; // EE = u16 file count
+    header.extend_from_slice(&ID);
+    header.push(0); // empty action
+    header.extend_from_slice(&((MAX_FILES as u16) + 1).to_le_bytes());
+    let e = decode_header_body(&header, false).unwrap_err();
+    assert!(e.0.contains("files"), "{e}");
+    let mut header = vec![0x20];
+    header.extend_from_slice(&ID);
+    header.push(0);
+    header.extend_from_slice(&(MAX_FILES as u16).to_le_bytes());
+    assert_eq!(
+        decode_header_body(&header, false),
+        Ok(None),
+        "1024 files may follow"
+    );
+}
