@@ -504,6 +504,108 @@ pub fn decode_header_body(
     )))
 }
 
+// --- the writing side ---------------------------------------------------------------------------
+
+/// Whether `id` is a version-4 UUID of the RFC 4122 variant (what Sockety's `@sockety/uuid`
+/// accepts: version nibble 4, variant bits `10`).
+pub fn is_uuid_v4(id: &[u8; 16]) -> bool {
+    id[6] >> 4 == 4 && id[8] >> 6 == 0b10
+}
+
+/// Makes 16 random bytes a version-4 UUID.
+pub fn to_uuid_v4(mut bytes: [u8; 16]) -> [u8; 16] {
+    bytes[6] = (bytes[6] & 0x0F) | 0x40;
+    bytes[8] = (bytes[8] & 0x3F) | 0x80;
+    bytes
+}
+
+/// The packet that starts a message (`header.parent` is `None`) or a response, with the whole
+/// header in it (a header is at most [`MAX_HEADER_BYTES`], far below a packet's bound).
+pub fn encode_start(out: &mut Vec<u8>, header: &Header, has_stream: bool, expects_response: bool) {
+    let body = encode_header_body(header);
+    let packet = if header.parent.is_some() {
+        Packet::Response {
+            has_stream,
+            expects_response,
+            bytes: &body,
+        }
+    } else {
+        Packet::Message {
+            has_stream,
+            expects_response,
+            bytes: &body,
+        }
+    };
+    encode_packet(out, &packet);
+}
+
+/// `bytes` as data packets of at most [`MAX_PACKET_BYTES`] each.
+pub fn encode_data(out: &mut Vec<u8>, bytes: &[u8]) {
+    for chunk in bytes.chunks(MAX_PACKET_BYTES) {
+        encode_packet(out, &Packet::Data(chunk));
+    }
+}
+
+/// The writing side's channels: which are busy with a message in progress, and the current
+/// one. A message takes a free channel for as long as it is being written (round-robin from
+/// the current one, as sockety-js does) and gives it back at its end.
+pub struct Channels {
+    limit: u16,
+    current: u16,
+    busy: Vec<bool>,
+    in_use: usize,
+}
+
+impl Channels {
+    /// Channels for a peer that announced it receives on `limit` (1..=4096).
+    pub fn new(limit: u16) -> Channels {
+        let limit = limit.clamp(1, MAX_CHANNELS);
+        Channels {
+            limit,
+            current: 0,
+            busy: vec![false; usize::from(limit)],
+            in_use: 0,
+        }
+    }
+
+    /// Takes a free channel (the current one when free), or `None` when all are busy.
+    pub fn take(&mut self) -> Option<u16> {
+        if self.in_use == usize::from(self.limit) {
+            return None;
+        }
+        let mut c = self.current;
+        while self.busy[usize::from(c)] {
+            c = (c + 1) % self.limit;
+        }
+        self.busy[usize::from(c)] = true;
+        self.in_use += 1;
+        Some(c)
+    }
+
+    /// Gives `channel` back.
+    pub fn release(&mut self, channel: u16) {
+        if let Some(busy) = self.busy.get_mut(usize::from(channel))
+            && *busy
+        {
+            *busy = false;
+            self.in_use -= 1;
+        }
+    }
+
+    /// Writes the switch to `channel` unless it is the current one.
+    pub fn switch(&mut self, out: &mut Vec<u8>, channel: u16) {
+        if channel != self.current {
+            encode_packet(out, &Packet::SwitchChannel(channel));
+            self.current = channel;
+        }
+    }
+
+    /// Channels busy now.
+    pub fn in_use(&self) -> usize {
+        self.in_use
+    }
+}
+
 // --- the reading side's multiplexing ------------------------------------------------------------
 
 /// What the peer sent, in order, as the reader understood it.
@@ -728,7 +830,12 @@ impl Reader {
                 }
                 out.push(Event::Aborted { channel });
             }
-            Packet::FastReply { code, id } => out.push(Event::FastReply { id, code }),
+            Packet::FastReply { code, id } => {
+                if !is_uuid_v4(&id) {
+                    return err("a fast reply for an id that is not a version-4 UUID");
+                }
+                out.push(Event::FastReply { id, code })
+            }
             Packet::Heartbeat => out.push(Event::Heartbeat),
             Packet::GoAway => out.push(Event::GoAway),
         }
@@ -750,6 +857,9 @@ impl Reader {
                 "{} bytes after a header on channel {channel}",
                 slot.pending.len() - used
             ));
+        }
+        if !is_uuid_v4(&header.id) || header.parent.is_some_and(|p| !is_uuid_v4(&p)) {
+            return err(format!("an id that is not a version-4 UUID on channel {channel}"));
         }
         slot.pending = Vec::new();
         slot.data_left = header.data_size;
