@@ -600,6 +600,11 @@ impl Channels {
         }
     }
 
+    /// Whether a channel is free.
+    pub fn has_free(&self) -> bool {
+        self.in_use < usize::from(self.limit)
+    }
+
     /// Channels busy now.
     pub fn in_use(&self) -> usize {
         self.in_use
@@ -859,7 +864,9 @@ impl Reader {
             ));
         }
         if !is_uuid_v4(&header.id) || header.parent.is_some_and(|p| !is_uuid_v4(&p)) {
-            return err(format!("an id that is not a version-4 UUID on channel {channel}"));
+            return err(format!(
+                "an id that is not a version-4 UUID on channel {channel}"
+            ));
         }
         slot.pending = Vec::new();
         slot.data_left = header.data_size;

@@ -1,0 +1,615 @@
+//! The two tasks of a connection: the reader (header, packets, message assembly, deliveries)
+//! and the writer (channels, batching, heartbeats, the close).
+
+use crate::file::{OutFile, Spool};
+use crate::stream::StreamWriter;
+use crate::{Closed, Config, Id, Message, Out, Peer, Reply, Shared, StreamReader, TOO_LARGE, wire};
+use bytes::{Buf, Bytes, BytesMut};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{mpsc, oneshot, watch};
+use wire::{Event, Packet};
+
+/// Close codes this crate reports (Plexus's table, `docs/protocol.md`).
+const NORMAL: u16 = 1000;
+const LOST: u16 = 1006;
+const TIMEOUT: u16 = 4002;
+const BAD_FRAME: u16 = 4500;
+const SLOW: u16 = 4001;
+
+/// Bytes read from a file per packet sent.
+const FILE_CHUNK: usize = 64 * 1024;
+/// Bytes gathered before a write.
+const WRITE_BATCH: usize = 64 * 1024;
+
+/// Runs a connection over `read` and `write`: sends this side's header, reads the peer's, and
+/// serves until either side closes. Returns the sending side and the messages the peer sends
+/// (requests and messages; responses go to the requests that wait for them).
+pub fn start<R, W>(read: R, write: W, config: Config) -> (Peer, mpsc::Receiver<Message>)
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let (starts_tx, starts_rx) = mpsc::channel(config.write_queue.max(1));
+    let (parts_tx, parts_rx) = mpsc::channel(config.write_queue.max(1));
+    let (incoming_tx, incoming_rx) = mpsc::channel(config.incoming_queue.max(1));
+    let (closed, _) = watch::channel(None);
+    let shared = Arc::new(Shared {
+        starts: starts_tx,
+        parts: parts_tx,
+        pending: Default::default(),
+        closed,
+        peer_going_away: AtomicBool::new(false),
+        going_away: AtomicBool::new(false),
+        next_key: AtomicU64::new(0),
+        config,
+    });
+    let peer = Peer { shared };
+    let (channels_tx, channels_rx) = oneshot::channel();
+    tokio::spawn(reader(read, peer.clone(), incoming_tx, channels_tx));
+    tokio::spawn(writer(
+        write,
+        peer.shared.clone(),
+        (starts_rx, parts_rx),
+        channels_rx,
+    ));
+    (peer, incoming_rx)
+}
+
+// --- reading -----------------------------------------------------------------------------------
+
+/// A message being received on a channel.
+struct Assembly {
+    id: Id,
+    parent: Option<Id>,
+    action: String,
+    expects_response: bool,
+    data: BytesMut,
+    data_size: u64,
+    files: Vec<Option<Spool>>,
+    done_files: Vec<Option<crate::File>>,
+    stream: Option<StreamWriter>,
+    reader: Option<StreamReader>,
+    delivered: bool,
+    /// Over the bounds: its bytes are skipped.
+    skipped: bool,
+}
+
+impl Assembly {
+    fn ready(&self) -> bool {
+        !self.delivered
+            && !self.skipped
+            && self.data.len() as u64 == self.data_size
+            && self.files.iter().all(Option::is_none)
+    }
+}
+
+async fn reader<R: AsyncRead + Unpin>(
+    mut read: R,
+    peer: Peer,
+    incoming: mpsc::Sender<Message>,
+    channels: oneshot::Sender<u16>,
+) {
+    let shared = peer.shared.clone();
+    let mut closed = shared.closed.subscribe();
+    let outcome = tokio::select! {
+        outcome = read_loop(&mut read, &peer, &incoming, channels) => outcome,
+        _ = crate::until_closed(&mut closed) => return,
+    };
+    match outcome {
+        Ok(()) => shared.close(NORMAL, "closed by the peer"),
+        Err((code, reason)) => {
+            tracing::debug!(code, %reason, "sockety connection ends");
+            shared.close(code, reason)
+        }
+    }
+}
+
+type Fail = (u16, String);
+
+async fn read_loop<R: AsyncRead + Unpin>(
+    read: &mut R,
+    peer: &Peer,
+    incoming: &mpsc::Sender<Message>,
+    channels: oneshot::Sender<u16>,
+) -> Result<(), Fail> {
+    let config = &peer.shared.config;
+    let mut buf = BytesMut::with_capacity(8 * 1024);
+    // The peer's header first.
+    let announced = loop {
+        if let Some((announced, used)) =
+            wire::decode_header(&buf).map_err(|e| (BAD_FRAME, e.to_string()))?
+        {
+            buf.advance(used);
+            break announced;
+        }
+        fill(read, &mut buf, config.timeout).await?;
+    };
+    let _ = channels.send(announced);
+    let mut wire_reader = wire::Reader::new(config.channels);
+    let mut events = Vec::new();
+    let mut assemblies: HashMap<u16, Assembly> = HashMap::new();
+    loop {
+        let used = wire_reader
+            .read(&buf, &mut events)
+            .map_err(|e| (BAD_FRAME, e.to_string()))?;
+        buf.advance(used);
+        for event in events.drain(..) {
+            on_event(peer, incoming, &mut assemblies, event).await?;
+        }
+        fill(read, &mut buf, config.timeout).await?;
+    }
+}
+
+/// Reads more bytes; the peer's silence past `timeout`, the end of the stream or an error ends
+/// the connection.
+async fn fill<R: AsyncRead + Unpin>(
+    read: &mut R,
+    buf: &mut BytesMut,
+    timeout: Duration,
+) -> Result<(), Fail> {
+    buf.reserve(8 * 1024);
+    match tokio::time::timeout(timeout, read.read_buf(buf)).await {
+        Err(_) => Err((TIMEOUT, "no data within the timeout".into())),
+        Ok(Ok(0)) => Err((LOST, "connection closed by the peer".into())),
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err((LOST, e.to_string())),
+    }
+}
+
+async fn on_event(
+    peer: &Peer,
+    incoming: &mpsc::Sender<Message>,
+    assemblies: &mut HashMap<u16, Assembly>,
+    event: Event,
+) -> Result<(), Fail> {
+    let shared = &peer.shared;
+    let config = &shared.config;
+    match event {
+        Event::Header {
+            channel,
+            header,
+            has_stream,
+            expects_response,
+        } => {
+            let total: u64 = header.files.iter().map(|f| f.size).sum();
+            let over = header.data_size > config.max_data_bytes
+                || header.files.len() > config.max_files
+                || total > config.max_files_bytes;
+            let mut assembly = Assembly {
+                id: header.id,
+                parent: header.parent,
+                action: header.action,
+                expects_response,
+                data: BytesMut::new(),
+                data_size: header.data_size,
+                files: Vec::new(),
+                done_files: Vec::new(),
+                stream: None,
+                reader: None,
+                delivered: false,
+                skipped: over,
+            };
+            if over {
+                tracing::debug!(channel, "a message over the bounds: skipped");
+                if assembly.parent.is_none() && expects_response {
+                    let _ = peer.fast_reply(assembly.id, TOO_LARGE).await;
+                }
+            } else {
+                assembly.data = BytesMut::with_capacity(header.data_size.min(1 << 20) as usize);
+                for file in header.files {
+                    let spool = Spool::new(
+                        file.name,
+                        file.size,
+                        config.memory_file_bytes,
+                        &config.spool_dir,
+                    )
+                    .await
+                    .map_err(|e| (LOST, format!("spooling a file: {e}")))?;
+                    assembly.files.push(Some(spool));
+                    assembly.done_files.push(None);
+                }
+                if has_stream {
+                    let (writer, reader) = crate::stream(config.stream_buffer_bytes);
+                    assembly.stream = Some(writer);
+                    assembly.reader = Some(reader);
+                }
+            }
+            let ready = assembly.ready();
+            assemblies.insert(channel, assembly);
+            if ready {
+                deliver(peer, incoming, assemblies, channel).await;
+            }
+        }
+        Event::Data { channel, bytes } => {
+            let Some(a) = assemblies.get_mut(&channel) else {
+                return Ok(());
+            };
+            if a.skipped {
+                return Ok(());
+            }
+            a.data.extend_from_slice(&bytes);
+            if a.ready() {
+                deliver(peer, incoming, assemblies, channel).await;
+            }
+        }
+        Event::File {
+            channel,
+            index,
+            bytes,
+        } => {
+            let Some(a) = assemblies.get_mut(&channel) else {
+                return Ok(());
+            };
+            if let Some(Some(spool)) = a.files.get_mut(index as usize) {
+                spool
+                    .write(&bytes)
+                    .await
+                    .map_err(|e| (LOST, format!("spooling a file: {e}")))?;
+            }
+        }
+        Event::FileEnd { channel, index } => {
+            let Some(a) = assemblies.get_mut(&channel) else {
+                return Ok(());
+            };
+            if let Some(spool) = a.files.get_mut(index as usize).and_then(Option::take) {
+                let file = spool
+                    .finish()
+                    .await
+                    .map_err(|e| (LOST, format!("spooling a file: {e}")))?;
+                a.done_files[index as usize] = Some(file);
+            }
+            if a.ready() {
+                deliver(peer, incoming, assemblies, channel).await;
+            }
+        }
+        Event::Stream { channel, bytes } => {
+            let writer = assemblies.get(&channel).and_then(|a| a.stream.as_ref());
+            if let Some(writer) = writer {
+                // Waits while the stream's reader lags: reading the connection pauses.
+                let mut closed = shared.closed.subscribe();
+                tokio::select! {
+                    _ = writer.send(Bytes::from(bytes)) => {}
+                    _ = crate::until_closed(&mut closed) => return Err((LOST, "closed".into())),
+                }
+            }
+        }
+        Event::StreamEnd { channel } => {
+            if let Some(a) = assemblies.get_mut(&channel) {
+                a.stream = None;
+            }
+        }
+        Event::Done { channel } => {
+            assemblies.remove(&channel);
+        }
+        Event::Aborted { channel } => {
+            if let Some(mut a) = assemblies.remove(&channel)
+                && let Some(writer) = a.stream.take()
+            {
+                writer.abort();
+            }
+        }
+        Event::FastReply { id, code } => {
+            let waiting = shared.pending.lock().expect("pending").remove(&id);
+            if let Some(tx) = waiting {
+                let _ = tx.send(Reply::Fast(code));
+            }
+        }
+        Event::Heartbeat => {}
+        Event::GoAway => shared.peer_going_away.store(true, Ordering::Release),
+    }
+    Ok(())
+}
+
+/// Hands a received message (data and files complete) to whoever waits for it.
+async fn deliver(
+    peer: &Peer,
+    incoming: &mpsc::Sender<Message>,
+    assemblies: &mut HashMap<u16, Assembly>,
+    channel: u16,
+) {
+    let Some(a) = assemblies.get_mut(&channel) else {
+        return;
+    };
+    a.delivered = true;
+    let message = Message {
+        id: a.id,
+        parent: a.parent,
+        action: std::mem::take(&mut a.action),
+        data: std::mem::take(&mut a.data).freeze(),
+        files: a.done_files.drain(..).flatten().collect(),
+        stream: a.reader.take(),
+        expects_response: a.expects_response,
+        peer: peer.clone(),
+    };
+    match message.parent {
+        Some(parent) => {
+            let waiting = peer.shared.pending.lock().expect("pending").remove(&parent);
+            match waiting {
+                Some(tx) => {
+                    let _ = tx.send(Reply::Response(message));
+                }
+                None => tracing::debug!("a response to no request waiting: dropped"),
+            }
+        }
+        None => {
+            if peer.going_away() && message.expects_response {
+                let _ = message.fast_reply(crate::GOING_AWAY).await;
+                return;
+            }
+            // Waits while the receiver lags: reading the connection pauses.
+            let mut closed = peer.shared.closed.subscribe();
+            tokio::select! {
+                _ = incoming.send(message) => {}
+                _ = crate::until_closed(&mut closed) => {}
+            }
+        }
+    }
+}
+
+// --- writing -----------------------------------------------------------------------------------
+
+async fn writer<W: AsyncWrite + Unpin>(
+    mut write: W,
+    shared: Arc<Shared>,
+    (mut starts, mut parts): (mpsc::Receiver<Out>, mpsc::Receiver<Out>),
+    channels: oneshot::Receiver<u16>,
+) {
+    let config = shared.config.clone();
+    let mut closed = shared.closed.subscribe();
+    let header = wire::encode_header(config.channels);
+    if write_all(&mut write, &header, config.write_timeout)
+        .await
+        .is_err()
+    {
+        shared.close(LOST, "could not write the header");
+        return;
+    }
+    let new_state = |announced| WriteState {
+        channels: wire::Channels::new(announced),
+        keys: HashMap::new(),
+        buf: Vec::new(),
+    };
+    let announced = tokio::select! {
+        announced = channels => match announced {
+            Ok(n) => n,
+            Err(_) => return,
+        },
+        _ = crate::until_closed(&mut closed) => {
+            farewell(&mut write, &shared, &mut new_state(1)).await;
+            return;
+        }
+    };
+    let mut state = new_state(announced);
+    let heartbeat = config.timeout.mul_f64(0.75);
+    loop {
+        let free = state.channels.has_free();
+        let item = tokio::select! {
+            biased;
+            _ = crate::until_closed(&mut closed) => {
+                farewell(&mut write, &shared, &mut state).await;
+                return;
+            }
+            item = parts.recv() => item,
+            item = starts.recv(), if free => item,
+            _ = tokio::time::sleep(heartbeat) => {
+                wire::encode_packet(&mut state.buf, &Packet::Heartbeat);
+                Some(Out::Raw(Vec::new()))
+            }
+        };
+        let Some(item) = item else {
+            break;
+        };
+        let mut close = state.place(item);
+        while !close && state.buf.len() < WRITE_BATCH {
+            let next = match parts.try_recv() {
+                Ok(item) => item,
+                Err(_) if state.channels.has_free() => match starts.try_recv() {
+                    Ok(item) => item,
+                    Err(_) => break,
+                },
+                Err(_) => break,
+            };
+            close = state.place(next);
+        }
+        if !state.buf.is_empty() {
+            if let Err(code) = write_all(&mut write, &state.buf, config.write_timeout).await {
+                shared.close(code, "write failed or timed out");
+                return;
+            }
+            state.buf.clear();
+        }
+        if close {
+            break;
+        }
+    }
+    let _ = tokio::time::timeout(config.write_timeout, write.shutdown()).await;
+    shared.close(NORMAL, "closed");
+}
+
+/// A close for a reason: the `close` message (when configured) and go-away, then the end.
+async fn farewell<W: AsyncWrite + Unpin>(write: &mut W, shared: &Shared, state: &mut WriteState) {
+    let closed = shared.closed.borrow().clone();
+    let Some(Closed { code, reason }) = closed else {
+        return;
+    };
+    if shared.config.farewell && code != LOST && code != NORMAL {
+        state.close_message(code, &reason);
+    }
+    wire::encode_packet(&mut state.buf, &Packet::GoAway);
+    let limit = Duration::from_secs(1);
+    let _ = write_all(write, &state.buf, limit).await;
+    let _ = tokio::time::timeout(limit, write.shutdown()).await;
+}
+
+struct WriteState {
+    channels: wire::Channels,
+    /// The channel of each started message still being written.
+    keys: HashMap<u64, u16>,
+    buf: Vec<u8>,
+}
+
+impl WriteState {
+    /// Writes an item into the buffer; true for `Close`. A start comes only while a channel is
+    /// free; a part only after its start (its sender waited for `placed`).
+    fn place(&mut self, item: Out) -> bool {
+        match item {
+            Out::Close => return true,
+            Out::Raw(bytes) => self.buf.extend_from_slice(&bytes),
+            Out::Whole(bytes) => {
+                let c = self.channels.take().expect("a free channel");
+                self.channels.switch(&mut self.buf, c);
+                self.buf.extend_from_slice(&bytes);
+                self.channels.release(c);
+            }
+            Out::Begin { key, bytes, placed } => {
+                let c = self.channels.take().expect("a free channel");
+                self.keys.insert(key, c);
+                self.channels.switch(&mut self.buf, c);
+                self.buf.extend_from_slice(&bytes);
+                let _ = placed.send(());
+            }
+            Out::Part { key, bytes } => {
+                if let Some(&c) = self.keys.get(&key) {
+                    self.channels.switch(&mut self.buf, c);
+                    self.buf.extend_from_slice(&bytes);
+                }
+            }
+            Out::End { key, bytes } => {
+                if let Some(c) = self.keys.remove(&key) {
+                    self.channels.switch(&mut self.buf, c);
+                    self.buf.extend_from_slice(&bytes);
+                    self.channels.release(c);
+                }
+            }
+        }
+        false
+    }
+
+    /// The `close` message on a free channel (none when every channel is busy).
+    fn close_message(&mut self, code: u16, reason: &str) {
+        let Some(c) = self.channels.take() else {
+            return;
+        };
+        let data = serde_json::json!({"code": code, "reason": reason}).to_string();
+        let header = wire::Header {
+            id: crate::new_id(),
+            parent: None,
+            action: "close".into(),
+            data_size: data.len() as u64,
+            files: vec![],
+        };
+        self.channels.switch(&mut self.buf, c);
+        wire::encode_start(&mut self.buf, &header, false, false);
+        wire::encode_data(&mut self.buf, data.as_bytes());
+        self.channels.release(c);
+    }
+}
+
+async fn write_all<W: AsyncWrite + Unpin>(
+    write: &mut W,
+    bytes: &[u8],
+    timeout: Duration,
+) -> Result<(), u16> {
+    if bytes.is_empty() {
+        return Ok(());
+    }
+    match tokio::time::timeout(timeout, async {
+        write.write_all(bytes).await?;
+        write.flush().await
+    })
+    .await
+    {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err(LOST),
+        Err(_) => Err(SLOW),
+    }
+}
+
+// --- sending files and streams -------------------------------------------------------------------
+
+/// Sends a streamed message's files, then its stream, then its end; an abort when a file's
+/// reader ends early or the stream was aborted.
+pub(crate) async fn pump(
+    peer: Peer,
+    key: u64,
+    placed: oneshot::Receiver<()>,
+    files: Vec<OutFile>,
+    stream: Option<StreamReader>,
+) {
+    // The parts go after the start (which waits for a free channel).
+    if placed.await.is_err() {
+        return;
+    }
+    let send = |bytes: Vec<u8>| peer.shared.parts.send(Out::Part { key, bytes });
+    let count = files.len();
+    let mut chunk = vec![0u8; FILE_CHUNK];
+    for (index, mut file) in files.into_iter().enumerate() {
+        let index = index as u32;
+        let mut left = file.size;
+        while left > 0 {
+            let want = (left.min(FILE_CHUNK as u64)) as usize;
+            let n = match file.body.read(&mut chunk[..want]).await {
+                Ok(0) | Err(_) => {
+                    let _ = peer
+                        .shared
+                        .parts
+                        .send(Out::End {
+                            key,
+                            bytes: vec![0x90],
+                        })
+                        .await;
+                    return;
+                }
+                Ok(n) => n,
+            };
+            left -= n as u64;
+            let mut bytes = Vec::with_capacity(n + 8);
+            wire::encode_packet(
+                &mut bytes,
+                &Packet::File {
+                    index,
+                    bytes: &chunk[..n],
+                },
+            );
+            if send(bytes).await.is_err() {
+                return;
+            }
+        }
+        let mut end = Vec::with_capacity(4);
+        wire::encode_packet(&mut end, &Packet::FileEnd { index });
+        let last = index as usize + 1 == count && stream.is_none();
+        let sent = if last {
+            peer.shared.parts.send(Out::End { key, bytes: end }).await
+        } else {
+            send(end).await
+        };
+        if sent.is_err() {
+            return;
+        }
+    }
+    let Some(mut stream) = stream else {
+        return;
+    };
+    while let Some(chunk) = stream.next().await {
+        for piece in chunk.chunks(wire::MAX_PACKET_BYTES) {
+            let mut bytes = Vec::with_capacity(piece.len() + 5);
+            wire::encode_packet(&mut bytes, &Packet::Stream(piece));
+            if send(bytes).await.is_err() {
+                return;
+            }
+        }
+    }
+    let end = if stream.is_aborted() { 0x90 } else { 0x80 };
+    let _ = peer
+        .shared
+        .parts
+        .send(Out::End {
+            key,
+            bytes: vec![end],
+        })
+        .await;
+}
