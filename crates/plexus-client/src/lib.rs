@@ -51,7 +51,9 @@ mod driver;
 mod error;
 mod lossy;
 mod mail;
+pub mod net;
 mod queue;
+pub mod sockety;
 mod types;
 
 pub use backoff::{Backoff, Jitter};

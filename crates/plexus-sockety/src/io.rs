@@ -376,7 +376,11 @@ async fn writer<W: AsyncWrite + Unpin>(
     let announced = tokio::select! {
         announced = channels => match announced {
             Ok(n) => n,
-            Err(_) => return,
+            // The reader ended before the peer's header: say why, if there is a reason.
+            Err(_) => {
+                farewell(&mut write, &shared, &mut new_state(1)).await;
+                return;
+            }
         },
         _ = crate::until_closed(&mut closed) => {
             farewell(&mut write, &shared, &mut new_state(1)).await;

@@ -338,6 +338,8 @@ impl Peer {
         }
         let mut closed = self.shared.closed.subscribe();
         tokio::select! {
+            // An answer that came before the close wins over the close.
+            biased;
             reply = rx => reply.map_err(|_| self.shared.closed_error()),
             _ = crate::until_closed(&mut closed) => {
                 self.shared.pending.lock().expect("pending").remove(&id);
@@ -481,5 +483,105 @@ impl Peer {
         let peer = self.clone();
         tokio::spawn(io::pump(peer, key, on_placed, draft.files, draft.stream));
         Ok(())
+    }
+}
+
+/// Sockety's bytes as WebSocket binary messages: a sink of messages (made by `make`) as a
+/// sink of byte chunks of at most `chunk` bytes each, for [`tokio_util`-style] `SinkWriter`s.
+/// Errors of the message sink become `io::Error`s.
+pub struct ChunkSink<S, F> {
+    inner: S,
+    make: F,
+    chunk: usize,
+    queued: std::collections::VecDeque<Bytes>,
+}
+
+impl<S, F> ChunkSink<S, F> {
+    pub fn new(inner: S, make: F, chunk: usize) -> ChunkSink<S, F> {
+        ChunkSink {
+            inner,
+            make,
+            chunk: chunk.max(1),
+            queued: Default::default(),
+        }
+    }
+}
+
+impl<S, F, M, E> ChunkSink<S, F>
+where
+    S: futures_sink::Sink<M, Error = E> + Unpin,
+    F: Fn(Bytes) -> M + Unpin,
+    E: std::error::Error + Send + Sync + 'static,
+{
+    fn poll_send_queued(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        use std::task::Poll;
+        while let Some(bytes) = self.queued.pop_front() {
+            match std::pin::Pin::new(&mut self.inner).poll_ready(cx) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(std::io::Error::other(e))),
+                Poll::Pending => {
+                    self.queued.push_front(bytes);
+                    return Poll::Pending;
+                }
+            }
+            if let Err(e) = std::pin::Pin::new(&mut self.inner).start_send((self.make)(bytes)) {
+                return Poll::Ready(Err(std::io::Error::other(e)));
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<S, F, M, E> futures_sink::Sink<Bytes> for ChunkSink<S, F>
+where
+    S: futures_sink::Sink<M, Error = E> + Unpin,
+    F: Fn(Bytes) -> M + Unpin,
+    E: std::error::Error + Send + Sync + 'static,
+{
+    type Error = std::io::Error;
+
+    fn poll_ready(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        self.get_mut().poll_send_queued(cx)
+    }
+
+    fn start_send(self: std::pin::Pin<&mut Self>, item: Bytes) -> std::io::Result<()> {
+        let this = self.get_mut();
+        let mut item = item;
+        while item.len() > this.chunk {
+            let head = item.split_to(this.chunk);
+            this.queued.push_back(head);
+        }
+        if !item.is_empty() {
+            this.queued.push_back(item);
+        }
+        Ok(())
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        std::task::ready!(this.poll_send_queued(cx))?;
+        std::pin::Pin::new(&mut this.inner)
+            .poll_flush(cx)
+            .map_err(std::io::Error::other)
+    }
+
+    fn poll_close(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        std::task::ready!(this.poll_send_queued(cx))?;
+        std::pin::Pin::new(&mut this.inner)
+            .poll_close(cx)
+            .map_err(std::io::Error::other)
     }
 }
