@@ -25,6 +25,8 @@ use crate::endpoint::{EndpointLimits, UnknownEvent};
 use crate::jwt::{JwtKeys, JwtVerifier};
 use crate::mesa::{MesaConfig, PortalMode};
 use crate::socketio::SocketIoConfig;
+use crate::sockety::SocketyConfig;
+use crate::tls::TlsConfig;
 use crate::{Server, ServerBuilder};
 use axum::http::{HeaderName, HeaderValue, Uri};
 use plexus_core::auth::AuthRequest;
@@ -60,6 +62,8 @@ pub struct Config {
     pub plezi_bus: PleziBusSection,
     pub mesa: MesaSection,
     pub admin: AdminSection,
+    pub sockety: SocketySection,
+    pub tls: TlsSection,
 }
 
 impl Default for Config {
@@ -79,6 +83,8 @@ impl Default for Config {
             endpoints: Vec::new(),
             plezi_bus: PleziBusSection::default(),
             mesa: MesaSection::default(),
+            sockety: SocketySection::default(),
+            tls: TlsSection::default(),
             admin: AdminSection::default(),
         }
     }
@@ -156,6 +162,154 @@ impl Default for EndpointSection {
             messages_burst: 0,
         }
     }
+}
+
+/// `[sockety]`: Sockety's binary protocol (`docs/sockety.md`) over TCP, TLS and WebSocket.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SocketySection {
+    /// Default: off. Development mode serves it whatever this says.
+    pub enabled: bool,
+    /// The WebSocket path (binary frames); empty: none.
+    pub path: String,
+    /// The plain TCP listener's address; empty: none (development mode: `127.0.0.1:8001`).
+    pub listen: String,
+    /// The TLS listener's address (needs `[tls]`); empty: none.
+    pub tls_listen: String,
+    pub channels: u64,
+    pub timeout_ms: u64,
+    pub max_data_bytes: u64,
+    pub max_files: u64,
+    pub max_files_bytes: u64,
+    pub memory_file_bytes: u64,
+    /// Where large received files are spooled; empty: the system's temporary directory.
+    pub spool_dir: String,
+    pub stream_buffer_bytes: u64,
+}
+
+impl Default for SocketySection {
+    fn default() -> Self {
+        let d = SocketyConfig::default();
+        SocketySection {
+            enabled: false,
+            path: d.path.unwrap_or_default(),
+            listen: String::new(),
+            tls_listen: String::new(),
+            channels: u64::from(d.channels),
+            timeout_ms: d.timeout.as_millis() as u64,
+            max_data_bytes: d.max_data_bytes,
+            max_files: d.max_files as u64,
+            max_files_bytes: d.max_files_bytes,
+            memory_file_bytes: d.memory_file_bytes,
+            spool_dir: String::new(),
+            stream_buffer_bytes: d.stream_buffer_bytes as u64,
+        }
+    }
+}
+
+/// `[tls]`: the server's certificate and key (PEM files): `https://` and `wss://` on the HTTP
+/// listener (with `http`), and Sockety's TLS listener.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsSection {
+    pub cert: String,
+    pub key: String,
+    pub http: bool,
+}
+
+impl Default for TlsSection {
+    fn default() -> Self {
+        TlsSection {
+            cert: String::new(),
+            key: String::new(),
+            http: true,
+        }
+    }
+}
+
+/// The development mode's Sockety TCP address (taken if free).
+pub const DEV_SOCKETY_LISTEN: &str = "127.0.0.1:8001";
+
+/// Checks `[sockety]`; its [`SocketyConfig`] when Sockety is served (`enabled`, or
+/// development mode).
+fn sockety_config(
+    s: &SocketySection,
+    dev_mode: bool,
+    tls: bool,
+    err: &mut impl FnMut(&[Seg], String),
+) -> Option<SocketyConfig> {
+    if !s.enabled && !dev_mode {
+        return None;
+    }
+    let at = |key: &str| key_path(&["sockety", key]);
+    let mut addr = |key: &str, value: &str| -> Option<SocketAddr> {
+        if value.is_empty() {
+            return None;
+        }
+        match value.parse() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                err(
+                    &at(key),
+                    format!("`{value}` is not an address such as 127.0.0.1:8001"),
+                );
+                None
+            }
+        }
+    };
+    let listen_set = !s.listen.is_empty();
+    let listen = if listen_set {
+        addr("listen", &s.listen)
+    } else if dev_mode {
+        DEV_SOCKETY_LISTEN.parse().ok()
+    } else {
+        None
+    };
+    let tls_listen = addr("tls_listen", &s.tls_listen);
+    if tls_listen.is_some() && !tls {
+        err(
+            &at("tls_listen"),
+            "needs a certificate: set `tls.cert` and `tls.key`".into(),
+        );
+    }
+    if s.channels == 0 || s.channels > 4096 {
+        err(&at("channels"), "must be 1 to 4096".into());
+    }
+    if s.timeout_ms < 100 {
+        err(&at("timeout_ms"), "must be at least 100".into());
+    }
+    if !s.path.is_empty() && !s.path.starts_with('/') {
+        err(
+            &at("path"),
+            "must be a URL path such as `/sockety`, or empty".into(),
+        );
+    }
+    if s.max_files > plexus_protocol::sockety::MAX_FILES as u64 {
+        err(
+            &at("max_files"),
+            format!("at most {}", plexus_protocol::sockety::MAX_FILES),
+        );
+    }
+    let d = SocketyConfig::default();
+    Some(SocketyConfig {
+        path: (!s.path.is_empty()).then(|| s.path.clone()),
+        listen,
+        // Development mode's default port is taken only if free; an address set is required.
+        listen_best_effort: dev_mode && !listen_set,
+        tls_listen,
+        channels: s.channels.clamp(1, 4096) as u16,
+        timeout: Duration::from_millis(s.timeout_ms.max(100)),
+        max_data_bytes: s.max_data_bytes,
+        max_files: s.max_files as usize,
+        max_files_bytes: s.max_files_bytes,
+        memory_file_bytes: s.memory_file_bytes,
+        spool_dir: if s.spool_dir.is_empty() {
+            d.spool_dir
+        } else {
+            s.spool_dir.clone().into()
+        },
+        stream_buffer_bytes: s.stream_buffer_bytes.max(1) as usize,
+    })
 }
 
 /// `[mesa]`: Mesa's protocol (`docs/mesa.md`) for `@cryb/mesa` and `mesa-js-client` apps,
@@ -1458,6 +1612,8 @@ pub struct Loaded {
     plezi_bus: Option<PleziBusConfig>,
     mesa: Option<MesaConfig>,
     admin: Option<crate::admin::AdminOptions>,
+    sockety: Option<SocketyConfig>,
+    tls: Option<TlsConfig>,
 }
 
 /// How a namespace's subscribers are checked beyond its [`Access`].
@@ -2267,6 +2423,25 @@ fn compile(
         endpoints_url.is_some(),
         &mut err,
     );
+    let tls = match (config.tls.cert.is_empty(), config.tls.key.is_empty()) {
+        (true, true) => None,
+        (false, false) => {
+            let mut tls = TlsConfig::new(&config.tls.cert, &config.tls.key);
+            tls.http = config.tls.http;
+            if let Err(e) = tls.acceptor() {
+                err(&p(&["tls", "cert"]), e.to_string());
+            }
+            Some(tls)
+        }
+        _ => {
+            err(&p(&["tls"]), "`cert` and `key` go together".into());
+            None
+        }
+    };
+    let sockety = sockety_config(&config.sockety, dev_mode, tls.is_some(), &mut err);
+    if let Some(path) = sockety.as_ref().and_then(|s| s.path.as_deref()) {
+        dialect_paths.push(path);
+    }
     let mesa = mesa_config(
         &config.mesa,
         dev_mode,
@@ -2344,6 +2519,8 @@ fn compile(
         plezi_bus,
         mesa,
         admin,
+        sockety,
+        tls,
     })
 }
 
@@ -2574,6 +2751,12 @@ impl Loaded {
         }
         if let Some(mesa) = &self.mesa {
             builder = builder.mesa(mesa.clone());
+        }
+        if let Some(sockety) = &self.sockety {
+            builder = builder.sockety(sockety.clone());
+        }
+        if let Some(tls) = &self.tls {
+            builder = builder.tls(tls.clone());
         }
         builder = builder
             .listen(self.listen)

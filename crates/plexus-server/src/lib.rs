@@ -274,6 +274,10 @@ impl ServerBuilder {
         if self.sockety.is_none() {
             self.sockety = Some(sockety::SocketyConfig::default());
         }
+        // `echo` for Sockety clients: data, files and stream back.
+        self.sockety_actions
+            .entry("echo".into())
+            .or_insert_with(|| Arc::new(sockety::echo));
         if self.mesa.is_none() {
             self.mesa = Some(mesa::MesaConfig::development());
         }
@@ -638,10 +642,21 @@ impl Server {
         let mut sockety_addrs = (None, None);
         if let Some(service) = &self.state.sockety {
             if let Some(addr) = service.config.listen {
-                let tcp = tokio::net::TcpListener::bind(addr).await?;
-                sockety_addrs.0 = Some(tcp.local_addr()?);
-                tracing::info!(addr = %tcp.local_addr()?, "sockety listening (TCP)");
-                sockety_listeners.push(sockety::listen::spawn_tcp(self.state.clone(), tcp, None));
+                match tokio::net::TcpListener::bind(addr).await {
+                    Ok(tcp) => {
+                        sockety_addrs.0 = Some(tcp.local_addr()?);
+                        tracing::info!(addr = %tcp.local_addr()?, "sockety listening (TCP)");
+                        sockety_listeners.push(sockety::listen::spawn_tcp(
+                            self.state.clone(),
+                            tcp,
+                            None,
+                        ));
+                    }
+                    Err(e) if service.config.listen_best_effort => {
+                        tracing::warn!(%addr, error = %e, "sockety: not listening on TCP (the port is busy); /sockety still serves it")
+                    }
+                    Err(e) => return Err(e),
+                }
             }
             if let Some(addr) = service.config.tls_listen {
                 let Some(acceptor) = acceptor.clone() else {

@@ -37,6 +37,9 @@ pub struct SocketyConfig {
     pub path: Option<String>,
     /// Plain TCP listener (development mode: `127.0.0.1:8001`).
     pub listen: Option<SocketAddr>,
+    /// When `listen` is busy, serve without it (with a warning) rather than fail: development
+    /// mode's default port, so that two development servers can run side by side.
+    pub listen_best_effort: bool,
     /// TLS listener (needs the server's TLS certificate, `[tls]`).
     pub tls_listen: Option<SocketAddr>,
     /// Channels the server receives on (1..=4096).
@@ -60,6 +63,7 @@ impl Default for SocketyConfig {
         SocketyConfig {
             path: Some("/sockety".into()),
             listen: None,
+            listen_best_effort: false,
             tls_listen: None,
             channels: peer.channels,
             timeout: peer.timeout,
@@ -74,10 +78,11 @@ impl Default for SocketyConfig {
 }
 
 impl SocketyConfig {
-    /// Development mode: `/sockety` and TCP on `127.0.0.1:8001`.
+    /// Development mode: `/sockety` and TCP on `127.0.0.1:8001` when that port is free.
     pub fn development() -> SocketyConfig {
         SocketyConfig {
             listen: Some(SocketAddr::from(([127, 0, 0, 1], 8001))),
+            listen_best_effort: true,
             ..SocketyConfig::default()
         }
     }
@@ -214,6 +219,20 @@ impl SocketyApi {
             .cloned()
             .ok_or(CallError::NoConnection(conn))
     }
+}
+
+/// Development mode's `echo` action: the request's data, files and stream come back in the
+/// response.
+pub async fn echo(mut request: Request) -> Answer {
+    let message = &mut request.message;
+    let mut draft = Draft::response().data(message.data.clone());
+    for file in std::mem::take(&mut message.files) {
+        draft = draft.file(file.into_outgoing());
+    }
+    if let Some(stream) = message.stream.take() {
+        draft = draft.stream(stream);
+    }
+    Answer::Respond(draft)
 }
 
 /// The fast reply for a Plexus error: Sockety's own codes where one fits, else the Plexus
