@@ -3291,6 +3291,37 @@ portal_lease_ms = 30000
 # "mesa" portals: round-robin over the known portals (false: one at random).
 distribute_load = true
 
+[sockety]
+# Sockety's binary protocol (docs/sockety.md). Development mode serves it whatever this says.
+enabled = false
+# WebSocket path (binary frames); "" for none.
+path = "/sockety"
+# Plain TCP listener, e.g. "0.0.0.0:8001"; "" for none (development mode: 127.0.0.1:8001 if free).
+listen = ""
+# TLS listener (needs [tls]); "" for none.
+tls_listen = ""
+# Channels the server receives on (1 to 4096).
+channels = 4096
+# Silence from a client that closes it; the server writes a heartbeat after 3/4 of it.
+timeout_ms = 60000
+# Bounds of one received message: its data, its files' count and bytes (over them: fast reply 413).
+max_data_bytes = 16777216
+max_files = 64
+max_files_bytes = 1073741824
+# Received files up to this size stay in memory; larger ones go to unlinked files in spool_dir.
+memory_file_bytes = 65536
+# "" for the system's temporary directory.
+spool_dir = ""
+# Unread bytes buffered per received stream before reading the connection pauses.
+stream_buffer_bytes = 262144
+
+[tls]
+# PEM files of the certificate chain (leaf first) and of its private key; both or neither.
+cert = ""
+key = ""
+# Serve https:// and wss:// on server.listen (else only Sockety's TLS listener uses them).
+http = true
+
 [plezi_bus]
 # Plezi's Redis formats (docs/endpoints.md), read from the [redis] server (engine = "redis"):
 # Redis channel patterns on which Plezi 0.16 publishes raw messages (a message on Redis channel X
@@ -3326,6 +3357,45 @@ mod tests {
             }),
             ..Sources::default()
         }
+    }
+
+    #[test]
+    fn sockety_and_tls_are_checked() {
+        let e = load(&file("[sockety]\nenabled = true\ntls_listen = \"127.0.0.1:0\"\nlisten = \"nowhere\"\nchannels = 5000\n"))
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(
+            e.contains("sockety.tls_listen") && e.contains("tls.cert"),
+            "{e}"
+        );
+        assert!(
+            e.contains("sockety.listen") && e.contains("`nowhere`"),
+            "{e}"
+        );
+        assert!(e.contains("sockety.channels"), "{e}");
+        let e = load(&file("[tls]\ncert = \"/nonexistent.pem\"\n"))
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(e.contains("`cert` and `key` go together"), "{e}");
+        let loaded = load(&file(
+            "[sockety]\nenabled = true\nlisten = \"127.0.0.1:9\"\n",
+        ))
+        .unwrap();
+        let sockety = loaded.sockety.clone().expect("served");
+        assert_eq!(sockety.listen, Some("127.0.0.1:9".parse().unwrap()));
+        assert!(
+            !sockety.listen_best_effort,
+            "an address set must be listened on"
+        );
+        let dev = load(&Sources::default()).unwrap();
+        let sockety = dev
+            .sockety
+            .clone()
+            .expect("development mode serves Sockety");
+        assert_eq!(sockety.listen, Some(DEV_SOCKETY_LISTEN.parse().unwrap()));
+        assert!(sockety.listen_best_effort);
     }
 
     #[test]
