@@ -1064,6 +1064,8 @@ pub struct BackendSection {
     pub chat_service_url: String,
     /// The hooks `[[endpoints]]` name (`docs/endpoints.md`).
     pub endpoints_url: String,
+    /// A PEM file of certificates trusted for `https://` hook URLs besides the usual roots.
+    pub ca_file: String,
 }
 
 impl Default for BackendSection {
@@ -1085,6 +1087,7 @@ impl Default for BackendSection {
             closed_url: String::new(),
             chat_service_url: String::new(),
             endpoints_url: String::new(),
+            ca_file: String::new(),
         }
     }
 }
@@ -1875,11 +1878,8 @@ fn hook_url(value: &str) -> Result<Option<Uri>, String> {
     }
     let uri: Uri = value.parse().map_err(|e| format!("not a URL: {e}"))?;
     match uri.scheme_str() {
-        Some("http") if uri.authority().is_some() => Ok(Some(uri)),
-        Some("https") => {
-            Err("hooks speak plain http:// (put TLS in front of the backend elsewhere)".into())
-        }
-        _ => Err("expected an http:// URL".into()),
+        Some("http" | "https") if uri.authority().is_some() => Ok(Some(uri)),
+        _ => Err("expected an http:// or https:// URL".into()),
     }
 }
 
@@ -2252,8 +2252,14 @@ fn compile(
             max_response_bytes: usize_of(b.max_response_bytes.max(1)),
             forward_headers,
             headers,
+            ca_file: (!b.ca_file.is_empty()).then(|| b.ca_file.clone().into()),
         }))
     });
+    if !b.ca_file.is_empty()
+        && let Err(e) = crate::tls::client_config(Some(std::path::Path::new(&b.ca_file)))
+    {
+        err(&p(&["backend", "ca_file"]), e.to_string());
+    }
     if !dev_mode && b.timeout_ms >= c.auth_timeout_ms && connect_url.is_some() {
         warnings.push("`backend.timeout_ms` is not below `client.auth_timeout_ms`: a slow connect hook ends in an auth timeout (4003)".into());
     }
@@ -3142,6 +3148,9 @@ max_response_bytes = 1048576
 forward_headers = ["cookie", "authorization", "origin", "user-agent", "x-forwarded-for", "x-real-ip"]
 # Headers added to every hook request, e.g. a secret your backend checks.
 headers = {}
+# Hook URLs are http:// or https://; for https://, a PEM file of certificates trusted besides the
+# usual (Mozilla) roots, e.g. your own CA.
+ca_file = ""
 connect_url = ""    # e.g. "http://127.0.0.1:3000/plexus/connect"
 subscribe_url = ""  # for namespaces with subscribe = "backend"
 publish_url = ""    # for namespaces with publish = "backend"
