@@ -625,12 +625,12 @@ pub enum Event {
     },
     Data {
         channel: u16,
-        bytes: Vec<u8>,
+        bytes: bytes::Bytes,
     },
     File {
         channel: u16,
         index: u32,
-        bytes: Vec<u8>,
+        bytes: bytes::Bytes,
     },
     FileEnd {
         channel: u16,
@@ -638,7 +638,7 @@ pub enum Event {
     },
     Stream {
         channel: u16,
-        bytes: Vec<u8>,
+        bytes: bytes::Bytes,
     },
     StreamEnd {
         channel: u16,
@@ -702,10 +702,19 @@ impl Reader {
     /// Reads every complete packet of `buf` into `out`; returns the bytes taken (the rest waits
     /// for more input).
     pub fn read(&mut self, buf: &[u8], out: &mut Vec<Event>) -> Result<usize, SocketyError> {
+        self.read_shared(&bytes::Bytes::copy_from_slice(buf), out)
+    }
+
+    /// [`Reader::read`] without copying: the events' bytes are slices of `buf`.
+    pub fn read_shared(
+        &mut self,
+        buf: &bytes::Bytes,
+        out: &mut Vec<Event>,
+    ) -> Result<usize, SocketyError> {
         let mut taken = 0;
         while let Some((packet, used)) = decode_packet(&buf[taken..])? {
             taken += used;
-            self.apply(packet, out)?;
+            self.apply(buf, packet, out)?;
         }
         Ok(taken)
     }
@@ -717,7 +726,12 @@ impl Reader {
             .ok_or_else(|| SocketyError(format!("nothing in progress on channel {channel}")))
     }
 
-    fn apply(&mut self, packet: Packet<'_>, out: &mut Vec<Event>) -> Result<(), SocketyError> {
+    fn apply(
+        &mut self,
+        buf: &bytes::Bytes,
+        packet: Packet<'_>,
+        out: &mut Vec<Event>,
+    ) -> Result<(), SocketyError> {
         let channel = self.current;
         match packet {
             Packet::SwitchChannel(c) => {
@@ -768,7 +782,7 @@ impl Reader {
                 slot.data_left -= bytes.len() as u64;
                 out.push(Event::Data {
                     channel,
-                    bytes: bytes.to_vec(),
+                    bytes: buf.slice_ref(bytes),
                 });
                 self.maybe_done(out);
             }
@@ -788,7 +802,7 @@ impl Reader {
                 out.push(Event::File {
                     channel,
                     index,
-                    bytes: bytes.to_vec(),
+                    bytes: buf.slice_ref(bytes),
                 });
             }
             Packet::FileEnd { index } => {
@@ -813,7 +827,7 @@ impl Reader {
                 }
                 out.push(Event::Stream {
                     channel,
-                    bytes: bytes.to_vec(),
+                    bytes: buf.slice_ref(bytes),
                 });
             }
             Packet::StreamEnd => {

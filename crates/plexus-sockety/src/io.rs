@@ -67,7 +67,9 @@ struct Assembly {
     parent: Option<Id>,
     action: String,
     expects_response: bool,
-    data: BytesMut,
+    /// The data's chunks as they came (usually one: no copy).
+    data: Vec<Bytes>,
+    data_len: u64,
     data_size: u64,
     files: Vec<Option<Spool>>,
     done_files: Vec<Option<crate::File>>,
@@ -82,7 +84,7 @@ impl Assembly {
     fn ready(&self) -> bool {
         !self.delivered
             && !self.skipped
-            && self.data.len() as u64 == self.data_size
+            && self.data_len == self.data_size
             && self.files.iter().all(Option::is_none)
     }
 }
@@ -117,6 +119,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
     channels: oneshot::Sender<u16>,
 ) -> Result<(), Fail> {
     let config = &peer.shared.config;
+    let mut silence = Silence::new(config.timeout);
     let mut buf = BytesMut::with_capacity(8 * 1024);
     // The peer's header first.
     let announced = loop {
@@ -126,37 +129,77 @@ async fn read_loop<R: AsyncRead + Unpin>(
             buf.advance(used);
             break announced;
         }
-        fill(read, &mut buf, config.timeout).await?;
+        fill(read, &mut buf, &mut silence).await?;
     };
     let _ = channels.send(announced);
     let mut wire_reader = wire::Reader::new(config.channels);
     let mut events = Vec::new();
     let mut assemblies: HashMap<u16, Assembly> = HashMap::new();
     loop {
+        // The events' bytes are slices of what was read (no copy); a packet's incomplete rest
+        // goes back into the buffer.
+        let taken = buf.split().freeze();
         let used = wire_reader
-            .read(&buf, &mut events)
+            .read_shared(&taken, &mut events)
             .map_err(|e| (BAD_FRAME, e.to_string()))?;
-        buf.advance(used);
+        buf.extend_from_slice(&taken[used..]);
         for event in events.drain(..) {
             on_event(peer, incoming, &mut assemblies, event).await?;
         }
-        fill(read, &mut buf, config.timeout).await?;
+        fill(read, &mut buf, &mut silence).await?;
     }
 }
 
-/// Reads more bytes; the peer's silence past `timeout`, the end of the stream or an error ends
-/// the connection.
+/// The peer's silence: one timer for the connection, moved only when it fires early (not one
+/// timer per read).
+struct Silence {
+    timeout: Duration,
+    last: tokio::time::Instant,
+    sleep: std::pin::Pin<Box<tokio::time::Sleep>>,
+}
+
+impl Silence {
+    fn new(timeout: Duration) -> Silence {
+        let now = tokio::time::Instant::now();
+        Silence {
+            timeout,
+            last: now,
+            sleep: Box::pin(tokio::time::sleep_until(now + timeout)),
+        }
+    }
+
+    /// Waits until the peer has been silent for the whole timeout.
+    async fn expired(&mut self) {
+        loop {
+            (&mut self.sleep).await;
+            let deadline = self.last + self.timeout;
+            if tokio::time::Instant::now() >= deadline {
+                return;
+            }
+            self.sleep.as_mut().reset(deadline);
+        }
+    }
+}
+
+/// Reads more bytes; the peer's silence past the timeout, the end of the stream or an error
+/// ends the connection.
 async fn fill<R: AsyncRead + Unpin>(
     read: &mut R,
     buf: &mut BytesMut,
-    timeout: Duration,
+    silence: &mut Silence,
 ) -> Result<(), Fail> {
     buf.reserve(8 * 1024);
-    match tokio::time::timeout(timeout, read.read_buf(buf)).await {
-        Err(_) => Err((TIMEOUT, "no data within the timeout".into())),
-        Ok(Ok(0)) => Err((LOST, "connection closed by the peer".into())),
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err((LOST, e.to_string())),
+    let read = tokio::select! {
+        read = read.read_buf(buf) => read,
+        _ = silence.expired() => return Err((TIMEOUT, "no data within the timeout".into())),
+    };
+    match read {
+        Ok(0) => Err((LOST, "connection closed by the peer".into())),
+        Ok(_) => {
+            silence.last = tokio::time::Instant::now();
+            Ok(())
+        }
+        Err(e) => Err((LOST, e.to_string())),
     }
 }
 
@@ -184,7 +227,8 @@ async fn on_event(
                 parent: header.parent,
                 action: header.action,
                 expects_response,
-                data: BytesMut::new(),
+                data: Vec::new(),
+                data_len: 0,
                 data_size: header.data_size,
                 files: Vec::new(),
                 done_files: Vec::new(),
@@ -199,7 +243,6 @@ async fn on_event(
                     let _ = peer.fast_reply(assembly.id, TOO_LARGE).await;
                 }
             } else {
-                assembly.data = BytesMut::with_capacity(header.data_size.min(1 << 20) as usize);
                 for file in header.files {
                     let spool = Spool::new(
                         file.name,
@@ -231,7 +274,8 @@ async fn on_event(
             if a.skipped {
                 return Ok(());
             }
-            a.data.extend_from_slice(&bytes);
+            a.data_len += bytes.len() as u64;
+            a.data.push(bytes);
             if a.ready() {
                 deliver(peer, incoming, assemblies, channel).await;
             }
@@ -272,7 +316,7 @@ async fn on_event(
                 // Waits while the stream's reader lags: reading the connection pauses.
                 let mut closed = shared.closed.subscribe();
                 tokio::select! {
-                    _ = writer.send(Bytes::from(bytes)) => {}
+                    _ = writer.send(bytes) => {}
                     _ = crate::until_closed(&mut closed) => return Err((LOST, "closed".into())),
                 }
             }
@@ -319,7 +363,17 @@ async fn deliver(
         id: a.id,
         parent: a.parent,
         action: std::mem::take(&mut a.action),
-        data: std::mem::take(&mut a.data).freeze(),
+        data: match a.data.len() {
+            0 => Bytes::new(),
+            1 => a.data.pop().expect("one chunk"),
+            _ => {
+                let mut all = BytesMut::with_capacity(a.data_len as usize);
+                for chunk in a.data.drain(..) {
+                    all.extend_from_slice(&chunk);
+                }
+                all.freeze()
+            }
+        },
         files: a.done_files.drain(..).flatten().collect(),
         stream: a.reader.take(),
         expects_response: a.expects_response,

@@ -138,7 +138,7 @@ async fn on_message(
         }
         let node = session.node().clone();
         let conn = session.id();
-        tasks.spawn(async move {
+        run_or_spawn(tasks, async move {
             let peer = message.peer().clone();
             let id = message.id;
             let expects = message.expects_response;
@@ -159,7 +159,8 @@ async fn on_message(
                 }
                 _ => {}
             }
-        });
+        })
+        .await;
         return;
     }
     // A Plexus command.
@@ -167,7 +168,7 @@ async fn on_message(
     match session.call(&message.action, payload) {
         Err(e) => refuse(&message, &e).await,
         Ok(call) => {
-            tasks.spawn(async move {
+            run_or_spawn(tasks, async move {
                 let result = call.future.await;
                 if !message.expects_response {
                     return;
@@ -180,8 +181,24 @@ async fn on_message(
                     }
                     Err(e) => message.fast_reply(fast_reply_code(e.code)).await,
                 };
-            });
+            })
+            .await;
         }
+    }
+}
+
+/// Runs a request's handling in this turn when it completes at once (most handlers answer
+/// without waiting: no task, no hop), else as a task of the connection.
+async fn run_or_spawn(
+    tasks: &mut JoinSet<()>,
+    handling: impl Future<Output = ()> + Send + 'static,
+) {
+    let mut handling = Box::pin(handling);
+    let done =
+        std::future::poll_fn(|cx| std::task::Poll::Ready(handling.as_mut().poll(cx).is_ready()))
+            .await;
+    if !done {
+        tasks.spawn(handling);
     }
 }
 
