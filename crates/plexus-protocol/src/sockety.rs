@@ -539,6 +539,18 @@ pub fn encode_start(out: &mut Vec<u8>, header: &Header, has_stream: bool, expect
     encode_packet(out, &packet);
 }
 
+/// The head of a data (`DATA`) or stream (`STREAM`) packet of `len` bytes: what goes before
+/// the bytes themselves (for writers that send the bytes without copying them).
+pub fn encode_sized_head(out: &mut Vec<u8>, kind: u8, len: usize) {
+    let (ss, width) = width_for(len as u64, &SIZE_WIDTHS);
+    out.push((kind << 4) | (ss << 2));
+    write_uint(out, len as u64, width);
+}
+
+/// The packet kinds of [`encode_sized_head`].
+pub const DATA: u8 = 0xE;
+pub const STREAM: u8 = 0x7;
+
 /// `bytes` as data packets of at most [`MAX_PACKET_BYTES`] each.
 pub fn encode_data(out: &mut Vec<u8>, bytes: &[u8]) {
     for chunk in bytes.chunks(MAX_PACKET_BYTES) {

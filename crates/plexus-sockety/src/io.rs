@@ -425,7 +425,7 @@ async fn writer<W: AsyncWrite + Unpin>(
     let new_state = |announced| WriteState {
         channels: wire::Channels::new(announced),
         keys: HashMap::new(),
-        buf: Vec::new(),
+        out: Batch::default(),
     };
     let announced = tokio::select! {
         announced = channels => match announced {
@@ -454,7 +454,7 @@ async fn writer<W: AsyncWrite + Unpin>(
             item = parts.recv() => item,
             item = starts.recv(), if free => item,
             _ = tokio::time::sleep(heartbeat) => {
-                wire::encode_packet(&mut state.buf, &Packet::Heartbeat);
+                state.out.extend(&[0xA0]);
                 Some(Out::Raw(Vec::new()))
             }
         };
@@ -462,7 +462,7 @@ async fn writer<W: AsyncWrite + Unpin>(
             break;
         };
         let mut close = state.place(item);
-        while !close && state.buf.len() < WRITE_BATCH {
+        while !close && state.out.len < WRITE_BATCH {
             let next = match parts.try_recv() {
                 Ok(item) => item,
                 Err(_) if state.channels.has_free() => match starts.try_recv() {
@@ -473,12 +473,11 @@ async fn writer<W: AsyncWrite + Unpin>(
             };
             close = state.place(next);
         }
-        if !state.buf.is_empty() {
-            if let Err(code) = write_all(&mut write, &state.buf, config.write_timeout).await {
-                shared.close(code, "write failed or timed out");
-                return;
-            }
-            state.buf.clear();
+        if state.out.len > 0
+            && let Err(code) = write_batch(&mut write, &mut state.out, config.write_timeout).await
+        {
+            shared.close(code, "write failed or timed out");
+            return;
         }
         if close {
             break;
@@ -497,9 +496,9 @@ async fn farewell<W: AsyncWrite + Unpin>(write: &mut W, shared: &Shared, state: 
     if shared.config.farewell && code != LOST && code != NORMAL {
         state.close_message(code, &reason);
     }
-    wire::encode_packet(&mut state.buf, &Packet::GoAway);
+    state.out.extend(&[0xB0]);
     let limit = Duration::from_secs(1);
-    let _ = write_all(write, &state.buf, limit).await;
+    let _ = write_batch(write, &mut state.out, limit).await;
     let _ = tokio::time::timeout(limit, write.shutdown()).await;
 }
 
@@ -507,7 +506,55 @@ struct WriteState {
     channels: wire::Channels,
     /// The channel of each started message still being written.
     keys: HashMap<u64, u16>,
-    buf: Vec<u8>,
+    out: Batch,
+}
+
+/// What goes out in one write: small pieces gathered in one buffer, large ones as they are
+/// (written with one vectored write, never copied).
+#[derive(Default)]
+struct Batch {
+    chunks: Vec<Bytes>,
+    small: BytesMut,
+    len: usize,
+}
+
+/// Pieces at least this large are written as they are; smaller ones are gathered.
+const GATHER_BELOW: usize = 4096;
+
+impl Batch {
+    fn extend(&mut self, bytes: &[u8]) {
+        self.small.extend_from_slice(bytes);
+        self.len += bytes.len();
+    }
+
+    fn push(&mut self, bytes: Bytes) {
+        if bytes.len() < GATHER_BELOW {
+            self.extend(&bytes);
+            return;
+        }
+        self.seal();
+        self.len += bytes.len();
+        self.chunks.push(bytes);
+    }
+
+    fn push_all(&mut self, pieces: Vec<Bytes>) {
+        for piece in pieces {
+            self.push(piece);
+        }
+    }
+
+    fn seal(&mut self) {
+        if !self.small.is_empty() {
+            self.chunks.push(self.small.split().freeze());
+        }
+    }
+
+    /// Writes the switch to `channel` if needed.
+    fn switch(&mut self, channels: &mut wire::Channels, channel: u16) {
+        let mut packet = Vec::new();
+        channels.switch(&mut packet, channel);
+        self.extend(&packet);
+    }
 }
 
 impl WriteState {
@@ -516,30 +563,30 @@ impl WriteState {
     fn place(&mut self, item: Out) -> bool {
         match item {
             Out::Close => return true,
-            Out::Raw(bytes) => self.buf.extend_from_slice(&bytes),
-            Out::Whole(bytes) => {
+            Out::Raw(bytes) => self.out.extend(&bytes),
+            Out::Whole(pieces) => {
                 let c = self.channels.take().expect("a free channel");
-                self.channels.switch(&mut self.buf, c);
-                self.buf.extend_from_slice(&bytes);
+                self.out.switch(&mut self.channels, c);
+                self.out.push_all(pieces);
                 self.channels.release(c);
             }
             Out::Begin { key, bytes, placed } => {
                 let c = self.channels.take().expect("a free channel");
                 self.keys.insert(key, c);
-                self.channels.switch(&mut self.buf, c);
-                self.buf.extend_from_slice(&bytes);
+                self.out.switch(&mut self.channels, c);
+                self.out.push_all(bytes);
                 let _ = placed.send(());
             }
             Out::Part { key, bytes } => {
                 if let Some(&c) = self.keys.get(&key) {
-                    self.channels.switch(&mut self.buf, c);
-                    self.buf.extend_from_slice(&bytes);
+                    self.out.switch(&mut self.channels, c);
+                    self.out.push_all(bytes);
                 }
             }
             Out::End { key, bytes } => {
                 if let Some(c) = self.keys.remove(&key) {
-                    self.channels.switch(&mut self.buf, c);
-                    self.buf.extend_from_slice(&bytes);
+                    self.out.switch(&mut self.channels, c);
+                    self.out.extend(&bytes);
                     self.channels.release(c);
                 }
             }
@@ -560,31 +607,70 @@ impl WriteState {
             data_size: data.len() as u64,
             files: vec![],
         };
-        self.channels.switch(&mut self.buf, c);
-        wire::encode_start(&mut self.buf, &header, false, false);
-        wire::encode_data(&mut self.buf, data.as_bytes());
+        self.out.switch(&mut self.channels, c);
+        let mut bytes = Vec::new();
+        wire::encode_start(&mut bytes, &header, false, false);
+        wire::encode_data(&mut bytes, data.as_bytes());
+        self.out.extend(&bytes);
         self.channels.release(c);
     }
 }
 
+/// Writes a batch (one vectored write per round, as the transport allows) and flushes.
+async fn write_batch<W: AsyncWrite + Unpin>(
+    write: &mut W,
+    batch: &mut Batch,
+    timeout: Duration,
+) -> Result<(), u16> {
+    batch.seal();
+    let mut chunks = std::mem::take(&mut batch.chunks);
+    batch.len = 0;
+    let written = tokio::time::timeout(timeout, async {
+        let mut first = 0;
+        while first < chunks.len() {
+            let mut n = {
+                let slices: Vec<std::io::IoSlice<'_>> = chunks[first..]
+                    .iter()
+                    .take(64)
+                    .map(|c| std::io::IoSlice::new(c))
+                    .collect();
+                write.write_vectored(&slices).await?
+            };
+            if n == 0 {
+                return Err(std::io::ErrorKind::WriteZero.into());
+            }
+            while n > 0 {
+                let len = chunks[first].len();
+                if n >= len {
+                    n -= len;
+                    first += 1;
+                } else {
+                    chunks[first].advance(n);
+                    n = 0;
+                }
+            }
+        }
+        write.flush().await
+    })
+    .await;
+    chunks.clear();
+    batch.chunks = chunks;
+    match written {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err(LOST),
+        Err(_) => Err(SLOW),
+    }
+}
+
+/// Writes bytes and flushes (the connection's header).
 async fn write_all<W: AsyncWrite + Unpin>(
     write: &mut W,
     bytes: &[u8],
     timeout: Duration,
 ) -> Result<(), u16> {
-    if bytes.is_empty() {
-        return Ok(());
-    }
-    match tokio::time::timeout(timeout, async {
-        write.write_all(bytes).await?;
-        write.flush().await
-    })
-    .await
-    {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(_)) => Err(LOST),
-        Err(_) => Err(SLOW),
-    }
+    let mut batch = Batch::default();
+    batch.extend(bytes);
+    write_batch(write, &mut batch, timeout).await
 }
 
 // --- sending files and streams -------------------------------------------------------------------
@@ -602,7 +688,7 @@ pub(crate) async fn pump(
     if placed.await.is_err() {
         return;
     }
-    let send = |bytes: Vec<u8>| peer.shared.parts.send(Out::Part { key, bytes });
+    let send = |bytes: Vec<Bytes>| peer.shared.parts.send(Out::Part { key, bytes });
     let count = files.len();
     let mut chunk = vec![0u8; FILE_CHUNK];
     for (index, mut file) in files.into_iter().enumerate() {
@@ -633,7 +719,7 @@ pub(crate) async fn pump(
                     bytes: &chunk[..n],
                 },
             );
-            if send(bytes).await.is_err() {
+            if send(vec![Bytes::from(bytes)]).await.is_err() {
                 return;
             }
         }
@@ -643,7 +729,7 @@ pub(crate) async fn pump(
         let sent = if last {
             peer.shared.parts.send(Out::End { key, bytes: end }).await
         } else {
-            send(end).await
+            send(vec![Bytes::from(end)]).await
         };
         if sent.is_err() {
             return;
@@ -653,10 +739,15 @@ pub(crate) async fn pump(
         return;
     };
     while let Some(chunk) = stream.next().await {
-        for piece in chunk.chunks(wire::MAX_PACKET_BYTES) {
-            let mut bytes = Vec::with_capacity(piece.len() + 5);
-            wire::encode_packet(&mut bytes, &Packet::Stream(piece));
-            if send(bytes).await.is_err() {
+        // The stream's bytes go out as they are (slices, no copy) behind each packet's head.
+        let mut offset = 0;
+        while offset < chunk.len() {
+            let n = (chunk.len() - offset).min(wire::MAX_PACKET_BYTES);
+            let mut head = Vec::with_capacity(5);
+            wire::encode_sized_head(&mut head, wire::STREAM, n);
+            let piece = chunk.slice(offset..offset + n);
+            offset += n;
+            if send(vec![Bytes::from(head), piece]).await.is_err() {
                 return;
             }
         }

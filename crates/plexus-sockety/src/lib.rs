@@ -246,18 +246,19 @@ impl Reply {
 pub(crate) enum Out {
     /// Packets without a channel (fast replies, heartbeats, go-away).
     Raw(Vec<u8>),
-    /// A whole message: it takes a channel just for the time it is written.
-    Whole(Vec<u8>),
+    /// A whole message: it takes a channel just for the time it is written. Its bytes in
+    /// pieces (data goes out without being copied).
+    Whole(Vec<Bytes>),
     /// The start of a message whose files or stream follow: it keeps a channel until `End`;
     /// `placed` fires once it has one (its parts wait for that).
     Begin {
         key: u64,
-        bytes: Vec<u8>,
+        bytes: Vec<Bytes>,
         placed: oneshot::Sender<()>,
     },
     Part {
         key: u64,
-        bytes: Vec<u8>,
+        bytes: Vec<Bytes>,
     },
     End {
         key: u64,
@@ -310,6 +311,23 @@ impl Shared {
             },
         }
     }
+}
+
+/// `head` followed by `data` as data packets; the data is not copied (each piece is a slice).
+pub(crate) fn with_data(mut head: Vec<u8>, data: &Bytes) -> Vec<Bytes> {
+    let mut pieces = Vec::with_capacity(3);
+    let mut offset = 0;
+    while offset < data.len() {
+        let n = (data.len() - offset).min(wire::MAX_PACKET_BYTES);
+        wire::encode_sized_head(&mut head, wire::DATA, n);
+        pieces.push(Bytes::from(std::mem::take(&mut head)));
+        pieces.push(data.slice(offset..offset + n));
+        offset += n;
+    }
+    if !head.is_empty() {
+        pieces.push(Bytes::from(head));
+    }
+    pieces
 }
 
 /// Waits until the connection is closed (without holding the watch's lock across an await).
@@ -375,8 +393,8 @@ impl Peer {
     }
 
     /// Sends a whole message already encoded (a start packet and its data packets).
-    pub async fn send_encoded(&self, bytes: Vec<u8>) -> Result<(), PeerError> {
-        self.send(Out::Whole(bytes)).await
+    pub async fn send_encoded(&self, bytes: impl Into<Bytes>) -> Result<(), PeerError> {
+        self.send(Out::Whole(vec![bytes.into()])).await
     }
 
     /// Says go-away: this side takes no new requests (the ones in progress are answered).
@@ -466,14 +484,14 @@ impl Peer {
                 })
                 .collect(),
         };
-        let mut bytes = Vec::with_capacity(64 + draft.data.len());
+        let mut start = Vec::with_capacity(64);
         wire::encode_start(
-            &mut bytes,
+            &mut start,
             &header,
             draft.stream.is_some(),
             expects_response,
         );
-        wire::encode_data(&mut bytes, &draft.data);
+        let bytes = with_data(start, &draft.data);
         if draft.files.is_empty() && draft.stream.is_none() {
             return self.send(Out::Whole(bytes)).await;
         }

@@ -76,7 +76,7 @@ pub(crate) async fn serve<R, W>(
                 batch.clear();
                 let close = conn.outbox().drain(&mut batch, BATCH_BYTES);
                 for frame in batch.drain(..) {
-                    if peer.send_encoded(frame.to_vec()).await.is_err() {
+                    if peer.send_encoded(frame).await.is_err() {
                         break;
                     }
                 }
