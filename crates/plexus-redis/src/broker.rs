@@ -18,7 +18,8 @@ use tokio::sync::{mpsc, oneshot};
 
 /// Appends to the stream (when history is kept), assigns the next offset and publishes, in one
 /// atomic step. KEYS: stream, meta. ARGV: blob, history size, history ttl ms, meta ttl ms,
-/// pub/sub channel, a fresh epoch (used when the channel has none).
+/// pub/sub channel, a fresh epoch (used when the channel has none), the publish command
+/// (`publish`, or `spublish` on a cluster: the shard channel shares the keys' slot).
 static PUBLISH: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
@@ -35,7 +36,7 @@ if size > 0 then
   redis.call('xadd', KEYS[1], 'MAXLEN', size, offset .. '-0', 'd', ARGV[1])
   redis.call('pexpire', KEYS[1], ARGV[3])
 end
-redis.call('publish', ARGV[5], offset .. ':' .. epoch .. ':' .. ARGV[1])
+redis.call(ARGV[7], ARGV[5], offset .. ':' .. epoch .. ':' .. ARGV[1])
 return {offset, epoch}
 ",
     )
@@ -81,7 +82,7 @@ return out
     )
 });
 
-fn new_epoch() -> String {
+pub(crate) fn new_epoch() -> String {
     (0..8).map(|_| fastrand::alphanumeric()).collect()
 }
 
@@ -136,7 +137,7 @@ fn page(channel: &str, reply: Value) -> Result<HistoryPage, EngineError> {
 }
 
 /// Splits a pub/sub message `offset:epoch:blob`.
-fn split_message(bytes: &[u8]) -> Option<(u64, &str, &[u8])> {
+pub(crate) fn split_message(bytes: &[u8]) -> Option<(u64, &str, &[u8])> {
     let first = bytes.iter().position(|b| *b == b':')?;
     let offset = std::str::from_utf8(&bytes[..first]).ok()?.parse().ok()?;
     let rest = &bytes[first + 1..];
@@ -145,21 +146,21 @@ fn split_message(bytes: &[u8]) -> Option<(u64, &str, &[u8])> {
     Some((offset, epoch, &rest[second + 1..]))
 }
 
-enum Command {
+pub(crate) enum Command {
     Subscribe(String, oneshot::Sender<Result<(), EngineError>>),
     Unsubscribe(String),
 }
 
 /// A channel this node subscribed, and the last position it delivered.
 #[derive(Default)]
-struct ChannelState {
-    last: Option<(Arc<str>, u64)>,
+pub(crate) struct ChannelState {
+    pub(crate) last: Option<(Arc<str>, u64)>,
 }
 
-struct State {
-    handler: OnceLock<Arc<dyn EngineHandler>>,
-    node: OnceLock<NodeId>,
-    channels: Mutex<HashMap<String, ChannelState>>,
+pub(crate) struct State {
+    pub(crate) handler: OnceLock<Arc<dyn EngineHandler>>,
+    pub(crate) node: OnceLock<NodeId>,
+    pub(crate) channels: Mutex<HashMap<String, ChannelState>>,
     commands: mpsc::Sender<Command>,
     commands_rx: Mutex<Option<mpsc::Receiver<Command>>>,
     registry: mpsc::Sender<(bool, u64)>,
@@ -168,11 +169,13 @@ struct State {
     local_conns: Mutex<HashSet<u64>>,
     pubsub_healthy: AtomicBool,
     health_detail: Mutex<String>,
-    reconnects: AtomicU64,
+    pub(crate) reconnects: AtomicU64,
     /// Barriers waiting for their marker to come back through pub/sub (`settle`), bounded by
     /// the callers (one per shutdown).
-    barriers: Mutex<HashMap<u64, oneshot::Sender<()>>>,
-    next_barrier: AtomicU64,
+    pub(crate) barriers: Mutex<HashMap<u64, oneshot::Sender<()>>>,
+    /// On a cluster, the connection holding this node's sharded subscriptions.
+    pub(crate) cluster_pubsub: Mutex<Option<redis::cluster_async::ClusterConnection>>,
+    pub(crate) next_barrier: AtomicU64,
 }
 
 /// Publications, history, control and routing over Redis.
@@ -184,7 +187,7 @@ pub struct RedisBroker {
 /// Pending subscribe/unsubscribe commands and registry updates, bounded.
 const COMMAND_QUEUE: usize = 65_536;
 /// Channels per SUBSCRIBE command when (re)subscribing many.
-const SUBSCRIBE_BATCH: usize = 512;
+pub(crate) const SUBSCRIBE_BATCH: usize = 512;
 
 impl RedisBroker {
     pub(crate) fn new(shared: Arc<Shared>) -> RedisBroker {
@@ -205,6 +208,7 @@ impl RedisBroker {
                 health_detail: Mutex::new("starting".into()),
                 reconnects: AtomicU64::new(0),
                 barriers: Mutex::new(HashMap::new()),
+                cluster_pubsub: Mutex::new(None),
                 next_barrier: AtomicU64::new(1),
             }),
         }
@@ -221,7 +225,17 @@ impl RedisBroker {
         let _ = self.state.registry.try_send((false, u64::MAX));
     }
 
-    /// How many times the pub/sub connection was replaced.
+    /// `PUBLISH`, or on a cluster `SPUBLISH` (sharded pub/sub).
+    fn publish_command(&self) -> &'static str {
+        if self.shared.cluster() {
+            "spublish"
+        } else {
+            "publish"
+        }
+    }
+
+    /// How many times the pub/sub connection was replaced (on a cluster: a shard's
+    /// connection was lost).
     pub fn pubsub_reconnects(&self) -> u64 {
         self.state.reconnects.load(Ordering::Relaxed)
     }
@@ -258,7 +272,15 @@ impl Broker for RedisBroker {
         let _ = self.state.handler.set(handler);
         let _ = self.state.node.set(node);
         if let Some(rx) = self.state.commands_rx.lock().unwrap().take() {
-            tokio::spawn(pubsub_task(self.shared.clone(), self.state.clone(), rx));
+            if self.shared.cluster() {
+                tokio::spawn(crate::cluster::pubsub_task(
+                    self.shared.clone(),
+                    self.state.clone(),
+                    rx,
+                ));
+            } else {
+                tokio::spawn(pubsub_task(self.shared.clone(), self.state.clone(), rx));
+            }
         }
         if let Some(rx) = self.state.registry_rx.lock().unwrap().take() {
             tokio::spawn(registry_task(
@@ -299,6 +321,7 @@ impl Broker for RedisBroker {
                     .arg(self.shared.config.stream_meta_ttl.max(ttl).as_millis() as u64)
                     .arg(keys.pubsub(channel))
                     .arg(new_epoch())
+                    .arg(self.publish_command())
                     .invoke_async(&mut self.shared.conn()),
             )
             .await?;
@@ -361,6 +384,9 @@ impl Broker for RedisBroker {
         let Some(node) = self.state.node.get() else {
             return Ok(());
         };
+        if self.shared.cluster() {
+            return crate::cluster::settle(&self.shared, &self.state, *node).await;
+        }
         let token = self.state.next_barrier.fetch_add(1, Ordering::Relaxed);
         let (done, arrived) = oneshot::channel();
         self.state.barriers.lock().unwrap().insert(token, done);
@@ -386,7 +412,12 @@ impl Broker for RedisBroker {
     async fn control(&self, control: Control) -> Result<(), EngineError> {
         let mut conn = self.shared.conn();
         self.shared
-            .run(conn.publish::<_, _, ()>(self.shared.keys.control(), encode_control(&control)))
+            .run(
+                redis::cmd(self.publish_command())
+                    .arg(self.shared.keys.control())
+                    .arg(encode_control(&control))
+                    .query_async::<()>(&mut conn),
+            )
             .await
     }
 
@@ -418,6 +449,9 @@ impl Broker for RedisBroker {
     async fn nodes(&self) -> Result<Vec<NodeInfo>, EngineError> {
         let mut conn = self.shared.conn();
         let mut keys: Vec<String> = Vec::new();
+        if self.shared.cluster() {
+            return crate::cluster::nodes(&self.shared).await;
+        }
         let mut iter: redis::AsyncIter<String> = self
             .shared
             .run(conn.scan_match(self.shared.keys.node_pattern()))
@@ -453,13 +487,13 @@ impl Broker for RedisBroker {
 }
 
 impl State {
-    fn set_health(&self, healthy: bool, detail: impl Into<String>) {
+    pub(crate) fn set_health(&self, healthy: bool, detail: impl Into<String>) {
         self.pubsub_healthy.store(healthy, Ordering::Relaxed);
         *self.health_detail.lock().unwrap() = detail.into();
     }
 
     /// Delivers a publication to the node once, in offset order per channel.
-    fn deliver(&self, channel: &str, offset: u64, epoch: &str, blob: &[u8]) {
+    pub(crate) fn deliver(&self, channel: &str, offset: u64, epoch: &str, blob: &[u8]) {
         let Some(handler) = self.handler.get() else {
             return;
         };
@@ -542,7 +576,10 @@ async fn serve_pubsub(
     after_gap: bool,
 ) -> Result<(), String> {
     let timeout = shared.config.command_timeout;
-    let pubsub = tokio::time::timeout(timeout, shared.client.get_async_pubsub())
+    let crate::Backend::Single(client) = &shared.backend else {
+        return Err("not a single Redis".into());
+    };
+    let pubsub = tokio::time::timeout(timeout, client.get_async_pubsub())
         .await
         .map_err(|_| "connect timed out".to_owned())?
         .map_err(|e| e.to_string())?;
@@ -572,7 +609,6 @@ async fn serve_pubsub(
         }
     }
     state.set_health(true, "connected");
-    let prefix = keys.pubsub_prefix();
     let control = keys.control();
     let mut probe = tokio::time::interval(shared.config.probe_interval);
     probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -593,7 +629,7 @@ async fn serve_pubsub(
                         Some(control) => if let Some(h) = state.handler.get() { h.control(control) },
                         None => tracing::warn!("undecodable control message"),
                     }
-                } else if let Some(channel) = name.strip_prefix(prefix.as_str()) {
+                } else if let Some(channel) = keys.channel_of(name) {
                     match split_message(payload) {
                         Some((offset, epoch, blob)) => state.deliver(channel, offset, epoch, blob),
                         None => tracing::warn!(%channel, "malformed publication message"),
@@ -652,7 +688,7 @@ async fn serve_pubsub(
 }
 
 /// Reads back, from the channel's stream, what was published after the last position delivered.
-async fn repair(shared: &Shared, state: &State, channel: &str) {
+pub(crate) async fn repair(shared: &Shared, state: &State, channel: &str) {
     let last = state
         .channels
         .lock()
@@ -758,6 +794,10 @@ async fn registry_task(
                 }
                 pipe.pexpire(&conns_key, ttl_ms as i64).ignore();
                 dirty = shared.run(pipe.query_async::<()>(&mut shared.conn())).await.is_err();
+                if shared.cluster() && !dirty {
+                    // A SCAN sees one master: on a cluster the live nodes are indexed.
+                    dirty = crate::cluster::announce(&shared, &node).await.is_err();
+                }
             }
         }
     }

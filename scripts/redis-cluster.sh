@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# A local Redis Cluster on loopback: 3 masters and 3 replicas of the Debian `redis-server`
+# (`--cluster-enabled yes`, `redis-cli --cluster create`), for the test command and for trying
+# Plexus on a cluster (docs/redis.md).
+#
+#   scripts/redis-cluster.sh start DIR [FIRST_PORT]   # prints the nodes' URLs, comma-separated
+#   scripts/redis-cluster.sh stop DIR
+#
+# Nodes listen on FIRST_PORT..FIRST_PORT+5 (default 7000; the cluster bus on +10000), keep
+# their files in DIR, and stop with `stop` (their pids are in DIR/pids).
+set -euo pipefail
+
+cmd=${1:-}
+dir=${2:-}
+if [ -z "$cmd" ] || [ -z "$dir" ]; then
+  echo "usage: $0 start|stop DIR [FIRST_PORT]" >&2
+  exit 2
+fi
+
+case "$cmd" in
+start)
+  first=${3:-7000}
+  mkdir -p "$dir"
+  : > "$dir/pids"
+  nodes=()
+  for i in 0 1 2 3 4 5; do
+    port=$((first + i))
+    redis-server --port "$port" --bind 127.0.0.1 --protected-mode no \
+      --cluster-enabled yes --cluster-config-file "nodes-$port.conf" \
+      --cluster-node-timeout 1000 --cluster-replica-validity-factor 0 \
+      --save '' --appendonly no --dir "$dir" --daemonize yes \
+      --pidfile "$dir/redis-$port.pid" --logfile "$dir/redis-$port.log"
+    nodes+=("127.0.0.1:$port")
+  done
+  for i in 0 1 2 3 4 5; do
+    port=$((first + i))
+    for _ in $(seq 100); do
+      if redis-cli -p "$port" ping >/dev/null 2>&1; then break; fi
+      sleep 0.1
+    done
+    cat "$dir/redis-$port.pid" >> "$dir/pids"
+  done
+  redis-cli --cluster create "${nodes[@]}" --cluster-replicas 1 --cluster-yes >/dev/null
+  # Every node sees every slot served.
+  for i in 0 1 2 3 4 5; do
+    port=$((first + i))
+    for _ in $(seq 300); do
+      if redis-cli -p "$port" cluster info | grep -q 'cluster_state:ok'; then break; fi
+      sleep 0.1
+    done
+  done
+  urls=()
+  for node in "${nodes[@]}"; do urls+=("redis://$node"); done
+  (IFS=,; echo "${urls[*]}")
+  ;;
+stop)
+  if [ -f "$dir/pids" ]; then
+    while read -r pid; do kill "$pid" 2>/dev/null || true; done < "$dir/pids"
+    rm -f "$dir/pids"
+  fi
+  ;;
+*)
+  echo "usage: $0 start|stop DIR [FIRST_PORT]" >&2
+  exit 2
+  ;;
+esac
