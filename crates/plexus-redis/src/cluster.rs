@@ -137,11 +137,13 @@ async fn serve(
     *state.cluster_pubsub.lock().unwrap() = Some(conn.clone());
     // A shard was lost: the keyed commands of this task lead the crate to the new topology.
     let (kick_tx, kick_rx) = mpsc::channel::<()>(1);
+    let (followed_tx, mut followed) = mpsc::channel::<()>(1);
     let _kicker = AbortOnDrop(tokio::spawn(kick_task(
         shared.clone(),
         state.clone(),
         conn.clone(),
         kick_rx,
+        followed_tx,
     )));
     loop {
         tokio::select! {
@@ -183,6 +185,18 @@ async fn serve(
                         let _ = kick_tx.try_send(());
                     }
                     _ => {}
+                }
+            }
+            Some(()) = followed.recv() => {
+                // Every slot answers again: subscribe every channel once more (the crate does
+                // not always move a subscription off a failed master); each confirmation is
+                // followed by its repair above. Subscribing twice on one connection is a no-op.
+                let channels: Vec<String> = state.channels.lock().unwrap().keys().cloned().collect();
+                let mut names = vec![control.clone(), control_barrier.clone()];
+                names.extend(channels.iter().map(|c| keys.pubsub(c)));
+                if let Err(e) = subscribe_names(shared, &conn, names).await {
+                    tracing::warn!(error = %e, "resubscribing after a shard's loss failed; retrying");
+                    let _ = kick_tx.try_send(());
                 }
             }
             command = commands.recv() => {
@@ -240,6 +254,7 @@ async fn kick_task(
     state: Arc<State>,
     conn: ClusterConnection,
     mut lost: mpsc::Receiver<()>,
+    followed: mpsc::Sender<()>,
 ) {
     use futures_util::StreamExt;
     while lost.recv().await.is_some() {
@@ -275,6 +290,7 @@ async fn kick_task(
             let failed = results.into_iter().filter(|failed| *failed).count();
             if failed == 0 {
                 state.set_health(true, "connected (cluster)");
+                let _ = followed.try_send(());
                 break;
             }
             state.set_health(
@@ -303,16 +319,25 @@ fn bytes(v: &Value) -> Option<&[u8]> {
 /// Subscribes the channels, `SUBSCRIBE_CONCURRENCY` at a time; fails if one failed.
 async fn subscribe_all(
     shared: &Shared,
-    conn: &redis::cluster_async::ClusterConnection,
+    conn: &ClusterConnection,
     channels: &[String],
+) -> redis::RedisResult<()> {
+    let names = channels.iter().map(|c| shared.keys.pubsub(c)).collect();
+    subscribe_names(shared, conn, names).await
+}
+
+/// Subscribes shard channels by name, `SUBSCRIBE_CONCURRENCY` at a time; fails if one failed.
+async fn subscribe_names(
+    shared: &Shared,
+    conn: &ClusterConnection,
+    names: Vec<String>,
 ) -> redis::RedisResult<()> {
     use futures_util::StreamExt;
     let timeout = shared.config.command_timeout;
-    let pending: Vec<_> = channels
-        .iter()
-        .map(|channel| {
+    let pending: Vec<_> = names
+        .into_iter()
+        .map(|name| {
             let mut conn = conn.clone();
-            let name = shared.keys.pubsub(channel);
             async move {
                 match tokio::time::timeout(timeout, conn.ssubscribe(name)).await {
                     Ok(result) => result,

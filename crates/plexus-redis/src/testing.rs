@@ -283,7 +283,8 @@ impl RedisCluster {
         Ok(())
     }
 
-    /// Waits until every live node reports `cluster_state:ok` and all 16384 slots served.
+    /// Waits until every live node reports `cluster_state:ok` and all 16384 slots served, and
+    /// every live replica is in sync with its master.
     pub fn wait_ok(&self, within: Duration) -> std::io::Result<()> {
         let deadline = Instant::now() + within;
         loop {
@@ -293,7 +294,13 @@ impl RedisCluster {
                 .filter(|(_, child)| child.is_some())
                 .all(|(port, _)| {
                     let info = redis_cli(*port, &["cluster", "info"]);
-                    info.contains("cluster_state:ok") && info.contains("cluster_slots_ok:16384")
+                    let replication = redis_cli(*port, &["info", "replication"]);
+                    info.contains("cluster_state:ok")
+                        && info.contains("cluster_slots_ok:16384")
+                        // A replica has its master's data (else a failover loses it all).
+                        && (replication.contains("role:master")
+                            || replication.contains("master_link_status:up")
+                                && replication.contains("master_sync_in_progress:0"))
                 });
             if ok {
                 return Ok(());
