@@ -58,6 +58,40 @@ redis_suite() {
 }
 suite "the feature suite on the Redis engine" redis_suite
 
+# --- issue 19: the same feature suite and the multi-node tests on a Redis Cluster (3 masters,
+# 3 replicas on loopback, one cluster for the whole run: scripts/redis-cluster.sh). The failover
+# tests (crates/plexus-server/tests/cluster.rs) start their own clusters in the workspace run.
+redis_cluster_suite() {
+  local dir first
+  dir=$(mktemp -d)
+  first=$(python3 -c '
+import random, socket
+def free(p):
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", p)); return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+while True:
+    b = random.randrange(20000, 39990)
+    if all(free(b + i) and free(b + 10000 + i) for i in range(6)):
+        print(b); break')
+  local urls rc=0
+  urls=$(scripts/redis-cluster.sh start "$dir" "$first") || rc=$?
+  if [ "$rc" -eq 0 ]; then
+    PLEXUS_TEST_REDIS_CLUSTER=$urls PLEXUS_TEST_ENGINE=redis-cluster \
+      cargo test --locked -p plexus-server --no-fail-fast --test channels_rpc \
+      --test lifecycle_limits --test reliability --test mesa --test multinode || rc=$?
+  fi
+  scripts/redis-cluster.sh stop "$dir"
+  rm -rf "$dir"
+  return "$rc"
+}
+suite "the feature suite and the multi-node tests on a Redis Cluster" redis_cluster_suite
+# --- end issue 19 (cluster suite) -----------------------------------------------------------
+
 # --- HTTP server API against docs/openapi.yaml (schemathesis) ---------------------------------
 # Starts `plexus serve` with a configuration that enables every API method, then lets
 # schemathesis generate valid and invalid requests for each operation of docs/openapi.yaml and
