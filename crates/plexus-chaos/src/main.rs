@@ -27,7 +27,7 @@ use anyhow::{Context, Result, bail};
 use plexus_client::{
     Client, ClientConfig, Encoding, MailAck, Position, SubscribeOptions, SubscriptionEvent,
 };
-use plexus_redis::testing::{RedisCluster, RedisServer, redis_cli};
+use plexus_redis::testing::{RedisCluster, RedisServer, sigkill};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -133,7 +133,7 @@ impl Redis {
     fn fault(&mut self) -> Result<String> {
         match self {
             Redis::Standalone { server, port, dir } => {
-                sigkill_redis(*port);
+                sigkill(*port);
                 drop(server.take());
                 std::thread::sleep(Duration::from_millis(300));
                 *server = Some(RedisServer::start_persistent(*port, dir)?);
@@ -153,20 +153,6 @@ impl Redis {
                 ))
             }
         }
-    }
-}
-
-fn sigkill_redis(port: u16) {
-    let info = redis_cli(port, &["info", "server"]);
-    if let Some(pid) = info
-        .lines()
-        .find_map(|l| l.strip_prefix("process_id:"))
-        .map(str::trim)
-    {
-        let _ = std::process::Command::new("kill")
-            .arg("-KILL")
-            .arg(pid)
-            .status();
     }
 }
 

@@ -576,9 +576,9 @@ async fn serve_pubsub(
     after_gap: bool,
 ) -> Result<(), String> {
     let timeout = shared.config.command_timeout;
-    let crate::Backend::Single(client) = &shared.backend else {
-        return Err("not a single Redis".into());
-    };
+    let client = tokio::time::timeout(timeout, shared.backend.pubsub_client())
+        .await
+        .map_err(|_| "finding the master timed out".to_owned())??;
     let pubsub = tokio::time::timeout(timeout, client.get_async_pubsub())
         .await
         .map_err(|_| "connect timed out".to_owned())?

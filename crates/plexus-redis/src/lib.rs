@@ -23,6 +23,7 @@ pub mod mailbox;
 pub mod presence;
 pub mod queues;
 pub mod rooms;
+mod sentinel;
 pub mod testing;
 mod wire;
 
@@ -38,7 +39,10 @@ use std::time::Duration;
 /// The Redis engine's settings.
 #[derive(Clone, Debug)]
 pub struct RedisConfig {
-    /// `redis://[user:password@]host:port[/db]` (ignored when `cluster` is set).
+    /// `redis://[user:password@]host:port[/db]`, or a Redis found through Sentinel:
+    /// `redis+sentinel://host:port[,host:port…]/service_name[/db]` (the sentinels' addresses
+    /// and the monitored master's name; the engine follows the master Sentinel names after a
+    /// failover). Ignored when `cluster` is set.
     pub url: String,
     /// Redis Cluster: the URLs of some of its nodes (`redis://host:port`); empty: one Redis
     /// at `url`. Cross-node delivery then goes through sharded pub/sub (`SSUBSCRIBE`,
@@ -115,6 +119,7 @@ impl RedisConfig {
 #[derive(Clone)]
 pub(crate) enum Conn {
     Single(ConnectionManager),
+    Sentinel(Arc<sentinel::SentinelConn>),
     Cluster(ClusterConnection),
 }
 
@@ -122,6 +127,19 @@ impl redis::aio::ConnectionLike for Conn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a redis::Cmd) -> redis::RedisFuture<'a, Value> {
         match self {
             Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Sentinel(s) => {
+                let s = s.clone();
+                Box::pin(async move {
+                    let seen = s.address();
+                    let result = s.current().req_packed_command(cmd).await;
+                    if sentinel::SentinelConn::lost(&result)
+                        && let Some(mut moved) = s.follow(&seen).await
+                    {
+                        return moved.req_packed_command(cmd).await;
+                    }
+                    result
+                })
+            }
             Conn::Cluster(c) => c.req_packed_command(cmd),
         }
     }
@@ -134,6 +152,22 @@ impl redis::aio::ConnectionLike for Conn {
     ) -> redis::RedisFuture<'a, Vec<Value>> {
         match self {
             Conn::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Sentinel(s) => {
+                let s = s.clone();
+                Box::pin(async move {
+                    let seen = s.address();
+                    let result = s
+                        .current()
+                        .req_packed_commands(pipeline, offset, count)
+                        .await;
+                    if sentinel::SentinelConn::lost(&result)
+                        && let Some(mut moved) = s.follow(&seen).await
+                    {
+                        return moved.req_packed_commands(pipeline, offset, count).await;
+                    }
+                    result
+                })
+            }
             Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
         }
     }
@@ -141,6 +175,7 @@ impl redis::aio::ConnectionLike for Conn {
     fn get_db(&self) -> i64 {
         match self {
             Conn::Single(c) => c.get_db(),
+            Conn::Sentinel(s) => s.current().get_db(),
             Conn::Cluster(c) => c.get_db(),
         }
     }
@@ -149,7 +184,19 @@ impl redis::aio::ConnectionLike for Conn {
 /// Where the engine's connections come from.
 pub(crate) enum Backend {
     Single(redis::Client),
+    Sentinel(Arc<sentinel::SentinelConn>),
     Cluster,
+}
+
+impl Backend {
+    /// A client of the Redis to open a pub/sub connection to (Sentinel: the master now).
+    pub(crate) async fn pubsub_client(&self) -> Result<redis::Client, String> {
+        match self {
+            Backend::Single(client) => Ok(client.clone()),
+            Backend::Sentinel(s) => s.master().await,
+            Backend::Cluster => Err("a cluster has no single pub/sub connection".into()),
+        }
+    }
 }
 
 /// What every part of the engine shares: the client, one multiplexed command connection that
@@ -343,6 +390,16 @@ pub async fn redis_engine_with_broker(
             .map_err(|_| no_answer())?
             .map_err(unavailable)?;
         (Backend::Cluster, Conn::Cluster(conn))
+    } else if config.url.starts_with("redis+sentinel://") {
+        let s = tokio::time::timeout(
+            config.command_timeout,
+            sentinel::SentinelConn::connect(&config),
+        )
+        .await
+        .map_err(|_| no_answer())?
+        .map_err(EngineError::Unavailable)?;
+        let s = Arc::new(s);
+        (Backend::Sentinel(s.clone()), Conn::Sentinel(s))
     } else {
         let client = redis::Client::open(config.url.as_str()).map_err(unavailable)?;
         let manager_config = redis::aio::ConnectionManagerConfig::new()

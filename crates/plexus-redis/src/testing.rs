@@ -70,9 +70,17 @@ impl Drop for RedisServer {
 /// Starts `redis-server --port {port} {options}` under a watchdog shell that kills it when the
 /// test process is gone, and waits until it accepts connections.
 fn watched_redis(port: u16, options: &str) -> std::io::Result<Child> {
+    watched(
+        port,
+        &format!("redis-server --port {port} --bind 127.0.0.1 {options} --protected-mode no"),
+    )
+}
+
+/// Runs `command` (a redis-server listening on `port`) under the watchdog shell.
+fn watched(port: u16, command: &str) -> std::io::Result<Child> {
     let test_pid = std::process::id();
     let script = format!(
-        "redis-server --port {port} --bind 127.0.0.1 {options} --protected-mode no & \
+        "{command} & \
          pid=$!; trap 'kill $pid 2>/dev/null; exit 0' TERM INT; \
          while kill -0 {test_pid} 2>/dev/null && kill -0 $pid 2>/dev/null; do sleep 0.2; done; kill $pid 2>/dev/null"
     );
@@ -257,14 +265,7 @@ impl RedisCluster {
         let Some(entry) = self.nodes.iter_mut().find(|(p, _)| *p == port) else {
             return;
         };
-        let info = redis_cli(port, &["info", "server"]);
-        let pid = info
-            .lines()
-            .find_map(|l| l.strip_prefix("process_id:"))
-            .map(|p| p.trim().to_owned());
-        if let Some(pid) = pid {
-            let _ = Command::new("kill").arg("-KILL").arg(pid).status();
-        }
+        sigkill(port);
         if let Some(mut child) = entry.1.take() {
             let _ = child.wait();
         }
@@ -316,6 +317,122 @@ impl RedisCluster {
 impl Drop for RedisCluster {
     fn drop(&mut self) {
         for (_, child) in &mut self.nodes {
+            if let Some(mut child) = child.take() {
+                let _ = Command::new("kill")
+                    .arg("-TERM")
+                    .arg(child.id().to_string())
+                    .status();
+                let _ = child.wait();
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// SIGKILLs the redis-server listening on `port` (a crash: nothing is flushed).
+pub fn sigkill(port: u16) {
+    let info = redis_cli(port, &["info", "server"]);
+    if let Some(pid) = info
+        .lines()
+        .find_map(|l| l.strip_prefix("process_id:"))
+        .map(str::trim)
+    {
+        let _ = Command::new("kill").arg("-KILL").arg(pid).status();
+    }
+}
+
+/// A master, its replica and one Sentinel monitoring them as `mymaster` (quorum 1, a master is
+/// down after one second), on loopback. Stopped when dropped.
+pub struct RedisSentinel {
+    master: (u16, Option<Child>),
+    replica: (u16, Option<Child>),
+    sentinel: (u16, Option<Child>),
+    dir: std::path::PathBuf,
+}
+
+impl RedisSentinel {
+    pub const SERVICE: &'static str = "mymaster";
+
+    pub fn start() -> std::io::Result<RedisSentinel> {
+        let dir = std::env::temp_dir().join(format!("plexus-sentinel-{}", unique_prefix()));
+        std::fs::create_dir_all(&dir)?;
+        let port = || -> std::io::Result<u16> {
+            Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+        };
+        let (m, r, s) = (port()?, port()?, port()?);
+        let plain = "--save '' --appendonly no";
+        let master = watched_redis(m, plain)?;
+        let replica = watched_redis(r, &format!("{plain} --replicaof 127.0.0.1 {m}"))?;
+        let conf = dir.join("sentinel.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "port {s}\nbind 127.0.0.1\nprotected-mode no\ndir {}\n\
+                 sentinel monitor {} 127.0.0.1 {m} 1\n\
+                 sentinel down-after-milliseconds {} 1000\n\
+                 sentinel failover-timeout {} 3000\n",
+                dir.display(),
+                Self::SERVICE,
+                Self::SERVICE,
+                Self::SERVICE
+            ),
+        )?;
+        let sentinel = watched(s, &format!("redis-server '{}' --sentinel", conf.display()))?;
+        let this = RedisSentinel {
+            master: (m, Some(master)),
+            replica: (r, Some(replica)),
+            sentinel: (s, Some(sentinel)),
+            dir,
+        };
+        // The replica is in sync and the sentinel knows the master.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !(redis_cli(r, &["info", "replication"]).contains("master_link_status:up")
+            && this.master_port() == Some(m))
+        {
+            if Instant::now() > deadline {
+                return Err(std::io::Error::other(
+                    "the sentinel set-up did not become ready",
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(this)
+    }
+
+    /// `redis+sentinel://127.0.0.1:{sentinel}/mymaster`.
+    pub fn url(&self) -> String {
+        format!(
+            "redis+sentinel://127.0.0.1:{}/{}",
+            self.sentinel.0,
+            Self::SERVICE
+        )
+    }
+
+    /// The master's port, as the sentinel names it now.
+    pub fn master_port(&self) -> Option<u16> {
+        let out = redis_cli(
+            self.sentinel.0,
+            &["sentinel", "get-master-addr-by-name", Self::SERVICE],
+        );
+        out.lines().nth(1)?.trim().parse().ok()
+    }
+
+    pub fn ports(&self) -> (u16, u16) {
+        (self.master.0, self.replica.0)
+    }
+
+    /// SIGKILLs the original master.
+    pub fn kill_master(&mut self) {
+        sigkill(self.master.0);
+        if let Some(mut child) = self.master.1.take() {
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for RedisSentinel {
+    fn drop(&mut self) {
+        for (_, child) in [&mut self.sentinel, &mut self.replica, &mut self.master] {
             if let Some(mut child) = child.take() {
                 let _ = Command::new("kill")
                     .arg("-TERM")

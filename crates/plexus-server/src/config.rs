@@ -1788,8 +1788,14 @@ fn compile(
             format!("`{}`: expected memory or redis", config.engine),
         );
     }
-    if config.engine == "redis" && !config.redis.url.starts_with("redis://") {
-        err(&p(&["redis", "url"]), "expected a redis:// URL".into());
+    if config.engine == "redis"
+        && !config.redis.url.starts_with("redis://")
+        && !config.redis.url.starts_with("redis+sentinel://")
+    {
+        err(
+            &p(&["redis", "url"]),
+            "expected a redis:// or redis+sentinel:// URL".into(),
+        );
     }
     for (i, node) in config.redis.cluster.iter().enumerate() {
         if !node.starts_with("redis://") {

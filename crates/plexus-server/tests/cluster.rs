@@ -1,7 +1,8 @@
 //! Plexus nodes on a real Redis Cluster (3 masters, 3 replicas on loopback): delivery between
 //! nodes through sharded pub/sub on every shard, and a master killed mid-stream (its replica
 //! promoted) while subscribers in a recovery namespace receive every offset exactly once.
-//! Each test starts its own cluster (it kills nodes of it).
+//! The same failover behind Redis Sentinel (`redis+sentinel://`). Each test starts its own
+//! cluster or sentinel set-up (it kills nodes of it).
 
 mod common;
 
@@ -35,9 +36,13 @@ fn recovering_policy() -> plexus_core::ChannelPolicy {
 async fn cluster_node(cluster: &RedisCluster, prefix: &str) -> RunningServer {
     let mut config = redis_config("", prefix);
     config.cluster = cluster.urls();
+    node_on(config).await
+}
+
+async fn node_on(config: plexus_redis::RedisConfig) -> RunningServer {
     let engine = plexus_redis::redis_engine(config)
         .await
-        .expect("redis cluster engine");
+        .expect("redis engine");
     let builder = plexus_server::Server::builder()
         .listen("127.0.0.1:0".parse().unwrap())
         .dev_mode()
@@ -184,28 +189,8 @@ async fn a_master_killed_mid_stream_loses_nothing_for_recovering_subscribers() {
         ));
     }
     const PER_CHANNEL: u64 = 300;
-    let publisher = b.node().clone();
-    let names = channels.clone();
     let (progress_tx, mut progress) = tokio::sync::watch::channel(0u64);
-    let publishing = tokio::spawn(async move {
-        for i in 0..PER_CHANNEL {
-            for channel in &names {
-                // A publication is accepted once the cluster answers (retried while the
-                // slot's master is down and its replica not yet promoted).
-                while publisher
-                    .publish(channel, Payload::json(&serde_json::json!(i)).unwrap())
-                    .await
-                    .is_err()
-                {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-            }
-            let _ = progress_tx.send(i + 1);
-            if i % 10 == 0 {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        }
-    });
+    let publishing = publish_rounds(b.node().clone(), channels.clone(), PER_CHANNEL, progress_tx);
     // Mid-stream: kill the master of the first channel's slot.
     progress.wait_for(|n| *n >= 80).await.unwrap();
     tokio::task::block_in_place(|| cluster.kill(victim));
@@ -222,6 +207,88 @@ async fn a_master_killed_mid_stream_loses_nothing_for_recovering_subscribers() {
     for (channel, c) in &mut subs {
         // The top offset (a publication retried after a timeout may have been applied twice:
         // it then has two offsets, each delivered once).
+        let top = a
+            .node()
+            .engine()
+            .broker
+            .position(channel)
+            .await
+            .unwrap()
+            .offset;
+        let seen = tokio::time::timeout(Duration::from_secs(60), offsets_until(c, channel, top))
+            .await
+            .unwrap_or_else(|_| panic!("{channel}: every publication arrives"));
+        assert_eq!(
+            seen,
+            (1..=top).collect::<Vec<_>>(),
+            "{channel}: every offset exactly once, in order"
+        );
+        assert!(top >= PER_CHANNEL);
+    }
+}
+
+/// Publishes `per_channel` publications on each channel through `publisher`, retrying one until
+/// it is accepted; `progress` counts the rounds done.
+fn publish_rounds(
+    publisher: plexus_core::Node,
+    channels: Vec<String>,
+    per_channel: u64,
+    progress: tokio::sync::watch::Sender<u64>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        for i in 0..per_channel {
+            for channel in &channels {
+                while publisher
+                    .publish(channel, Payload::json(&serde_json::json!(i)).unwrap())
+                    .await
+                    .is_err()
+                {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+            let _ = progress.send(i + 1);
+            if i % 10 == 0 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_sentinel_a_master_killed_mid_stream_loses_nothing_for_recovering_subscribers() {
+    let mut redis = plexus_redis::testing::RedisSentinel::start().expect("sentinel set-up starts");
+    let (master, replica) = redis.ports();
+    let prefix = plexus_redis::testing::unique_prefix();
+    let a = node_on(redis_config(&redis.url(), &prefix)).await;
+    let b = node_on(redis_config(&redis.url(), &prefix)).await;
+    let channels = vec!["s0".to_owned(), "s1".to_owned()];
+    let mut subs = Vec::new();
+    for channel in &channels {
+        subs.push((
+            channel.clone(),
+            subscribe(&a, Encoding::Json, channel).await,
+        ));
+        subs.push((
+            channel.clone(),
+            subscribe(&b, Encoding::Msgpack, channel).await,
+        ));
+    }
+    const PER_CHANNEL: u64 = 300;
+    let (progress_tx, mut progress) = tokio::sync::watch::channel(0u64);
+    let publishing = publish_rounds(b.node().clone(), channels.clone(), PER_CHANNEL, progress_tx);
+    progress.wait_for(|n| *n >= 80).await.unwrap();
+    tokio::task::block_in_place(|| redis.kill_master());
+    tokio::time::timeout(Duration::from_secs(120), publishing)
+        .await
+        .expect("the publisher finishes after the failover")
+        .unwrap();
+    assert_eq!(
+        redis.master_port(),
+        Some(replica),
+        "Sentinel promoted the replica"
+    );
+    assert_ne!(redis.master_port(), Some(master));
+    for (channel, c) in &mut subs {
         let top = a
             .node()
             .engine()
