@@ -32,14 +32,24 @@ start)
       --pidfile "$dir/redis-$port.pid" --logfile "$dir/redis-$port.log"
     nodes+=("127.0.0.1:$port")
   done
+  failed=""
   for i in 0 1 2 3 4 5; do
     port=$((first + i))
     for _ in $(seq 100); do
       if redis-cli -p "$port" ping >/dev/null 2>&1; then break; fi
       sleep 0.1
     done
-    cat "$dir/redis-$port.pid" >> "$dir/pids"
+    if [ -f "$dir/redis-$port.pid" ]; then
+      cat "$dir/redis-$port.pid" >> "$dir/pids"
+    else
+      failed="$failed $port"
+    fi
   done
+  if [ -n "$failed" ]; then
+    echo "redis-server did not start on port(s)$failed (or their bus port +10000): see $dir/redis-*.log" >&2
+    "$0" stop "$dir"
+    exit 1
+  fi
   redis-cli --cluster create "${nodes[@]}" --cluster-replicas 1 --cluster-yes >/dev/null
   # Every node sees every slot served.
   for i in 0 1 2 3 4 5; do
