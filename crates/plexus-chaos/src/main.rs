@@ -236,6 +236,8 @@ shutdown_timeout_ms = 1000
 
 [client]
 anonymous = false
+# Recovery covers a client's whole outage (a killed node is back within seconds).
+recovery_max_publications = 100000
 
 [jwt]
 hmac_secret = "{SECRET}"
