@@ -151,6 +151,49 @@ pub(crate) enum Command {
     Unsubscribe(String),
 }
 
+/// Subscribe and unsubscribe commands taken together.
+pub(crate) struct Batch {
+    /// Channels to subscribe, and who waits for each.
+    pub(crate) subscribe: Vec<String>,
+    pub(crate) acks: Vec<oneshot::Sender<Result<(), EngineError>>>,
+    /// Channels to unsubscribe (not wanted again meanwhile).
+    pub(crate) unsubscribe: Vec<String>,
+}
+
+impl Batch {
+    /// `first` and the commands queued after it, up to `SUBSCRIBE_BATCH` channels.
+    pub(crate) fn take(
+        first: Command,
+        commands: &mut mpsc::Receiver<Command>,
+        state: &State,
+    ) -> Batch {
+        let mut batch = Batch {
+            subscribe: Vec::new(),
+            acks: Vec::new(),
+            unsubscribe: Vec::new(),
+        };
+        let mut next = Some(first);
+        while let Some(cmd) = next.take() {
+            match cmd {
+                Command::Subscribe(ch, ack) => {
+                    batch.subscribe.push(ch);
+                    batch.acks.push(ack);
+                }
+                Command::Unsubscribe(ch) => {
+                    // Still wanted (re-subscribed meanwhile)? Then keep it. (`halt` sends "".)
+                    if !ch.is_empty() && !state.channels.lock().unwrap().contains_key(&ch) {
+                        batch.unsubscribe.push(ch);
+                    }
+                }
+            }
+            if batch.subscribe.len() + batch.unsubscribe.len() < SUBSCRIBE_BATCH {
+                next = commands.try_recv().ok();
+            }
+        }
+        batch
+    }
+}
+
 /// A channel this node subscribed, and the last position it delivered.
 #[derive(Default)]
 pub(crate) struct ChannelState {
@@ -187,7 +230,7 @@ pub struct RedisBroker {
 /// Pending subscribe/unsubscribe commands and registry updates, bounded.
 const COMMAND_QUEUE: usize = 65_536;
 /// Channels per SUBSCRIBE command when (re)subscribing many.
-pub(crate) const SUBSCRIBE_BATCH: usize = 512;
+const SUBSCRIBE_BATCH: usize = 512;
 
 impl RedisBroker {
     pub(crate) fn new(shared: Arc<Shared>) -> RedisBroker {
@@ -272,15 +315,7 @@ impl Broker for RedisBroker {
         let _ = self.state.handler.set(handler);
         let _ = self.state.node.set(node);
         if let Some(rx) = self.state.commands_rx.lock().unwrap().take() {
-            if self.shared.cluster() {
-                tokio::spawn(crate::cluster::pubsub_task(
-                    self.shared.clone(),
-                    self.state.clone(),
-                    rx,
-                ));
-            } else {
-                tokio::spawn(pubsub_task(self.shared.clone(), self.state.clone(), rx));
-            }
+            tokio::spawn(pubsub_task(self.shared.clone(), self.state.clone(), rx));
         }
         if let Some(rx) = self.state.registry_rx.lock().unwrap().take() {
             tokio::spawn(registry_task(
@@ -492,6 +527,40 @@ impl State {
         *self.health_detail.lock().unwrap() = detail.into();
     }
 
+    /// Hands a pub/sub message over: a barrier's marker (`barrier`), a control message (on
+    /// `control`) or a publication.
+    pub(crate) fn dispatch(
+        &self,
+        keys: &crate::Keys,
+        control: &str,
+        barrier: bool,
+        name: &str,
+        payload: &[u8],
+    ) {
+        if barrier {
+            let token = std::str::from_utf8(payload)
+                .ok()
+                .and_then(|t| t.parse::<u64>().ok());
+            if let Some(done) = token.and_then(|t| self.barriers.lock().unwrap().remove(&t)) {
+                let _ = done.send(());
+            }
+        } else if name == control {
+            match decode_control(payload) {
+                Some(control) => {
+                    if let Some(h) = self.handler.get() {
+                        h.control(control)
+                    }
+                }
+                None => tracing::warn!("undecodable control message"),
+            }
+        } else if let Some(channel) = keys.channel_of(name) {
+            match split_message(payload) {
+                Some((offset, epoch, blob)) => self.deliver(channel, offset, epoch, blob),
+                None => tracing::warn!(%channel, "malformed publication message"),
+            }
+        }
+    }
+
     /// Delivers a publication to the node once, in offset order per channel.
     pub(crate) fn deliver(&self, channel: &str, offset: u64, epoch: &str, blob: &[u8]) {
         let Some(handler) = self.handler.get() else {
@@ -531,9 +600,10 @@ impl State {
     }
 }
 
-/// Owns the pub/sub connection: (re)connects with backoff, subscribes in batches from our own
-/// registry, processes messages in order, probes an idle connection, and after a gap reads what
-/// was missed back from the streams.
+/// Owns the pub/sub connection (on a cluster, the sharded one: `crate::cluster::serve`):
+/// (re)connects with backoff, subscribes in batches from our own registry, processes messages
+/// in order, probes an idle connection, and after a gap reads what was missed back from the
+/// streams.
 async fn pubsub_task(
     shared: Arc<Shared>,
     state: Arc<State>,
@@ -542,7 +612,11 @@ async fn pubsub_task(
     let mut delay = Duration::from_millis(50);
     let mut first = true;
     loop {
-        let result = serve_pubsub(&shared, &state, &mut commands, !first).await;
+        let result = if shared.cluster() {
+            crate::cluster::serve(&shared, &state, &mut commands, !first).await
+        } else {
+            serve_pubsub(&shared, &state, &mut commands, !first).await
+        };
         if shared.halted() {
             return;
         }
@@ -618,23 +692,7 @@ async fn serve_pubsub(
             message = stream.next() => {
                 let Some(message) = message else { return Err("pub/sub connection closed".into()) };
                 let name = message.get_channel_name();
-                let payload = message.get_payload_bytes();
-                if name == barrier {
-                    let token = std::str::from_utf8(payload).ok().and_then(|t| t.parse::<u64>().ok());
-                    if let Some(done) = token.and_then(|t| state.barriers.lock().unwrap().remove(&t)) {
-                        let _ = done.send(());
-                    }
-                } else if name == control {
-                    match decode_control(payload) {
-                        Some(control) => if let Some(h) = state.handler.get() { h.control(control) },
-                        None => tracing::warn!("undecodable control message"),
-                    }
-                } else if let Some(channel) = keys.channel_of(name) {
-                    match split_message(payload) {
-                        Some((offset, epoch, blob)) => state.deliver(channel, offset, epoch, blob),
-                        None => tracing::warn!(%channel, "malformed publication message"),
-                    }
-                }
+                state.dispatch(keys, &control, name == barrier, name, message.get_payload_bytes());
             }
             command = commands.recv() => {
                 let Some(command) = command else { return Ok(()) };
@@ -642,27 +700,9 @@ async fn serve_pubsub(
                     return Ok(());
                 }
                 // Take every queued command: one SUBSCRIBE / UNSUBSCRIBE per batch.
-                let mut subscribe = Vec::new();
-                let mut acks = Vec::new();
-                let mut unsubscribe = Vec::new();
-                let mut next = Some(command);
-                while let Some(cmd) = next.take() {
-                    match cmd {
-                        Command::Subscribe(ch, ack) => {
-                            subscribe.push(keys.pubsub(&ch));
-                            acks.push(ack);
-                        }
-                        Command::Unsubscribe(ch) => {
-                            // Still wanted (re-subscribed meanwhile)? Then keep it.
-                            if !state.channels.lock().unwrap().contains_key(&ch) {
-                                unsubscribe.push(keys.pubsub(&ch));
-                            }
-                        }
-                    }
-                    if subscribe.len() + unsubscribe.len() < SUBSCRIBE_BATCH {
-                        next = commands.try_recv().ok();
-                    }
-                }
+                let Batch { subscribe, acks, unsubscribe } = Batch::take(command, commands, state);
+                let subscribe: Vec<String> = subscribe.iter().map(|c| keys.pubsub(c)).collect();
+                let unsubscribe: Vec<String> = unsubscribe.iter().map(|c| keys.pubsub(c)).collect();
                 if !unsubscribe.is_empty() {
                     sink.unsubscribe(unsubscribe).await.map_err(|e| e.to_string())?;
                 }

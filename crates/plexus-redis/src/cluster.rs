@@ -12,8 +12,7 @@
 //! connection is lost, a keyed command per slot of the subscribed channels makes the crate
 //! discover the new topology even if this node has nothing else to send there.
 
-use crate::broker::{Command, State, repair, split_message};
-use crate::wire::decode_control;
+use crate::broker::{Batch, Command, State, repair};
 use crate::{Shared, cluster_builder, now_ms};
 use plexus_core::NodeId;
 use plexus_core::engine::{EngineError, NodeInfo};
@@ -58,44 +57,10 @@ pub(crate) fn slot(key: &[u8]) -> u16 {
     crc16(tagged.unwrap_or(key)) % 16384
 }
 
-/// Keeps this node's sharded subscriptions: (re)connects the RESP3 cluster connection with
-/// backoff, subscribes in parallel, delivers in order per connection, repairs from the streams
-/// after a shard's loss.
-pub(crate) async fn pubsub_task(
-    shared: Arc<Shared>,
-    state: Arc<State>,
-    mut commands: mpsc::Receiver<Command>,
-) {
-    let mut delay = Duration::from_millis(50);
-    let mut first = true;
-    loop {
-        let result = serve(&shared, &state, &mut commands, !first).await;
-        if shared.halted() {
-            return;
-        }
-        if let Err(e) = &result {
-            tracing::warn!(error = %e, "redis cluster pub/sub connection failed; reconnecting");
-            state.set_health(false, format!("cluster pub/sub: {e}"));
-        }
-        if result.is_ok() {
-            return; // The broker is gone.
-        }
-        first = false;
-        state.reconnects.fetch_add(1, Ordering::Relaxed);
-        while let Ok(cmd) = commands.try_recv() {
-            if let Command::Subscribe(_, ack) = cmd {
-                let _ = ack.send(Err(EngineError::Unavailable(
-                    "redis cluster pub/sub is reconnecting".into(),
-                )));
-            }
-        }
-        let jitter = Duration::from_millis(fastrand::u64(0..=delay.as_millis() as u64 / 2));
-        tokio::time::sleep(delay + jitter).await;
-        delay = (delay * 2).min(Duration::from_secs(2));
-    }
-}
-
-async fn serve(
+/// One life of this node's sharded subscriptions (the broker's pub/sub task reconnects with
+/// backoff): connects the RESP3 cluster connection, subscribes in parallel, delivers in order
+/// per connection, repairs from the streams after a shard's loss.
+pub(crate) async fn serve(
     shared: &Arc<Shared>,
     state: &Arc<State>,
     commands: &mut mpsc::Receiver<Command>,
@@ -153,22 +118,8 @@ async fn serve(
                     PushKind::SMessage | PushKind::Message => {
                         let (Some(name), Some(payload)) = (push.data.first().and_then(bytes), push.data.get(1).and_then(bytes)) else { continue };
                         let Ok(name) = std::str::from_utf8(name) else { continue };
-                        if name == control_barrier || name.starts_with(&barrier_prefix) {
-                            let token = std::str::from_utf8(payload).ok().and_then(|t| t.parse::<u64>().ok());
-                            if let Some(done) = token.and_then(|t| state.barriers.lock().unwrap().remove(&t)) {
-                                let _ = done.send(());
-                            }
-                        } else if name == control {
-                            match decode_control(payload) {
-                                Some(control) => if let Some(h) = state.handler.get() { h.control(control) },
-                                None => tracing::warn!("undecodable control message"),
-                            }
-                        } else if let Some(channel) = keys.channel_of(name) {
-                            match split_message(payload) {
-                                Some((offset, epoch, blob)) => state.deliver(channel, offset, epoch, blob),
-                                None => tracing::warn!(%channel, "malformed publication message"),
-                            }
-                        }
+                        let barrier = name == control_barrier || name.starts_with(&barrier_prefix);
+                        state.dispatch(keys, &control, barrier, name, payload);
                     }
                     PushKind::SSubscribe => {
                         // (Re)subscribed: what was published before is in the stream; later
@@ -204,28 +155,9 @@ async fn serve(
                 if shared.halted() {
                     return Ok(());
                 }
-                let mut subscribe = Vec::new();
-                let mut acks = Vec::new();
-                let mut unsubscribe = Vec::new();
-                let mut next = Some(command);
-                while let Some(cmd) = next.take() {
-                    match cmd {
-                        Command::Subscribe(ch, ack) => {
-                            subscribe.push(ch);
-                            acks.push(ack);
-                        }
-                        Command::Unsubscribe(ch) => {
-                            if !ch.is_empty() && !state.channels.lock().unwrap().contains_key(&ch) {
-                                unsubscribe.push(keys.pubsub(&ch));
-                            }
-                        }
-                    }
-                    if subscribe.len() + unsubscribe.len() < crate::broker::SUBSCRIBE_BATCH {
-                        next = commands.try_recv().ok();
-                    }
-                }
-                for name in unsubscribe {
-                    let _ = tokio::time::timeout(timeout, conn.sunsubscribe(name)).await;
+                let Batch { subscribe, acks, unsubscribe } = Batch::take(command, commands, state);
+                for channel in unsubscribe {
+                    let _ = tokio::time::timeout(timeout, conn.sunsubscribe(keys.pubsub(&channel))).await;
                 }
                 if !subscribe.is_empty() {
                     let result = subscribe_all(shared, &conn, &subscribe).await.map_err(|e| e.to_string());

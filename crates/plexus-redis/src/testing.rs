@@ -314,16 +314,21 @@ impl RedisCluster {
     }
 }
 
+/// Stops a watched server (the watchdog kills redis, then exits).
+fn stop_watched(child: Option<Child>) {
+    if let Some(mut child) = child {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
+        let _ = child.wait();
+    }
+}
+
 impl Drop for RedisCluster {
     fn drop(&mut self) {
         for (_, child) in &mut self.nodes {
-            if let Some(mut child) = child.take() {
-                let _ = Command::new("kill")
-                    .arg("-TERM")
-                    .arg(child.id().to_string())
-                    .status();
-                let _ = child.wait();
-            }
+            stop_watched(child.take());
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
@@ -433,13 +438,7 @@ impl RedisSentinel {
 impl Drop for RedisSentinel {
     fn drop(&mut self) {
         for (_, child) in [&mut self.sentinel, &mut self.replica, &mut self.master] {
-            if let Some(mut child) = child.take() {
-                let _ = Command::new("kill")
-                    .arg("-TERM")
-                    .arg(child.id().to_string())
-                    .status();
-                let _ = child.wait();
-            }
+            stop_watched(child.take());
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }

@@ -475,20 +475,7 @@ async fn redis_killed_and_restarted_mid_stream_loses_nothing_for_recovering_subs
     let mut redis = plexus_redis::testing::RedisServer::start_persistent(port, &dir).unwrap();
     let prefix = plexus_redis::testing::unique_prefix();
     // History large enough to cover the outage: recovery is at-least-once within history.
-    let policy = || {
-        let mut p = plexus_core::ChannelPolicy::default();
-        let history = plexus_core::HistoryOptions {
-            size: 10_000,
-            ttl: Duration::from_secs(600),
-        };
-        p.add_namespace(
-            plexus_core::Namespace::new("all", plexus_core::ChannelMatch::Any)
-                .subscribe(plexus_core::Access::Anyone)
-                .publish(plexus_core::Access::Anyone)
-                .recovery(history),
-        );
-        p
-    };
+    let policy = recovering_policy;
     let a = node_with_broker(redis_config(&redis.url(), &prefix), policy())
         .await
         .0;
@@ -540,30 +527,8 @@ async fn redis_killed_and_restarted_mid_stream_loses_nothing_for_recovering_subs
         .expect("publisher finishes")
         .unwrap();
     for (i, c) in subs.iter_mut().enumerate() {
-        let mut seen: Vec<u64> = Vec::new();
-        let mut epoch = String::new();
-        while seen.last().copied().unwrap_or(0) < TOTAL {
-            match c.next_push().await {
-                Push::Pub(p) => {
-                    epoch = p.epoch.clone();
-                    seen.push(p.offset);
-                }
-                // A gap seen by the node: subscribe again from the last position and recover.
-                Push::Unsubscribed(u) if u.reason == "insufficient_state" => {
-                    let op = Op::Subscribe(SubscribeParams {
-                        since: Some(Position {
-                            offset: *seen.last().unwrap_or(&0),
-                            epoch: epoch.clone(),
-                        }),
-                        ..SubscribeParams::new("stream")
-                    });
-                    let r: SubscribeResult = c.request(op).await.unwrap();
-                    assert_eq!(r.recovered, Some(true), "{:?}", r.reason);
-                    seen.extend(r.publications.iter().map(|p| p.offset));
-                }
-                _ => {}
-            }
-        }
+        // A gap seen by the node: subscribe again from the last position and recover.
+        let seen = offsets_until(c, "stream", TOTAL).await;
         assert_eq!(
             seen,
             (1..=TOTAL).collect::<Vec<_>>(),

@@ -47,6 +47,52 @@ pub fn open_without_presence() -> plexus_core::ChannelPolicy {
     policy
 }
 
+/// Every channel open to anyone, with a history (10 000 publications, 10 minutes) large enough
+/// for recovery to cover an outage in the failure tests.
+pub fn recovering_policy() -> plexus_core::ChannelPolicy {
+    let mut p = plexus_core::ChannelPolicy::default();
+    let history = plexus_core::HistoryOptions {
+        size: 10_000,
+        ttl: Duration::from_secs(600),
+    };
+    p.add_namespace(
+        plexus_core::Namespace::new("all", plexus_core::ChannelMatch::Any)
+            .subscribe(plexus_core::Access::Anyone)
+            .publish(plexus_core::Access::Anyone)
+            .recovery(history),
+    );
+    p
+}
+
+/// Reads publications until offset `top`, recovering (subscribe again from the last position)
+/// when the node reports a gap; returns every offset received, in order.
+pub async fn offsets_until(c: &mut TestClient, channel: &str, top: u64) -> Vec<u64> {
+    let mut seen: Vec<u64> = Vec::new();
+    let mut epoch = String::new();
+    while seen.last().copied().unwrap_or(0) < top {
+        match c.next_push().await {
+            plexus_protocol::server::Push::Pub(p) if p.channel == channel => {
+                epoch = p.epoch.clone();
+                seen.push(p.offset);
+            }
+            plexus_protocol::server::Push::Unsubscribed(u) if u.reason == "insufficient_state" => {
+                let op = Op::Subscribe(plexus_protocol::client::SubscribeParams {
+                    since: Some(plexus_protocol::client::Position {
+                        offset: *seen.last().unwrap_or(&0),
+                        epoch: epoch.clone(),
+                    }),
+                    ..plexus_protocol::client::SubscribeParams::new(channel)
+                });
+                let r: plexus_protocol::server::SubscribeResult = c.request(op).await.unwrap();
+                assert_eq!(r.recovered, Some(true), "{:?}", r.reason);
+                seen.extend(r.publications.iter().map(|p| p.offset));
+            }
+            _ => {}
+        }
+    }
+    seen
+}
+
 /// Starts a server on the engine the suite runs against: the in-memory engine, Redis when
 /// `PLEXUS_TEST_ENGINE=redis`, a Redis Cluster when `PLEXUS_TEST_ENGINE=redis-cluster` (the
 /// test command runs the suite every way). With Redis, every server gets its own key prefix on
