@@ -211,6 +211,8 @@ pub(crate) struct State {
     /// Connections open on this node (rewritten to Redis after an outage).
     local_conns: Mutex<HashSet<u64>>,
     pubsub_healthy: AtomicBool,
+    /// True once the pub/sub connection first subscribed the control channel.
+    ready: tokio::sync::watch::Sender<bool>,
     health_detail: Mutex<String>,
     pub(crate) reconnects: AtomicU64,
     /// Barriers waiting for their marker to come back through pub/sub (`settle`), bounded by
@@ -248,6 +250,7 @@ impl RedisBroker {
                 registry_rx: Mutex::new(Some(registry_rx)),
                 local_conns: Mutex::new(HashSet::new()),
                 pubsub_healthy: AtomicBool::new(false),
+                ready: tokio::sync::watch::Sender::new(false),
                 health_detail: Mutex::new("starting".into()),
                 reconnects: AtomicU64::new(0),
                 barriers: Mutex::new(HashMap::new()),
@@ -445,6 +448,14 @@ impl Broker for RedisBroker {
     }
 
     async fn control(&self, control: Control) -> Result<(), EngineError> {
+        // Just started: this node's own control subscription is not there yet (on a cluster
+        // that takes a moment), and what is published before it would not reach its own
+        // connections. Wait for it (bounded).
+        if self.state.handler.get().is_some() && !*self.state.ready.borrow() {
+            let mut ready = self.state.ready.subscribe();
+            let wait = ready.wait_for(|ready| *ready);
+            let _ = tokio::time::timeout(self.shared.config.command_timeout, wait).await;
+        }
         let mut conn = self.shared.conn();
         self.shared
             .run(
@@ -524,6 +535,9 @@ impl Broker for RedisBroker {
 impl State {
     pub(crate) fn set_health(&self, healthy: bool, detail: impl Into<String>) {
         self.pubsub_healthy.store(healthy, Ordering::Relaxed);
+        if healthy {
+            self.ready.send_if_modified(|ready| !std::mem::replace(ready, true));
+        }
         *self.health_detail.lock().unwrap() = detail.into();
     }
 
