@@ -536,7 +536,8 @@ impl State {
     pub(crate) fn set_health(&self, healthy: bool, detail: impl Into<String>) {
         self.pubsub_healthy.store(healthy, Ordering::Relaxed);
         if healthy {
-            self.ready.send_if_modified(|ready| !std::mem::replace(ready, true));
+            self.ready
+                .send_if_modified(|ready| !std::mem::replace(ready, true));
         }
         *self.health_detail.lock().unwrap() = detail.into();
     }
