@@ -433,6 +433,10 @@ async fn run_subscriber(sub: Arc<Subscriber>, url: String, stop: Arc<AtomicBool>
 }
 
 fn note_subscribed(seen: &mut Seen, s: &plexus_client::Subscribed) {
+    if seen.last.is_none() {
+        // Nothing received yet: the next connection recovers from where this one started.
+        seen.last = Some(s.position.clone());
+    }
     if s.recovered == Some(false) {
         // Told it could not recover: what follows starts a new segment.
         eprintln!(
@@ -442,7 +446,7 @@ fn note_subscribed(seen: &mut Seen, s: &plexus_client::Subscribed) {
         );
         seen.told_unrecoverable += 1;
         seen.segments.push(Vec::new());
-        seen.last = None;
+        seen.last = Some(s.position.clone());
     }
 }
 
