@@ -253,3 +253,58 @@ async fn behind_sentinel_a_master_killed_mid_stream_loses_nothing_for_recovering
     assert_ne!(redis.master_port(), Some(master));
     every_offset_once(&a, &mut subs, PER_CHANNEL).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cluster_node_index_is_bounded_and_lists_only_live_nodes() {
+    let cluster = start_cluster();
+    let prefix = plexus_redis::testing::unique_prefix();
+    // 10 005 entries of nodes that never existed (announced a second ago): over the bound.
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let key = format!("{prefix}:nodes");
+    let mut args: Vec<String> = vec!["-c".into(), "zadd".into(), key.clone()];
+    for i in 0..10_005 {
+        args.push((now_ms - 1_000).to_string());
+        args.push(format!("ghost{i}"));
+    }
+    let port = cluster.ports()[0];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let added = tokio::task::block_in_place(|| plexus_redis::testing::redis_cli(port, &args));
+    assert_eq!(added.trim(), "10005");
+    let a = cluster_node(&cluster, &prefix).await;
+    // Its announcement trims the index to 10 000, keeping the newest (its own).
+    let card = || {
+        tokio::task::block_in_place(|| {
+            plexus_redis::testing::redis_cli(port, &["-c", "zcard", &key])
+                .trim()
+                .parse::<u64>()
+                .unwrap()
+        })
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while card() > 10_000 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the index was trimmed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(card(), 10_000);
+    let listed: Vec<String> = a
+        .node()
+        .engine()
+        .broker
+        .nodes()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|n| n.id)
+        .collect();
+    assert_eq!(
+        listed,
+        vec![a.node().id().to_string()],
+        "ghosts are not live"
+    );
+}
