@@ -3,14 +3,16 @@
 //! Every publication is `SPUBLISH`ed by the publish script on the shard channel
 //! `{prefix}:ch:{channel}`, which shares its slot with the channel's stream and meta, so the
 //! script touches one slot. A node keeps one RESP3 cluster connection for its subscriptions: the
-//! redis crate sends each `SSUBSCRIBE` to the master of the channel's slot, keeps the set of
-//! subscriptions, and after a lost connection, a moved slot or a failover subscribes again on
-//! the slot's new master. Every confirmation of a subscription (`ssubscribe` push) of a channel
-//! that already delivered something is followed, before any later message of that connection,
-//! by a read of the channel's stream since the last offset delivered: what was published while
-//! the shard was unreachable is delivered from the stream, once, in order. When a shard's
-//! connection is lost, a keyed command per slot of the subscribed channels makes the crate
-//! discover the new topology even if this node has nothing else to send there.
+//! redis crate sends each `SSUBSCRIBE` to the master of the channel's slot and keeps the set of
+//! subscriptions. When a shard's connection is lost, a keyed command per slot of the subscribed
+//! channels (every 250 ms, at most 2 minutes) makes the crate discover the new topology even if
+//! this node has nothing else to send there; once every slot answers, the node subscribes every
+//! channel again (the crate does not always move a subscription off a failed master by itself;
+//! subscribing twice on one connection is a no-op). Every confirmation of a subscription
+//! (`ssubscribe` push) of a channel that already delivered something is followed, before any
+//! later message of that connection, by a read of the channel's stream since the last offset
+//! delivered: what was published while the shard was unreachable is delivered from the stream,
+//! once, in order.
 
 use crate::broker::{Batch, Command, State, repair};
 use crate::{Shared, cluster_builder, now_ms};
