@@ -65,7 +65,15 @@ start)
   ;;
 stop)
   if [ -f "$dir/pids" ]; then
-    while read -r pid; do kill "$pid" 2>/dev/null || true; done < "$dir/pids"
+    pids=$(cat "$dir/pids")
+    for pid in $pids; do kill "$pid" 2>/dev/null || true; done
+    # Wait (at most 10 s) until they exited: they write their last files as they go.
+    for _ in $(seq 100); do
+      alive=""
+      for pid in $pids; do if kill -0 "$pid" 2>/dev/null; then alive=1; fi; done
+      if [ -z "$alive" ]; then break; fi
+      sleep 0.1
+    done
     rm -f "$dir/pids"
   fi
   ;;
