@@ -5,6 +5,7 @@
 #
 #   scripts/redis-cluster.sh start DIR [FIRST_PORT]   # prints the nodes' URLs, comma-separated
 #   scripts/redis-cluster.sh stop DIR
+#   scripts/redis-cluster.sh free-port [N]            # a FIRST_PORT with N (6) free ports and bus ports
 #
 # Nodes listen on FIRST_PORT..FIRST_PORT+5 (default 7000; the cluster bus on +10000), keep
 # their files in DIR, and stop with `stop` (their pids are in DIR/pids).
@@ -12,6 +13,26 @@ set -euo pipefail
 
 cmd=${1:-}
 dir=${2:-}
+if [ "$cmd" = free-port ]; then
+  # N consecutive loopback ports, each with its cluster bus port (+10000), free now; below the
+  # usual ephemeral range for the bus ports.
+  exec python3 -c '
+import random, socket, sys
+n = int(sys.argv[1])
+def free(p):
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", p)); return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+for _ in range(10000):
+    b = random.randrange(20000, 22700 - n)
+    if all(free(b + i) and free(b + 10000 + i) for i in range(n)):
+        print(b); sys.exit(0)
+sys.exit("no free ports")' "${2:-6}"
+fi
 if [ -z "$cmd" ] || [ -z "$dir" ]; then
   echo "usage: $0 start|stop DIR [FIRST_PORT]" >&2
   exit 2

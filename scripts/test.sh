@@ -64,20 +64,7 @@ suite "the feature suite on the Redis engine" redis_suite
 redis_cluster_suite() {
   local dir first
   dir=$(mktemp -d)
-  first=$(python3 -c '
-import random, socket
-def free(p):
-    s = socket.socket()
-    try:
-        s.bind(("127.0.0.1", p)); return True
-    except OSError:
-        return False
-    finally:
-        s.close()
-while True:
-    b = random.randrange(20000, 39990)
-    if all(free(b + i) and free(b + 10000 + i) for i in range(6)):
-        print(b); break')
+  first=$(scripts/redis-cluster.sh free-port)
   local urls rc=0
   urls=$(scripts/redis-cluster.sh start "$dir" "$first") || rc=$?
   if [ "$rc" -eq 0 ]; then

@@ -21,20 +21,7 @@ cleanup() {
 }
 trap cleanup EXIT
 free() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-base=$(python3 -c '
-import random, socket
-def free(p):
-    s = socket.socket()
-    try:
-        s.bind(("127.0.0.1", p)); return True
-    except OSError:
-        return False
-    finally:
-        s.close()
-while True:
-    b = random.randrange(20000, 29990)
-    if all(free(b + i) and free(b + 10000 + i) for i in range(7)):
-        print(b); break')
+base=$(scripts/redis-cluster.sh free-port 7)
 redis-server --port "$base" --bind 127.0.0.1 --save '' --appendonly no --daemonize yes \
   --pidfile "$dir/standalone.pid" --logfile "$dir/standalone.log" --dir "$dir"
 sleep 0.5

@@ -116,10 +116,11 @@ pub fn redis_cli(port: u16, args: &[&str]) -> String {
         .unwrap_or_default()
 }
 
-/// A free loopback port whose cluster bus port (+10000) is free too.
+/// A free loopback port whose cluster bus port (+10000) is free too (below the usual ephemeral
+/// range, where outgoing connections take ports).
 fn free_cluster_port(taken: &[u16]) -> std::io::Result<u16> {
     for _ in 0..1000 {
-        let port = fastrand::u16(20_000..40_000);
+        let port = fastrand::u16(20_000..22_700);
         if taken.contains(&port) {
             continue;
         }

@@ -80,6 +80,12 @@ async fn subscribe(server: &RunningServer, enc: Encoding, channel: &str) -> Test
     c
 }
 
+/// The live nodes' ids, as `server`'s engine lists them.
+async fn live_nodes(server: &RunningServer) -> Vec<String> {
+    let nodes = server.node().engine().broker.nodes().await.unwrap();
+    nodes.into_iter().map(|n| n.id).collect()
+}
+
 /// On each channel, a JSON subscriber on `a` and a MessagePack one on `b`.
 async fn subscribe_on_both(
     a: &RunningServer,
@@ -123,16 +129,7 @@ async fn publications_reach_every_node_through_sharded_pubsub_on_every_shard() {
         assert_eq!(offsets_until(c, channel, 5).await, vec![1, 2, 3, 4, 5]);
     }
     // The node registry on the cluster: both nodes are listed from either.
-    let listed: BTreeSet<String> = b
-        .node()
-        .engine()
-        .broker
-        .nodes()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|n| n.id)
-        .collect();
+    let listed: BTreeSet<String> = live_nodes(&b).await.into_iter().collect();
     let expected: BTreeSet<String> = [a.node().id().to_string(), b.node().id().to_string()]
         .into_iter()
         .collect();
@@ -292,16 +289,7 @@ async fn the_cluster_node_index_is_bounded_and_lists_only_live_nodes() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(card(), 10_000);
-    let listed: Vec<String> = a
-        .node()
-        .engine()
-        .broker
-        .nodes()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|n| n.id)
-        .collect();
+    let listed = live_nodes(&a).await;
     assert_eq!(
         listed,
         vec![a.node().id().to_string()],
