@@ -37,6 +37,8 @@ pub struct Connection {
     holding: AtomicBool,
     held: Mutex<HashMap<HoldKey, Held>>,
     held_max: usize,
+    /// The highest durable-message `seq` queued (or held) for this connection.
+    mail_last: AtomicU64,
 }
 
 /// How a connection was opened, as operators see it (`Node::inspect`): never its headers,
@@ -101,6 +103,7 @@ impl Connection {
             holding: AtomicBool::new(false),
             held: Mutex::new(HashMap::new()),
             held_max,
+            mail_last: AtomicU64::new(0),
         }
     }
 
@@ -158,6 +161,23 @@ impl Connection {
             }
         }
         self.outbox.push(frame)
+    }
+
+    /// Records that durable message `seq` was queued or held; returns the highest before.
+    pub fn note_mail(&self, seq: u64) -> u64 {
+        self.mail_last.fetch_max(seq, Ordering::AcqRel)
+    }
+
+    /// Starts holding the durable messages to repair a gap in them, unless they are held
+    /// already (the mailbox sync, or another repair, is in progress): then false.
+    pub fn hold_mail_for_repair(&self) -> bool {
+        let mut held = self.held.lock().unwrap();
+        if held.get(&HoldKey::Mail).is_some_and(|h| h.floor.is_none()) {
+            return false;
+        }
+        held.insert(HoldKey::Mail, Held::default());
+        self.holding.store(true, Ordering::Release);
+        true
     }
 
     /// Forgets a stream's floor (its numbering restarted: a new epoch).

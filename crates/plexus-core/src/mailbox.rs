@@ -153,6 +153,7 @@ impl Node {
             }
         };
         let last = pending.last().map_or(0, |m| m.seq);
+        conn.note_mail(last);
         if !sync {
             if last > 0 {
                 let _ = mailbox.ack(&user, last).await;

@@ -658,6 +658,33 @@ impl Node {
         sent
     }
 
+    /// Delivers `user`'s waiting durable messages numbered above `last` to `conn` (whose mail
+    /// is held), then releases the held live ones above them.
+    fn repair_mail(&self, conn: Arc<Connection>, user: Arc<str>, last: u64) {
+        let node = self.clone();
+        tokio::spawn(async move {
+            let pending = match node.engine().mailbox.pending(&user).await {
+                Ok(pending) => pending,
+                Err(e) => {
+                    tracing::warn!(%user, error = %e, "mailbox unavailable: a gap in durable messages stays");
+                    Vec::new()
+                }
+            };
+            let mut sent = last;
+            for mail in pending.iter().filter(|m| m.seq > last) {
+                conn.send_event(&Event::Mail(mail));
+                sent = sent.max(mail.seq);
+            }
+            conn.note_mail(sent);
+            if conn.release(&HoldKey::Mail, sent).is_err() {
+                conn.close(
+                    plexus_protocol::CloseCode::INSUFFICIENT_STATE,
+                    "too many durable messages arrived during a repair",
+                );
+            }
+        });
+    }
+
     fn apply_control(&self, control: Control) {
         let hub = &self.inner.hub;
         match control {
@@ -711,6 +738,13 @@ impl Node {
             Control::Mail { user, mail } => {
                 let mut cache = EncodeCache::new(Event::Mail(&mail));
                 for conn in hub.user_connections(&user) {
+                    // A user's messages are numbered +1: a jump means one did not reach this
+                    // node (a pub/sub outage) — and a later cumulative `ack` would delete it.
+                    // Hold the live ones, read the inbox, deliver what is missing in order.
+                    let last = conn.note_mail(mail.seq);
+                    if mail.seq > last + 1 && conn.hold_mail_for_repair() {
+                        self.repair_mail(conn.clone(), user.clone(), last);
+                    }
                     if let Some(frame) = cache.frame(conn.format()) {
                         self.count_push(conn.send_sequenced(&HoldKey::Mail, mail.seq, frame));
                     }

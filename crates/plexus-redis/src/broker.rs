@@ -18,7 +18,8 @@ use tokio::sync::{mpsc, oneshot};
 
 /// Appends to the stream (when history is kept), assigns the next offset and publishes, in one
 /// atomic step. KEYS: stream, meta. ARGV: blob, history size, history ttl ms, meta ttl ms,
-/// pub/sub channel, a fresh epoch (used when the channel has none).
+/// pub/sub channel, a fresh epoch (used when the channel has none), the publish command
+/// (`publish`, or `spublish` on a cluster: the shard channel shares the keys' slot).
 static PUBLISH: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
@@ -35,7 +36,7 @@ if size > 0 then
   redis.call('xadd', KEYS[1], 'MAXLEN', size, offset .. '-0', 'd', ARGV[1])
   redis.call('pexpire', KEYS[1], ARGV[3])
 end
-redis.call('publish', ARGV[5], offset .. ':' .. epoch .. ':' .. ARGV[1])
+redis.call(ARGV[7], ARGV[5], offset .. ':' .. epoch .. ':' .. ARGV[1])
 return {offset, epoch}
 ",
     )
@@ -81,7 +82,7 @@ return out
     )
 });
 
-fn new_epoch() -> String {
+pub(crate) fn new_epoch() -> String {
     (0..8).map(|_| fastrand::alphanumeric()).collect()
 }
 
@@ -136,7 +137,7 @@ fn page(channel: &str, reply: Value) -> Result<HistoryPage, EngineError> {
 }
 
 /// Splits a pub/sub message `offset:epoch:blob`.
-fn split_message(bytes: &[u8]) -> Option<(u64, &str, &[u8])> {
+pub(crate) fn split_message(bytes: &[u8]) -> Option<(u64, &str, &[u8])> {
     let first = bytes.iter().position(|b| *b == b':')?;
     let offset = std::str::from_utf8(&bytes[..first]).ok()?.parse().ok()?;
     let rest = &bytes[first + 1..];
@@ -145,21 +146,64 @@ fn split_message(bytes: &[u8]) -> Option<(u64, &str, &[u8])> {
     Some((offset, epoch, &rest[second + 1..]))
 }
 
-enum Command {
+pub(crate) enum Command {
     Subscribe(String, oneshot::Sender<Result<(), EngineError>>),
     Unsubscribe(String),
 }
 
-/// A channel this node subscribed, and the last position it delivered.
-#[derive(Default)]
-struct ChannelState {
-    last: Option<(Arc<str>, u64)>,
+/// Subscribe and unsubscribe commands taken together.
+pub(crate) struct Batch {
+    /// Channels to subscribe, and who waits for each.
+    pub(crate) subscribe: Vec<String>,
+    pub(crate) acks: Vec<oneshot::Sender<Result<(), EngineError>>>,
+    /// Channels to unsubscribe (not wanted again meanwhile).
+    pub(crate) unsubscribe: Vec<String>,
 }
 
-struct State {
-    handler: OnceLock<Arc<dyn EngineHandler>>,
-    node: OnceLock<NodeId>,
-    channels: Mutex<HashMap<String, ChannelState>>,
+impl Batch {
+    /// `first` and the commands queued after it, up to `SUBSCRIBE_BATCH` channels.
+    pub(crate) fn take(
+        first: Command,
+        commands: &mut mpsc::Receiver<Command>,
+        state: &State,
+    ) -> Batch {
+        let mut batch = Batch {
+            subscribe: Vec::new(),
+            acks: Vec::new(),
+            unsubscribe: Vec::new(),
+        };
+        let mut next = Some(first);
+        while let Some(cmd) = next.take() {
+            match cmd {
+                Command::Subscribe(ch, ack) => {
+                    batch.subscribe.push(ch);
+                    batch.acks.push(ack);
+                }
+                Command::Unsubscribe(ch) => {
+                    // Still wanted (re-subscribed meanwhile)? Then keep it. (`halt` sends "".)
+                    if !ch.is_empty() && !state.channels.lock().unwrap().contains_key(&ch) {
+                        batch.unsubscribe.push(ch);
+                    }
+                }
+            }
+            if batch.subscribe.len() + batch.unsubscribe.len() < SUBSCRIBE_BATCH {
+                next = commands.try_recv().ok();
+            }
+        }
+        batch
+    }
+}
+
+/// A channel this node subscribed, and the last position it delivered.
+#[derive(Default)]
+pub(crate) struct ChannelState {
+    pub(crate) last: Option<(Arc<str>, u64)>,
+}
+
+pub(crate) struct State {
+    pub(crate) handler: OnceLock<Arc<dyn EngineHandler>>,
+    pub(crate) node: OnceLock<NodeId>,
+    pub(crate) channels: Mutex<HashMap<String, ChannelState>>,
     commands: mpsc::Sender<Command>,
     commands_rx: Mutex<Option<mpsc::Receiver<Command>>>,
     registry: mpsc::Sender<(bool, u64)>,
@@ -167,12 +211,16 @@ struct State {
     /// Connections open on this node (rewritten to Redis after an outage).
     local_conns: Mutex<HashSet<u64>>,
     pubsub_healthy: AtomicBool,
+    /// True once the pub/sub connection first subscribed the control channel.
+    ready: tokio::sync::watch::Sender<bool>,
     health_detail: Mutex<String>,
-    reconnects: AtomicU64,
+    pub(crate) reconnects: AtomicU64,
     /// Barriers waiting for their marker to come back through pub/sub (`settle`), bounded by
     /// the callers (one per shutdown).
-    barriers: Mutex<HashMap<u64, oneshot::Sender<()>>>,
-    next_barrier: AtomicU64,
+    pub(crate) barriers: Mutex<HashMap<u64, oneshot::Sender<()>>>,
+    /// On a cluster, the connection holding this node's sharded subscriptions.
+    pub(crate) cluster_pubsub: Mutex<Option<redis::cluster_async::ClusterConnection>>,
+    pub(crate) next_barrier: AtomicU64,
 }
 
 /// Publications, history, control and routing over Redis.
@@ -202,9 +250,11 @@ impl RedisBroker {
                 registry_rx: Mutex::new(Some(registry_rx)),
                 local_conns: Mutex::new(HashSet::new()),
                 pubsub_healthy: AtomicBool::new(false),
+                ready: tokio::sync::watch::Sender::new(false),
                 health_detail: Mutex::new("starting".into()),
                 reconnects: AtomicU64::new(0),
                 barriers: Mutex::new(HashMap::new()),
+                cluster_pubsub: Mutex::new(None),
                 next_barrier: AtomicU64::new(1),
             }),
         }
@@ -221,7 +271,17 @@ impl RedisBroker {
         let _ = self.state.registry.try_send((false, u64::MAX));
     }
 
-    /// How many times the pub/sub connection was replaced.
+    /// `PUBLISH`, or on a cluster `SPUBLISH` (sharded pub/sub).
+    fn publish_command(&self) -> &'static str {
+        if self.shared.cluster() {
+            "spublish"
+        } else {
+            "publish"
+        }
+    }
+
+    /// How many times the pub/sub connection was replaced (on a cluster: a shard's
+    /// connection was lost).
     pub fn pubsub_reconnects(&self) -> u64 {
         self.state.reconnects.load(Ordering::Relaxed)
     }
@@ -299,6 +359,7 @@ impl Broker for RedisBroker {
                     .arg(self.shared.config.stream_meta_ttl.max(ttl).as_millis() as u64)
                     .arg(keys.pubsub(channel))
                     .arg(new_epoch())
+                    .arg(self.publish_command())
                     .invoke_async(&mut self.shared.conn()),
             )
             .await?;
@@ -361,6 +422,9 @@ impl Broker for RedisBroker {
         let Some(node) = self.state.node.get() else {
             return Ok(());
         };
+        if self.shared.cluster() {
+            return crate::cluster::settle(&self.shared, &self.state, *node).await;
+        }
         let token = self.state.next_barrier.fetch_add(1, Ordering::Relaxed);
         let (done, arrived) = oneshot::channel();
         self.state.barriers.lock().unwrap().insert(token, done);
@@ -384,9 +448,22 @@ impl Broker for RedisBroker {
     }
 
     async fn control(&self, control: Control) -> Result<(), EngineError> {
+        // Just started: this node's own control subscription is not there yet (on a cluster
+        // that takes a moment), and what is published before it would not reach its own
+        // connections. Wait for it (bounded).
+        if self.state.handler.get().is_some() && !*self.state.ready.borrow() {
+            let mut ready = self.state.ready.subscribe();
+            let wait = ready.wait_for(|ready| *ready);
+            let _ = tokio::time::timeout(self.shared.config.command_timeout, wait).await;
+        }
         let mut conn = self.shared.conn();
         self.shared
-            .run(conn.publish::<_, _, ()>(self.shared.keys.control(), encode_control(&control)))
+            .run(
+                redis::cmd(self.publish_command())
+                    .arg(self.shared.keys.control())
+                    .arg(encode_control(&control))
+                    .query_async::<()>(&mut conn),
+            )
             .await
     }
 
@@ -418,6 +495,9 @@ impl Broker for RedisBroker {
     async fn nodes(&self) -> Result<Vec<NodeInfo>, EngineError> {
         let mut conn = self.shared.conn();
         let mut keys: Vec<String> = Vec::new();
+        if self.shared.cluster() {
+            return crate::cluster::nodes(&self.shared).await;
+        }
         let mut iter: redis::AsyncIter<String> = self
             .shared
             .run(conn.scan_match(self.shared.keys.node_pattern()))
@@ -453,13 +533,51 @@ impl Broker for RedisBroker {
 }
 
 impl State {
-    fn set_health(&self, healthy: bool, detail: impl Into<String>) {
+    pub(crate) fn set_health(&self, healthy: bool, detail: impl Into<String>) {
         self.pubsub_healthy.store(healthy, Ordering::Relaxed);
+        if healthy {
+            self.ready
+                .send_if_modified(|ready| !std::mem::replace(ready, true));
+        }
         *self.health_detail.lock().unwrap() = detail.into();
     }
 
+    /// Hands a pub/sub message over: a barrier's marker (`barrier`), a control message (on
+    /// `control`) or a publication.
+    pub(crate) fn dispatch(
+        &self,
+        keys: &crate::Keys,
+        control: &str,
+        barrier: bool,
+        name: &str,
+        payload: &[u8],
+    ) {
+        if barrier {
+            let token = std::str::from_utf8(payload)
+                .ok()
+                .and_then(|t| t.parse::<u64>().ok());
+            if let Some(done) = token.and_then(|t| self.barriers.lock().unwrap().remove(&t)) {
+                let _ = done.send(());
+            }
+        } else if name == control {
+            match decode_control(payload) {
+                Some(control) => {
+                    if let Some(h) = self.handler.get() {
+                        h.control(control)
+                    }
+                }
+                None => tracing::warn!("undecodable control message"),
+            }
+        } else if let Some(channel) = keys.channel_of(name) {
+            match split_message(payload) {
+                Some((offset, epoch, blob)) => self.deliver(channel, offset, epoch, blob),
+                None => tracing::warn!(%channel, "malformed publication message"),
+            }
+        }
+    }
+
     /// Delivers a publication to the node once, in offset order per channel.
-    fn deliver(&self, channel: &str, offset: u64, epoch: &str, blob: &[u8]) {
+    pub(crate) fn deliver(&self, channel: &str, offset: u64, epoch: &str, blob: &[u8]) {
         let Some(handler) = self.handler.get() else {
             return;
         };
@@ -497,9 +615,10 @@ impl State {
     }
 }
 
-/// Owns the pub/sub connection: (re)connects with backoff, subscribes in batches from our own
-/// registry, processes messages in order, probes an idle connection, and after a gap reads what
-/// was missed back from the streams.
+/// Owns the pub/sub connection (on a cluster, the sharded one: `crate::cluster::serve`):
+/// (re)connects with backoff, subscribes in batches from our own registry, processes messages
+/// in order, probes an idle connection, and after a gap reads what was missed back from the
+/// streams.
 async fn pubsub_task(
     shared: Arc<Shared>,
     state: Arc<State>,
@@ -508,7 +627,11 @@ async fn pubsub_task(
     let mut delay = Duration::from_millis(50);
     let mut first = true;
     loop {
-        let result = serve_pubsub(&shared, &state, &mut commands, !first).await;
+        let result = if shared.cluster() {
+            crate::cluster::serve(&shared, &state, &mut commands, !first).await
+        } else {
+            serve_pubsub(&shared, &state, &mut commands, !first).await
+        };
         if shared.halted() {
             return;
         }
@@ -542,7 +665,10 @@ async fn serve_pubsub(
     after_gap: bool,
 ) -> Result<(), String> {
     let timeout = shared.config.command_timeout;
-    let pubsub = tokio::time::timeout(timeout, shared.client.get_async_pubsub())
+    let client = tokio::time::timeout(timeout, shared.backend.pubsub_client())
+        .await
+        .map_err(|_| "finding the master timed out".to_owned())??;
+    let pubsub = tokio::time::timeout(timeout, client.get_async_pubsub())
         .await
         .map_err(|_| "connect timed out".to_owned())?
         .map_err(|e| e.to_string())?;
@@ -572,7 +698,6 @@ async fn serve_pubsub(
         }
     }
     state.set_health(true, "connected");
-    let prefix = keys.pubsub_prefix();
     let control = keys.control();
     let mut probe = tokio::time::interval(shared.config.probe_interval);
     probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -582,23 +707,7 @@ async fn serve_pubsub(
             message = stream.next() => {
                 let Some(message) = message else { return Err("pub/sub connection closed".into()) };
                 let name = message.get_channel_name();
-                let payload = message.get_payload_bytes();
-                if name == barrier {
-                    let token = std::str::from_utf8(payload).ok().and_then(|t| t.parse::<u64>().ok());
-                    if let Some(done) = token.and_then(|t| state.barriers.lock().unwrap().remove(&t)) {
-                        let _ = done.send(());
-                    }
-                } else if name == control {
-                    match decode_control(payload) {
-                        Some(control) => if let Some(h) = state.handler.get() { h.control(control) },
-                        None => tracing::warn!("undecodable control message"),
-                    }
-                } else if let Some(channel) = name.strip_prefix(prefix.as_str()) {
-                    match split_message(payload) {
-                        Some((offset, epoch, blob)) => state.deliver(channel, offset, epoch, blob),
-                        None => tracing::warn!(%channel, "malformed publication message"),
-                    }
-                }
+                state.dispatch(keys, &control, name == barrier, name, message.get_payload_bytes());
             }
             command = commands.recv() => {
                 let Some(command) = command else { return Ok(()) };
@@ -606,27 +715,9 @@ async fn serve_pubsub(
                     return Ok(());
                 }
                 // Take every queued command: one SUBSCRIBE / UNSUBSCRIBE per batch.
-                let mut subscribe = Vec::new();
-                let mut acks = Vec::new();
-                let mut unsubscribe = Vec::new();
-                let mut next = Some(command);
-                while let Some(cmd) = next.take() {
-                    match cmd {
-                        Command::Subscribe(ch, ack) => {
-                            subscribe.push(keys.pubsub(&ch));
-                            acks.push(ack);
-                        }
-                        Command::Unsubscribe(ch) => {
-                            // Still wanted (re-subscribed meanwhile)? Then keep it.
-                            if !state.channels.lock().unwrap().contains_key(&ch) {
-                                unsubscribe.push(keys.pubsub(&ch));
-                            }
-                        }
-                    }
-                    if subscribe.len() + unsubscribe.len() < SUBSCRIBE_BATCH {
-                        next = commands.try_recv().ok();
-                    }
-                }
+                let Batch { subscribe, acks, unsubscribe } = Batch::take(command, commands, state);
+                let subscribe: Vec<String> = subscribe.iter().map(|c| keys.pubsub(c)).collect();
+                let unsubscribe: Vec<String> = unsubscribe.iter().map(|c| keys.pubsub(c)).collect();
                 if !unsubscribe.is_empty() {
                     sink.unsubscribe(unsubscribe).await.map_err(|e| e.to_string())?;
                 }
@@ -652,7 +743,7 @@ async fn serve_pubsub(
 }
 
 /// Reads back, from the channel's stream, what was published after the last position delivered.
-async fn repair(shared: &Shared, state: &State, channel: &str) {
+pub(crate) async fn repair(shared: &Shared, state: &State, channel: &str) {
     let last = state
         .channels
         .lock()
@@ -758,6 +849,10 @@ async fn registry_task(
                 }
                 pipe.pexpire(&conns_key, ttl_ms as i64).ignore();
                 dirty = shared.run(pipe.query_async::<()>(&mut shared.conn())).await.is_err();
+                if shared.cluster() && !dirty {
+                    // A SCAN sees one master: on a cluster the live nodes are indexed.
+                    dirty = crate::cluster::announce(&shared, &node).await.is_err();
+                }
             }
         }
     }

@@ -212,11 +212,18 @@ async fn refresh_task(shared: Arc<Shared>, local: Weak<Mutex<LocalMembers>>) {
         if shared.halted() {
             return;
         }
-        let members: Vec<(String, ConnId)> = local.lock().unwrap().keys().cloned().collect();
+        let mut members: Vec<(String, ConnId)> = local.lock().unwrap().keys().cloned().collect();
+        members.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         drop(local);
         let ttl = shared.config.presence_ttl.as_millis() as u64;
         let expires = now_ms() + ttl;
-        for chunk in members.chunks(500) {
+        // On a cluster one pipeline holds one channel's keys (one slot).
+        let chunks: Vec<&[(String, ConnId)]> = if shared.cluster() {
+            members.chunk_by(|a, b| a.0 == b.0).collect()
+        } else {
+            members.chunks(500).collect()
+        };
+        for chunk in chunks {
             let mut pipe = redis::pipe();
             for (channel, conn) in chunk {
                 let [data, exp, users, _seen, conn_users, _gone] = shared.keys.presence(channel);

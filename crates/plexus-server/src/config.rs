@@ -681,7 +681,11 @@ fn mesa_config(
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RedisSection {
+    /// One Redis (`redis://`), or a Redis behind Sentinel (`redis+sentinel://`).
     pub url: String,
+    /// A Redis Cluster: URLs of some of its nodes (`redis://host:port`); when set, `url` is not
+    /// used and delivery between nodes goes through sharded pub/sub.
+    pub cluster: Vec<String>,
     /// Prefix of every key and channel: one per application sharing the Redis.
     pub prefix: String,
     /// A presence member whose node stopped refreshing it is gone after this long.
@@ -694,6 +698,7 @@ impl Default for RedisSection {
     fn default() -> Self {
         RedisSection {
             url: "redis://127.0.0.1:6379/".into(),
+            cluster: Vec::new(),
             prefix: "plexus".into(),
             presence_ttl_ms: 60_000,
             node_ttl_ms: 15_000,
@@ -1144,6 +1149,7 @@ const NOT_SETTINGS: &[&str] = &[
     "PLEXUS_CREDENTIALS",
     "PLEXUS_CONFIG",
     "PLEXUS_TEST_ENGINE",
+    "PLEXUS_TEST_REDIS_CLUSTER",
 ];
 
 /// Where the configuration comes from.
@@ -1938,8 +1944,32 @@ fn compile(
             format!("`{}`: expected memory or redis", config.engine),
         );
     }
-    if config.engine == "redis" && !config.redis.url.starts_with("redis://") {
-        err(&p(&["redis", "url"]), "expected a redis:// URL".into());
+    if config.engine == "redis"
+        && !config.redis.url.starts_with("redis://")
+        && !config.redis.url.starts_with("redis+sentinel://")
+    {
+        err(
+            &p(&["redis", "url"]),
+            "expected a redis:// or redis+sentinel:// URL".into(),
+        );
+    }
+    for (i, node) in config.redis.cluster.iter().enumerate() {
+        if !node.starts_with("redis://") {
+            err(
+                &[
+                    Seg::Key("redis".into()),
+                    Seg::Key("cluster".into()),
+                    Seg::Index(i),
+                ],
+                "expected a redis:// URL".into(),
+            );
+        }
+    }
+    if config.redis.prefix.contains(['{', '}']) && !config.redis.cluster.is_empty() {
+        err(
+            &p(&["redis", "prefix"]),
+            "no braces on a cluster (keys carry hash tags)".into(),
+        );
     }
     for (key, value) in [
         ("presence_ttl_ms", config.redis.presence_ttl_ms),
@@ -3210,6 +3240,9 @@ publish = "nobody"
 [redis]
 # Used with engine = "redis". One prefix per application sharing the Redis.
 url = "redis://127.0.0.1:6379/"
+# A Redis Cluster instead: some of its nodes, e.g. ["redis://10.0.0.1:6379",
+# "redis://10.0.0.2:6379"] (url is then not used; see docs/redis.md).
+cluster = []
 prefix = "plexus"
 # A presence member whose node died is gone after this long; a dead node after node_ttl_ms.
 presence_ttl_ms = 60000

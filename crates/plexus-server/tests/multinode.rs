@@ -1,4 +1,5 @@
-//! Many nodes, one system: two or three Plexus nodes on one real `redis-server`.
+//! Many nodes, one system: two or three Plexus nodes on one real `redis-server`, or on a
+//! Redis Cluster with `PLEXUS_TEST_ENGINE=redis-cluster` (the test command runs both).
 
 mod common;
 
@@ -17,19 +18,21 @@ fn json(v: serde_json::Value) -> Payload {
 }
 
 /// A node in development mode (history, recovery, presence everywhere) whose connections are
-/// user `?user=NAME`, on the given Redis and key prefix.
-async fn node(url: &str, prefix: &str) -> RunningServer {
-    node_with_broker(url, prefix, plexus_core::ChannelPolicy::open())
-        .await
-        .0
+/// user `?user=NAME`, on the suite's Redis (standalone or cluster) with this key prefix.
+async fn node(prefix: &str) -> RunningServer {
+    node_with_broker(
+        suite_redis_config(prefix),
+        plexus_core::ChannelPolicy::open(),
+    )
+    .await
+    .0
 }
 
 async fn node_with_broker(
-    url: &str,
-    prefix: &str,
+    config: plexus_redis::RedisConfig,
     channels: plexus_core::ChannelPolicy,
 ) -> (RunningServer, Arc<plexus_redis::RedisBroker>) {
-    let (engine, broker) = plexus_redis::redis_engine_with_broker(redis_config(url, prefix))
+    let (engine, broker) = plexus_redis::redis_engine_with_broker(config)
         .await
         .expect("redis engine");
     let builder = plexus_server::Server::builder()
@@ -49,7 +52,7 @@ async fn nodes(n: usize) -> Vec<RunningServer> {
     let prefix = plexus_redis::testing::unique_prefix();
     let mut servers = Vec::new();
     for _ in 0..n {
-        servers.push(node(&redis().url(), &prefix).await);
+        servers.push(node(&prefix).await);
     }
     servers
 }
@@ -319,9 +322,12 @@ async fn a_client_that_reconnects_to_another_node_recovers_what_it_missed() {
 #[tokio::test]
 async fn a_dead_nodes_presence_disappears_within_the_bound() {
     let prefix = plexus_redis::testing::unique_prefix();
-    let survivor = node(&redis().url(), &prefix).await;
-    let (doomed, doomed_engine) =
-        node_with_broker(&redis().url(), &prefix, plexus_core::ChannelPolicy::open()).await;
+    let survivor = node(&prefix).await;
+    let (doomed, doomed_engine) = node_with_broker(
+        suite_redis_config(&prefix),
+        plexus_core::ChannelPolicy::open(),
+    )
+    .await;
     let mut watcher = TestClient::connect(&url(&survivor, "w"), Encoding::Json).await;
     let _: SubscribeResult = watcher
         .request(Op::Subscribe(SubscribeParams::new("room")))
@@ -383,9 +389,13 @@ async fn a_dead_nodes_members_are_told_gone_once() {
         );
         p
     };
-    let one = node_with_broker(&redis().url(), &prefix, policy()).await.0;
-    let two = node_with_broker(&redis().url(), &prefix, policy()).await.0;
-    let (doomed, doomed_engine) = node_with_broker(&redis().url(), &prefix, policy()).await;
+    let one = node_with_broker(suite_redis_config(&prefix), policy())
+        .await
+        .0;
+    let two = node_with_broker(suite_redis_config(&prefix), policy())
+        .await
+        .0;
+    let (doomed, doomed_engine) = node_with_broker(suite_redis_config(&prefix), policy()).await;
     let mut watchers = Vec::new();
     for (server, user) in [(&one, "w1"), (&two, "w2")] {
         let mut w = TestClient::connect(&url(server, user), Encoding::Json).await;
@@ -465,22 +475,13 @@ async fn redis_killed_and_restarted_mid_stream_loses_nothing_for_recovering_subs
     let mut redis = plexus_redis::testing::RedisServer::start_persistent(port, &dir).unwrap();
     let prefix = plexus_redis::testing::unique_prefix();
     // History large enough to cover the outage: recovery is at-least-once within history.
-    let policy = || {
-        let mut p = plexus_core::ChannelPolicy::default();
-        let history = plexus_core::HistoryOptions {
-            size: 10_000,
-            ttl: Duration::from_secs(600),
-        };
-        p.add_namespace(
-            plexus_core::Namespace::new("all", plexus_core::ChannelMatch::Any)
-                .subscribe(plexus_core::Access::Anyone)
-                .publish(plexus_core::Access::Anyone)
-                .recovery(history),
-        );
-        p
-    };
-    let a = node_with_broker(&redis.url(), &prefix, policy()).await.0;
-    let b = node_with_broker(&redis.url(), &prefix, policy()).await.0;
+    let policy = recovering_policy;
+    let a = node_with_broker(redis_config(&redis.url(), &prefix), policy())
+        .await
+        .0;
+    let b = node_with_broker(redis_config(&redis.url(), &prefix), policy())
+        .await
+        .0;
     let mut subs = Vec::new();
     for (i, n) in [&a, &b].iter().enumerate() {
         let mut c = TestClient::connect(
@@ -526,30 +527,8 @@ async fn redis_killed_and_restarted_mid_stream_loses_nothing_for_recovering_subs
         .expect("publisher finishes")
         .unwrap();
     for (i, c) in subs.iter_mut().enumerate() {
-        let mut seen: Vec<u64> = Vec::new();
-        let mut epoch = String::new();
-        while seen.last().copied().unwrap_or(0) < TOTAL {
-            match c.next_push().await {
-                Push::Pub(p) => {
-                    epoch = p.epoch.clone();
-                    seen.push(p.offset);
-                }
-                // A gap seen by the node: subscribe again from the last position and recover.
-                Push::Unsubscribed(u) if u.reason == "insufficient_state" => {
-                    let op = Op::Subscribe(SubscribeParams {
-                        since: Some(Position {
-                            offset: *seen.last().unwrap_or(&0),
-                            epoch: epoch.clone(),
-                        }),
-                        ..SubscribeParams::new("stream")
-                    });
-                    let r: SubscribeResult = c.request(op).await.unwrap();
-                    assert_eq!(r.recovered, Some(true), "{:?}", r.reason);
-                    seen.extend(r.publications.iter().map(|p| p.offset));
-                }
-                _ => {}
-            }
-        }
+        // A gap seen by the node: subscribe again from the last position and recover.
+        let seen = offsets_until(c, "stream", TOTAL).await;
         assert_eq!(
             seen,
             (1..=TOTAL).collect::<Vec<_>>(),

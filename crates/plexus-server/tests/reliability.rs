@@ -364,15 +364,18 @@ both_encodings!(recovery_is_seamless_while_publishing, |enc| async move {
     );
 });
 
-/// A broker that loses one publication on its way to the node (like a Redis pub/sub drop).
+/// A broker that loses one publication (and one durable message's live push) on its way to the
+/// node (like a Redis pub/sub drop).
 struct Lossy {
     inner: plexus_core::memory::MemoryBroker,
     drop_offset: u64,
+    drop_mail: u64,
 }
 
 struct DropOne {
     inner: Arc<dyn plexus_core::engine::EngineHandler>,
     drop_offset: u64,
+    drop_mail: u64,
 }
 
 impl plexus_core::engine::EngineHandler for DropOne {
@@ -382,6 +385,11 @@ impl plexus_core::engine::EngineHandler for DropOne {
         }
     }
     fn control(&self, c: plexus_core::engine::Control) {
+        if let plexus_core::engine::Control::Mail { mail, .. } = &c
+            && mail.seq == self.drop_mail
+        {
+            return;
+        }
         self.inner.control(c)
     }
 }
@@ -394,6 +402,7 @@ impl plexus_core::engine::Broker for Lossy {
             Arc::new(DropOne {
                 inner: handler,
                 drop_offset: self.drop_offset,
+                drop_mail: self.drop_mail,
             }),
         )
     }
@@ -451,6 +460,7 @@ both_encodings!(
         engine.broker = Arc::new(Lossy {
             inner: plexus_core::memory::MemoryBroker::new(Default::default()),
             drop_offset: 3,
+            drop_mail: 0,
         });
         let server = start_as_is(server(100, JoinLeave::Off).engine(engine)).await;
         let mut c = TestClient::connect(&server.ws_url(), enc).await;
@@ -944,6 +954,37 @@ both_encodings!(
             c.silent_for(Duration::from_millis(150)).await,
             "nothing is delivered twice"
         );
+    }
+);
+
+both_encodings!(
+    a_durable_message_whose_live_push_was_lost_is_delivered_before_the_next,
+    |enc| async move {
+        let mut engine = plexus_core::memory::memory_engine(Default::default());
+        engine.broker = Arc::new(Lossy {
+            inner: plexus_core::memory::MemoryBroker::new(Default::default()),
+            drop_offset: 0,
+            drop_mail: 3,
+        });
+        let server = start_as_is(mail_server().engine(engine)).await;
+        let node = server.node().clone();
+        let mut c = TestClient::connect(&server.ws_url(), enc).await;
+        let _: plexus_protocol::server::ConnectResult =
+            c.request(connect_sync(true)).await.unwrap();
+        for i in 1..=5 {
+            node.send_durable("u", json(serde_json::json!({"n": i})), None)
+                .await
+                .unwrap();
+        }
+        assert_eq!(
+            mails(&mut c, 5).await,
+            vec![1, 2, 3, 4, 5],
+            "the lost push is repaired from the inbox, in order, nothing twice"
+        );
+        assert!(c.silent_for(Duration::from_millis(150)).await);
+        // Acknowledging the last one leaves nothing: nothing was skipped.
+        let r: AckResult = c.request(Op::Ack(AckParams { seq: 5 })).await.unwrap();
+        assert_eq!(r.pending, 0);
     }
 );
 

@@ -209,12 +209,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<i32> {
     if loaded.config.engine == "redis" {
         let r = &loaded.config.redis;
         let mut redis = plexus_redis::RedisConfig::new(&r.url).prefix(&r.prefix);
+        redis.cluster = r.cluster.clone();
         redis.presence_ttl = Duration::from_millis(r.presence_ttl_ms);
         redis.node_ttl = Duration::from_millis(r.node_ttl_ms);
+        let at = if r.cluster.is_empty() {
+            r.url.clone()
+        } else {
+            format!("the cluster of {}", r.cluster.join(", "))
+        };
         let engine = plexus_redis::redis_engine(redis)
             .await
-            .with_context(|| format!("cannot use Redis at {}", r.url))?;
-        tracing::info!(url = %r.url, prefix = %r.prefix, "engine: redis");
+            .with_context(|| format!("cannot use Redis at {at}"))?;
+        tracing::info!(redis = %at, prefix = %r.prefix, "engine: redis");
         builder = builder.engine(engine);
     }
     if loaded.dev_mode {
@@ -225,7 +231,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<i32> {
     let server = builder.build();
     // Mesa's own Dispatcher (another process) publishes on `ws[_namespace]`: every node
     // delivers to its own connections, as Mesa's servers do (docs/mesa.md).
-    let _mesa_dispatcher = match (server.mesa(), loaded.config.engine == "redis") {
+    // On a Redis Cluster there is no such Redis (`redis.url` is not used).
+    let single_redis = loaded.config.engine == "redis" && loaded.config.redis.cluster.is_empty();
+    let _mesa_dispatcher = match (server.mesa(), single_redis) {
         (Some(mesa), true) => {
             let channel = mesa.ws_channel();
             let url = loaded.config.redis.url.clone();

@@ -47,13 +47,60 @@ pub fn open_without_presence() -> plexus_core::ChannelPolicy {
     policy
 }
 
-/// Starts a server on the engine the suite runs against: the in-memory engine, or Redis when
-/// `PLEXUS_TEST_ENGINE=redis` (the test command runs the suite both ways). With Redis, every
-/// server gets its own key prefix on one `redis-server` per test binary.
+/// Every channel open to anyone, with a history (10 000 publications, 10 minutes) large enough
+/// for recovery to cover an outage in the failure tests.
+pub fn recovering_policy() -> plexus_core::ChannelPolicy {
+    let mut p = plexus_core::ChannelPolicy::default();
+    let history = plexus_core::HistoryOptions {
+        size: 10_000,
+        ttl: Duration::from_secs(600),
+    };
+    p.add_namespace(
+        plexus_core::Namespace::new("all", plexus_core::ChannelMatch::Any)
+            .subscribe(plexus_core::Access::Anyone)
+            .publish(plexus_core::Access::Anyone)
+            .recovery(history),
+    );
+    p
+}
+
+/// Reads publications until offset `top`, recovering (subscribe again from the last position)
+/// when the node reports a gap; returns every offset received, in order.
+pub async fn offsets_until(c: &mut TestClient, channel: &str, top: u64) -> Vec<u64> {
+    let mut seen: Vec<u64> = Vec::new();
+    let mut epoch = String::new();
+    while seen.last().copied().unwrap_or(0) < top {
+        match c.next_push().await {
+            plexus_protocol::server::Push::Pub(p) if p.channel == channel => {
+                epoch = p.epoch.clone();
+                seen.push(p.offset);
+            }
+            plexus_protocol::server::Push::Unsubscribed(u) if u.reason == "insufficient_state" => {
+                let op = Op::Subscribe(plexus_protocol::client::SubscribeParams {
+                    since: Some(plexus_protocol::client::Position {
+                        offset: *seen.last().unwrap_or(&0),
+                        epoch: epoch.clone(),
+                    }),
+                    ..plexus_protocol::client::SubscribeParams::new(channel)
+                });
+                let r: plexus_protocol::server::SubscribeResult = c.request(op).await.unwrap();
+                assert_eq!(r.recovered, Some(true), "{:?}", r.reason);
+                seen.extend(r.publications.iter().map(|p| p.offset));
+            }
+            _ => {}
+        }
+    }
+    seen
+}
+
+/// Starts a server on the engine the suite runs against: the in-memory engine, Redis when
+/// `PLEXUS_TEST_ENGINE=redis`, a Redis Cluster when `PLEXUS_TEST_ENGINE=redis-cluster` (the
+/// test command runs the suite every way). With Redis, every server gets its own key prefix on
+/// one `redis-server` (or cluster) per test binary.
 pub async fn start(builder: ServerBuilder) -> RunningServer {
     let builder = match test_engine() {
         Engine::Memory => builder,
-        Engine::Redis => {
+        Engine::Redis | Engine::RedisCluster => {
             builder.engine(redis_engine(&plexus_redis::testing::unique_prefix()).await)
         }
     };
@@ -69,13 +116,45 @@ pub async fn start_as_is(builder: ServerBuilder) -> RunningServer {
 pub enum Engine {
     Memory,
     Redis,
+    RedisCluster,
 }
 
 pub fn test_engine() -> Engine {
     match std::env::var("PLEXUS_TEST_ENGINE").as_deref() {
         Ok("redis") => Engine::Redis,
+        Ok("redis-cluster") => Engine::RedisCluster,
         Ok("memory") | Err(_) => Engine::Memory,
-        Ok(other) => panic!("PLEXUS_TEST_ENGINE={other}: expected memory or redis"),
+        Ok(other) => {
+            panic!("PLEXUS_TEST_ENGINE={other}: expected memory, redis or redis-cluster")
+        }
+    }
+}
+
+/// The Redis Cluster of this test run: the one whose node URLs `PLEXUS_TEST_REDIS_CLUSTER`
+/// lists (comma-separated; the test command starts one for the whole run), else one started
+/// for this test binary (3 masters, 3 replicas).
+pub fn redis_cluster_urls() -> &'static [String] {
+    static URLS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    static CLUSTER: std::sync::OnceLock<plexus_redis::testing::RedisCluster> =
+        std::sync::OnceLock::new();
+    URLS.get_or_init(|| match std::env::var("PLEXUS_TEST_REDIS_CLUSTER") {
+        Ok(list) if !list.is_empty() => list.split(',').map(str::to_owned).collect(),
+        _ => CLUSTER
+            .get_or_init(|| {
+                plexus_redis::testing::RedisCluster::start(3, 1).expect("redis cluster starts")
+            })
+            .urls(),
+    })
+}
+
+/// The engine settings of the suite's Redis (standalone or cluster, by `PLEXUS_TEST_ENGINE`).
+pub fn suite_redis_config(prefix: &str) -> plexus_redis::RedisConfig {
+    if test_engine() == Engine::RedisCluster {
+        let mut config = redis_config("", prefix);
+        config.cluster = redis_cluster_urls().to_vec();
+        config
+    } else {
+        redis_config(&redis().url(), prefix)
     }
 }
 
@@ -86,9 +165,10 @@ pub fn redis() -> &'static plexus_redis::testing::RedisServer {
     REDIS.get_or_init(|| plexus_redis::testing::RedisServer::start().expect("redis-server starts"))
 }
 
-/// A Redis engine on this binary's `redis-server`, with short liveness bounds for tests.
+/// A Redis engine on this binary's `redis-server` (or the run's cluster), with short liveness
+/// bounds for tests.
 pub async fn redis_engine(prefix: &str) -> plexus_core::Engine {
-    plexus_redis::redis_engine(redis_config(&redis().url(), prefix))
+    plexus_redis::redis_engine(suite_redis_config(prefix))
         .await
         .expect("redis engine")
 }
