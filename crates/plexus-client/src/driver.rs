@@ -797,6 +797,8 @@ impl Driver {
                 let _ = self.out.pushes.send(PushEvent::Echo(Echo::from_wire(p)));
             }
             Push::Mail(m) => self.on_mail(s, m),
+            // Record subscriptions are not part of this client yet: a push is ignored.
+            Push::Record(_) => {}
             Push::Notice(n) => {
                 let payload = n.payload().unwrap_or_else(Payload::null);
                 let _ = self.out.pushes.send(PushEvent::Notice(Notice {

@@ -24,6 +24,9 @@ use crate::model::{
     ClientInfo, Emit, Event, Identity, Publication, StreamPosition, WireFormat, validate_event,
 };
 use crate::node::{Node, engine_error};
+use crate::records::{
+    Record, RecordAction, RecordGuardRequest, RecordMode, RecordSubscription, RecordWrite, Written,
+};
 use crate::rooms::{Reason, room_history};
 use plexus_protocol::server::AuthState;
 use plexus_protocol::{CloseCode, ErrorCode, PROTOCOL_VERSION, Payload};
@@ -659,6 +662,62 @@ impl Session {
         }
         out.position = broker.position(channel).await.map_err(engine_error)?;
         Ok(())
+    }
+
+    fn record_request(&self, id: &str, action: RecordAction) -> RecordGuardRequest {
+        RecordGuardRequest {
+            conn: self.conn.id,
+            user: self.conn.identity().map(|i| i.user.clone()),
+            id: Arc::from(id),
+            action,
+        }
+    }
+
+    /// A client's record read (namespace rules and read guards).
+    pub async fn record(&self, id: &str) -> Result<Option<Record>, Error> {
+        self.require_admitted()?;
+        let request = self.record_request(id, RecordAction::Read);
+        self.node.records().check(request).await?;
+        self.node.record(id).await
+    }
+
+    /// A client's record write (namespace rules and write guards), see [`Node::write_record`].
+    pub async fn write_record(
+        &self,
+        id: &str,
+        write: RecordWrite,
+        expect: Option<u64>,
+    ) -> Result<Written, Error> {
+        self.require_admitted()?;
+        let request = self.record_request(id, RecordAction::Write);
+        self.node.records().check(request).await?;
+        self.node.write_record(id, write, expect).await
+    }
+
+    /// A client's record subscribe in `mode`. Queue the reply (with the value), then drop the
+    /// returned [`RecordSubscription`].
+    pub async fn subscribe_record(
+        &mut self,
+        id: &str,
+        mode: RecordMode,
+    ) -> Result<RecordSubscription, Error> {
+        self.require_admitted()?;
+        let request = self.record_request(id, RecordAction::Read);
+        self.node.records().check(request).await?;
+        self.node.subscribe_record(&self.conn, id, mode).await
+    }
+
+    /// A client's record unsubscribe.
+    pub async fn unsubscribe_record(&mut self, id: &str) -> Result<(), Error> {
+        self.require_admitted()?;
+        if self.node.unsubscribe_record(&self.conn, id).await {
+            Ok(())
+        } else {
+            Err(Error::new(
+                ErrorCode::NOT_SUBSCRIBED,
+                format!("not subscribed to record `{id}`"),
+            ))
+        }
     }
 
     /// A client unsubscribe.

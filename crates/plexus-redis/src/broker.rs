@@ -660,6 +660,11 @@ async fn repair(shared: &Shared, state: &State, channel: &str) {
         .get(channel)
         .and_then(|s| s.last.clone());
     let Some((epoch, offset)) = last else { return };
+    if plexus_core::records::record_id(channel).is_some() {
+        // A record has no stream: its subscribers get the full value at its next write (the
+        // node sees the gap in its versions).
+        return;
+    }
     let keys = &shared.keys;
     let reply: Result<Value, EngineError> = shared
         .run(

@@ -242,6 +242,7 @@ impl ServerBuilder {
             self.admin = Some(admin::AdminOptions::generated());
         }
         *self.node.channels_mut() = ChannelPolicy::open();
+        *self.node.records_mut() = plexus_core::RecordPolicy::open();
         self
     }
 
@@ -297,6 +298,29 @@ impl ServerBuilder {
     /// Replaces the channel policy.
     pub fn channels(mut self, policy: ChannelPolicy) -> Self {
         *self.node.channels_mut() = policy;
+        self
+    }
+
+    /// Adds a record namespace (the first matching namespace applies to a record).
+    pub fn record_namespace(mut self, namespace: plexus_core::RecordNamespace) -> Self {
+        self.node.records_mut().add_namespace(namespace);
+        self
+    }
+
+    /// Replaces the record policy.
+    pub fn records(mut self, policy: plexus_core::RecordPolicy) -> Self {
+        *self.node.records_mut() = policy;
+        self
+    }
+
+    /// Adds a guard on the records `records` matches.
+    pub fn record_guard(
+        mut self,
+        records: ChannelMatch,
+        actions: &[plexus_core::RecordAction],
+        guard: impl plexus_core::records::RecordGuard,
+    ) -> Self {
+        self.node.records_mut().add_guard(records, actions, guard);
         self
     }
 

@@ -5,4 +5,5 @@ mod format;
 mod session;
 
 pub use format::NativeFormat;
+pub(crate) use format::record_push;
 pub(crate) use session::Native;
