@@ -52,6 +52,7 @@ mod error;
 mod lossy;
 mod mail;
 mod queue;
+mod records;
 mod types;
 
 pub use backoff::{Backoff, Jitter};
@@ -61,6 +62,7 @@ pub use error::{ClientError, ErrorKind};
 pub use mail::{Mail, Mailbox};
 pub use plexus_protocol::server::{HelloLimits, Target};
 pub use plexus_protocol::{CloseCode, Encoding, ErrorCode, Payload};
+pub use records::{RecordChange, RecordMode, RecordState, RecordVersion, RecordWatch};
 pub use types::{
     ConnectionInfo, ConnectionState, Echo, EchoKind, Event, History, LastSeen, Member,
     MemberChange, Message, MetaTarget, Notice, Position, PresenceStats, Publication, Publisher,
