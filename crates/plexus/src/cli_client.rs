@@ -284,7 +284,7 @@ pub async fn call(args: CallArgs) -> anyhow::Result<i32> {
     }
 }
 
-fn config(conn: &ConnArgs, reconnect: bool) -> ClientConfig {
+pub(crate) fn config(conn: &ConnArgs, reconnect: bool) -> ClientConfig {
     let mut config = ClientConfig::new(conn.url.as_str()).reconnect(reconnect);
     if conn.msgpack {
         config = config.msgpack();
@@ -347,7 +347,7 @@ fn publication_json(p: &Publication) -> Value {
 }
 
 /// Prints the error as JSON on stderr; returns the exit code for it.
-fn fail(e: &ClientError) -> i32 {
+pub(crate) fn fail(e: &ClientError) -> i32 {
     let mut body = Map::new();
     if let Some(code) = e.code() {
         body.insert("code".into(), json!(code.0));
