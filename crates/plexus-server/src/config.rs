@@ -53,6 +53,7 @@ pub struct Config {
     pub metrics: MetricsSection,
     pub backend: BackendSection,
     pub namespaces: Vec<NamespaceSection>,
+    pub records: Vec<RecordSection>,
     pub redis: RedisSection,
     pub socketio: SocketIoSection,
     pub chat_service: ChatServiceSection,
@@ -73,6 +74,7 @@ impl Default for Config {
             metrics: MetricsSection::default(),
             backend: BackendSection::default(),
             namespaces: Vec::new(),
+            records: Vec::new(),
             redis: RedisSection::default(),
             socketio: SocketIoSection::default(),
             chat_service: ChatServiceSection::default(),
@@ -979,6 +981,47 @@ impl Default for NamespaceSection {
     }
 }
 
+/// `[[records]]`: a set of records (JSON documents with versions, `docs/records.md`), who may
+/// read and write them, and their limits. The first section that matches a record id applies;
+/// a record no section matches is closed to everyone (development mode opens the rest).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RecordSection {
+    /// Also the records' storage group: the limit on records counts per name, and on Redis it
+    /// is the keys' hash tag.
+    pub name: String,
+    /// A glob over record ids, as `channels` of `[[namespaces]]`.
+    pub records: String,
+    /// A regular expression that must match the whole id (instead of `records`).
+    pub regex: String,
+    /// `nobody`, `anyone` or `authenticated` (writers may also read).
+    pub read: String,
+    /// `nobody`, `anyone` or `authenticated`.
+    pub write: String,
+    /// Records that may exist at once.
+    pub max_records: u64,
+    /// The largest value, in bytes of JSON.
+    pub max_value_bytes: u64,
+    /// Operations one JSON Patch may hold.
+    pub max_patch_ops: u64,
+}
+
+impl Default for RecordSection {
+    fn default() -> Self {
+        let d = plexus_core::RecordNamespace::new("", ChannelMatch::Any);
+        RecordSection {
+            name: String::new(),
+            records: String::new(),
+            regex: String::new(),
+            read: "nobody".into(),
+            write: "nobody".into(),
+            max_records: d.max_records as u64,
+            max_value_bytes: d.max_value_bytes as u64,
+            max_patch_ops: d.max_patch_ops as u64,
+        }
+    }
+}
+
 /// Environment variables that are not settings (logging, the CLI client's, the test suites').
 const NOT_SETTINGS: &[&str] = &[
     "PLEXUS_LOG",
@@ -1152,6 +1195,7 @@ impl Schema {
     fn config() -> Schema {
         let mut defaults = serde_json::to_value(Config::default()).expect("defaults serialize");
         defaults["namespaces"] = serde_json::json!([NamespaceSection::default()]);
+        defaults["records"] = serde_json::json!([RecordSection::default()]);
         defaults["endpoints"] = serde_json::json!([EndpointSection::default()]);
         Schema::of(&defaults)
     }
@@ -1445,6 +1489,7 @@ pub struct Loaded {
     api_key: ApiKey,
     jwt: Option<Arc<JwtVerifier>>,
     namespaces: Vec<Compiled>,
+    records: Vec<plexus_core::RecordNamespace>,
     backend: Option<Arc<Backend>>,
     hooks: Option<Arc<BackendHooks>>,
     notifications: Option<Arc<Notifications>>,
@@ -1729,12 +1774,17 @@ fn hook_url(value: &str) -> Result<Option<Uri>, String> {
 
 /// A namespace's channel pattern.
 fn channel_match(ns: &NamespaceSection) -> Result<ChannelMatch, String> {
-    match (ns.channels.is_empty(), ns.regex.is_empty()) {
-        (false, false) => Err("give `channels` or `regex`, not both".into()),
-        (true, true) => Err("give `channels` (a glob such as `chat:*`) or `regex`".into()),
-        (true, false) => ChannelMatch::regex(&ns.regex).map_err(|e| format!("bad regex: {e}")),
+    glob_match(&ns.channels, &ns.regex, "channels")
+}
+
+/// A pattern given as a glob (the setting `key`) or a regex.
+fn glob_match(glob: &str, regex: &str, key: &str) -> Result<ChannelMatch, String> {
+    match (glob.is_empty(), regex.is_empty()) {
+        (false, false) => Err(format!("give `{key}` or `regex`, not both")),
+        (true, true) => Err(format!("give `{key}` (a glob such as `chat:*`) or `regex`")),
+        (true, false) => ChannelMatch::regex(regex).map_err(|e| format!("bad regex: {e}")),
         (false, true) => {
-            let glob = &ns.channels;
+            let glob = &glob.to_owned();
             if glob == "*" {
                 return Ok(ChannelMatch::Any);
             }
@@ -2252,6 +2302,71 @@ fn compile(
         });
     }
 
+    // Records.
+    let mut records = Vec::new();
+    let mut record_names = std::collections::HashSet::new();
+    for (i, section) in config.records.iter().enumerate() {
+        let at = |key: &str| {
+            let mut path = vec![Seg::Key("records".into()), Seg::Index(i)];
+            if !key.is_empty() {
+                path.push(Seg::Key(key.into()));
+            }
+            path
+        };
+        if section.name.is_empty() {
+            err(&at("name"), "every [[records]] needs a `name`".into());
+        } else if !record_names.insert(section.name.clone()) {
+            err(
+                &at("name"),
+                format!("a [[records]] named `{}` comes earlier", section.name),
+            );
+        }
+        let matcher = glob_match(&section.records, &section.regex, "records").unwrap_or_else(|e| {
+            err(
+                &at(if section.regex.is_empty() {
+                    "records"
+                } else {
+                    "regex"
+                }),
+                e,
+            );
+            ChannelMatch::Any
+        });
+        let mut access = |key: &str, value: &str| match value {
+            "nobody" => Access::Nobody,
+            "anyone" => Access::Anyone,
+            "authenticated" => Access::Authenticated,
+            other => {
+                err(
+                    &at(key),
+                    format!("`{other}`: expected nobody, anyone or authenticated"),
+                );
+                Access::Nobody
+            }
+        };
+        let (read, write) = (
+            access("read", &section.read),
+            access("write", &section.write),
+        );
+        for (key, value) in [
+            ("max_records", section.max_records),
+            ("max_value_bytes", section.max_value_bytes),
+            ("max_patch_ops", section.max_patch_ops),
+        ] {
+            if value == 0 {
+                err(&at(key), "must be at least 1".into());
+            }
+        }
+        records.push(
+            plexus_core::RecordNamespace::new(section.name.clone(), matcher)
+                .read(read)
+                .write(write)
+                .max_records(usize_of(section.max_records))
+                .max_value_bytes(usize_of(section.max_value_bytes))
+                .max_patch_ops(usize_of(section.max_patch_ops)),
+        );
+    }
+
     // Socket.IO, and chat-service on it.
     let socketio = socketio_config(&config.socketio, dev_mode, &mut err);
     let chat_service = chat_service_config(&config.chat_service, dev_mode, explicit, &mut err);
@@ -2331,6 +2446,7 @@ fn compile(
         api_key,
         jwt,
         namespaces,
+        records,
         backend,
         hooks,
         notifications,
@@ -2579,6 +2695,16 @@ impl Loaded {
             .listen(self.listen)
             .limits(self.limits.clone())
             .anonymous(self.anonymous);
+
+        let mut records = plexus_core::RecordPolicy::default();
+        for namespace in &self.records {
+            records.add_namespace(namespace.clone());
+        }
+        if self.dev_mode {
+            // Development mode opens every record the sections above leave unmatched.
+            records.add_namespace(plexus_core::RecordNamespace::development());
+        }
+        builder = builder.records(records);
 
         let mut policy = ChannelPolicy::default();
         let mut rules = Vec::new();
