@@ -105,6 +105,11 @@ publish = "anyone"
 history_size = 10
 history_ttl_ms = 60000
 presence = true
+[[records]]
+name = "all"
+records = "*"
+read = "anyone"
+write = "anyone"
 [chat_service]
 enabled = true
 enable_rooms_management = true
