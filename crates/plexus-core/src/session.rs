@@ -720,6 +720,38 @@ impl Session {
         }
     }
 
+    /// Receives a channel's publications and presence events without being in its presence
+    /// (Mesh's `subscribe-presence`): the subscribe rules apply, the subscription counts
+    /// against the connection's limit, and [`Session::unobserve`] ends it.
+    pub async fn observe(&mut self, channel: &str) -> Result<(), Error> {
+        self.require_admitted()?;
+        validate_channel(channel, self.node.limits().max_channel_bytes)?;
+        let channel: Arc<str> = Arc::from(channel);
+        let guard = self.guard_request(&channel, Action::Subscribe, None);
+        self.node.channels().check(guard, false).await?;
+        if self.node.channels().is_room(&channel) {
+            self.node.room_admits(&channel, self.conn.user()).await?;
+        }
+        self.node
+            .join_stream(&self.conn, &channel, &format!("`{channel}`"))
+            .await?;
+        // Nothing to answer first: what came meanwhile goes out now.
+        self.node.release(&self.conn, &channel, 0);
+        Ok(())
+    }
+
+    /// Ends what [`Session::observe`] started; false when there was nothing.
+    pub async fn unobserve(&mut self, channel: &str) -> bool {
+        if !self.conn.remove_subscription(channel) {
+            return false;
+        }
+        let _ = self
+            .conn
+            .release(&HoldKey::Channel(Arc::from(channel)), u64::MAX);
+        self.node.leave_stream(channel, self.conn.id).await;
+        true
+    }
+
     /// A client unsubscribe.
     pub async fn unsubscribe(&mut self, channel: &str) -> Result<(), Error> {
         self.require_admitted()?;

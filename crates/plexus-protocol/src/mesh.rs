@@ -33,6 +33,8 @@ pub mod push {
     pub const RECORD_DELETED: &str = "mesh/record-deleted";
     /// Plexus's: a frame without id could not be handled (`{error, code, name}`).
     pub const ERROR: &str = "mesh/error";
+    /// Plexus's: the server ended a channel subscription (`{channel, reason}`).
+    pub const UNSUBSCRIBED: &str = "mesh/unsubscribed";
 }
 
 /// One decoded client frame.

@@ -25,6 +25,7 @@ mod demo;
 pub mod endpoint;
 pub mod jwt;
 pub mod mesa;
+pub mod mesh;
 mod metrics;
 pub mod native;
 pub mod socketio;
@@ -121,6 +122,7 @@ pub(crate) struct ServerState {
     pub(crate) chat_service: Option<Arc<chatservice::ChatService>>,
     pub(crate) endpoints_ws: endpoint::Endpoints,
     pub(crate) mesa: Option<Arc<mesa::MesaService>>,
+    pub(crate) mesh: Option<Arc<mesh::MeshService>>,
     pub(crate) admin: Option<Arc<admin::AdminState>>,
 }
 
@@ -136,6 +138,7 @@ pub struct ServerBuilder {
     endpoints_ws: endpoint::Endpoints,
     mesa: Option<mesa::MesaConfig>,
     mesa_hooks: Option<Arc<dyn mesa::MesaHooks>>,
+    mesh: Option<mesh::MeshConfig>,
     admin: Option<admin::AdminOptions>,
 }
 
@@ -153,6 +156,12 @@ impl ServerBuilder {
     /// Serves Mesa's protocol (`docs/mesa.md`) at `config.path`.
     pub fn mesa(mut self, config: mesa::MesaConfig) -> Self {
         self.mesa = Some(config);
+        self
+    }
+
+    /// Serves Mesh's protocol (`docs/mesh.md`) at `config.path`.
+    pub fn mesh(mut self, config: mesh::MeshConfig) -> Self {
+        self.mesh = Some(config);
         self
     }
 
@@ -237,6 +246,9 @@ impl ServerBuilder {
         }
         if self.mesa.is_none() {
             self.mesa = Some(mesa::MesaConfig::development());
+        }
+        if self.mesh.is_none() {
+            self.mesh = Some(mesh::MeshConfig::development());
         }
         if self.admin.is_none() {
             self.admin = Some(admin::AdminOptions::generated());
@@ -454,6 +466,9 @@ impl ServerBuilder {
                 chat_service,
                 endpoints_ws: self.endpoints_ws,
                 mesa,
+                mesh: self
+                    .mesh
+                    .map(|config| Arc::new(mesh::MeshService::new(config))),
                 admin: self
                     .admin
                     .map(|options| Arc::new(admin::AdminState::new(options))),
@@ -482,6 +497,7 @@ impl Server {
             endpoints_ws: endpoint::Endpoints::default(),
             mesa: None,
             mesa_hooks: None,
+            mesh: None,
             admin: None,
         }
     }
@@ -526,6 +542,9 @@ impl Server {
         }
         if let Some(service) = &self.state.mesa {
             router = router.route(&service.config.path, get(mesa::upgrade));
+        }
+        if let Some(service) = &self.state.mesh {
+            router = router.route(&service.config.path, get(mesh::upgrade));
         }
         router
             .route("/ws", get(ws::native_upgrade))
