@@ -60,6 +60,7 @@ pub struct Config {
     pub endpoints: Vec<EndpointSection>,
     pub plezi_bus: PleziBusSection,
     pub mesa: MesaSection,
+    pub mesh: MeshSection,
     pub admin: AdminSection,
 }
 
@@ -81,6 +82,7 @@ impl Default for Config {
             endpoints: Vec::new(),
             plezi_bus: PleziBusSection::default(),
             mesa: MesaSection::default(),
+            mesh: MeshSection::default(),
             admin: AdminSection::default(),
         }
     }
@@ -158,6 +160,69 @@ impl Default for EndpointSection {
             messages_burst: 0,
         }
     }
+}
+
+/// `[mesh]`: Mesh's protocol (`docs/mesh.md`) for clients of `@prsm/mesh`'s wire format.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MeshSection {
+    /// Default: off. Development mode serves it at `/mesh` whatever this says.
+    pub enabled: bool,
+    pub path: String,
+    /// Push `mesh/assign-id` with the connection's id right after the upgrade.
+    pub assign_id: bool,
+    /// `mesh/get-connection-metadata` may read other connections' metadata (Mesh's behaviour).
+    pub metadata_readable: bool,
+}
+
+impl Default for MeshSection {
+    fn default() -> Self {
+        let d = crate::mesh::MeshConfig::default();
+        MeshSection {
+            enabled: false,
+            path: d.path,
+            assign_id: d.assign_id,
+            metadata_readable: d.metadata_readable,
+        }
+    }
+}
+
+/// The `[mesh]` endpoint, when the file turns it on (development mode's default is the
+/// builder's).
+fn mesh_config(
+    s: &MeshSection,
+    taken: &[&str],
+    err: &mut impl FnMut(&[Seg], String),
+) -> Option<crate::mesh::MeshConfig> {
+    if !s.enabled {
+        return None;
+    }
+    let path_ok = s.path.starts_with('/')
+        && s.path.len() <= 200
+        && !s
+            .path
+            .chars()
+            .any(|c| c.is_control() || c.is_whitespace() || matches!(c, '?' | '#' | '{' | '}'));
+    if !path_ok {
+        err(
+            &key_path(&["mesh", "path"]),
+            "must be a URL path such as `/mesh` (at most 200 bytes, no spaces, `?`, `#`, `{`, `}`)"
+                .into(),
+        );
+    } else if ["/ws", "/health", "/metrics", "/"].contains(&s.path.as_str())
+        || s.path.starts_with("/api/")
+        || taken.contains(&s.path.as_str())
+    {
+        err(
+            &key_path(&["mesh", "path"]),
+            format!("`{}` is already served", s.path),
+        );
+    }
+    Some(crate::mesh::MeshConfig {
+        path: s.path.clone(),
+        assign_id: s.assign_id,
+        metadata_readable: s.metadata_readable,
+    })
 }
 
 /// `[mesa]`: Mesa's protocol (`docs/mesa.md`) for `@cryb/mesa` and `mesa-js-client` apps,
@@ -1502,6 +1567,7 @@ pub struct Loaded {
     endpoints_url: Option<Uri>,
     plezi_bus: Option<PleziBusConfig>,
     mesa: Option<MesaConfig>,
+    mesh: Option<crate::mesh::MeshConfig>,
     admin: Option<crate::admin::AdminOptions>,
 }
 
@@ -2375,6 +2441,10 @@ fn compile(
     if config.mesa.enabled || dev_mode {
         dialect_paths.push(config.mesa.path.as_str());
     }
+    let mesh = mesh_config(&config.mesh, &dialect_paths, &mut err);
+    if config.mesh.enabled || dev_mode {
+        dialect_paths.push(config.mesh.path.as_str());
+    }
     let plezi_bus = plezi_bus_config(&config.plezi_bus, config.engine == "redis", &mut err);
     let endpoints = endpoint_specs(
         &config.endpoints,
@@ -2459,6 +2529,7 @@ fn compile(
         endpoints_url,
         plezi_bus,
         mesa,
+        mesh,
         admin,
     })
 }
@@ -2690,6 +2761,9 @@ impl Loaded {
         }
         if let Some(mesa) = &self.mesa {
             builder = builder.mesa(mesa.clone());
+        }
+        if let Some(mesh) = &self.mesh {
+            builder = builder.mesh(mesh.clone());
         }
         builder = builder
             .listen(self.listen)

@@ -1084,3 +1084,23 @@ async fn record_sections_set_access_and_limits_and_bad_ones_are_located() {
         105
     );
 }
+
+#[tokio::test]
+async fn the_mesh_section_serves_mesh_where_it_says() {
+    let clash = load_with("[mesh]\nenabled = true\npath = \"/ws\"\n", &[], &[]);
+    assert_has(&problems(clash), "mesh.path");
+    let loaded = load(
+        "[client]\nanonymous = true\n[mesh]\nenabled = true\npath = \"/m2\"\nassign_id = true\n",
+    );
+    let server = serve_loaded(loaded).await;
+    let url = format!("ws://{}/m2", server.local_addr());
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    use futures_util::StreamExt;
+    let first = tokio::time::timeout(Duration::from_secs(10), ws.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let frame: serde_json::Value = serde_json::from_str(first.to_text().unwrap()).unwrap();
+    assert_eq!(frame["command"], "mesh/assign-id");
+}
