@@ -3209,6 +3209,18 @@ history_ttl_ms = 300000
 presence = true
 rooms = true
 
+# Records (docs/records.md): JSON documents with a version, read, written (whole, JSON Patch,
+# compare-and-set) and watched. The first section matching a record id applies; with a file,
+# records no section matches are closed.
+[[records]]
+name = "profiles"
+records = "profile:*"
+read = "anyone"
+write = "authenticated"
+max_records = 100000
+max_value_bytes = 65536
+max_patch_ops = 100
+
 [[namespaces]]
 name = "private"
 regex = "private:[a-z0-9-]+"
@@ -3307,6 +3319,16 @@ portal_backlog_max = 10000
 portal_lease_ms = 30000
 # "mesa" portals: round-robin over the known portals (false: one at random).
 distribute_load = true
+
+[mesh]
+# Mesh's protocol (docs/mesh.md): clients of @prsm/mesh's wire format ({id, command, payload})
+# connect at `path`. Development mode serves it always, every connection's metadata readable.
+enabled = false
+path = "/mesh"
+# Push mesh/assign-id with the connection's id right after the upgrade.
+assign_id = true
+# mesh/get-connection-metadata may read other connections' metadata (Mesh let anyone).
+metadata_readable = false
 
 [plezi_bus]
 # Plezi's Redis formats (docs/endpoints.md), read from the [redis] server (engine = "redis"):
