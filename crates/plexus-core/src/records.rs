@@ -301,32 +301,20 @@ impl RecordPolicy {
     /// Checks a client's read or write.
     pub async fn check(&self, request: RecordGuardRequest) -> Result<(), Error> {
         let ns = self.resolve(&request.id)?;
-        let allowed = |access: Access| match access {
-            Access::Nobody | Access::Subscribers => false,
-            Access::Anyone => true,
-            Access::Authenticated => request.user.is_some(),
-        };
-        let ok = match request.action {
-            RecordAction::Read => allowed(ns.read) || allowed(ns.write),
-            RecordAction::Write => allowed(ns.write),
+        let user = request.user.is_some();
+        // Writers may also read; "subscribers" means nothing for records.
+        let (ok, access) = match request.action {
+            RecordAction::Read => (
+                ns.read.allows(user, false) || ns.write.allows(user, false),
+                ns.read,
+            ),
+            RecordAction::Write => (ns.write.allows(user, false), ns.write),
         };
         if !ok {
-            let access = match request.action {
-                RecordAction::Read => ns.read,
-                RecordAction::Write => ns.write,
-            };
-            let code = if access == Access::Authenticated {
-                ErrorCode::UNAUTHORIZED
-            } else {
-                ErrorCode::PERMISSION_DENIED
-            };
-            return Err(Error::new(
-                code,
-                format!(
-                    "{:?} is not allowed on record `{}`",
-                    request.action, request.id
-                ),
-            ));
+            return Err(access.refusal(format!(
+                "{:?} is not allowed on record `{}`",
+                request.action, request.id
+            )));
         }
         for rule in &self.guards {
             if rule.actions.contains(&request.action) && rule.records.matches(&request.id) {

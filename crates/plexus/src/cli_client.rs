@@ -164,19 +164,34 @@ pub async fn sub(args: SubArgs) -> anyhow::Result<i32> {
                 Some(_) => {}
                 None => break EXIT_CONNECTION,
             },
-            Some(event) = events.next() => match event {
-                Event::Disconnected { code, reason, will_reconnect: true } => {
-                    let code = code.map(|c| c.0.to_string()).unwrap_or_else(|| "none".into());
-                    eprintln!("plexus: disconnected ({code}: {reason}); reconnecting");
-                }
-                Event::GaveUp { error, .. } => break fail(&error),
-                _ => {}
+            Some(event) = events.next() => if let Some(code) = connection_event(event) {
+                break code;
             },
             _ = tokio::signal::ctrl_c() => break EXIT_INTERRUPTED,
         }
     };
     client.disconnect().await;
     Ok(code)
+}
+
+/// What a long-running command (`sub`, `record watch`) does with a connection event: says a
+/// reconnect on stderr, and ends (with the exit code) when the client gave up.
+pub(crate) fn connection_event(event: Event) -> Option<i32> {
+    match event {
+        Event::Disconnected {
+            code,
+            reason,
+            will_reconnect: true,
+        } => {
+            let code = code
+                .map(|c| c.0.to_string())
+                .unwrap_or_else(|| "none".into());
+            eprintln!("plexus: disconnected ({code}: {reason}); reconnecting");
+            None
+        }
+        Event::GaveUp { error, .. } => Some(fail(&error)),
+        _ => None,
+    }
 }
 
 /// The channel's current epoch, for `--since OFFSET` without one. Where the channel keeps no

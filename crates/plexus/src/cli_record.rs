@@ -1,8 +1,8 @@
 //! `plexus record get|set|patch|delete|watch`: records (`docs/records.md`) from the command line,
 //! on the `plexus-client` crate. Output and exit codes as for `plexus sub` (`cli_client`).
 
-use crate::cli_client::{ConnArgs, config, fail};
-use plexus_client::{Client, ClientError, Event, RecordMode, RecordState, RecordVersion};
+use crate::cli_client::{ConnArgs, config, connection_event, fail};
+use plexus_client::{Client, ClientError, RecordMode, RecordState, RecordVersion};
 use serde_json::{Value, json};
 
 /// Exit code: interrupted (Ctrl-C).
@@ -177,13 +177,8 @@ async fn watch(
                 Some(Err(e)) => eprintln!("plexus: resync failed: {}", e.message()),
                 None => break 2,
             },
-            Some(event) = events.next() => match event {
-                Event::Disconnected { code, reason, will_reconnect: true } => {
-                    let code = code.map(|c| c.0.to_string()).unwrap_or_else(|| "none".into());
-                    eprintln!("plexus: disconnected ({code}: {reason}); reconnecting");
-                }
-                Event::GaveUp { error, .. } => break fail(&error),
-                _ => {}
+            Some(event) = events.next() => if let Some(code) = connection_event(event) {
+                break code;
             },
             _ = tokio::signal::ctrl_c() => break EXIT_INTERRUPTED,
         }

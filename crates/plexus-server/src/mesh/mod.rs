@@ -15,11 +15,10 @@ pub use format::MeshFormat;
 pub(crate) use socket::MeshSocket;
 
 use crate::ServerState;
-use crate::ws::{authorize, bad_request, check_upgrade, spawn_session, switching, upgrade_request};
+use crate::ws::{bad_request, upgrade_dialect};
 use axum::body::Body;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{Request, Response};
-use plexus_core::Session;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -75,26 +74,14 @@ impl MeshService {
 pub(crate) async fn upgrade(
     State(state): State<Arc<ServerState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    mut req: Request<Body>,
+    req: Request<Body>,
 ) -> Response<Body> {
     let Some(service) = state.mesh.clone() else {
         return bad_request("Mesh is not served");
     };
-    let key = match check_upgrade(&req) {
-        Ok(key) => key,
-        Err(refused) => return *refused,
-    };
-    let upgrade = Arc::new(upgrade_request(&req, peer, "mesh", "websocket"));
-    let node = state.node.clone();
-    let identity = match authorize(&node, &upgrade).await {
-        Ok(identity) => identity,
-        Err(refused) => return *refused,
-    };
-    let on_upgrade = hyper::upgrade::on(&mut req);
-    let max_message_bytes = node.limits().max_message_bytes;
-    spawn_session(&state, on_upgrade, max_message_bytes, move || {
-        let session = Session::open(&node, service.format.clone(), upgrade, identity)?;
-        Ok((session, MeshSocket::new(service)))
-    });
-    switching(key).body(Body::empty()).expect("valid response")
+    let format = service.format.clone();
+    upgrade_dialect(&state, peer, req, "mesh", format, move || {
+        MeshSocket::new(service)
+    })
+    .await
 }
