@@ -958,6 +958,12 @@ async fn records_are_read_and_written_through_the_api_and_clients_see_the_change
         .await
         .unwrap();
     assert_eq!(sub["version"], 0);
+    // A record subscription is no channel to operators, and shows as `record:<id>`.
+    let (_, channels) = api(&server, "channels", json!({})).await;
+    assert_eq!(channels["result"]["channels"], json!([]), "{channels}");
+    let (_, conns) = api(&server, "connections", json!({})).await;
+    let subs = &conns["result"]["connections"][0]["subscriptions"];
+    assert_eq!(subs, &json!(["record:profile:1"]), "{conns}");
     // The group is not writable by clients; the API acts with the server's authority.
     let refused = watcher
         .request("record_set", json!({"id": "profile:1", "value": 1}))
