@@ -198,6 +198,12 @@ pub trait EngineHandler: Send + Sync + 'static {
     fn publication(&self, publication: &Publication, exclude: Option<&Exclude>);
     /// A control message from any node (this one included).
     fn control(&self, control: Control);
+    /// What the engine published on `channel` while this node was not listening may be lost
+    /// and cannot be read back (a record's internal channel has no stream): the node reads the
+    /// current state itself. Nothing by default.
+    fn stream_lost(&self, channel: &str) {
+        let _ = channel;
+    }
 }
 
 /// Publications, history and control messages.

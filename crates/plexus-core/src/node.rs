@@ -214,6 +214,15 @@ impl EngineHandler for Handler {
             Node { inner }.apply_control(control);
         }
     }
+
+    fn stream_lost(&self, channel: &str) {
+        if record_id(channel).is_some()
+            && let Some(inner) = self.0.upgrade()
+        {
+            let (node, channel) = (Node { inner }, channel.to_owned());
+            tokio::spawn(async move { node.resync_record(&channel).await });
+        }
+    }
 }
 
 /// An [`Emit`] whose event name (if any) passes [`validate_event`].

@@ -563,6 +563,53 @@ impl Node {
         true
     }
 
+    /// Changes of a record may have been lost on their way to this node (a Redis pub/sub
+    /// reconnect): reads the record and hands it to the subscribers as a change — the whole
+    /// value when versions were skipped (a delete when it is gone), nothing when none were.
+    pub(crate) async fn resync_record(&self, channel: &str) {
+        let Some(id) = record_id(channel) else {
+            return;
+        };
+        let record = match self.record(id).await {
+            Ok(record) => record,
+            Err(e) => {
+                tracing::warn!(record = %id, error = %e.message, "record resync failed");
+                return;
+            }
+        };
+        let (offset, epoch, change) = match record {
+            Some(r) => (
+                r.version,
+                r.epoch,
+                RecordChangeWire {
+                    v: Some(r.value),
+                    p: None,
+                    d: false,
+                },
+            ),
+            None => {
+                let Some((epoch, last)) = self.hub().last_position(channel) else {
+                    return;
+                };
+                let deleted = RecordChangeWire {
+                    v: None,
+                    p: None,
+                    d: true,
+                };
+                (last + 1, epoch, deleted)
+            }
+        };
+        let publication = Publication {
+            channel: Arc::from(channel),
+            offset,
+            epoch,
+            payload: change.payload(),
+            publisher: None,
+            event: None,
+        };
+        self.deliver_record(id, &publication);
+    }
+
     /// Hands a record change to the node's subscribers of the record, in their modes.
     pub(crate) fn deliver_record(&self, id: &str, publication: &Publication) {
         let (subscribers, continuity) =

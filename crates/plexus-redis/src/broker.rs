@@ -653,6 +653,13 @@ async fn serve_pubsub(
 
 /// Reads back, from the channel's stream, what was published after the last position delivered.
 async fn repair(shared: &Shared, state: &State, channel: &str) {
+    if plexus_core::records::record_id(channel).is_some() {
+        // A record has no stream: the node reads the record itself.
+        if let Some(handler) = state.handler.get() {
+            handler.stream_lost(channel);
+        }
+        return;
+    }
     let last = state
         .channels
         .lock()
@@ -660,11 +667,6 @@ async fn repair(shared: &Shared, state: &State, channel: &str) {
         .get(channel)
         .and_then(|s| s.last.clone());
     let Some((epoch, offset)) = last else { return };
-    if plexus_core::records::record_id(channel).is_some() {
-        // A record has no stream: its subscribers get the full value at its next write (the
-        // node sees the gap in its versions).
-        return;
-    }
     let keys = &shared.keys;
     let reply: Result<Value, EngineError> = shared
         .run(

@@ -15,7 +15,11 @@ use serde_json::{Value, json};
 use std::collections::BTreeSet;
 
 async fn node(prefix: &str) -> RunningServer {
-    let engine = plexus_redis::redis_engine(redis_config(&redis().url(), prefix))
+    node_on(&redis().url(), prefix).await
+}
+
+async fn node_on(url: &str, prefix: &str) -> RunningServer {
+    let engine = plexus_redis::redis_engine(redis_config(url, prefix))
         .await
         .expect("redis engine");
     let server = start_as_is(dev().engine(engine)).await;
@@ -240,4 +244,55 @@ async fn records_outlive_the_nodes_that_wrote_them() {
         .await
         .unwrap();
     assert_eq!((r.value, r.version), (json!({"v": 3}), 3));
+}
+
+#[tokio::test]
+async fn subscribers_get_the_whole_value_after_their_node_lost_redis_pub_sub() {
+    // A Redis of its own: cutting pub/sub must not touch the other tests' nodes.
+    let own = plexus_redis::testing::RedisServer::start().expect("redis-server starts");
+    let prefix = plexus_redis::testing::unique_prefix();
+    let ns = [
+        node_on(&own.url(), &prefix).await,
+        node_on(&own.url(), &prefix).await,
+    ];
+    let mut writer = TestClient::connect(&ns[0].ws_url(), Encoding::Json).await;
+    let _: RecordWriteResult = writer
+        .request(Op::RecordSet(RecordSetParams {
+            id: "lossy".into(),
+            value: json!({"log": []}),
+            expect: None,
+        }))
+        .await
+        .unwrap();
+    let mut follower = Follower::subscribe(&ns[1].ws_url(), "lossy").await;
+    assert_eq!(follower.version, 1);
+
+    // Every node's pub/sub connection is cut; the writes right after it are published while
+    // the nodes are not listening, and are nowhere to read back from.
+    let killed = std::process::Command::new("redis-cli")
+        .args([
+            "-p",
+            &redis().port.to_string(),
+            "CLIENT",
+            "KILL",
+            "TYPE",
+            "pubsub",
+        ])
+        .output()
+        .expect("redis-cli runs");
+    assert!(killed.status.success(), "{killed:?}");
+    for k in 0..5 {
+        let _: RecordWriteResult = writer
+            .request(append("lossy", &format!("x{k}")))
+            .await
+            .unwrap();
+    }
+    // No further write: the node reads the record after it reconnects, and the subscriber
+    // ends with the value a fresh read returns.
+    follower.follow_to("lossy", 6).await;
+    let fresh: RecordResult = writer
+        .request(Op::RecordGet(RecordParams { id: "lossy".into() }))
+        .await
+        .unwrap();
+    assert_eq!((follower.version, &follower.value), (6, &fresh.value));
 }
