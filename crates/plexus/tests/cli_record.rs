@@ -5,16 +5,15 @@
 
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
-use std::time::Instant;
 
 mod common;
 
-use common::{WAIT, free_port, plexus};
+use common::{Running, WAIT, free_port, plexus, wait_healthy};
 
 struct Serve {
-    child: Child,
+    _child: Running,
     url: String,
 }
 
@@ -27,13 +26,10 @@ impl Serve {
             .stderr(Stdio::null())
             .spawn()
             .expect("plexus serve starts");
-        let deadline = Instant::now() + WAIT;
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "the server never listened");
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
+        let child = Running(child);
+        wait_healthy(port);
         Serve {
-            child,
+            _child: child,
             url: format!("ws://127.0.0.1:{port}/ws"),
         }
     }
@@ -53,13 +49,6 @@ impl Serve {
             parse(&out.stdout),
             parse(&out.stderr),
         )
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
