@@ -30,6 +30,9 @@ use std::time::Duration;
 pub struct ClientConfig {
     /// The WebSocket endpoint, e.g. `ws://127.0.0.1:8000/ws`.
     pub url: String,
+    /// A PEM file of certificates trusted for `wss://` besides the Mozilla roots (a server
+    /// with a certificate of its own CA).
+    pub tls_ca_file: Option<std::path::PathBuf>,
     /// The frame encoding (the WebSocket subprotocol): JSON text or MessagePack binary frames.
     pub encoding: Encoding,
     /// A connection token sent in `connect` (for example a JWT).
@@ -104,6 +107,7 @@ impl ClientConfig {
     pub fn new(url: impl Into<String>) -> ClientConfig {
         ClientConfig {
             url: url.into(),
+            tls_ca_file: None,
             encoding: Encoding::Json,
             token: None,
             credentials: None,
@@ -130,6 +134,12 @@ impl ClientConfig {
 
     pub fn encoding(mut self, encoding: Encoding) -> ClientConfig {
         self.encoding = encoding;
+        self
+    }
+
+    /// Trusts the certificates of a PEM file for `wss://` (besides the Mozilla roots).
+    pub fn tls_ca_file(mut self, path: impl Into<std::path::PathBuf>) -> ClientConfig {
+        self.tls_ca_file = Some(path.into());
         self
     }
 

@@ -36,18 +36,17 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
-use tokio::net::TcpStream;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::time::{Instant, Sleep, sleep_until};
+use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message as WsMessage, Utf8Bytes};
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tracing::{debug, warn};
 
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+type Ws = WebSocketStream<crate::net::Io>;
 
 /// How long `disconnect()` waits for the server to answer the close frame.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
@@ -1784,13 +1783,19 @@ async fn open(config: ClientConfig) -> Result<Ws, ClientError> {
         .max_write_buffer_size(config.max_message_bytes + 1024)
         .max_message_size(Some(config.max_message_bytes))
         .max_frame_size(Some(config.max_message_bytes));
-    let (ws, _response) =
-        tokio_tungstenite::connect_async_with_config(request, Some(ws_config), true)
-            .await
-            .map_err(|e| match e {
-                WsError::Url(e) => ClientError::new(ErrorKind::Config, format!("bad URL: {e}")),
-                e => ClientError::new(ErrorKind::Connect, e.to_string()),
-            })?;
+    // TCP and TLS (`wss://`) of our own: rustls with `ring`, and the configured CA file.
+    let secure = config.url.starts_with("wss://");
+    let (host, port) = crate::net::host_port(&config.url, if secure { 443 } else { 80 })
+        .ok_or_else(|| ClientError::new(ErrorKind::Config, "bad URL: no host"))?;
+    let io = crate::net::connect(&host, port, secure, config.tls_ca_file.as_deref())
+        .await
+        .map_err(|e| ClientError::new(ErrorKind::Connect, e.to_string()))?;
+    let (ws, _response) = tokio_tungstenite::client_async_with_config(request, io, Some(ws_config))
+        .await
+        .map_err(|e| match e {
+            WsError::Url(e) => ClientError::new(ErrorKind::Config, format!("bad URL: {e}")),
+            e => ClientError::new(ErrorKind::Connect, e.to_string()),
+        })?;
     Ok(ws)
 }
 

@@ -51,8 +51,10 @@ mod driver;
 mod error;
 mod lossy;
 mod mail;
+pub mod net;
 mod queue;
 mod records;
+pub mod sockety;
 mod types;
 
 pub use backoff::{Backoff, Jitter};

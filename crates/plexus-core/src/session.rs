@@ -358,7 +358,9 @@ impl Session {
         Err(error)
     }
 
-    fn require_admitted(&self) -> Result<(), Error> {
+    /// Fails unless requests other than `connect` may be served (authenticated, or anonymous
+    /// connections allowed).
+    pub fn require_admitted(&self) -> Result<(), Error> {
         if self.admitted {
             Ok(())
         } else {

@@ -11,6 +11,7 @@
 //! - [`stamp`]: the timestamped payload that carries publish-to-receive latency.
 //! - [`scenario`]: fan-out, many channels, RPC, connect rate, idle memory.
 //! - [`report`] and [`compare`]: results, and the side-by-side table with ratios.
+//! - [`sockety_bench`]: Sockety against HTTP/2 (`hyper`) and a raw TCP copy, with their servers.
 
 pub mod client;
 pub mod compare;
@@ -18,6 +19,7 @@ pub mod conn;
 pub mod report;
 pub mod scenario;
 pub mod socketio;
+pub mod sockety_bench;
 pub mod stamp;
 pub mod stats;
 pub mod sys;

@@ -65,6 +65,24 @@ enum Command {
         #[command(flatten)]
         args: IdleArgs,
     },
+    /// Sockety request/response over TCP: calls per server CPU second (`docs/benchmarks.md`).
+    SocketyCalls(plexus_loadgen::sockety_bench::CallsArgs),
+    /// HTTP/2 request/response (h2c) against `h2-echo`: the peer of `sockety-calls`.
+    H2Calls(plexus_loadgen::sockety_bench::CallsArgs),
+    /// A stream echoed by a Sockety server's `echo` action: throughput.
+    SocketyStream(plexus_loadgen::sockety_bench::StreamArgs),
+    /// The same bytes through `tcp-echo`: the peer of `sockety-stream`.
+    TcpStream(plexus_loadgen::sockety_bench::StreamArgs),
+    /// Serve HTTP/2 (h2c) answering each POST with its body, until killed.
+    H2Echo {
+        #[arg(long, default_value = "127.0.0.1:8010")]
+        listen: SocketAddr,
+    },
+    /// Serve TCP echoing every byte, until killed.
+    TcpEcho {
+        #[arg(long, default_value = "127.0.0.1:8011")]
+        listen: SocketAddr,
+    },
     /// Side-by-side Markdown tables of results (JSON lines), with ratios baseline ÷ peer.
     Compare {
         /// Files of JSON lines (`-` or nothing: standard input).
@@ -149,6 +167,26 @@ fn setup_s(connections: usize) -> f64 {
 }
 
 async fn run(command: Command) -> Result<i32> {
+    use plexus_loadgen::sockety_bench as sb;
+    let line = match &command {
+        Command::SocketyCalls(args) => Some(sb::sockety_calls(args).await?),
+        Command::H2Calls(args) => Some(sb::h2_calls(args).await?),
+        Command::SocketyStream(args) => Some(sb::sockety_stream(args).await?),
+        Command::TcpStream(args) => Some(sb::tcp_stream(args).await?),
+        Command::H2Echo { listen } => {
+            sb::h2_echo(*listen).await?;
+            return Ok(0);
+        }
+        Command::TcpEcho { listen } => {
+            sb::tcp_echo(*listen).await?;
+            return Ok(0);
+        }
+        _ => None,
+    };
+    if let Some(line) = line {
+        println!("{line}");
+        return Ok(0);
+    }
     let (common, outcome) = match command {
         Command::Compare {
             files,
@@ -201,6 +239,12 @@ async fn run(command: Command) -> Result<i32> {
             );
             (common, outcome.await)
         }
+        Command::SocketyCalls(_)
+        | Command::H2Calls(_)
+        | Command::SocketyStream(_)
+        | Command::TcpStream(_)
+        | Command::H2Echo { .. }
+        | Command::TcpEcho { .. } => unreachable!("answered above"),
         Command::Idle { common, args } => {
             let natural = setup_s(args.connections) * 2.0 + args.settle_s;
             let target = common.target(args.connections)?;

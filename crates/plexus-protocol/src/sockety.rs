@@ -504,6 +504,125 @@ pub fn decode_header_body(
     )))
 }
 
+// --- the writing side ---------------------------------------------------------------------------
+
+/// Whether `id` is a version-4 UUID of the RFC 4122 variant (what Sockety's `@sockety/uuid`
+/// accepts: version nibble 4, variant bits `10`).
+pub fn is_uuid_v4(id: &[u8; 16]) -> bool {
+    id[6] >> 4 == 4 && id[8] >> 6 == 0b10
+}
+
+/// Makes 16 random bytes a version-4 UUID.
+pub fn to_uuid_v4(mut bytes: [u8; 16]) -> [u8; 16] {
+    bytes[6] = (bytes[6] & 0x0F) | 0x40;
+    bytes[8] = (bytes[8] & 0x3F) | 0x80;
+    bytes
+}
+
+/// The packet that starts a message (`header.parent` is `None`) or a response, with the whole
+/// header in it (a header is at most [`MAX_HEADER_BYTES`], far below a packet's bound).
+pub fn encode_start(out: &mut Vec<u8>, header: &Header, has_stream: bool, expects_response: bool) {
+    let body = encode_header_body(header);
+    let packet = if header.parent.is_some() {
+        Packet::Response {
+            has_stream,
+            expects_response,
+            bytes: &body,
+        }
+    } else {
+        Packet::Message {
+            has_stream,
+            expects_response,
+            bytes: &body,
+        }
+    };
+    encode_packet(out, &packet);
+}
+
+/// The head of a data (`DATA`) or stream (`STREAM`) packet of `len` bytes: what goes before
+/// the bytes themselves (for writers that send the bytes without copying them).
+pub fn encode_sized_head(out: &mut Vec<u8>, kind: u8, len: usize) {
+    let (ss, width) = width_for(len as u64, &SIZE_WIDTHS);
+    out.push((kind << 4) | (ss << 2));
+    write_uint(out, len as u64, width);
+}
+
+/// The packet kinds of [`encode_sized_head`].
+pub const DATA: u8 = 0xE;
+pub const STREAM: u8 = 0x7;
+
+/// `bytes` as data packets of at most [`MAX_PACKET_BYTES`] each.
+pub fn encode_data(out: &mut Vec<u8>, bytes: &[u8]) {
+    for chunk in bytes.chunks(MAX_PACKET_BYTES) {
+        encode_packet(out, &Packet::Data(chunk));
+    }
+}
+
+/// The writing side's channels: which are busy with a message in progress, and the current
+/// one. A message takes a free channel for as long as it is being written (round-robin from
+/// the current one, as sockety-js does) and gives it back at its end.
+pub struct Channels {
+    limit: u16,
+    current: u16,
+    busy: Vec<bool>,
+    in_use: usize,
+}
+
+impl Channels {
+    /// Channels for a peer that announced it receives on `limit` (1..=4096).
+    pub fn new(limit: u16) -> Channels {
+        let limit = limit.clamp(1, MAX_CHANNELS);
+        Channels {
+            limit,
+            current: 0,
+            busy: vec![false; usize::from(limit)],
+            in_use: 0,
+        }
+    }
+
+    /// Takes a free channel (the current one when free), or `None` when all are busy.
+    pub fn take(&mut self) -> Option<u16> {
+        if self.in_use == usize::from(self.limit) {
+            return None;
+        }
+        let mut c = self.current;
+        while self.busy[usize::from(c)] {
+            c = (c + 1) % self.limit;
+        }
+        self.busy[usize::from(c)] = true;
+        self.in_use += 1;
+        Some(c)
+    }
+
+    /// Gives `channel` back.
+    pub fn release(&mut self, channel: u16) {
+        if let Some(busy) = self.busy.get_mut(usize::from(channel))
+            && *busy
+        {
+            *busy = false;
+            self.in_use -= 1;
+        }
+    }
+
+    /// Writes the switch to `channel` unless it is the current one.
+    pub fn switch(&mut self, out: &mut Vec<u8>, channel: u16) {
+        if channel != self.current {
+            encode_packet(out, &Packet::SwitchChannel(channel));
+            self.current = channel;
+        }
+    }
+
+    /// Whether a channel is free.
+    pub fn has_free(&self) -> bool {
+        self.in_use < usize::from(self.limit)
+    }
+
+    /// Channels busy now.
+    pub fn in_use(&self) -> usize {
+        self.in_use
+    }
+}
+
 // --- the reading side's multiplexing ------------------------------------------------------------
 
 /// What the peer sent, in order, as the reader understood it.
@@ -518,12 +637,12 @@ pub enum Event {
     },
     Data {
         channel: u16,
-        bytes: Vec<u8>,
+        bytes: bytes::Bytes,
     },
     File {
         channel: u16,
         index: u32,
-        bytes: Vec<u8>,
+        bytes: bytes::Bytes,
     },
     FileEnd {
         channel: u16,
@@ -531,7 +650,7 @@ pub enum Event {
     },
     Stream {
         channel: u16,
-        bytes: Vec<u8>,
+        bytes: bytes::Bytes,
     },
     StreamEnd {
         channel: u16,
@@ -595,10 +714,19 @@ impl Reader {
     /// Reads every complete packet of `buf` into `out`; returns the bytes taken (the rest waits
     /// for more input).
     pub fn read(&mut self, buf: &[u8], out: &mut Vec<Event>) -> Result<usize, SocketyError> {
+        self.read_shared(&bytes::Bytes::copy_from_slice(buf), out)
+    }
+
+    /// [`Reader::read`] without copying: the events' bytes are slices of `buf`.
+    pub fn read_shared(
+        &mut self,
+        buf: &bytes::Bytes,
+        out: &mut Vec<Event>,
+    ) -> Result<usize, SocketyError> {
         let mut taken = 0;
         while let Some((packet, used)) = decode_packet(&buf[taken..])? {
             taken += used;
-            self.apply(packet, out)?;
+            self.apply(buf, packet, out)?;
         }
         Ok(taken)
     }
@@ -610,7 +738,12 @@ impl Reader {
             .ok_or_else(|| SocketyError(format!("nothing in progress on channel {channel}")))
     }
 
-    fn apply(&mut self, packet: Packet<'_>, out: &mut Vec<Event>) -> Result<(), SocketyError> {
+    fn apply(
+        &mut self,
+        buf: &bytes::Bytes,
+        packet: Packet<'_>,
+        out: &mut Vec<Event>,
+    ) -> Result<(), SocketyError> {
         let channel = self.current;
         match packet {
             Packet::SwitchChannel(c) => {
@@ -661,7 +794,7 @@ impl Reader {
                 slot.data_left -= bytes.len() as u64;
                 out.push(Event::Data {
                     channel,
-                    bytes: bytes.to_vec(),
+                    bytes: buf.slice_ref(bytes),
                 });
                 self.maybe_done(out);
             }
@@ -681,7 +814,7 @@ impl Reader {
                 out.push(Event::File {
                     channel,
                     index,
-                    bytes: bytes.to_vec(),
+                    bytes: buf.slice_ref(bytes),
                 });
             }
             Packet::FileEnd { index } => {
@@ -706,7 +839,7 @@ impl Reader {
                 }
                 out.push(Event::Stream {
                     channel,
-                    bytes: bytes.to_vec(),
+                    bytes: buf.slice_ref(bytes),
                 });
             }
             Packet::StreamEnd => {
@@ -728,7 +861,12 @@ impl Reader {
                 }
                 out.push(Event::Aborted { channel });
             }
-            Packet::FastReply { code, id } => out.push(Event::FastReply { id, code }),
+            Packet::FastReply { code, id } => {
+                if !is_uuid_v4(&id) {
+                    return err("a fast reply for an id that is not a version-4 UUID");
+                }
+                out.push(Event::FastReply { id, code })
+            }
             Packet::Heartbeat => out.push(Event::Heartbeat),
             Packet::GoAway => out.push(Event::GoAway),
         }
@@ -749,6 +887,11 @@ impl Reader {
             return err(format!(
                 "{} bytes after a header on channel {channel}",
                 slot.pending.len() - used
+            ));
+        }
+        if !is_uuid_v4(&header.id) || header.parent.is_some_and(|p| !is_uuid_v4(&p)) {
+            return err(format!(
+                "an id that is not a version-4 UUID on channel {channel}"
             ));
         }
         slot.pending = Vec::new();

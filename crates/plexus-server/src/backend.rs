@@ -162,6 +162,9 @@ pub struct BackendOptions {
     pub forward_headers: Vec<HeaderName>,
     /// Headers added to every hook request (for example a shared secret).
     pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// A PEM file of certificates trusted for `https://` hook URLs besides the Mozilla roots
+    /// (a backend with a certificate of its own CA).
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl Default for BackendOptions {
@@ -182,13 +185,14 @@ impl Default for BackendOptions {
             .map(HeaderName::from_static)
             .collect(),
             headers: Vec::new(),
+            ca_file: None,
         }
     }
 }
 
 /// The HTTP client of the hooks.
 pub struct Backend {
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<crate::tls::HttpsConnector, Full<Bytes>>,
     options: BackendOptions,
     slots: Semaphore,
     /// The notifications' own `max_in_flight` slots.
@@ -246,6 +250,15 @@ impl Backend {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(options.timeout));
         connector.set_nodelay(true);
+        // `https://` hook URLs: rustls with the Mozilla roots and `ca_file` (checked by the
+        // configuration; a file that went bad since leaves the roots alone).
+        let tls = crate::tls::client_config(options.ca_file.as_deref())
+            .or_else(|e| {
+                tracing::warn!(error = %e, "backend.ca_file: using the usual roots only");
+                crate::tls::client_config(None)
+            })
+            .expect("the usual roots");
+        let connector = crate::tls::HttpsConnector::new(connector, tls);
         let client = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(30))

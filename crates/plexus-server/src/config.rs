@@ -25,6 +25,8 @@ use crate::endpoint::{EndpointLimits, UnknownEvent};
 use crate::jwt::{JwtKeys, JwtVerifier};
 use crate::mesa::{MesaConfig, PortalMode};
 use crate::socketio::SocketIoConfig;
+use crate::sockety::SocketyConfig;
+use crate::tls::TlsConfig;
 use crate::{Server, ServerBuilder};
 use axum::http::{HeaderName, HeaderValue, Uri};
 use plexus_core::auth::AuthRequest;
@@ -62,6 +64,8 @@ pub struct Config {
     pub mesa: MesaSection,
     pub mesh: MeshSection,
     pub admin: AdminSection,
+    pub sockety: SocketySection,
+    pub tls: TlsSection,
 }
 
 impl Default for Config {
@@ -83,6 +87,8 @@ impl Default for Config {
             plezi_bus: PleziBusSection::default(),
             mesa: MesaSection::default(),
             mesh: MeshSection::default(),
+            sockety: SocketySection::default(),
+            tls: TlsSection::default(),
             admin: AdminSection::default(),
         }
     }
@@ -187,6 +193,49 @@ impl Default for MeshSection {
     }
 }
 
+/// `[sockety]`: Sockety's binary protocol (`docs/sockety.md`) over TCP, TLS and WebSocket.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SocketySection {
+    /// Default: off. Development mode serves it whatever this says.
+    pub enabled: bool,
+    /// The WebSocket path (binary frames); empty: none.
+    pub path: String,
+    /// The plain TCP listener's address; empty: none (development mode: `127.0.0.1:8001`).
+    pub listen: String,
+    /// The TLS listener's address (needs `[tls]`); empty: none.
+    pub tls_listen: String,
+    pub channels: u64,
+    pub timeout_ms: u64,
+    pub max_data_bytes: u64,
+    pub max_files: u64,
+    pub max_files_bytes: u64,
+    pub memory_file_bytes: u64,
+    /// Where large received files are spooled; empty: the system's temporary directory.
+    pub spool_dir: String,
+    pub stream_buffer_bytes: u64,
+}
+
+impl Default for SocketySection {
+    fn default() -> Self {
+        let d = SocketyConfig::default();
+        SocketySection {
+            enabled: false,
+            path: d.path.unwrap_or_default(),
+            listen: String::new(),
+            tls_listen: String::new(),
+            channels: u64::from(d.channels),
+            timeout_ms: d.timeout.as_millis() as u64,
+            max_data_bytes: d.max_data_bytes,
+            max_files: d.max_files as u64,
+            max_files_bytes: d.max_files_bytes,
+            memory_file_bytes: d.memory_file_bytes,
+            spool_dir: String::new(),
+            stream_buffer_bytes: d.stream_buffer_bytes as u64,
+        }
+    }
+}
+
 /// The `[mesh]` endpoint, when the file turns it on (development mode's default is the
 /// builder's).
 fn mesh_config(
@@ -222,6 +271,111 @@ fn mesh_config(
         path: s.path.clone(),
         assign_id: s.assign_id,
         metadata_readable: s.metadata_readable,
+    })
+}
+
+/// `[tls]`: the server's certificate and key (PEM files): `https://` and `wss://` on the HTTP
+/// listener (with `http`), and Sockety's TLS listener.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsSection {
+    pub cert: String,
+    pub key: String,
+    pub http: bool,
+}
+
+impl Default for TlsSection {
+    fn default() -> Self {
+        TlsSection {
+            cert: String::new(),
+            key: String::new(),
+            http: true,
+        }
+    }
+}
+
+/// The development mode's Sockety TCP address (taken if free).
+pub const DEV_SOCKETY_LISTEN: &str = "127.0.0.1:8001";
+
+/// Checks `[sockety]`; its [`SocketyConfig`] when Sockety is served (`enabled`, or
+/// development mode).
+fn sockety_config(
+    s: &SocketySection,
+    dev_mode: bool,
+    tls: bool,
+    err: &mut impl FnMut(&[Seg], String),
+) -> Option<SocketyConfig> {
+    if !s.enabled && !dev_mode {
+        return None;
+    }
+    let at = |key: &str| key_path(&["sockety", key]);
+    let mut addr = |key: &str, value: &str| -> Option<SocketAddr> {
+        if value.is_empty() {
+            return None;
+        }
+        match value.parse() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                err(
+                    &at(key),
+                    format!("`{value}` is not an address such as 127.0.0.1:8001"),
+                );
+                None
+            }
+        }
+    };
+    let listen_set = !s.listen.is_empty();
+    let listen = if listen_set {
+        addr("listen", &s.listen)
+    } else if dev_mode {
+        DEV_SOCKETY_LISTEN.parse().ok()
+    } else {
+        None
+    };
+    let tls_listen = addr("tls_listen", &s.tls_listen);
+    if tls_listen.is_some() && !tls {
+        err(
+            &at("tls_listen"),
+            "needs a certificate: set `tls.cert` and `tls.key`".into(),
+        );
+    }
+    if s.channels == 0 || s.channels > 4096 {
+        err(&at("channels"), "must be 1 to 4096".into());
+    }
+    if s.timeout_ms < 100 {
+        err(&at("timeout_ms"), "must be at least 100".into());
+    }
+    if !s.path.is_empty() && !s.path.starts_with('/') {
+        err(
+            &at("path"),
+            "must be a URL path such as `/sockety`, or empty".into(),
+        );
+    }
+    if s.max_files > plexus_protocol::sockety::MAX_FILES as u64 {
+        err(
+            &at("max_files"),
+            format!("at most {}", plexus_protocol::sockety::MAX_FILES),
+        );
+    }
+    let d = SocketyConfig::default();
+    Some(SocketyConfig {
+        path: (!s.path.is_empty()).then(|| s.path.clone()),
+        listen,
+        // Development mode's default port is taken only if free; an address set is required.
+        listen_best_effort: dev_mode && !listen_set,
+        tls_listen,
+        channels: s.channels.clamp(1, 4096) as u16,
+        timeout: Duration::from_millis(s.timeout_ms.max(100)),
+        max_data_bytes: s.max_data_bytes,
+        max_files: s.max_files as usize,
+        max_files_bytes: s.max_files_bytes,
+        memory_file_bytes: s.memory_file_bytes,
+        spool_dir: if s.spool_dir.is_empty() {
+            d.spool_dir
+        } else {
+            s.spool_dir.clone().into()
+        },
+        stream_buffer_bytes: s.stream_buffer_bytes.max(1) as usize,
     })
 }
 
@@ -977,6 +1131,8 @@ pub struct BackendSection {
     pub chat_service_url: String,
     /// The hooks `[[endpoints]]` name (`docs/endpoints.md`).
     pub endpoints_url: String,
+    /// A PEM file of certificates trusted for `https://` hook URLs besides the usual roots.
+    pub ca_file: String,
 }
 
 impl Default for BackendSection {
@@ -998,6 +1154,7 @@ impl Default for BackendSection {
             closed_url: String::new(),
             chat_service_url: String::new(),
             endpoints_url: String::new(),
+            ca_file: String::new(),
         }
     }
 }
@@ -1569,6 +1726,8 @@ pub struct Loaded {
     mesa: Option<MesaConfig>,
     mesh: Option<crate::mesh::MeshConfig>,
     admin: Option<crate::admin::AdminOptions>,
+    sockety: Option<SocketyConfig>,
+    tls: Option<TlsConfig>,
 }
 
 /// How a namespace's subscribers are checked beyond its [`Access`].
@@ -1830,11 +1989,8 @@ fn hook_url(value: &str) -> Result<Option<Uri>, String> {
     }
     let uri: Uri = value.parse().map_err(|e| format!("not a URL: {e}"))?;
     match uri.scheme_str() {
-        Some("http") if uri.authority().is_some() => Ok(Some(uri)),
-        Some("https") => {
-            Err("hooks speak plain http:// (put TLS in front of the backend elsewhere)".into())
-        }
-        _ => Err("expected an http:// URL".into()),
+        Some("http" | "https") if uri.authority().is_some() => Ok(Some(uri)),
+        _ => Err("expected an http:// or https:// URL".into()),
     }
 }
 
@@ -2212,8 +2368,14 @@ fn compile(
             max_response_bytes: usize_of(b.max_response_bytes.max(1)),
             forward_headers,
             headers,
+            ca_file: (!b.ca_file.is_empty()).then(|| b.ca_file.clone().into()),
         }))
     });
+    if !b.ca_file.is_empty()
+        && let Err(e) = crate::tls::client_config(Some(std::path::Path::new(&b.ca_file)))
+    {
+        err(&p(&["backend", "ca_file"]), e.to_string());
+    }
     if !dev_mode && b.timeout_ms >= c.auth_timeout_ms && connect_url.is_some() {
         warnings.push("`backend.timeout_ms` is not below `client.auth_timeout_ms`: a slow connect hook ends in an auth timeout (4003)".into());
     }
@@ -2452,6 +2614,25 @@ fn compile(
         endpoints_url.is_some(),
         &mut err,
     );
+    let tls = match (config.tls.cert.is_empty(), config.tls.key.is_empty()) {
+        (true, true) => None,
+        (false, false) => {
+            let mut tls = TlsConfig::new(&config.tls.cert, &config.tls.key);
+            tls.http = config.tls.http;
+            if let Err(e) = tls.acceptor() {
+                err(&p(&["tls", "cert"]), e.to_string());
+            }
+            Some(tls)
+        }
+        _ => {
+            err(&p(&["tls"]), "`cert` and `key` go together".into());
+            None
+        }
+    };
+    let sockety = sockety_config(&config.sockety, dev_mode, tls.is_some(), &mut err);
+    if let Some(path) = sockety.as_ref().and_then(|s| s.path.as_deref()) {
+        dialect_paths.push(path);
+    }
     let mesa = mesa_config(
         &config.mesa,
         dev_mode,
@@ -2531,6 +2712,8 @@ fn compile(
         mesa,
         mesh,
         admin,
+        sockety,
+        tls,
     })
 }
 
@@ -2764,6 +2947,12 @@ impl Loaded {
         }
         if let Some(mesh) = &self.mesh {
             builder = builder.mesh(mesh.clone());
+        }
+        if let Some(sockety) = &self.sockety {
+            builder = builder.sockety(sockety.clone());
+        }
+        if let Some(tls) = &self.tls {
+            builder = builder.tls(tls.clone());
         }
         builder = builder
             .listen(self.listen)
@@ -3159,6 +3348,9 @@ max_response_bytes = 1048576
 forward_headers = ["cookie", "authorization", "origin", "user-agent", "x-forwarded-for", "x-real-ip"]
 # Headers added to every hook request, e.g. a secret your backend checks.
 headers = {}
+# Hook URLs are http:// or https://; for https://, a PEM file of certificates trusted besides the
+# usual (Mozilla) roots, e.g. your own CA.
+ca_file = ""
 connect_url = ""    # e.g. "http://127.0.0.1:3000/plexus/connect"
 subscribe_url = ""  # for namespaces with subscribe = "backend"
 publish_url = ""    # for namespaces with publish = "backend"
@@ -3330,6 +3522,37 @@ assign_id = true
 # mesh/get-connection-metadata may read other connections' metadata (Mesh let anyone).
 metadata_readable = false
 
+[sockety]
+# Sockety's binary protocol (docs/sockety.md). Development mode serves it whatever this says.
+enabled = false
+# WebSocket path (binary frames); "" for none.
+path = "/sockety"
+# Plain TCP listener, e.g. "0.0.0.0:8001"; "" for none (development mode: 127.0.0.1:8001 if free).
+listen = ""
+# TLS listener (needs [tls]); "" for none.
+tls_listen = ""
+# Channels the server receives on (1 to 4096).
+channels = 4096
+# Silence from a client that closes it; the server writes a heartbeat after 3/4 of it.
+timeout_ms = 60000
+# Bounds of one received message: its data, its files' count and bytes (over them: fast reply 413).
+max_data_bytes = 16777216
+max_files = 64
+max_files_bytes = 1073741824
+# Received files up to this size stay in memory; larger ones go to unlinked files in spool_dir.
+memory_file_bytes = 65536
+# "" for the system's temporary directory.
+spool_dir = ""
+# Unread bytes buffered per received stream before reading the connection pauses.
+stream_buffer_bytes = 262144
+
+[tls]
+# PEM files of the certificate chain (leaf first) and of its private key; both or neither.
+cert = ""
+key = ""
+# Serve https:// and wss:// on server.listen (else only Sockety's TLS listener uses them).
+http = true
+
 [plezi_bus]
 # Plezi's Redis formats (docs/endpoints.md), read from the [redis] server (engine = "redis"):
 # Redis channel patterns on which Plezi 0.16 publishes raw messages (a message on Redis channel X
@@ -3365,6 +3588,45 @@ mod tests {
             }),
             ..Sources::default()
         }
+    }
+
+    #[test]
+    fn sockety_and_tls_are_checked() {
+        let e = load(&file("[sockety]\nenabled = true\ntls_listen = \"127.0.0.1:0\"\nlisten = \"nowhere\"\nchannels = 5000\n"))
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(
+            e.contains("sockety.tls_listen") && e.contains("tls.cert"),
+            "{e}"
+        );
+        assert!(
+            e.contains("sockety.listen") && e.contains("`nowhere`"),
+            "{e}"
+        );
+        assert!(e.contains("sockety.channels"), "{e}");
+        let e = load(&file("[tls]\ncert = \"/nonexistent.pem\"\n"))
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(e.contains("`cert` and `key` go together"), "{e}");
+        let loaded = load(&file(
+            "[sockety]\nenabled = true\nlisten = \"127.0.0.1:9\"\n",
+        ))
+        .unwrap();
+        let sockety = loaded.sockety.clone().expect("served");
+        assert_eq!(sockety.listen, Some("127.0.0.1:9".parse().unwrap()));
+        assert!(
+            !sockety.listen_best_effort,
+            "an address set must be listened on"
+        );
+        let dev = load(&Sources::default()).unwrap();
+        let sockety = dev
+            .sockety
+            .clone()
+            .expect("development mode serves Sockety");
+        assert_eq!(sockety.listen, Some(DEV_SOCKETY_LISTEN.parse().unwrap()));
+        assert!(sockety.listen_best_effort);
     }
 
     #[test]

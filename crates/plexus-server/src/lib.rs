@@ -29,6 +29,8 @@ pub mod mesh;
 mod metrics;
 pub mod native;
 pub mod socketio;
+pub mod sockety;
+pub mod tls;
 mod ws;
 
 use axum::Router;
@@ -53,6 +55,7 @@ pub(crate) struct Formats {
     native_json: Arc<dyn WireFormat>,
     native_msgpack: Arc<dyn WireFormat>,
     socketio: Arc<dyn WireFormat>,
+    sockety: Arc<dyn WireFormat>,
 }
 
 impl Formats {
@@ -61,7 +64,12 @@ impl Formats {
             native_json: Arc::new(NativeFormat::new(Encoding::Json)),
             native_msgpack: Arc::new(NativeFormat::new(Encoding::Msgpack)),
             socketio: Arc::new(socketio::SocketIoFormat),
+            sockety: Arc::new(sockety::SocketyFormat::new()),
         }
+    }
+
+    pub(crate) fn sockety(&self) -> Arc<dyn WireFormat> {
+        self.sockety.clone()
     }
 
     pub(crate) fn socketio(&self) -> Arc<dyn WireFormat> {
@@ -124,6 +132,8 @@ pub(crate) struct ServerState {
     pub(crate) mesa: Option<Arc<mesa::MesaService>>,
     pub(crate) mesh: Option<Arc<mesh::MeshService>>,
     pub(crate) admin: Option<Arc<admin::AdminState>>,
+    pub(crate) sockety: Option<Arc<sockety::SocketyService>>,
+    tls: Option<tls::TlsConfig>,
 }
 
 /// Builds a [`Server`].
@@ -140,9 +150,35 @@ pub struct ServerBuilder {
     mesa_hooks: Option<Arc<dyn mesa::MesaHooks>>,
     mesh: Option<mesh::MeshConfig>,
     admin: Option<admin::AdminOptions>,
+    sockety: Option<sockety::SocketyConfig>,
+    sockety_actions: std::collections::HashMap<String, Arc<dyn sockety::Action>>,
+    tls: Option<tls::TlsConfig>,
 }
 
 impl ServerBuilder {
+    /// Serves Sockety (`docs/sockety.md`): WebSocket at `config.path`, TCP at `config.listen`,
+    /// TLS at `config.tls_listen` (with [`ServerBuilder::tls`]).
+    pub fn sockety(mut self, config: sockety::SocketyConfig) -> Self {
+        self.sockety = Some(config);
+        self
+    }
+
+    /// A Sockety action: its handler sees the message's data, files and stream and answers
+    /// with a response, a fast reply or nothing. Serves Sockety with the default configuration
+    /// if [`ServerBuilder::sockety`] was not called.
+    pub fn sockety_action(mut self, name: impl Into<String>, action: impl sockety::Action) -> Self {
+        self.sockety.get_or_insert_with(Default::default);
+        self.sockety_actions.insert(name.into(), Arc::new(action));
+        self
+    }
+
+    /// TLS with this certificate and key: `https://` and `wss://` on the HTTP listener (unless
+    /// `http` is off) and Sockety's TLS listener.
+    pub fn tls(mut self, config: tls::TlsConfig) -> Self {
+        self.tls = Some(config);
+        self
+    }
+
     /// Mounts an endpoint at `path` (`docs/endpoints.md`): a raw or auto-dispatch WebSocket
     /// endpoint with its own handlers, sharing the port, the auth, the limits and the engine.
     /// A later endpoint at the same path replaces an earlier one.
@@ -244,6 +280,13 @@ impl ServerBuilder {
         if self.chat_service.is_none() {
             self.chat_service = Some(chatservice::ChatServiceConfig::development());
         }
+        if self.sockety.is_none() {
+            self.sockety = Some(sockety::SocketyConfig::default());
+        }
+        // `echo` for Sockety clients: data, files and stream back.
+        self.sockety_actions
+            .entry("echo".into())
+            .or_insert_with(|| Arc::new(sockety::echo));
         if self.mesa.is_none() {
             self.mesa = Some(mesa::MesaConfig::development());
         }
@@ -472,6 +515,10 @@ impl ServerBuilder {
                 admin: self
                     .admin
                     .map(|options| Arc::new(admin::AdminState::new(options))),
+                sockety: self.sockety.map(|config| {
+                    Arc::new(sockety::SocketyService::new(config, self.sockety_actions))
+                }),
+                tls: self.tls,
             }),
             listen: self.listen,
         }
@@ -499,7 +546,18 @@ impl Server {
             mesa_hooks: None,
             mesh: None,
             admin: None,
+            sockety: None,
+            sockety_actions: Default::default(),
+            tls: None,
         }
+    }
+
+    /// Calls to this node's Sockety clients, when the server serves Sockety.
+    pub fn sockety(&self) -> Option<sockety::SocketyApi> {
+        self.state
+            .sockety
+            .clone()
+            .map(|service| sockety::SocketyApi { service })
     }
 
     pub fn node(&self) -> &Node {
@@ -545,6 +603,14 @@ impl Server {
         }
         if let Some(service) = &self.state.mesh {
             router = router.route(&service.config.path, get(mesh::upgrade));
+        }
+        if let Some(path) = self
+            .state
+            .sockety
+            .as_ref()
+            .and_then(|s| s.config.path.as_ref())
+        {
+            router = router.route(path, get(sockety::listen::ws_upgrade));
         }
         router
             .route("/ws", get(ws::native_upgrade))
@@ -607,29 +673,97 @@ impl Server {
                 tracing::info!("admin interface at {url}");
             }
         }
+        let acceptor = match &self.state.tls {
+            Some(tls) => Some(
+                tls.acceptor()
+                    .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?,
+            ),
+            None => None,
+        };
+        // Sockety's own listeners, bound before anything is served.
+        let mut sockety_listeners = Vec::new();
+        let mut sockety_addrs = (None, None);
+        if let Some(service) = &self.state.sockety {
+            if let Some(addr) = service.config.listen {
+                match tokio::net::TcpListener::bind(addr).await {
+                    Ok(tcp) => {
+                        sockety_addrs.0 = Some(tcp.local_addr()?);
+                        tracing::info!(addr = %tcp.local_addr()?, "sockety listening (TCP)");
+                        sockety_listeners.push(sockety::listen::spawn_tcp(
+                            self.state.clone(),
+                            tcp,
+                            None,
+                        ));
+                    }
+                    Err(e) if service.config.listen_best_effort => {
+                        tracing::warn!(%addr, error = %e, "sockety: not listening on TCP (the port is busy); /sockety still serves it")
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            if let Some(addr) = service.config.tls_listen {
+                let Some(acceptor) = acceptor.clone() else {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::InvalidInput,
+                        "sockety.tls_listen needs a TLS certificate ([tls])",
+                    ));
+                };
+                let tcp = tokio::net::TcpListener::bind(addr).await?;
+                sockety_addrs.1 = Some(tcp.local_addr()?);
+                tracing::info!(addr = %tcp.local_addr()?, "sockety listening (TLS)");
+                sockety_listeners.push(sockety::listen::spawn_tcp(
+                    self.state.clone(),
+                    tcp,
+                    Some(acceptor),
+                ));
+            }
+        }
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let app = self
             .router()
             .into_make_service_with_connect_info::<SocketAddr>();
-        // Small frames (replies, pushes) go out at once instead of waiting for the peer's
-        // delayed acknowledgement (a 40 ms tail without it).
-        let listener =
-            axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
-                let _ = tcp.set_nodelay(true);
-            });
-        let serve = axum::serve(listener, app).with_graceful_shutdown(async {
+        let stopped = async {
             let _ = stop_rx.await;
-        });
-        let task = tokio::spawn(async move {
-            if let Err(e) = serve.await {
-                tracing::error!(error = %e, "server error");
+        };
+        let https = acceptor.filter(|_| self.state.tls.as_ref().is_some_and(|t| t.http));
+        let task = match https {
+            Some(acceptor) => {
+                // (Tapped, so that the connection info is the peer's address, as without TLS.)
+                let listener = axum::serve::ListenerExt::tap_io(
+                    tls::TlsListener::new(listener, acceptor)?,
+                    |_: &mut _| {},
+                );
+                let serve = axum::serve(listener, app).with_graceful_shutdown(stopped);
+                tokio::spawn(async move {
+                    if let Err(e) = serve.await {
+                        tracing::error!(error = %e, "server error");
+                    }
+                })
             }
-        });
+            None => {
+                // Small frames (replies, pushes) go out at once instead of waiting for the
+                // peer's delayed acknowledgement (a 40 ms tail without it).
+                let listener = axum::serve::ListenerExt::tap_io(
+                    listener,
+                    |tcp: &mut tokio::net::TcpStream| {
+                        let _ = tcp.set_nodelay(true);
+                    },
+                );
+                let serve = axum::serve(listener, app).with_graceful_shutdown(stopped);
+                tokio::spawn(async move {
+                    if let Err(e) = serve.await {
+                        tracing::error!(error = %e, "server error");
+                    }
+                })
+            }
+        };
         Ok(RunningServer {
             state: self.state,
             local_addr,
             stop: Some(stop_tx),
             task,
+            sockety_listeners,
+            sockety_addrs,
         })
     }
 }
@@ -660,6 +794,9 @@ pub struct RunningServer {
     local_addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
+    sockety_listeners: Vec<tokio::task::JoinHandle<()>>,
+    /// Sockety's TCP and TLS listeners' addresses.
+    sockety_addrs: (Option<SocketAddr>, Option<SocketAddr>),
 }
 
 impl RunningServer {
@@ -667,9 +804,32 @@ impl RunningServer {
         self.local_addr
     }
 
-    /// `ws://ADDR/ws`.
+    /// `ws://ADDR/ws` (`wss://` with TLS).
     pub fn ws_url(&self) -> String {
-        format!("ws://{}/ws", self.local_addr)
+        let scheme = if self.state.tls.as_ref().is_some_and(|t| t.http) {
+            "wss"
+        } else {
+            "ws"
+        };
+        format!("{scheme}://{}/ws", self.local_addr)
+    }
+
+    /// Sockety's plain TCP listener's address, when it listens.
+    pub fn sockety_addr(&self) -> Option<SocketAddr> {
+        self.sockety_addrs.0
+    }
+
+    /// Sockety's TLS listener's address, when it listens.
+    pub fn sockety_tls_addr(&self) -> Option<SocketAddr> {
+        self.sockety_addrs.1
+    }
+
+    /// Calls to this node's Sockety clients, when the server serves Sockety.
+    pub fn sockety(&self) -> Option<sockety::SocketyApi> {
+        self.state
+            .sockety
+            .clone()
+            .map(|service| sockety::SocketyApi { service })
     }
 
     pub fn node(&self) -> &Node {
@@ -701,11 +861,17 @@ impl RunningServer {
     /// Stops serving at once, without telling anyone (a crash, for tests of node failure).
     pub fn abort(self) {
         self.task.abort();
+        for listener in &self.sockety_listeners {
+            listener.abort();
+        }
     }
 
     pub async fn shutdown(mut self) -> bool {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
+        }
+        for listener in &self.sockety_listeners {
+            listener.abort();
         }
         // Endpoints' shutdown handlers may write a last message before the 4000 close.
         self.state.endpoints_ws.shutting_down().await;

@@ -883,7 +883,7 @@ async fn shutdown_waits_for_the_last_closed_notifications() {
 fn notification_urls_are_checked_like_the_other_hooks() {
     let toml = r#"
 [backend]
-opened_url = "https://example.com/opened"
+opened_url = "ws://example.com/opened"
 closed_url = "not a url"
 close_url = "http://127.0.0.1:1/closed"
 "#;
@@ -892,7 +892,7 @@ close_url = "http://127.0.0.1:1/closed"
     };
     let problems: Vec<String> = e.problems.iter().map(ToString::to_string).collect();
     for expected in [
-        "`backend.opened_url`: hooks speak plain http://",
+        "`backend.opened_url`: expected an http:// or https:// URL",
         "`backend.closed_url`:",
         "`backend.close_url`: unknown key `close_url` (did you mean `closed_url`?)",
     ] {

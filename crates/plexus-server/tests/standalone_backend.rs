@@ -165,6 +165,39 @@ async fn connect_hook_names_the_user_from_client_data_and_headers() {
     assert_eq!(r["user"], "cookie-user");
 }
 
+/// Hooks at `https://` URLs: the backend's certificate is checked against `backend.ca_file`
+/// (and refused without it: the hook is then unavailable).
+#[tokio::test]
+async fn hooks_reach_an_https_backend_whose_certificate_is_trusted() {
+    let dir = std::env::temp_dir().join(format!("plexus-hook-tls-{:016x}", fastrand::u64(..)));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
+    let tls = plexus_server::tls::TlsConfig::new(&cert_path, &key_path);
+    let backend = Backend::start_tls(script, &tls).await;
+    assert!(backend.url("/connect").starts_with("https://localhost:"));
+    let trusted = format!("ca_file = \"{}\"", cert_path.display());
+    let server = serve(&config(&backend, &trusted)).await;
+    let mut c = Client::connect(&server.ws_url()).await;
+    let r = c
+        .request("connect", json!({"credentials": {"word": "ok"}}))
+        .await
+        .unwrap();
+    assert_eq!(r["user"], "alice");
+    assert_eq!(backend.requests("/connect").len(), 1);
+    // Without the CA, the certificate is not trusted: no hook request arrives.
+    let server = serve(&config(&backend, "")).await;
+    let mut c = Client::connect(&server.ws_url()).await;
+    let e = c
+        .request("connect", json!({"credentials": {"word": "ok"}}))
+        .await
+        .unwrap_err();
+    assert_connect_backend_unavailable(&e);
+    assert_eq!(backend.requests("/connect").len(), 1);
+}
+
 #[tokio::test]
 async fn connect_hook_refusals_keep_the_backends_code() {
     let (_backend, server) = setup().await;

@@ -190,7 +190,7 @@ rsa_public_key = "-----BEGIN PUBLIC KEY-----\nnot a key\n-----END PUBLIC KEY----
 [api]
 key = "short"
 [backend]
-connect_url = "https://secure.example/connect"
+connect_url = "gopher://secure.example/connect"
 rpc_url = "ftp://x"
 rpc_urls = { "m" = "" }
 forward_headers = ["bad header"]
@@ -220,8 +220,8 @@ rooms = true
         "test.toml:7:1: `jwt.ecdsa_public_key`: cannot read /no/such/key.pem",
         "test.toml:8:1: `jwt.rsa_public_key`: not an RSA public key",
         "test.toml:10:1: `api.key`: must be at least 16 characters long",
-        "test.toml:12:1: `backend.connect_url`: hooks speak plain http://",
-        "test.toml:13:1: `backend.rpc_url`: expected an http:// URL",
+        "test.toml:12:1: `backend.connect_url`: expected an http:// or https:// URL",
+        "test.toml:13:1: `backend.rpc_url`: expected an http:// or https:// URL",
         "`backend.rpc_urls.m`",
         "test.toml:15:20: `backend.forward_headers[0]`: `bad header` is not a header name",
         "test.toml:19:1: `namespaces[0].subscribe`: `backend` needs `backend.subscribe_url`",

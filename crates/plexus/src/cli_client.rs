@@ -514,3 +514,120 @@ mod tests {
         );
     }
 }
+
+/// `plexus sockety …`: the CLI as a Sockety client.
+#[derive(clap::Subcommand, Debug)]
+pub enum SocketyCommand {
+    /// Send a request and print its response (data and files) or fast reply as one JSON line.
+    Call(SocketyCallArgs),
+}
+
+/// `plexus sockety call ACTION [DATA] [--file F]…`.
+#[derive(clap::Args, Debug)]
+pub struct SocketyCallArgs {
+    /// The server: `tcp://HOST:PORT`, `tls://HOST:PORT`, `ws://HOST:PORT/sockety` or `wss://…`.
+    #[arg(
+        long,
+        env = "PLEXUS_SOCKETY_URL",
+        default_value = "tcp://127.0.0.1:8001"
+    )]
+    pub url: String,
+    /// A connection token, sent with `plexus.connect` first.
+    #[arg(long, env = "PLEXUS_TOKEN")]
+    pub token: Option<String>,
+    /// A PEM file of certificates to trust besides the usual roots (a server's own CA).
+    #[arg(long)]
+    pub ca_file: Option<std::path::PathBuf>,
+    /// A file to attach (repeatable).
+    #[arg(long = "file", value_name = "PATH")]
+    pub files: Vec<std::path::PathBuf>,
+    /// Where to write the files of the response (by their names); not written without it.
+    #[arg(long, value_name = "DIR")]
+    pub save_files: Option<std::path::PathBuf>,
+    /// How long to wait for the answer, in milliseconds.
+    #[arg(long, default_value_t = 30_000)]
+    pub timeout_ms: u64,
+    /// The action.
+    pub action: String,
+    /// The data, as given (JSON text for Plexus commands).
+    pub data: Option<String>,
+}
+
+/// Runs `plexus sockety`; returns the process exit code.
+pub async fn sockety(command: SocketyCommand) -> anyhow::Result<i32> {
+    use plexus_client::sockety::{self, Draft, OutFile, Reply};
+    let SocketyCommand::Call(args) = command;
+    let options = sockety::Options {
+        ca_file: args.ca_file.clone(),
+        token: args.token.clone(),
+        ..sockety::Options::default()
+    };
+    let (peer, _incoming) = match sockety::connect(&args.url, options).await {
+        Ok(connected) => connected,
+        Err(e) => return Ok(fail(&e)),
+    };
+    let mut draft = Draft::new(args.action.as_str());
+    if let Some(data) = &args.data {
+        draft = draft.data(data.clone().into_bytes());
+    }
+    for path in &args.files {
+        let file = OutFile::open(path)
+            .await
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        draft = draft.file(file);
+    }
+    let timeout = std::time::Duration::from_millis(args.timeout_ms);
+    let reply = match tokio::time::timeout(timeout, peer.request(draft)).await {
+        Err(_) => {
+            eprintln!("{}", json!({"error": {"kind": "timeout"}}));
+            return Ok(EXIT_REFUSED);
+        }
+        Ok(Err(e)) => {
+            eprintln!(
+                "{}",
+                json!({"error": {"kind": "connection", "message": e.to_string()}})
+            );
+            return Ok(EXIT_CONNECTION);
+        }
+        Ok(Ok(reply)) => reply,
+    };
+    let code = match reply {
+        Reply::Fast(code) => {
+            println!(
+                "{}",
+                json!({"fast_reply": code, "name": sockety::fast_reply_name(code)})
+            );
+            if code == sockety::fast::ACCEPT {
+                0
+            } else {
+                EXIT_REFUSED
+            }
+        }
+        Reply::Response(mut response) => {
+            let data = match std::str::from_utf8(&response.data) {
+                Ok(text) => serde_json::from_str::<Value>(text).unwrap_or_else(|_| json!(text)),
+                Err(_) => json!({"base64": BinaryField(response.data.clone())}),
+            };
+            let mut files = Vec::new();
+            for file in std::mem::take(&mut response.files) {
+                files.push(json!({"name": file.name, "size": file.size}));
+                if let Some(dir) = &args.save_files {
+                    let name = std::path::Path::new(&file.name)
+                        .file_name()
+                        .map(|n| n.to_owned())
+                        .unwrap_or_else(|| "file".into());
+                    let bytes = file.bytes().await?;
+                    tokio::fs::write(dir.join(name), bytes).await?;
+                }
+            }
+            let mut line = json!({"data": data});
+            if !files.is_empty() {
+                line["files"] = Value::Array(files);
+            }
+            println!("{line}");
+            0
+        }
+    };
+    peer.close().await;
+    Ok(code)
+}

@@ -41,6 +41,9 @@ enum Command {
     /// Read, write and watch records (JSON documents with versions).
     #[command(subcommand)]
     Record(cli_record::RecordCommand),
+    /// Talk Sockety (`docs/sockety.md`): send a request with data and files.
+    #[command(subcommand)]
+    Sockety(cli_client::SocketyCommand),
 }
 
 #[derive(Args)]
@@ -67,6 +70,9 @@ struct ServeArgs {
     /// Time given to clients at shutdown (`server.shutdown_timeout_ms`).
     #[arg(long)]
     shutdown_timeout_ms: Option<u64>,
+    /// Sockety's TCP listener (`sockety.listen`; development mode: 127.0.0.1:8001).
+    #[arg(long)]
+    sockety_listen: Option<String>,
     /// Development mode even with a configuration file (`server.dev_mode = true`).
     #[arg(long)]
     dev: bool,
@@ -178,6 +184,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<i32> {
         "server.shutdown_timeout_ms",
         args.shutdown_timeout_ms.map(|v| v.to_string()),
     );
+    flag("--sockety-listen", "sockety.listen", args.sockety_listen);
     flag("--dev", "server.dev_mode", args.dev.then(|| "true".into()));
     for set in args.set {
         let Some((key, value)) = set.split_once('=') else {
@@ -469,6 +476,7 @@ async fn main() {
         Command::Pub(args) => cli_client::publish(args).await,
         Command::Call(args) => cli_client::call(args).await,
         Command::Record(command) => cli_record::record(command).await,
+        Command::Sockety(command) => cli_client::sockety(command).await,
     };
     match result {
         Ok(code) => std::process::exit(code),

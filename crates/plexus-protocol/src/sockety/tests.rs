@@ -3,8 +3,12 @@
 
 use super::*;
 
-const ID: [u8; 16] = [0x11; 16];
-const PARENT: [u8; 16] = [0x22; 16];
+const ID: [u8; 16] = [
+    0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x41, 0x11, 0x91, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11,
+];
+const PARENT: [u8; 16] = [
+    0x22, 0x22, 0x22, 0x22, 0x22, 0x22, 0x42, 0x22, 0xA2, 0x22, 0x22, 0x22, 0x22, 0x22, 0x22, 0x22,
+];
 
 fn packet(p: Packet<'_>) -> Vec<u8> {
     let mut out = Vec::new();
@@ -497,4 +501,63 @@ fn header_and_file_bounds() {
         Ok(None),
         "1024 files may follow"
     );
+}
+
+#[test]
+fn ids_that_are_not_version_4_uuids_close() {
+    let mut reader = Reader::new(4);
+    let mut bytes = Vec::new();
+    let header = Header {
+        id: [0x11; 16],
+        parent: None,
+        action: "a".into(),
+        data_size: 0,
+        files: vec![],
+    };
+    encode_start(&mut bytes, &header, false, true);
+    let e = reader.read(&bytes, &mut Vec::new()).unwrap_err();
+    assert!(e.0.contains("UUID"), "{e}");
+    let mut fast = vec![0x30];
+    fast.extend_from_slice(&[0u8; 16]);
+    assert!(Reader::new(1).read(&fast, &mut Vec::new()).is_err());
+    assert!(is_uuid_v4(&to_uuid_v4([0xFF; 16])));
+    assert!(is_uuid_v4(&to_uuid_v4([0; 16])));
+}
+
+#[test]
+fn the_writer_takes_free_channels_round_robin_and_switches_only_when_needed() {
+    let mut channels = Channels::new(3);
+    let a = channels.take().unwrap();
+    let b = channels.take().unwrap();
+    let c = channels.take().unwrap();
+    assert_eq!((a, b, c), (0, 1, 2));
+    assert_eq!(channels.take(), None, "every channel busy");
+    channels.release(1);
+    channels.release(1);
+    assert_eq!(channels.in_use(), 2);
+    assert_eq!(channels.take(), Some(1));
+    let mut out = Vec::new();
+    channels.switch(&mut out, 0);
+    assert!(out.is_empty(), "channel 0 is current");
+    channels.switch(&mut out, 2);
+    channels.switch(&mut out, 2);
+    assert_eq!(out, [0x02]);
+}
+
+#[test]
+fn a_whole_message_written_with_the_helpers_reads_back() {
+    let header = Header {
+        id: ID,
+        parent: None,
+        action: "upload".into(),
+        data_size: 3,
+        files: vec![],
+    };
+    let mut bytes = Vec::new();
+    encode_start(&mut bytes, &header, false, false);
+    encode_data(&mut bytes, b"abc");
+    let mut events = Vec::new();
+    let mut reader = Reader::new(1);
+    assert_eq!(reader.read(&bytes, &mut events).unwrap(), bytes.len());
+    assert!(matches!(events.last(), Some(Event::Done { channel: 0 })));
 }

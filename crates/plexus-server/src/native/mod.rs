@@ -1,7 +1,7 @@
 //! The native protocol v1 dialect (`docs/protocol.md`): its wire formats and its requests on the
 //! shared connection loop.
 
-mod format;
+pub(crate) mod format;
 mod session;
 
 pub use format::NativeFormat;

@@ -361,12 +361,31 @@ type Script = Arc<dyn Fn(Received) -> Pin<Box<dyn Future<Output = Response> + Se
 /// A real HTTP backend on a free port. Every request is recorded and answered by the script.
 pub struct Backend {
     pub addr: SocketAddr,
+    /// `https` when served with TLS (as `localhost`).
+    scheme: &'static str,
     pub received: Arc<Mutex<Vec<Received>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Backend {
     pub async fn start<F, Fut>(script: F) -> Backend
+    where
+        F: Fn(Received) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Response> + Send + 'static,
+    {
+        Backend::start_with(script, None).await
+    }
+
+    /// A backend served over TLS with this certificate (for `localhost`).
+    pub async fn start_tls<F, Fut>(script: F, tls: &plexus_server::tls::TlsConfig) -> Backend
+    where
+        F: Fn(Received) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Response> + Send + 'static,
+    {
+        Backend::start_with(script, Some(tls.acceptor().unwrap())).await
+    }
+
+    async fn start_with<F, Fut>(script: F, tls: Option<plexus_server::tls::Acceptor>) -> Backend
     where
         F: Fn(Received) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Response> + Send + 'static,
@@ -390,18 +409,32 @@ impl Backend {
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
+            match tls {
+                None => {
+                    let _ = axum::serve(listener, app).await;
+                }
+                Some(acceptor) => {
+                    let listener =
+                        plexus_server::tls::TlsListener::new(listener, acceptor).unwrap();
+                    let _ = axum::serve(listener, app).await;
+                }
+            }
         });
         Backend {
             addr,
+            scheme,
             received,
             task,
         }
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
+        match self.scheme {
+            "https" => format!("https://localhost:{}{path}", self.addr.port()),
+            _ => format!("http://{}{path}", self.addr),
+        }
     }
 
     pub fn requests(&self, path: &str) -> Vec<Received> {
