@@ -54,7 +54,7 @@ suite "cargo test (workspace; the feature suite on the in-memory engine)" rust_t
 # tests read PLEXUS_TEST_ENGINE).
 redis_suite() {
   PLEXUS_TEST_ENGINE=redis cargo test --locked -p plexus-server \
-    --test channels_rpc --test lifecycle_limits --test reliability --test mesa
+    --test channels_rpc --test lifecycle_limits --test reliability --test mesa --test records --test mesh
 }
 suite "the feature suite on the Redis engine" redis_suite
 
@@ -70,7 +70,8 @@ redis_cluster_suite() {
   if [ "$rc" -eq 0 ]; then
     PLEXUS_TEST_REDIS_CLUSTER=$urls PLEXUS_TEST_ENGINE=redis-cluster \
       cargo test --locked -p plexus-server --no-fail-fast --test channels_rpc \
-      --test lifecycle_limits --test reliability --test mesa --test multinode || rc=$?
+      --test lifecycle_limits --test reliability --test mesa --test multinode --test records \
+      --test mesh || rc=$?
   fi
   scripts/redis-cluster.sh stop "$dir"
   rm -rf "$dir"
@@ -131,6 +132,11 @@ publish = "anyone"
 history_size = 10
 history_ttl_ms = 60000
 presence = true
+[[records]]
+name = "all"
+records = "*"
+read = "anyone"
+write = "anyone"
 [chat_service]
 enabled = true
 enable_rooms_management = true

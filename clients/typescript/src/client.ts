@@ -9,6 +9,8 @@ import { backoffDelay, backoffWithDefaults, type Backoff, type BackoffOptions } 
 import { ErrorCode, shouldReconnect } from "./codes.js";
 import { loadCodec, toBytes, type Codec, type EncodedFrame, type Frame } from "./codec.js";
 import { Emitter } from "./emitter.js";
+import { RecordWatch } from "./records.js";
+import type { PatchOperation, RecordChange, RecordOps, RecordState, RecordVersion } from "./records.js";
 import { PlexusError } from "./errors.js";
 import {
   Subscription,
@@ -465,6 +467,57 @@ export class Client extends Emitter<ClientEvents> {
     const params: Frame = { value };
     if (options.merge) params.merge = true;
     return this.#request("set_meta", params, () => undefined, options);
+  }
+
+  // ---- records -------------------------------------------------------------------------------
+
+  /** Reads a record (`value: null` at `version: 0` when it does not exist). */
+  getRecord(id: string, options?: RequestOptions): Promise<RecordState> {
+    return this.#request("record_get", { id }, toRecordState, options);
+  }
+
+  /**
+   * Replaces a record's value (creating it). With `expect`, only while the record is at that
+   * version (0: only when it does not exist); otherwise rejects with code 121
+   * (`version_conflict`, the current version in `data.version`).
+   */
+  setRecord(id: string, value: unknown, options: RequestOptions & { expect?: number } = {}): Promise<RecordVersion> {
+    const params: Frame = { id, value };
+    if (options.expect !== undefined) params.expect = options.expect;
+    return this.#request("record_set", params, toRecordVersion, options);
+  }
+
+  /** Applies an RFC 6902 JSON Patch, whole or not at all (code 122). `expect` as for `setRecord`. */
+  patchRecord(id: string, patch: PatchOperation[], options: RequestOptions & { expect?: number } = {}): Promise<RecordVersion> {
+    const params: Frame = { id, patch };
+    if (options.expect !== undefined) params.expect = options.expect;
+    return this.#request("record_patch", params, toRecordVersion, options);
+  }
+
+  /** Deletes a record (code 119 when there is none). `expect` as for `setRecord`. */
+  deleteRecord(id: string, options: RequestOptions & { expect?: number } = {}): Promise<RecordVersion> {
+    const params: Frame = { id };
+    if (options.expect !== undefined) params.expect = options.expect;
+    return this.#request("record_delete", params, toRecordVersion, options);
+  }
+
+  /**
+   * Watches a record: `watch.value` is always its current value, `change` events follow each
+   * version, and the watch resyncs by itself (a missed change, a reconnect). `mode: "patch"`
+   * receives patches and applies them here. `await watch.ready` for the first value.
+   */
+  watchRecord(id: string, options: { mode?: "full" | "patch" } = {}): RecordWatch {
+    const ops: RecordOps = {
+      subscribeRecord: (rid, mode) => this.#request("record_subscribe", { id: rid, mode }, toRecordState),
+      getRecord: (rid) => this.getRecord(rid),
+      unsubscribeRecord: (rid) => this.#request("record_unsubscribe", { id: rid }, () => undefined, {}, [ErrorCode.NOT_SUBSCRIBED]),
+      onRecord: (handler) => this.on("record", handler),
+      onReconnected: (handler) =>
+        this.on("connected", (e) => {
+          if (e.reconnected) handler();
+        }),
+    };
+    return new RecordWatch(ops, id, options.mode ?? "full");
   }
 
   /** Acknowledges this user's durable messages up to `seq`; resolves with how many still wait. */
@@ -944,6 +997,14 @@ export class Client extends Emitter<ClientEvents> {
       case "error":
         this.emit("serverError", PlexusError.fromBody(frame));
         return;
+      case "record": {
+        const change: RecordChange = { id: str(frame.record) ?? "", version: num(frame.version), epoch: str(frame.epoch) ?? "" };
+        if ("value" in frame) change.value = frame.value;
+        if (Array.isArray(frame.patch)) change.patch = frame.patch as PatchOperation[];
+        if (frame.deleted === true) change.deleted = true;
+        this.emit("record", change);
+        return;
+      }
       default:
         return; // a push of a newer server: ignored (protocol section 10)
     }
@@ -1297,4 +1358,12 @@ function connectRefused(body: Frame): Ended {
     error: error.withCloseCode(close),
     final: close !== undefined,
   };
+}
+
+function toRecordState(r: Frame): RecordState {
+  return { id: str(r.id) ?? "", value: r.value ?? null, version: num(r.version), epoch: str(r.epoch) ?? "" };
+}
+
+function toRecordVersion(r: Frame): RecordVersion {
+  return { version: num(r.version), epoch: str(r.epoch) ?? "" };
 }

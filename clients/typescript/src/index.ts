@@ -8,6 +8,8 @@ export type { ClientOptions, Provider, WebSocketConstructor, WebSocketLike } fro
 export { Subscription } from "./subscription.js";
 export type { HistoryOptions, PublishOptions, RequestOptions, SubscribeOptions } from "./subscription.js";
 export { PlexusError } from "./errors.js";
+export { RecordWatch, applyPatch } from "./records.js";
+export type { PatchOperation, RecordChange, RecordState, RecordVersion, RecordWatchEvents } from "./records.js";
 export type { ErrorKind } from "./errors.js";
 export { CloseCode, ErrorCode, isTransientCode, shouldReconnect } from "./codes.js";
 export { backoffDelay, backoffWithDefaults } from "./backoff.js";

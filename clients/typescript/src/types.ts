@@ -185,6 +185,8 @@ export interface ClientEvents {
   echo: EchoEvent;
   /** An `error` push: a frame sent without id failed. */
   serverError: PlexusError;
+  /** A change of a subscribed record (`RecordWatch` follows them for you). */
+  record: import("./records.js").RecordChange;
 }
 
 /** The events of a `Subscription`. */

@@ -5,6 +5,7 @@ use crate::driver::{Command, Driver, Outputs, SubItem};
 use crate::error::{ClientError, ErrorKind};
 use crate::mail::{Mail, Mailbox};
 use crate::queue::{QueuedRequest, Reply, ReplyKind};
+use crate::records::{RecordMode, RecordState, RecordVersion, RecordWatch};
 use crate::types::{
     ConnectionInfo, ConnectionState, Event, History, LastSeen, Member, MetaTarget, Position,
     PresenceStats, PushEvent, Subscribed, SubscriptionEvent,
@@ -13,7 +14,8 @@ use futures_util::Stream;
 use futures_util::stream::{BoxStream, StreamExt};
 use plexus_protocol::client::{
     CallParams, ChannelParams, GetMetaParams, HistoryParams, LastSeenParams, Op,
-    PresenceStateParams, PublishParams, SetMetaParams,
+    PresenceStateParams, PublishParams, RecordDeleteParams, RecordParams, RecordPatchParams,
+    RecordSetParams, RecordSubscribeParams, SetMetaParams,
 };
 use plexus_protocol::{DataField, Payload};
 use std::collections::VecDeque;
@@ -388,6 +390,104 @@ impl Client {
     pub fn mail(&self) -> Option<Mailbox> {
         let rx = self.inner.mail.lock().ok()?.take()?;
         Some(Mailbox::new(rx))
+    }
+
+    /// Reads a record (`value` null and `version` 0 when it does not exist).
+    pub async fn record(&self, id: impl Into<String>) -> Result<RecordState, ClientError> {
+        let op = Op::RecordGet(RecordParams { id: id.into() });
+        match self.simple(op, ReplyKind::Record).await? {
+            Reply::Record(state) => Ok(state),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Replaces a record's value (creating it). With `expect`, only while the record is at that
+    /// version (0: only when it does not exist); otherwise the error has code 121
+    /// `version_conflict` and the current version in its data.
+    pub async fn set_record(
+        &self,
+        id: impl Into<String>,
+        value: serde_json::Value,
+        expect: Option<u64>,
+    ) -> Result<RecordVersion, ClientError> {
+        let op = Op::RecordSet(RecordSetParams {
+            id: id.into(),
+            value,
+            expect,
+        });
+        self.record_write(op).await
+    }
+
+    /// Applies an RFC 6902 JSON Patch (an array of operations) to a record, whole or not at
+    /// all (code 122 `bad_patch`). `expect` as for [`Client::set_record`].
+    pub async fn patch_record(
+        &self,
+        id: impl Into<String>,
+        patch: serde_json::Value,
+        expect: Option<u64>,
+    ) -> Result<RecordVersion, ClientError> {
+        let op = Op::RecordPatch(RecordPatchParams {
+            id: id.into(),
+            patch,
+            expect,
+        });
+        self.record_write(op).await
+    }
+
+    /// Deletes a record (code 119 `not_found` when there is none). `expect` as for
+    /// [`Client::set_record`].
+    pub async fn delete_record(
+        &self,
+        id: impl Into<String>,
+        expect: Option<u64>,
+    ) -> Result<RecordVersion, ClientError> {
+        let op = Op::RecordDelete(RecordDeleteParams {
+            id: id.into(),
+            expect,
+        });
+        self.record_write(op).await
+    }
+
+    /// Watches a record: its current value now, then every change, resyncing by itself (see
+    /// [`RecordWatch`]). The subscription is restored after a reconnect.
+    pub async fn watch_record(
+        &self,
+        id: impl Into<String>,
+        mode: RecordMode,
+    ) -> Result<RecordWatch, ClientError> {
+        RecordWatch::start(self, id.into(), mode).await
+    }
+
+    pub(crate) async fn subscribe_record(
+        &self,
+        id: &str,
+        mode: RecordMode,
+    ) -> Result<RecordState, ClientError> {
+        let op = Op::RecordSubscribe(RecordSubscribeParams {
+            id: id.to_owned(),
+            mode: Some(mode.as_str().to_owned()),
+        });
+        match self.simple(op, ReplyKind::Record).await? {
+            Reply::Record(state) => Ok(state),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub(crate) async fn unsubscribe_record(&self, id: &str) -> Result<(), ClientError> {
+        let op = Op::RecordUnsubscribe(RecordParams { id: id.to_owned() });
+        match self.simple(op, ReplyKind::Empty).await {
+            Ok(_) => Ok(()),
+            // Not subscribed (any more) is the state asked for.
+            Err(e) if e.code() == Some(plexus_protocol::ErrorCode::NOT_SUBSCRIBED) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn record_write(&self, op: Op) -> Result<RecordVersion, ClientError> {
+        match self.simple(op, ReplyKind::RecordWrite).await? {
+            Reply::RecordWrite(version) => Ok(version),
+            other => Err(unexpected(other)),
+        }
     }
 
     /// Ends the subscription to a channel (also one the server made). Unsubscribing from a

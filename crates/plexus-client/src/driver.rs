@@ -26,7 +26,8 @@ use plexus_protocol::client::{
 use plexus_protocol::server::{
     AckResult, AuthState, CallResult, ConnectResult, Empty, ErrorBody, Hello, HistoryResult,
     LastSeenResult, MailPush, MetaResult, PresenceResult, PresenceStatsResult, PubPush,
-    PublishResult, Push, ServerFrame, SubscribeResult, decode_reply, decode_server_frame,
+    PublishResult, Push, RecordResult, RecordWriteResult, ServerFrame, SubscribeResult,
+    decode_reply, decode_server_frame,
 };
 use plexus_protocol::{
     CloseCode, Encoding, ErrorCode, FrameWriter, PROTOCOL_VERSION, Payload, split_frames,
@@ -796,6 +797,10 @@ impl Driver {
                 let _ = self.out.pushes.send(PushEvent::Echo(Echo::from_wire(p)));
             }
             Push::Mail(m) => self.on_mail(s, m),
+            Push::Record(r) => {
+                let change = crate::records::RecordChange::from_wire(r);
+                let _ = self.out.pushes.send(PushEvent::Record(change));
+            }
             Push::Notice(n) => {
                 let payload = n.payload().unwrap_or_else(Payload::null);
                 let _ = self.out.pushes.send(PushEvent::Notice(Notice {
@@ -1672,6 +1677,20 @@ fn decode_result(encoding: Encoding, kind: ReplyKind, frame: &[u8]) -> Result<Re
             decode::<MetaResult>(encoding, frame).map(|r| Reply::Meta(json(r.value)))
         }
         ReplyKind::Empty => decode::<Empty>(encoding, frame).map(|_| Reply::Unit),
+        ReplyKind::Record => decode::<RecordResult>(encoding, frame).map(|r| {
+            Reply::Record(crate::records::RecordState {
+                id: r.id,
+                value: r.value,
+                version: r.version,
+                epoch: r.epoch,
+            })
+        }),
+        ReplyKind::RecordWrite => decode::<RecordWriteResult>(encoding, frame).map(|r| {
+            Reply::RecordWrite(crate::records::RecordVersion {
+                version: r.version,
+                epoch: r.epoch,
+            })
+        }),
     }
 }
 

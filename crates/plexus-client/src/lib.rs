@@ -53,6 +53,7 @@ mod lossy;
 mod mail;
 pub mod net;
 mod queue;
+mod records;
 pub mod sockety;
 mod types;
 
@@ -63,6 +64,7 @@ pub use error::{ClientError, ErrorKind};
 pub use mail::{Mail, Mailbox};
 pub use plexus_protocol::server::{HelloLimits, Target};
 pub use plexus_protocol::{CloseCode, Encoding, ErrorCode, Payload};
+pub use records::{RecordChange, RecordMode, RecordState, RecordVersion, RecordWatch};
 pub use types::{
     ConnectionInfo, ConnectionState, Echo, EchoKind, Event, History, LastSeen, Member,
     MemberChange, Message, MetaTarget, Notice, Position, PresenceStats, Publication, Publisher,

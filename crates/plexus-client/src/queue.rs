@@ -20,6 +20,8 @@ pub(crate) enum Reply {
     PresenceStats(PresenceStats),
     LastSeen(LastSeen),
     Meta(Payload),
+    Record(crate::records::RecordState),
+    RecordWrite(crate::records::RecordVersion),
     Unit,
 }
 
@@ -34,6 +36,8 @@ pub(crate) enum ReplyKind {
     PresenceStats,
     LastSeen,
     Meta,
+    Record,
+    RecordWrite,
     /// An empty result (`presence_state`, `set_meta`).
     Empty,
 }

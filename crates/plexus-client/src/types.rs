@@ -266,6 +266,9 @@ pub enum PushEvent {
     Echo(Echo),
     /// An event for a subscribed channel's subscribers, outside its publications.
     Notice(Notice),
+    /// A change of a record this connection subscribed to ([`crate::RecordWatch`] follows
+    /// them for you).
+    Record(crate::records::RecordChange),
     /// This stream fell behind by `missed` pushes, which were dropped.
     Lagged { missed: u64 },
 }

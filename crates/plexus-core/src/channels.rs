@@ -24,6 +24,29 @@ pub enum Access {
     Subscribers,
 }
 
+impl Access {
+    /// Whether a connection (with a user or not, subscribed or not) is let in.
+    pub fn allows(self, authenticated: bool, subscribed: bool) -> bool {
+        match self {
+            Access::Nobody => false,
+            Access::Anyone => true,
+            Access::Authenticated => authenticated,
+            Access::Subscribers => subscribed,
+        }
+    }
+
+    /// The refusal of `what`: `unauthorized` (101) where a user would be let in, else
+    /// `permission_denied` (105).
+    pub fn refusal(self, what: String) -> Error {
+        let code = if self == Access::Authenticated {
+            ErrorCode::UNAUTHORIZED
+        } else {
+            ErrorCode::PERMISSION_DENIED
+        };
+        Error::new(code, what)
+    }
+}
+
 /// Which channel names a rule applies to.
 #[derive(Clone, Debug)]
 pub enum ChannelMatch {
@@ -306,25 +329,11 @@ impl ChannelPolicy {
             Action::Subscribe => ns.subscribe,
             Action::Publish => ns.publish,
         };
-        let allowed = match access {
-            Access::Nobody => false,
-            Access::Anyone => true,
-            Access::Authenticated => request.user.is_some(),
-            Access::Subscribers => subscribed,
-        };
-        if !allowed {
-            let code = if access == Access::Authenticated {
-                ErrorCode::UNAUTHORIZED
-            } else {
-                ErrorCode::PERMISSION_DENIED
-            };
-            return Err(Error::new(
-                code,
-                format!(
-                    "{:?} is not allowed on `{}`",
-                    request.action, request.channel
-                ),
-            ));
+        if !access.allows(request.user.is_some(), subscribed) {
+            return Err(access.refusal(format!(
+                "{:?} is not allowed on `{}`",
+                request.action, request.channel
+            )));
         }
         for rule in &self.guards {
             if rule.actions.contains(&request.action) && rule.channels.matches(&request.channel) {

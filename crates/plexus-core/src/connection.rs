@@ -20,6 +20,8 @@ pub struct Connection {
     outbox: Outbox,
     identity: OnceLock<Identity>,
     subscriptions: Mutex<HashSet<Arc<str>>>,
+    /// The record channels subscribed in patch mode (the others are in full mode).
+    patch_records: Mutex<HashSet<Arc<str>>>,
     metadata: Mutex<serde_json::Map<String, serde_json::Value>>,
     /// Nanoseconds since `created` at which the unanswered ping was sent; 0 when none.
     ping_sent_ns: AtomicU64,
@@ -90,6 +92,7 @@ impl Connection {
             outbox: Outbox::new(queue_bytes_max),
             identity: OnceLock::new(),
             subscriptions: Mutex::new(HashSet::new()),
+            patch_records: Mutex::new(HashSet::new()),
             metadata: Mutex::new(serde_json::Map::new()),
             ping_sent_ns: AtomicU64::new(0),
             missed_pongs: AtomicU32::new(0),
@@ -312,6 +315,24 @@ impl Connection {
     }
 
     /// The connection's metadata (a JSON object).
+    /// Sets the mode of a record subscription (by its internal channel).
+    pub(crate) fn set_record_mode(&self, channel: &Arc<str>, mode: crate::records::RecordMode) {
+        let mut patch = self.patch_records.lock().unwrap();
+        match mode {
+            crate::records::RecordMode::Patch => patch.insert(channel.clone()),
+            crate::records::RecordMode::Full => patch.remove(channel),
+        };
+    }
+
+    /// The mode of a record subscription (by its internal channel).
+    pub fn record_mode(&self, channel: &str) -> crate::records::RecordMode {
+        if self.patch_records.lock().unwrap().contains(channel) {
+            crate::records::RecordMode::Patch
+        } else {
+            crate::records::RecordMode::Full
+        }
+    }
+
     pub fn metadata(&self) -> serde_json::Map<String, serde_json::Value> {
         self.metadata.lock().unwrap().clone()
     }

@@ -1,6 +1,6 @@
 //! The engine traits: what a node needs from the world beyond its own process.
 //!
-//! Five traits, each with a written contract (also in `docs/ARCHITECTURE.md`):
+//! Seven traits, each with a written contract (also in `docs/ARCHITECTURE.md`):
 //! - [`Broker`]: publications with offsets and epochs, history, and node-to-node control
 //!   messages. It delivers to every node's [`EngineHandler`], **in offset order per channel**.
 //! - [`PresenceStore`]: who is in a channel.
@@ -8,8 +8,9 @@
 //! - [`MailboxStore`]: per-user durable inboxes.
 //! - [`RoomStore`]: rooms' access lists and users' direct-message lists.
 //! - [`WorkQueue`]: at-least-once queues for groups of workers (Mesa's Portals).
+//! - [`RecordStore`]: JSON records with versions, written by compare-and-set.
 //!
-//! [`crate::memory`] implements all six for one process; `plexus-redis` implements them for
+//! [`crate::memory`] implements all seven for one process; `plexus-redis` implements them for
 //! many nodes.
 
 use crate::ids::ConnId;
@@ -197,6 +198,12 @@ pub trait EngineHandler: Send + Sync + 'static {
     fn publication(&self, publication: &Publication, exclude: Option<&Exclude>);
     /// A control message from any node (this one included).
     fn control(&self, control: Control);
+    /// What the engine published on `channel` while this node was not listening may be lost
+    /// and cannot be read back (a record's internal channel has no stream): the node reads the
+    /// current state itself. Nothing by default.
+    fn stream_lost(&self, channel: &str) {
+        let _ = channel;
+    }
 }
 
 /// Publications, history and control messages.
@@ -532,7 +539,53 @@ pub trait WorkQueue: Send + Sync + 'static {
     async fn len(&self, queue: &str) -> Result<u64, EngineError>;
 }
 
-/// The six parts of an engine, as a node holds them.
+/// One record write ([`RecordStore::put`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct RecordPut {
+    /// The record's namespace: the limit on records counts per namespace, and Redis keys carry
+    /// it as their hash tag.
+    pub namespace: String,
+    pub id: Arc<str>,
+    /// The (version, epoch) the record must be at; `None`: it must not exist.
+    pub expect: Option<(u64, Arc<str>)>,
+    /// The change: the new value with its patch from `expect`, or a delete.
+    pub change: crate::records::RecordChangeWire,
+    /// Records the namespace may hold; creating one more is [`RecordPutOutcome::Full`].
+    pub max_records: usize,
+}
+
+/// What [`RecordStore::put`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RecordPutOutcome {
+    /// Written (for a delete: the version the deletion took).
+    Done(crate::records::Written),
+    /// The record was not at the expected version and epoch; nothing changed.
+    Conflict { version: u64 },
+    /// Creating the record would exceed the namespace's maximum; nothing changed.
+    Full,
+}
+
+/// Records: JSON values with versions ([`crate::records`]).
+///
+/// Contract: `put` is one atomic compare-and-set on the record's (version, epoch): when the
+/// record is where `expect` says, it stores the new value at version + 1 (a new record: version
+/// 1 in a new epoch; a delete removes it) and hands the change — as a publication of
+/// [`crate::records::record_channel`] with the version as its offset and the record's epoch —
+/// to every node subscribed to that channel, in version order; otherwise it changes nothing and
+/// answers [`RecordPutOutcome::Conflict`]. Versions never repeat or skip within an epoch, even
+/// under concurrent writers on many nodes. Records are durable as long as the engine's state is
+/// (Redis: across node restarts). Bounded: a namespace holds at most `max_records`.
+#[async_trait]
+pub trait RecordStore: Send + Sync + 'static {
+    async fn get(
+        &self,
+        namespace: &str,
+        id: &str,
+    ) -> Result<Option<crate::records::Record>, EngineError>;
+    async fn put(&self, put: RecordPut) -> Result<RecordPutOutcome, EngineError>;
+}
+
+/// The parts of an engine, as a node holds them.
 #[derive(Clone)]
 pub struct Engine {
     pub broker: Arc<dyn Broker>,
@@ -541,4 +594,5 @@ pub struct Engine {
     pub mailbox: Arc<dyn MailboxStore>,
     pub rooms: Arc<dyn RoomStore>,
     pub queues: Arc<dyn WorkQueue>,
+    pub records: Arc<dyn RecordStore>,
 }

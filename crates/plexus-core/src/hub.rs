@@ -183,6 +183,16 @@ impl Hub {
         (subs.conns.values().cloned().collect(), continuity)
     }
 
+    /// The last position delivered for a channel, if any.
+    pub fn last_position(&self, channel: &str) -> Option<(Arc<str>, u64)> {
+        self.channels
+            .shard(channel)
+            .lock()
+            .unwrap()
+            .get(channel)
+            .and_then(|c| c.last.clone())
+    }
+
     pub fn subscriber_count(&self, channel: &str) -> usize {
         self.channels
             .shard(channel)

@@ -144,7 +144,15 @@ fn now_ms() -> u64 {
 }
 
 fn connection_report(node: NodeId, c: &Connection) -> ConnectionReport {
-    let mut subscriptions: Vec<String> = c.subscriptions().iter().map(|s| s.to_string()).collect();
+    // A record subscription shows as `record:<id>` rather than its internal channel.
+    let mut subscriptions: Vec<String> = c
+        .subscriptions()
+        .iter()
+        .map(|s| match crate::records::record_id(s) {
+            Some(id) => format!("record:{id}"),
+            None => s.to_string(),
+        })
+        .collect();
     subscriptions.sort();
     let subscription_count = subscriptions.len() as u64;
     subscriptions.truncate(SUBSCRIPTIONS_LISTED_MAX);
@@ -216,7 +224,10 @@ impl Node {
                 let mut names: Vec<Arc<str>> = hub
                     .channels()
                     .into_iter()
-                    .filter(|c| c.starts_with(q.prefix.as_str()))
+                    // Records' internal channels are no channels a client could use.
+                    .filter(|c| {
+                        crate::records::record_id(c).is_none() && c.starts_with(q.prefix.as_str())
+                    })
                     .collect();
                 names.sort();
                 let total = names.len() as u64;

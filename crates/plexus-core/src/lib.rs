@@ -22,6 +22,7 @@ pub mod node;
 pub mod outbox;
 pub mod presence;
 pub mod queue;
+pub mod records;
 pub mod rooms;
 pub mod session;
 pub mod stats;
@@ -48,4 +49,8 @@ pub use model::{
 };
 pub use node::{Node, NodeBuilder};
 pub use plexus_protocol::{CloseCode, ErrorCode, Payload};
+pub use records::{
+    Record, RecordAction, RecordChange, RecordEvent, RecordMode, RecordNamespace, RecordPolicy,
+    RecordWrite, Written,
+};
 pub use session::Session;

@@ -3,10 +3,11 @@
 use crate::engine::{
     Broker, Control, DirectChange, DirectChanged, Engine, EngineError, EngineHandler, HistoryPage,
     HistoryQuery, KvStore, Mail, MailboxStore, PresenceEntry, PresenceStats, PresenceStore,
-    PublishOptions, RoomChange, RoomChanged, RoomStore,
+    PublishOptions, RecordPut, RecordPutOutcome, RecordStore, RoomChange, RoomChanged, RoomStore,
 };
 use crate::ids::ConnId;
 use crate::model::{ClientInfo, Publication, StreamPosition};
+use crate::records::{Record, Written, record_channel};
 use crate::rooms::{DirectState, Names, RoomState, list_fits};
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -56,8 +57,10 @@ impl Default for MemoryOptions {
 
 /// Builds the in-memory engine.
 pub fn memory_engine(options: MemoryOptions) -> Engine {
+    let broker = Arc::new(MemoryBroker::new(options.clone()));
     Engine {
-        broker: Arc::new(MemoryBroker::new(options.clone())),
+        records: Arc::new(MemoryRecords::new(broker.clone())),
+        broker,
         presence: Arc::new(MemoryPresence::new(options.max_last_seen)),
         kv: Arc::new(MemoryKv::new(options.max_kv_keys)),
         mailbox: Arc::new(MemoryMailbox::new(options.max_mailboxes)),
@@ -164,6 +167,89 @@ impl MemoryBroker {
 
     fn handler(&self) -> &Arc<dyn EngineHandler> {
         self.handler.get().expect("Broker::run was not called")
+    }
+}
+
+/// A record as the in-memory engine keeps it.
+struct StoredRecord {
+    value: serde_json::Value,
+    version: u64,
+    epoch: Arc<str>,
+}
+
+/// Records of one process: a map per namespace under one lock, changes delivered under it (so
+/// in version order).
+pub struct MemoryRecords {
+    broker: Arc<MemoryBroker>,
+    namespaces: Mutex<HashMap<String, HashMap<Arc<str>, StoredRecord>>>,
+}
+
+impl MemoryRecords {
+    pub fn new(broker: Arc<MemoryBroker>) -> MemoryRecords {
+        MemoryRecords {
+            broker,
+            namespaces: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+#[async_trait]
+impl RecordStore for MemoryRecords {
+    async fn get(&self, namespace: &str, id: &str) -> Result<Option<Record>, EngineError> {
+        let namespaces = self.namespaces.lock().unwrap();
+        Ok(namespaces.get(namespace).and_then(|ns| {
+            ns.get(id).map(|r| Record {
+                id: Arc::from(id),
+                value: r.value.clone(),
+                version: r.version,
+                epoch: r.epoch.clone(),
+            })
+        }))
+    }
+
+    async fn put(&self, put: RecordPut) -> Result<RecordPutOutcome, EngineError> {
+        let mut namespaces = self.namespaces.lock().unwrap();
+        let ns = namespaces.entry(put.namespace.clone()).or_default();
+        let current = ns.get(&put.id).map(|r| (r.version, r.epoch.clone()));
+        if current != put.expect {
+            return Ok(RecordPutOutcome::Conflict {
+                version: current.map_or(0, |(v, _)| v),
+            });
+        }
+        let (version, epoch) = match (current, &put.change.v) {
+            (Some((version, epoch)), None) => {
+                ns.remove(&put.id);
+                (version + 1, epoch)
+            }
+            (None, None) => return Ok(RecordPutOutcome::Conflict { version: 0 }),
+            (current, Some(value)) => {
+                if current.is_none() && ns.len() >= put.max_records {
+                    return Ok(RecordPutOutcome::Full);
+                }
+                let (version, epoch) =
+                    current.map_or_else(|| (1, new_epoch()), |(v, e)| (v + 1, e));
+                ns.insert(
+                    put.id.clone(),
+                    StoredRecord {
+                        value: value.clone(),
+                        version,
+                        epoch: epoch.clone(),
+                    },
+                );
+                (version, epoch)
+            }
+        };
+        let publication = Publication {
+            channel: Arc::from(record_channel(&put.id)),
+            offset: version,
+            epoch: epoch.clone(),
+            payload: put.change.payload(),
+            publisher: None,
+            event: None,
+        };
+        // Delivered under the lock: a record's changes reach the hub in version order.
+        self.broker.handler().publication(&publication, None);
+        Ok(RecordPutOutcome::Done(Written { version, epoch }))
     }
 }
 

@@ -213,6 +213,8 @@ pub enum Event<'a> {
         event: Option<&'a str>,
         payload: &'a Payload,
     },
+    /// A change of a record the connection subscribed, in its mode ([`crate::records`]).
+    Record(&'a crate::records::RecordEvent),
 }
 
 /// How one dialect in one encoding writes events as frames.

@@ -21,6 +21,7 @@ use crate::model::{
     validate_event,
 };
 use crate::outbox::PushOutcome;
+use crate::records::{RecordPolicy, record_id};
 use crate::rooms::room_history;
 use crate::stats::NodeStats;
 use plexus_protocol::{CloseCode, ErrorCode};
@@ -46,6 +47,7 @@ struct NodeInner {
     engine: Engine,
     commands: Commands,
     channels: ChannelPolicy,
+    records: RecordPolicy,
     auth: AuthConfig,
     lifecycle: Lifecycle,
     limits: Limits,
@@ -73,6 +75,7 @@ pub struct NodeBuilder {
     engine: Option<Engine>,
     commands: Commands,
     channels: ChannelPolicy,
+    records: RecordPolicy,
     auth: AuthConfig,
     lifecycle: Lifecycle,
     limits: Limits,
@@ -100,6 +103,16 @@ impl NodeBuilder {
 
     pub fn channels_mut(&mut self) -> &mut ChannelPolicy {
         &mut self.channels
+    }
+
+    /// Who may read and write which records, and their limits ([`crate::records`]).
+    pub fn records(mut self, records: RecordPolicy) -> Self {
+        self.records = records;
+        self
+    }
+
+    pub fn records_mut(&mut self) -> &mut RecordPolicy {
+        &mut self.records
     }
 
     pub fn auth(mut self, auth: AuthConfig) -> Self {
@@ -159,6 +172,7 @@ impl NodeBuilder {
             engine,
             commands: self.commands,
             channels: self.channels,
+            records: self.records,
             auth: self.auth,
             lifecycle: self.lifecycle,
             limits: self.limits,
@@ -200,6 +214,15 @@ impl EngineHandler for Handler {
             Node { inner }.apply_control(control);
         }
     }
+
+    fn stream_lost(&self, channel: &str) {
+        if record_id(channel).is_some()
+            && let Some(inner) = self.0.upgrade()
+        {
+            let (node, channel) = (Node { inner }, channel.to_owned());
+            tokio::spawn(async move { node.resync_record(&channel).await });
+        }
+    }
 }
 
 /// An [`Emit`] whose event name (if any) passes [`validate_event`].
@@ -239,6 +262,10 @@ impl Node {
 
     pub fn channels(&self) -> &ChannelPolicy {
         &self.inner.channels
+    }
+
+    pub fn records(&self) -> &RecordPolicy {
+        &self.inner.records
     }
 
     pub fn auth(&self) -> &AuthConfig {
@@ -417,20 +444,21 @@ impl Node {
         let _ = self.remove_channel_metadata(channel).await;
     }
 
-    /// Adds a local connection to a channel with its publications **held** (see
-    /// [`Connection::hold`]): the caller reads the position or history, queues its answer, then
-    /// calls [`Node::release`]. Also joins the channel's presence.
-    pub(crate) async fn join_channel(
+    /// Adds a local connection to a stream of sequenced frames (a channel, or a record's
+    /// internal channel) with its frames **held** (see [`Connection::hold`]), within the
+    /// connection's subscription limit. No presence, no echo: [`Node::join_channel`] adds them.
+    pub(crate) async fn join_stream(
         &self,
         conn: &Arc<Connection>,
         channel: &Arc<str>,
+        what: &str,
     ) -> Result<(), Error> {
         match conn.add_subscription(channel, self.inner.limits.max_subscriptions) {
             Ok(true) => {}
             Ok(false) => {
                 return Err(Error::new(
                     ErrorCode::ALREADY_SUBSCRIBED,
-                    format!("already subscribed to `{channel}`"),
+                    format!("already subscribed to {what}"),
                 ));
             }
             Err(()) => {
@@ -445,17 +473,33 @@ impl Node {
         }
         let key = HoldKey::Channel(channel.clone());
         conn.hold(key.clone());
+        let _guard = self.sub_lock(channel).lock().await;
+        if self.inner.hub.subscribe(channel, conn)
+            && let Err(e) = self.inner.engine.broker.subscribe(channel).await
         {
-            let _guard = self.sub_lock(channel).lock().await;
-            if self.inner.hub.subscribe(channel, conn)
-                && let Err(e) = self.inner.engine.broker.subscribe(channel).await
-            {
-                self.inner.hub.unsubscribe(channel, conn.id);
-                conn.remove_subscription(channel);
-                let _ = conn.release(&key, u64::MAX);
-                return Err(engine_error(e));
-            }
+            self.inner.hub.unsubscribe(channel, conn.id);
+            conn.remove_subscription(channel);
+            let _ = conn.release(&key, u64::MAX);
+            return Err(engine_error(e));
         }
+        Ok(())
+    }
+
+    /// Removes a connection from a stream's local subscribers.
+    pub(crate) async fn leave_stream(&self, channel: &str, conn: ConnId) {
+        self.hub_unsubscribe(channel, conn).await;
+    }
+
+    /// Adds a local connection to a channel with its publications **held** (see
+    /// [`Connection::hold`]): the caller reads the position or history, queues its answer, then
+    /// calls [`Node::release`]. Also joins the channel's presence.
+    pub(crate) async fn join_channel(
+        &self,
+        conn: &Arc<Connection>,
+        channel: &Arc<str>,
+    ) -> Result<(), Error> {
+        self.join_stream(conn, channel, &format!("`{channel}`"))
+            .await?;
         self.join_presence(conn, channel).await;
         self.echo(conn, EchoEvent::Joined, Some(channel.clone()))
             .await;
@@ -577,6 +621,9 @@ impl Node {
     }
 
     fn deliver_publication(&self, publication: &Publication, exclude: Option<&Exclude>) {
+        if let Some(id) = record_id(&publication.channel) {
+            return self.deliver_record(id, publication);
+        }
         let (subscribers, continuity) = self.inner.hub.subscribers_at(
             &publication.channel,
             &publication.epoch,
@@ -620,7 +667,7 @@ impl Node {
         }
     }
 
-    fn count_push(&self, outcome: PushOutcome) {
+    pub(crate) fn count_push(&self, outcome: PushOutcome) {
         match outcome {
             PushOutcome::Queued => self.inner.stats.deliveries.fetch_add(1, Ordering::Relaxed),
             PushOutcome::Overflow => self

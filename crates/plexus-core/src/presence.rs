@@ -13,6 +13,9 @@ use std::time::{Duration, SystemTime};
 
 impl Node {
     fn presence_namespace(&self, channel: &str) -> Option<JoinLeave> {
+        if crate::records::record_id(channel).is_some() {
+            return None;
+        }
         self.channels()
             .namespace(channel)
             .filter(|ns| ns.presence)

@@ -24,6 +24,9 @@ use crate::model::{
     ClientInfo, Emit, Event, Identity, Publication, StreamPosition, WireFormat, validate_event,
 };
 use crate::node::{Node, engine_error};
+use crate::records::{
+    Record, RecordAction, RecordGuardRequest, RecordMode, RecordSubscription, RecordWrite, Written,
+};
 use crate::rooms::{Reason, room_history};
 use plexus_protocol::server::AuthState;
 use plexus_protocol::{CloseCode, ErrorCode, PROTOCOL_VERSION, Payload};
@@ -661,6 +664,94 @@ impl Session {
         }
         out.position = broker.position(channel).await.map_err(engine_error)?;
         Ok(())
+    }
+
+    fn record_request(&self, id: &str, action: RecordAction) -> RecordGuardRequest {
+        RecordGuardRequest {
+            conn: self.conn.id,
+            user: self.conn.identity().map(|i| i.user.clone()),
+            id: Arc::from(id),
+            action,
+        }
+    }
+
+    /// A client's record read (namespace rules and read guards).
+    pub async fn record(&self, id: &str) -> Result<Option<Record>, Error> {
+        self.require_admitted()?;
+        let request = self.record_request(id, RecordAction::Read);
+        self.node.records().check(request).await?;
+        self.node.record(id).await
+    }
+
+    /// A client's record write (namespace rules and write guards), see [`Node::write_record`].
+    pub async fn write_record(
+        &self,
+        id: &str,
+        write: RecordWrite,
+        expect: Option<u64>,
+    ) -> Result<Written, Error> {
+        self.require_admitted()?;
+        let request = self.record_request(id, RecordAction::Write);
+        self.node.records().check(request).await?;
+        self.node.write_record(id, write, expect).await
+    }
+
+    /// A client's record subscribe in `mode`. Queue the reply (with the value), then drop the
+    /// returned [`RecordSubscription`].
+    pub async fn subscribe_record(
+        &mut self,
+        id: &str,
+        mode: RecordMode,
+    ) -> Result<RecordSubscription, Error> {
+        self.require_admitted()?;
+        let request = self.record_request(id, RecordAction::Read);
+        self.node.records().check(request).await?;
+        self.node.subscribe_record(&self.conn, id, mode).await
+    }
+
+    /// A client's record unsubscribe.
+    pub async fn unsubscribe_record(&mut self, id: &str) -> Result<(), Error> {
+        self.require_admitted()?;
+        if self.node.unsubscribe_record(&self.conn, id).await {
+            Ok(())
+        } else {
+            Err(Error::new(
+                ErrorCode::NOT_SUBSCRIBED,
+                format!("not subscribed to record `{id}`"),
+            ))
+        }
+    }
+
+    /// Receives a channel's publications and presence events without being in its presence
+    /// (Mesh's `subscribe-presence`): the subscribe rules apply, the subscription counts
+    /// against the connection's limit, and [`Session::unobserve`] ends it.
+    pub async fn observe(&mut self, channel: &str) -> Result<(), Error> {
+        self.require_admitted()?;
+        validate_channel(channel, self.node.limits().max_channel_bytes)?;
+        let channel: Arc<str> = Arc::from(channel);
+        let guard = self.guard_request(&channel, Action::Subscribe, None);
+        self.node.channels().check(guard, false).await?;
+        if self.node.channels().is_room(&channel) {
+            self.node.room_admits(&channel, self.conn.user()).await?;
+        }
+        self.node
+            .join_stream(&self.conn, &channel, &format!("`{channel}`"))
+            .await?;
+        // Nothing to answer first: what came meanwhile goes out now.
+        self.node.release(&self.conn, &channel, 0);
+        Ok(())
+    }
+
+    /// Ends what [`Session::observe`] started; false when there was nothing.
+    pub async fn unobserve(&mut self, channel: &str) -> bool {
+        if !self.conn.remove_subscription(channel) {
+            return false;
+        }
+        let _ = self
+            .conn
+            .release(&HoldKey::Channel(Arc::from(channel)), u64::MAX);
+        self.node.leave_stream(channel, self.conn.id).await;
+        true
     }
 
     /// A client unsubscribe.

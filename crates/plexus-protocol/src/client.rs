@@ -48,6 +48,17 @@ pub enum Op {
     SetMeta(SetMetaParams),
     /// Acknowledge durable messages up to a sequence number.
     Ack(AckParams),
+    /// Read a record.
+    RecordGet(RecordParams),
+    /// Replace a record's value.
+    RecordSet(RecordSetParams),
+    /// Apply an RFC 6902 JSON Patch to a record.
+    RecordPatch(RecordPatchParams),
+    /// Delete a record.
+    RecordDelete(RecordDeleteParams),
+    /// Receive a record's changes (`record` pushes) in `full` or `patch` mode.
+    RecordSubscribe(RecordSubscribeParams),
+    RecordUnsubscribe(RecordParams),
 }
 
 impl Op {
@@ -68,6 +79,12 @@ impl Op {
             Op::GetMeta(_) => "get_meta",
             Op::SetMeta(_) => "set_meta",
             Op::Ack(_) => "ack",
+            Op::RecordGet(_) => "record_get",
+            Op::RecordSet(_) => "record_set",
+            Op::RecordPatch(_) => "record_patch",
+            Op::RecordDelete(_) => "record_delete",
+            Op::RecordSubscribe(_) => "record_subscribe",
+            Op::RecordUnsubscribe(_) => "record_unsubscribe",
         }
     }
 }
@@ -189,6 +206,48 @@ pub struct GetMetaParams {
     pub user: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub channel: Option<String>,
+}
+
+/// Parameters naming one record.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RecordParams {
+    pub id: String,
+}
+
+/// `record_set`: replace a record's value (creating it), optionally only at version `expect`
+/// (0: only if it does not exist).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RecordSetParams {
+    pub id: String,
+    pub value: serde_json::Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect: Option<u64>,
+}
+
+/// `record_patch`: apply an RFC 6902 JSON Patch (an array of operations), optionally only at
+/// version `expect`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RecordPatchParams {
+    pub id: String,
+    pub patch: serde_json::Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect: Option<u64>,
+}
+
+/// `record_delete`: delete a record, optionally only at version `expect`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RecordDeleteParams {
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect: Option<u64>,
+}
+
+/// `record_subscribe`: `mode` is `full` (default) or `patch`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RecordSubscribeParams {
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
 }
 
 /// `set_meta`: replace (or with `merge`, shallow-merge) this connection's metadata object.
@@ -434,6 +493,12 @@ pub fn decode_request(encoding: Encoding, frame: &[u8]) -> Result<Request, Reque
         "get_meta" => Op::GetMeta(params(encoding, frame).map_err(bad)?),
         "set_meta" => Op::SetMeta(params(encoding, frame).map_err(bad)?),
         "ack" => Op::Ack(params(encoding, frame).map_err(bad)?),
+        "record_get" => Op::RecordGet(params(encoding, frame).map_err(bad)?),
+        "record_set" => Op::RecordSet(params(encoding, frame).map_err(bad)?),
+        "record_patch" => Op::RecordPatch(params(encoding, frame).map_err(bad)?),
+        "record_delete" => Op::RecordDelete(params(encoding, frame).map_err(bad)?),
+        "record_subscribe" => Op::RecordSubscribe(params(encoding, frame).map_err(bad)?),
+        "record_unsubscribe" => Op::RecordUnsubscribe(params(encoding, frame).map_err(bad)?),
         other => {
             return Err(reject(
                 ErrorCode::UNKNOWN_OPERATION,
@@ -483,6 +548,11 @@ pub fn encode_request(encoding: Encoding, request: &Request) -> Bytes {
         Op::GetMeta(p) => env(encoding, id, name, Some(p)),
         Op::SetMeta(p) => env(encoding, id, name, Some(p)),
         Op::Ack(p) => env(encoding, id, name, Some(p)),
+        Op::RecordGet(p) | Op::RecordUnsubscribe(p) => env(encoding, id, name, Some(p)),
+        Op::RecordSet(p) => env(encoding, id, name, Some(p)),
+        Op::RecordPatch(p) => env(encoding, id, name, Some(p)),
+        Op::RecordDelete(p) => env(encoding, id, name, Some(p)),
+        Op::RecordSubscribe(p) => env(encoding, id, name, Some(p)),
     }
 }
 

@@ -54,11 +54,19 @@ impl ErrorCode {
     pub const BAD_PAYLOAD: ErrorCode = ErrorCode(117);
     /// An external backend the server asked (a hook) is down, slow or answered garbage.
     pub const BACKEND_UNAVAILABLE: ErrorCode = ErrorCode(118);
-    /// The named room or user does not exist.
+    /// The named room, user or record does not exist.
     pub const NOT_FOUND: ErrorCode = ErrorCode(119);
     /// The target's state refuses the operation: a room or user of that name exists already, a
     /// user still has connections.
     pub const CONFLICT: ErrorCode = ErrorCode(120);
+    /// A record write expected another version (compare-and-set); `data.version` is the current
+    /// one. Read the record again and decide.
+    pub const VERSION_CONFLICT: ErrorCode = ErrorCode(121);
+    /// A JSON Patch is malformed or does not apply (a path that does not exist, a failed `test`);
+    /// the record is unchanged.
+    pub const BAD_PATCH: ErrorCode = ErrorCode(122);
+    /// A record limit was reached: value size, operations per patch, or records per namespace.
+    pub const RECORD_LIMIT: ErrorCode = ErrorCode(123);
 
     /// The first code an application may use for its own errors.
     pub const APPLICATION_MIN: u32 = 1000;
@@ -178,12 +186,27 @@ pub const ERROR_CODES: &[ErrorCodeInfo] = &[
     ErrorCodeInfo {
         code: ErrorCode::NOT_FOUND,
         name: "not_found",
-        meaning: "the named room or user does not exist",
+        meaning: "the named room, user or record does not exist",
     },
     ErrorCodeInfo {
         code: ErrorCode::CONFLICT,
         name: "conflict",
         meaning: "the room or user exists already, or the user is online",
+    },
+    ErrorCodeInfo {
+        code: ErrorCode::VERSION_CONFLICT,
+        name: "version_conflict",
+        meaning: "a record write expected another version",
+    },
+    ErrorCodeInfo {
+        code: ErrorCode::BAD_PATCH,
+        name: "bad_patch",
+        meaning: "the JSON Patch is malformed or does not apply",
+    },
+    ErrorCodeInfo {
+        code: ErrorCode::RECORD_LIMIT,
+        name: "record_limit",
+        meaning: "a record is too large, a patch too long, or a namespace full",
     },
 ];
 

@@ -20,6 +20,7 @@ pub mod codes;
 mod encoding;
 pub mod engineio;
 pub mod mesa;
+pub mod mesh;
 mod payload;
 pub mod plezi;
 pub mod plezi_yaml;

@@ -266,6 +266,8 @@ pub enum Push {
     Echo(EchoPush),
     /// An event for a subscribed channel's subscribers, outside its publications.
     Notice(NoticePush),
+    /// A change of a subscribed record.
+    Record(RecordPush),
     /// A notification (a frame without `id`) could not be handled.
     Error(ErrorBody),
 }
@@ -286,9 +288,49 @@ impl Push {
             Push::Mail(_) => "mail",
             Push::Echo(_) => "echo",
             Push::Notice(_) => "notice",
+            Push::Record(_) => "record",
             Push::Error(_) => "error",
         }
     }
+}
+
+/// A change of a record: exactly one of `value` (the whole value: in `full` mode, and in `patch`
+/// mode after a gap), `patch` (RFC 6902 operations from `version - 1`, in `patch` mode) or
+/// `deleted`.
+///
+/// A client applies `patch` only when `epoch` is its own and `version` is its own plus one;
+/// otherwise it reads the record again (`record_get`). `value` and `deleted` apply whatever the
+/// client holds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RecordPush {
+    /// The record's id.
+    pub record: String,
+    pub version: u64,
+    pub epoch: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patch: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deleted: bool,
+}
+
+/// Result of `record_get` and `record_subscribe`: `value` is `null` and `version` 0 when the
+/// record does not exist.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RecordResult {
+    pub id: String,
+    pub value: serde_json::Value,
+    pub version: u64,
+    pub epoch: String,
+}
+
+/// Result of `record_set`, `record_patch` and `record_delete`: the version written (for a
+/// delete, the version the deletion took).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordWriteResult {
+    pub version: u64,
+    pub epoch: String,
 }
 
 /// Result of `connect`.
@@ -558,6 +600,7 @@ pub fn decode_server_frame(encoding: Encoding, frame: &[u8]) -> Result<ServerFra
         "mail" => Push::Mail(decode(encoding, frame)?),
         "echo" => Push::Echo(decode(encoding, frame)?),
         "notice" => Push::Notice(decode(encoding, frame)?),
+        "record" => Push::Record(decode(encoding, frame)?),
         "error" => Push::Error(decode(encoding, frame)?),
         other => return Err(DecodeError::Invalid(format!("unknown push `{other}`"))),
     };

@@ -8,7 +8,8 @@
 //! - `json client`, `json server`: one frame (a client request, a server push);
 //! - `json server reply=<Type>`: one reply whose result decodes as `<Type>` (`ConnectResult`,
 //!   `SubscribeResult`, `PublishResult`, `CallResult`, `HistoryResult`, `PresenceResult`,
-//!   `PresenceStatsResult`, `LastSeenResult`, `MetaResult`, `AckResult`, `Empty`), or
+//!   `PresenceStatsResult`, `LastSeenResult`, `MetaResult`, `AckResult`, `RecordResult`,
+//!   `RecordWriteResult`, `Empty`), or
 //!   `reply=error`;
 //! - `json client error=<code>`: a frame the codec rejects with that error code;
 //! - `json client close=4500`: a message that is not a frame at all;
@@ -26,14 +27,15 @@
 
 use plexus_protocol::client::{
     self, AckParams, CallParams, ChannelParams, ConnectParams, GetMetaParams, HistoryParams,
-    LastSeenParams, Op, PresenceStateParams, PublishParams, RequestError, SetMetaParams,
+    LastSeenParams, Op, PresenceStateParams, PublishParams, RecordDeleteParams, RecordParams,
+    RecordPatchParams, RecordSetParams, RecordSubscribeParams, RequestError, SetMetaParams,
     SubscribeParams, UnsubscribeParams,
 };
 use plexus_protocol::codes::{CLOSE_CODES, ERROR_CODES, ErrorCode};
 use plexus_protocol::server::{
     self, AckResult, CallResult, ConnectResult, Empty, ErrorBody, HistoryResult, LastSeenResult,
-    MetaResult, PresenceResult, PresenceStatsResult, PublishResult, Push, ServerFrame,
-    SubscribeResult,
+    MetaResult, PresenceResult, PresenceStatsResult, PublishResult, Push, RecordResult,
+    RecordWriteResult, ServerFrame, SubscribeResult,
 };
 use plexus_protocol::{Encoding, FrameWriter, Payload, split_frames};
 use serde::Serialize;
@@ -83,6 +85,20 @@ fn op_names() -> BTreeSet<&'static str> {
             merge: false,
         }),
         Op::Ack(AckParams { seq: 0 }),
+        Op::RecordGet(RecordParams::default()),
+        Op::RecordSet(RecordSetParams {
+            id: String::new(),
+            value: Value::Null,
+            expect: None,
+        }),
+        Op::RecordPatch(RecordPatchParams {
+            id: String::new(),
+            patch: Value::Null,
+            expect: None,
+        }),
+        Op::RecordDelete(RecordDeleteParams::default()),
+        Op::RecordSubscribe(RecordSubscribeParams::default()),
+        Op::RecordUnsubscribe(RecordParams::default()),
     ];
     for op in &ops {
         match op {
@@ -99,7 +115,13 @@ fn op_names() -> BTreeSet<&'static str> {
             | Op::LastSeen(_)
             | Op::GetMeta(_)
             | Op::SetMeta(_)
-            | Op::Ack(_) => {}
+            | Op::Ack(_)
+            | Op::RecordGet(_)
+            | Op::RecordSet(_)
+            | Op::RecordPatch(_)
+            | Op::RecordDelete(_)
+            | Op::RecordSubscribe(_)
+            | Op::RecordUnsubscribe(_) => {}
         }
     }
     ops.iter().map(Op::name).collect()
@@ -121,6 +143,7 @@ fn push_names() -> BTreeSet<&'static str> {
         "mail",
         "echo",
         "notice",
+        "record",
         "error",
     ];
     let guard = |push: &Push| match push {
@@ -137,6 +160,7 @@ fn push_names() -> BTreeSet<&'static str> {
         | Push::Mail(_)
         | Push::Echo(_)
         | Push::Notice(_)
+        | Push::Record(_)
         | Push::Error(_) => push.name(),
     };
     assert_eq!(guard(&Push::Ping), "ping");
@@ -220,11 +244,13 @@ enum Reply {
     LastSeen,
     Meta,
     Ack,
+    Record,
+    RecordWrite,
     Empty,
     Error,
 }
 
-const REPLIES: [Reply; 12] = [
+const REPLIES: [Reply; 14] = [
     Reply::Connect,
     Reply::Subscribe,
     Reply::Publish,
@@ -235,6 +261,8 @@ const REPLIES: [Reply; 12] = [
     Reply::LastSeen,
     Reply::Meta,
     Reply::Ack,
+    Reply::Record,
+    Reply::RecordWrite,
     Reply::Empty,
     Reply::Error,
 ];
@@ -252,6 +280,8 @@ impl Reply {
             Reply::LastSeen => "LastSeenResult",
             Reply::Meta => "MetaResult",
             Reply::Ack => "AckResult",
+            Reply::Record => "RecordResult",
+            Reply::RecordWrite => "RecordWriteResult",
             Reply::Empty => "Empty",
             Reply::Error => "error",
         }
@@ -280,6 +310,9 @@ impl Reply {
             "get_meta" => Reply::Meta,
             "set_meta" => Reply::Empty,
             "ack" => Reply::Ack,
+            "record_get" | "record_subscribe" => Reply::Record,
+            "record_set" | "record_patch" | "record_delete" => Reply::RecordWrite,
+            "record_unsubscribe" => Reply::Empty,
             other => return Err(format!("`{other}` gets no reply")),
         })
     }
@@ -343,6 +376,8 @@ fn transcode(
                 Reply::LastSeen => reencode_result::<LastSeenResult>(from, to, id, frame),
                 Reply::Meta => reencode_result::<MetaResult>(from, to, id, frame),
                 Reply::Ack => reencode_result::<AckResult>(from, to, id, frame),
+                Reply::Record => reencode_result::<RecordResult>(from, to, id, frame),
+                Reply::RecordWrite => reencode_result::<RecordWriteResult>(from, to, id, frame),
                 Reply::Empty => reencode_result::<Empty>(from, to, id, frame),
                 Reply::Error => match decode_reply::<Empty>(from, frame)? {
                     Err(body) => {

@@ -744,6 +744,13 @@ async fn serve_pubsub(
 
 /// Reads back, from the channel's stream, what was published after the last position delivered.
 pub(crate) async fn repair(shared: &Shared, state: &State, channel: &str) {
+    if plexus_core::records::record_id(channel).is_some() {
+        // A record has no stream: the node reads the record itself.
+        if let Some(handler) = state.handler.get() {
+            handler.stream_lost(channel);
+        }
+        return;
+    }
     let last = state
         .channels
         .lock()

@@ -9,7 +9,8 @@
 //!   repair after a pub/sub gap from the streams;
 //! - presence with expiring members ([`presence::RedisPresence`]), key/value state
 //!   ([`kv::RedisKv`]), mailboxes ([`mailbox::RedisMailbox`]) and rooms with their access
-//!   lists ([`rooms::RedisRooms`]).
+//!   lists ([`rooms::RedisRooms`]), and records with versions written by one compare-and-set
+//!   script each ([`records::RedisRecords`]).
 //!
 //! Every key starts with a prefix, so several applications share one Redis. Keys of one channel
 //! (stream, meta, presence, room) carry the channel as a hash tag (`{…}`), and keys of one user
@@ -22,6 +23,7 @@ pub mod kv;
 pub mod mailbox;
 pub mod presence;
 pub mod queues;
+pub mod records;
 pub mod rooms;
 mod sentinel;
 pub mod testing;
@@ -365,6 +367,14 @@ impl Keys {
             format!("{}:queue:leases:{{{name}}}", self.p),
         ]
     }
+    /// A record's hash: tagged by its namespace, like the namespace's index.
+    pub(crate) fn record(&self, namespace: &str, id: &str) -> String {
+        format!("{}:rec:{{{namespace}}}:{id}", self.p)
+    }
+    /// The set of a record namespace's ids.
+    pub(crate) fn record_index(&self, namespace: &str) -> String {
+        format!("{}:recs:{{{namespace}}}", self.p)
+    }
     pub(crate) fn mailbox(&self, user: &str) -> [String; 2] {
         [
             format!("{}:mbox:{{{user}}}", self.p),
@@ -435,6 +445,7 @@ pub async fn redis_engine_with_broker(
         kv: Arc::new(kv::RedisKv::new(shared.clone())),
         mailbox: Arc::new(mailbox::RedisMailbox::new(shared.clone())),
         queues: Arc::new(queues::RedisQueues::new(shared.clone())),
+        records: Arc::new(records::RedisRecords::new(shared.clone())),
         rooms: Arc::new(rooms::RedisRooms::new(shared)),
     };
     Ok((engine, broker))

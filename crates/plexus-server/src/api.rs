@@ -19,7 +19,7 @@ use plexus_core::rooms::{DirectList, DirectState, RoomConfig, RoomList};
 use plexus_core::stats::Histogram;
 use plexus_core::{
     Actor, CloseCode, ConnId, Emit, Error, ErrorCode, Exclude, Metadata, Node, Payload,
-    Publication, RoomUpdate, validate_event,
+    Publication, RecordWrite, RoomUpdate, validate_event,
 };
 use plexus_protocol::{BinaryField, DataField};
 use serde::de::DeserializeOwned;
@@ -111,6 +111,10 @@ pub const METHODS: &[&str] = &[
     "presence_stats",
     "metadata_get",
     "metadata_set",
+    "record_get",
+    "record_set",
+    "record_patch",
+    "record_delete",
     "room_create",
     "room_delete",
     "room_info",
@@ -272,11 +276,15 @@ impl From<Error> for Failure {
             ErrorCode::UNAUTHORIZED => StatusCode::UNAUTHORIZED,
             ErrorCode::PERMISSION_DENIED => StatusCode::FORBIDDEN,
             ErrorCode::METHOD_NOT_FOUND | ErrorCode::NOT_FOUND => StatusCode::NOT_FOUND,
-            ErrorCode::CONFLICT => StatusCode::CONFLICT,
+            // A patch that does not apply conflicts with the record's state (RFC 5789).
+            ErrorCode::CONFLICT | ErrorCode::VERSION_CONFLICT | ErrorCode::BAD_PATCH => {
+                StatusCode::CONFLICT
+            }
             ErrorCode::LIMIT_EXCEEDED
             | ErrorCode::NOT_AVAILABLE
             | ErrorCode::NOT_SUBSCRIBED
-            | ErrorCode::ALREADY_SUBSCRIBED => StatusCode::UNPROCESSABLE_ENTITY,
+            | ErrorCode::ALREADY_SUBSCRIBED
+            | ErrorCode::RECORD_LIMIT => StatusCode::UNPROCESSABLE_ENTITY,
             ErrorCode::TIMEOUT | ErrorCode::BACKEND_UNAVAILABLE => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
@@ -763,6 +771,26 @@ struct MetadataGetParams {
     user: Option<String>,
     #[serde(default, deserialize_with = "some")]
     channel: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecordIdParams {
+    id: String,
+}
+
+/// `record_set` / `record_patch` / `record_delete`: `value` or `patch` (each required by its
+/// method; `null` is a value) and an optional expected version.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecordWriteParams {
+    id: String,
+    #[serde(default, deserialize_with = "some")]
+    value: Option<Value>,
+    #[serde(default, deserialize_with = "some")]
+    patch: Option<Value>,
+    #[serde(default, deserialize_with = "some")]
+    expect: Option<SafeInt>,
 }
 
 #[derive(Deserialize)]
@@ -1658,6 +1686,35 @@ async fn dispatch(state: &ApiState, method: &str, body: &[u8]) -> Result<Value, 
                 }
             }
             empty()
+        }
+        "record_get" => {
+            let p: RecordIdParams = parse(body)?;
+            let record = node.record(&p.id).await?;
+            Ok(json!({
+                "id": p.id,
+                "value": record.as_ref().map_or(Value::Null, |r| r.value.clone()),
+                "version": record.as_ref().map_or(0, |r| r.version),
+                "epoch": record.as_ref().map_or("", |r| &*r.epoch),
+            }))
+        }
+        "record_set" | "record_patch" | "record_delete" => {
+            let p: RecordWriteParams = parse(body)?;
+            let write = match (method, p.value, p.patch) {
+                ("record_set", Some(value), None) => RecordWrite::Set(value),
+                ("record_patch", None, Some(patch)) => RecordWrite::Patch(patch),
+                ("record_delete", None, None) => RecordWrite::Delete,
+                ("record_set", ..) => return Err(bad_request("`record_set` takes `value`")),
+                ("record_patch", ..) => return Err(bad_request("`record_patch` takes `patch`")),
+                _ => {
+                    return Err(bad_request(
+                        "`record_delete` takes neither `value` nor `patch`",
+                    ));
+                }
+            };
+            let written = node
+                .write_record(&p.id, write, p.expect.map(|e| e.0))
+                .await?;
+            Ok(json!({"version": written.version, "epoch": &*written.epoch}))
         }
         "notify" => {
             let p: NotifyParams = parse(body)?;

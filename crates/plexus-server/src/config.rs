@@ -55,12 +55,14 @@ pub struct Config {
     pub metrics: MetricsSection,
     pub backend: BackendSection,
     pub namespaces: Vec<NamespaceSection>,
+    pub records: Vec<RecordSection>,
     pub redis: RedisSection,
     pub socketio: SocketIoSection,
     pub chat_service: ChatServiceSection,
     pub endpoints: Vec<EndpointSection>,
     pub plezi_bus: PleziBusSection,
     pub mesa: MesaSection,
+    pub mesh: MeshSection,
     pub admin: AdminSection,
     pub sockety: SocketySection,
     pub tls: TlsSection,
@@ -77,12 +79,14 @@ impl Default for Config {
             metrics: MetricsSection::default(),
             backend: BackendSection::default(),
             namespaces: Vec::new(),
+            records: Vec::new(),
             redis: RedisSection::default(),
             socketio: SocketIoSection::default(),
             chat_service: ChatServiceSection::default(),
             endpoints: Vec::new(),
             plezi_bus: PleziBusSection::default(),
             mesa: MesaSection::default(),
+            mesh: MeshSection::default(),
             sockety: SocketySection::default(),
             tls: TlsSection::default(),
             admin: AdminSection::default(),
@@ -164,6 +168,31 @@ impl Default for EndpointSection {
     }
 }
 
+/// `[mesh]`: Mesh's protocol (`docs/mesh.md`) for clients of `@prsm/mesh`'s wire format.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MeshSection {
+    /// Default: off. Development mode serves it at `/mesh` whatever this says.
+    pub enabled: bool,
+    pub path: String,
+    /// Push `mesh/assign-id` with the connection's id right after the upgrade.
+    pub assign_id: bool,
+    /// `mesh/get-connection-metadata` may read other connections' metadata (Mesh's behaviour).
+    pub metadata_readable: bool,
+}
+
+impl Default for MeshSection {
+    fn default() -> Self {
+        let d = crate::mesh::MeshConfig::default();
+        MeshSection {
+            enabled: false,
+            path: d.path,
+            assign_id: d.assign_id,
+            metadata_readable: d.metadata_readable,
+        }
+    }
+}
+
 /// `[sockety]`: Sockety's binary protocol (`docs/sockety.md`) over TCP, TLS and WebSocket.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -205,6 +234,44 @@ impl Default for SocketySection {
             stream_buffer_bytes: d.stream_buffer_bytes as u64,
         }
     }
+}
+
+/// The `[mesh]` endpoint, when the file turns it on (development mode's default is the
+/// builder's).
+fn mesh_config(
+    s: &MeshSection,
+    taken: &[&str],
+    err: &mut impl FnMut(&[Seg], String),
+) -> Option<crate::mesh::MeshConfig> {
+    if !s.enabled {
+        return None;
+    }
+    let path_ok = s.path.starts_with('/')
+        && s.path.len() <= 200
+        && !s
+            .path
+            .chars()
+            .any(|c| c.is_control() || c.is_whitespace() || matches!(c, '?' | '#' | '{' | '}'));
+    if !path_ok {
+        err(
+            &key_path(&["mesh", "path"]),
+            "must be a URL path such as `/mesh` (at most 200 bytes, no spaces, `?`, `#`, `{`, `}`)"
+                .into(),
+        );
+    } else if ["/ws", "/health", "/metrics", "/"].contains(&s.path.as_str())
+        || s.path.starts_with("/api/")
+        || taken.contains(&s.path.as_str())
+    {
+        err(
+            &key_path(&["mesh", "path"]),
+            format!("`{}` is already served", s.path),
+        );
+    }
+    Some(crate::mesh::MeshConfig {
+        path: s.path.clone(),
+        assign_id: s.assign_id,
+        metadata_readable: s.metadata_readable,
+    })
 }
 
 /// `[tls]`: the server's certificate and key (PEM files): `https://` and `wss://` on the HTTP
@@ -1141,6 +1208,47 @@ impl Default for NamespaceSection {
     }
 }
 
+/// `[[records]]`: a set of records (JSON documents with versions, `docs/records.md`), who may
+/// read and write them, and their limits. The first section that matches a record id applies;
+/// a record no section matches is closed to everyone (development mode opens the rest).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RecordSection {
+    /// Also the records' storage group: the limit on records counts per name, and on Redis it
+    /// is the keys' hash tag.
+    pub name: String,
+    /// A glob over record ids, as `channels` of `[[namespaces]]`.
+    pub records: String,
+    /// A regular expression that must match the whole id (instead of `records`).
+    pub regex: String,
+    /// `nobody`, `anyone` or `authenticated` (writers may also read).
+    pub read: String,
+    /// `nobody`, `anyone` or `authenticated`.
+    pub write: String,
+    /// Records that may exist at once.
+    pub max_records: u64,
+    /// The largest value, in bytes of JSON.
+    pub max_value_bytes: u64,
+    /// Operations one JSON Patch may hold.
+    pub max_patch_ops: u64,
+}
+
+impl Default for RecordSection {
+    fn default() -> Self {
+        let d = plexus_core::RecordNamespace::new("", ChannelMatch::Any);
+        RecordSection {
+            name: String::new(),
+            records: String::new(),
+            regex: String::new(),
+            read: "nobody".into(),
+            write: "nobody".into(),
+            max_records: d.max_records as u64,
+            max_value_bytes: d.max_value_bytes as u64,
+            max_patch_ops: d.max_patch_ops as u64,
+        }
+    }
+}
+
 /// Environment variables that are not settings (logging, the CLI client's, the test suites').
 const NOT_SETTINGS: &[&str] = &[
     "PLEXUS_LOG",
@@ -1315,6 +1423,7 @@ impl Schema {
     fn config() -> Schema {
         let mut defaults = serde_json::to_value(Config::default()).expect("defaults serialize");
         defaults["namespaces"] = serde_json::json!([NamespaceSection::default()]);
+        defaults["records"] = serde_json::json!([RecordSection::default()]);
         defaults["endpoints"] = serde_json::json!([EndpointSection::default()]);
         Schema::of(&defaults)
     }
@@ -1608,6 +1717,7 @@ pub struct Loaded {
     api_key: ApiKey,
     jwt: Option<Arc<JwtVerifier>>,
     namespaces: Vec<Compiled>,
+    records: Vec<plexus_core::RecordNamespace>,
     backend: Option<Arc<Backend>>,
     hooks: Option<Arc<BackendHooks>>,
     notifications: Option<Arc<Notifications>>,
@@ -1620,6 +1730,7 @@ pub struct Loaded {
     endpoints_url: Option<Uri>,
     plezi_bus: Option<PleziBusConfig>,
     mesa: Option<MesaConfig>,
+    mesh: Option<crate::mesh::MeshConfig>,
     admin: Option<crate::admin::AdminOptions>,
     sockety: Option<SocketyConfig>,
     tls: Option<TlsConfig>,
@@ -1891,12 +2002,17 @@ fn hook_url(value: &str) -> Result<Option<Uri>, String> {
 
 /// A namespace's channel pattern.
 fn channel_match(ns: &NamespaceSection) -> Result<ChannelMatch, String> {
-    match (ns.channels.is_empty(), ns.regex.is_empty()) {
-        (false, false) => Err("give `channels` or `regex`, not both".into()),
-        (true, true) => Err("give `channels` (a glob such as `chat:*`) or `regex`".into()),
-        (true, false) => ChannelMatch::regex(&ns.regex).map_err(|e| format!("bad regex: {e}")),
+    glob_match(&ns.channels, &ns.regex, "channels")
+}
+
+/// A pattern given as a glob (the setting `key`) or a regex.
+fn glob_match(glob: &str, regex: &str, key: &str) -> Result<ChannelMatch, String> {
+    match (glob.is_empty(), regex.is_empty()) {
+        (false, false) => Err(format!("give `{key}` or `regex`, not both")),
+        (true, true) => Err(format!("give `{key}` (a glob such as `chat:*`) or `regex`")),
+        (true, false) => ChannelMatch::regex(regex).map_err(|e| format!("bad regex: {e}")),
         (false, true) => {
-            let glob = &ns.channels;
+            let glob = &glob.to_owned();
             if glob == "*" {
                 return Ok(ChannelMatch::Any);
             }
@@ -2444,6 +2560,71 @@ fn compile(
         });
     }
 
+    // Records.
+    let mut records = Vec::new();
+    let mut record_names = std::collections::HashSet::new();
+    for (i, section) in config.records.iter().enumerate() {
+        let at = |key: &str| {
+            let mut path = vec![Seg::Key("records".into()), Seg::Index(i)];
+            if !key.is_empty() {
+                path.push(Seg::Key(key.into()));
+            }
+            path
+        };
+        if section.name.is_empty() {
+            err(&at("name"), "every [[records]] needs a `name`".into());
+        } else if !record_names.insert(section.name.clone()) {
+            err(
+                &at("name"),
+                format!("a [[records]] named `{}` comes earlier", section.name),
+            );
+        }
+        let matcher = glob_match(&section.records, &section.regex, "records").unwrap_or_else(|e| {
+            err(
+                &at(if section.regex.is_empty() {
+                    "records"
+                } else {
+                    "regex"
+                }),
+                e,
+            );
+            ChannelMatch::Any
+        });
+        let mut access = |key: &str, value: &str| match value {
+            "nobody" => Access::Nobody,
+            "anyone" => Access::Anyone,
+            "authenticated" => Access::Authenticated,
+            other => {
+                err(
+                    &at(key),
+                    format!("`{other}`: expected nobody, anyone or authenticated"),
+                );
+                Access::Nobody
+            }
+        };
+        let (read, write) = (
+            access("read", &section.read),
+            access("write", &section.write),
+        );
+        for (key, value) in [
+            ("max_records", section.max_records),
+            ("max_value_bytes", section.max_value_bytes),
+            ("max_patch_ops", section.max_patch_ops),
+        ] {
+            if value == 0 {
+                err(&at(key), "must be at least 1".into());
+            }
+        }
+        records.push(
+            plexus_core::RecordNamespace::new(section.name.clone(), matcher)
+                .read(read)
+                .write(write)
+                .max_records(usize_of(section.max_records))
+                .max_value_bytes(usize_of(section.max_value_bytes))
+                .max_patch_ops(usize_of(section.max_patch_ops)),
+        );
+    }
+
     // Socket.IO, and chat-service on it.
     let socketio = socketio_config(&config.socketio, dev_mode, &mut err);
     let chat_service = chat_service_config(&config.chat_service, dev_mode, explicit, &mut err);
@@ -2451,6 +2632,10 @@ fn compile(
     let mut dialect_paths: Vec<&str> = socketio.iter().map(|s| s.path.as_str()).collect();
     if config.mesa.enabled || dev_mode {
         dialect_paths.push(config.mesa.path.as_str());
+    }
+    let mesh = mesh_config(&config.mesh, &dialect_paths, &mut err);
+    if config.mesh.enabled || dev_mode {
+        dialect_paths.push(config.mesh.path.as_str());
     }
     let plezi_bus = plezi_bus_config(&config.plezi_bus, config.engine == "redis", &mut err);
     let endpoints = endpoint_specs(
@@ -2542,6 +2727,7 @@ fn compile(
         api_key,
         jwt,
         namespaces,
+        records,
         backend,
         hooks,
         notifications,
@@ -2554,6 +2740,7 @@ fn compile(
         endpoints_url,
         plezi_bus,
         mesa,
+        mesh,
         admin,
         sockety,
         tls,
@@ -2788,6 +2975,9 @@ impl Loaded {
         if let Some(mesa) = &self.mesa {
             builder = builder.mesa(mesa.clone());
         }
+        if let Some(mesh) = &self.mesh {
+            builder = builder.mesh(mesh.clone());
+        }
         if let Some(sockety) = &self.sockety {
             builder = builder.sockety(sockety.clone());
         }
@@ -2798,6 +2988,16 @@ impl Loaded {
             .listen(self.listen)
             .limits(self.limits.clone())
             .anonymous(self.anonymous);
+
+        let mut records = plexus_core::RecordPolicy::default();
+        for namespace in &self.records {
+            records.add_namespace(namespace.clone());
+        }
+        if self.dev_mode {
+            // Development mode opens every record the sections above leave unmatched.
+            records.add_namespace(plexus_core::RecordNamespace::development());
+        }
+        builder = builder.records(records);
 
         let mut policy = ChannelPolicy::default();
         let mut rules = Vec::new();
@@ -3231,6 +3431,18 @@ history_ttl_ms = 300000
 presence = true
 rooms = true
 
+# Records (docs/records.md): JSON documents with a version, read, written (whole, JSON Patch,
+# compare-and-set) and watched. The first section matching a record id applies; with a file,
+# records no section matches are closed.
+[[records]]
+name = "profiles"
+records = "profile:*"
+read = "anyone"
+write = "authenticated"
+max_records = 100000
+max_value_bytes = 65536
+max_patch_ops = 100
+
 [[namespaces]]
 name = "private"
 regex = "private:[a-z0-9-]+"
@@ -3332,6 +3544,16 @@ portal_backlog_max = 10000
 portal_lease_ms = 30000
 # "mesa" portals: round-robin over the known portals (false: one at random).
 distribute_load = true
+
+[mesh]
+# Mesh's protocol (docs/mesh.md): clients of @prsm/mesh's wire format ({id, command, payload})
+# connect at `path`. Development mode serves it always, every connection's metadata readable.
+enabled = false
+path = "/mesh"
+# Push mesh/assign-id with the connection's id right after the upgrade.
+assign_id = true
+# mesh/get-connection-metadata may read other connections' metadata (Mesh let anyone).
+metadata_readable = false
 
 [sockety]
 # Sockety's binary protocol (docs/sockety.md). Development mode serves it whatever this says.

@@ -25,6 +25,7 @@ mod demo;
 pub mod endpoint;
 pub mod jwt;
 pub mod mesa;
+pub mod mesh;
 mod metrics;
 pub mod native;
 pub mod socketio;
@@ -129,6 +130,7 @@ pub(crate) struct ServerState {
     pub(crate) chat_service: Option<Arc<chatservice::ChatService>>,
     pub(crate) endpoints_ws: endpoint::Endpoints,
     pub(crate) mesa: Option<Arc<mesa::MesaService>>,
+    pub(crate) mesh: Option<Arc<mesh::MeshService>>,
     pub(crate) admin: Option<Arc<admin::AdminState>>,
     pub(crate) sockety: Option<Arc<sockety::SocketyService>>,
     tls: Option<tls::TlsConfig>,
@@ -146,6 +148,7 @@ pub struct ServerBuilder {
     endpoints_ws: endpoint::Endpoints,
     mesa: Option<mesa::MesaConfig>,
     mesa_hooks: Option<Arc<dyn mesa::MesaHooks>>,
+    mesh: Option<mesh::MeshConfig>,
     admin: Option<admin::AdminOptions>,
     sockety: Option<sockety::SocketyConfig>,
     sockety_actions: std::collections::HashMap<String, Arc<dyn sockety::Action>>,
@@ -189,6 +192,12 @@ impl ServerBuilder {
     /// Serves Mesa's protocol (`docs/mesa.md`) at `config.path`.
     pub fn mesa(mut self, config: mesa::MesaConfig) -> Self {
         self.mesa = Some(config);
+        self
+    }
+
+    /// Serves Mesh's protocol (`docs/mesh.md`) at `config.path`.
+    pub fn mesh(mut self, config: mesh::MeshConfig) -> Self {
+        self.mesh = Some(config);
         self
     }
 
@@ -281,10 +290,14 @@ impl ServerBuilder {
         if self.mesa.is_none() {
             self.mesa = Some(mesa::MesaConfig::development());
         }
+        if self.mesh.is_none() {
+            self.mesh = Some(mesh::MeshConfig::development());
+        }
         if self.admin.is_none() {
             self.admin = Some(admin::AdminOptions::generated());
         }
         *self.node.channels_mut() = ChannelPolicy::open();
+        *self.node.records_mut() = plexus_core::RecordPolicy::open();
         self
     }
 
@@ -340,6 +353,29 @@ impl ServerBuilder {
     /// Replaces the channel policy.
     pub fn channels(mut self, policy: ChannelPolicy) -> Self {
         *self.node.channels_mut() = policy;
+        self
+    }
+
+    /// Adds a record namespace (the first matching namespace applies to a record).
+    pub fn record_namespace(mut self, namespace: plexus_core::RecordNamespace) -> Self {
+        self.node.records_mut().add_namespace(namespace);
+        self
+    }
+
+    /// Replaces the record policy.
+    pub fn records(mut self, policy: plexus_core::RecordPolicy) -> Self {
+        *self.node.records_mut() = policy;
+        self
+    }
+
+    /// Adds a guard on the records `records` matches.
+    pub fn record_guard(
+        mut self,
+        records: ChannelMatch,
+        actions: &[plexus_core::RecordAction],
+        guard: impl plexus_core::records::RecordGuard,
+    ) -> Self {
+        self.node.records_mut().add_guard(records, actions, guard);
         self
     }
 
@@ -473,6 +509,9 @@ impl ServerBuilder {
                 chat_service,
                 endpoints_ws: self.endpoints_ws,
                 mesa,
+                mesh: self
+                    .mesh
+                    .map(|config| Arc::new(mesh::MeshService::new(config))),
                 admin: self
                     .admin
                     .map(|options| Arc::new(admin::AdminState::new(options))),
@@ -505,6 +544,7 @@ impl Server {
             endpoints_ws: endpoint::Endpoints::default(),
             mesa: None,
             mesa_hooks: None,
+            mesh: None,
             admin: None,
             sockety: None,
             sockety_actions: Default::default(),
@@ -560,6 +600,9 @@ impl Server {
         }
         if let Some(service) = &self.state.mesa {
             router = router.route(&service.config.path, get(mesa::upgrade));
+        }
+        if let Some(service) = &self.state.mesh {
+            router = router.route(&service.config.path, get(mesh::upgrade));
         }
         if let Some(path) = self
             .state

@@ -271,6 +271,35 @@ pub(crate) async fn upgrade_native(
     response.body(Body::empty()).expect("valid response")
 }
 
+/// The upgrade of a dialect with a fixed wire format (Mesa, Mesh): checks the request, runs the
+/// upgrade hook, answers 101 and serves the connection with the dialect `make` builds.
+pub(crate) async fn upgrade_dialect<D: crate::conn::Dialect>(
+    state: &Arc<ServerState>,
+    peer: std::net::SocketAddr,
+    mut req: Request<Body>,
+    dialect: &'static str,
+    format: Arc<dyn plexus_core::WireFormat>,
+    make: impl FnOnce() -> D + Send + 'static,
+) -> Response<Body> {
+    let key = match check_upgrade(&req) {
+        Ok(key) => key,
+        Err(refused) => return *refused,
+    };
+    let upgrade = Arc::new(upgrade_request(&req, peer, dialect, "websocket"));
+    let node = state.node.clone();
+    let identity = match authorize(&node, &upgrade).await {
+        Ok(identity) => identity,
+        Err(refused) => return *refused,
+    };
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    let max_message_bytes = node.limits().max_message_bytes;
+    spawn_session(state, on_upgrade, max_message_bytes, move || {
+        let session = Session::open(&node, format, upgrade, identity)?;
+        Ok((session, make()))
+    });
+    switching(key).body(Body::empty()).expect("valid response")
+}
+
 /// Serves an accepted upgrade in the background, as every WebSocket dialect does: waits for the
 /// upgraded connection (counted by the server's sessions, so a graceful shutdown waits for it),
 /// opens its session and dialect with `open`, and runs them on the shared loop. A session that

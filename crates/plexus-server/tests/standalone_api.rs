@@ -31,6 +31,12 @@ publish = "subscribers"
 history_size = 10
 history_ttl_ms = 60000
 presence = true
+[[records]]
+name = "profiles"
+records = "profile:*"
+read = "anyone"
+write = "nobody"
+max_patch_ops = 2
 "#
     )
 }
@@ -938,4 +944,124 @@ async fn api_limits_cap_history_and_channels() {
     let r = api_ok(&server, "channels", json!({"limit": 10})).await;
     assert_eq!(r["total"], 2);
     assert_eq!(r["channels"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn records_are_read_and_written_through_the_api_and_clients_see_the_changes() {
+    let server = serve(&config()).await;
+    let mut watcher = Client::connect(&server.ws_url()).await;
+    let sub = watcher
+        .request(
+            "record_subscribe",
+            json!({"id": "profile:1", "mode": "patch"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(sub["version"], 0);
+    // A record subscription is no channel to operators, and shows as `record:<id>`.
+    let (_, channels) = api(&server, "channels", json!({})).await;
+    assert_eq!(channels["result"]["channels"], json!([]), "{channels}");
+    let (_, conns) = api(&server, "connections", json!({})).await;
+    let subs = &conns["result"]["connections"][0]["subscriptions"];
+    assert_eq!(subs, &json!(["record:profile:1"]), "{conns}");
+    // The group is not writable by clients; the API acts with the server's authority.
+    let refused = watcher
+        .request("record_set", json!({"id": "profile:1", "value": 1}))
+        .await
+        .unwrap_err();
+    assert_eq!(refused["code"], 105);
+
+    let (status, body) = api(
+        &server,
+        "record_set",
+        json!({"id": "profile:1", "value": {"n": 1}, "expect": 0}),
+    )
+    .await;
+    assert_eq!(
+        (status, &body["result"]["version"]),
+        (StatusCode::OK, &json!(1)),
+        "{body}"
+    );
+    let (status, body) = api(
+        &server,
+        "record_set",
+        json!({"id": "profile:1", "value": {"n": 9}, "expect": 0}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(
+        (&body["error"]["code"], &body["error"]["data"]),
+        (&json!(121), &json!({"version": 1}))
+    );
+    let inc = json!([{"op": "replace", "path": "/n", "value": 2}]);
+    let (status, body) = api(
+        &server,
+        "record_patch",
+        json!({"id": "profile:1", "patch": inc}),
+    )
+    .await;
+    assert_eq!(
+        (status, &body["result"]["version"]),
+        (StatusCode::OK, &json!(2))
+    );
+    let (status, body) = api(
+        &server,
+        "record_patch",
+        json!({"id": "profile:1", "patch": [{"op": "remove", "path": "/x"}]}),
+    )
+    .await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (StatusCode::CONFLICT, &json!(122))
+    );
+    let three = json!([{"op": "test", "path": "/n", "value": 2}, {"op": "test", "path": "/n", "value": 2}, {"op": "test", "path": "/n", "value": 2}]);
+    let (status, body) = api(
+        &server,
+        "record_patch",
+        json!({"id": "profile:1", "patch": three}),
+    )
+    .await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (StatusCode::UNPROCESSABLE_ENTITY, &json!(123))
+    );
+    let (status, body) = api(&server, "record_get", json!({"id": "profile:1"})).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["result"]["value"], json!({"n": 2}));
+    let (status, _) = api(&server, "record_set", json!({"id": "profile:1"})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = api(
+        &server,
+        "record_delete",
+        json!({"id": "profile:1", "value": 1}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, body) = api(&server, "record_get", json!({"id": "elsewhere"})).await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (StatusCode::FORBIDDEN, &json!(105))
+    );
+    let (status, body) = api(&server, "record_delete", json!({"id": "profile:1"})).await;
+    assert_eq!(
+        (status, &body["result"]["version"]),
+        (StatusCode::OK, &json!(3))
+    );
+    let (status, body) = api(&server, "record_delete", json!({"id": "profile:1"})).await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (StatusCode::NOT_FOUND, &json!(119))
+    );
+
+    // The subscriber saw every version: the creation whole, the patch, the delete.
+    let mut seen = Vec::new();
+    while seen.len() < 3 {
+        seen.push(watcher.push("record").await);
+    }
+    assert_eq!(seen[0]["value"], json!({"n": 1}));
+    assert_eq!(seen[1]["patch"], inc);
+    assert_eq!(
+        (&seen[2]["version"], &seen[2]["deleted"]),
+        (&json!(3), &json!(true))
+    );
 }

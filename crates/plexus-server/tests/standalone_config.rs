@@ -1040,3 +1040,67 @@ portal_lease_ms = 99
         "`mesa.portals`: `kafka` is not `off`, `queue` or `mesa`",
     );
 }
+
+#[tokio::test]
+async fn record_sections_set_access_and_limits_and_bad_ones_are_located() {
+    let bad = load_with(
+        "[[records]]\nname = \"a\"\nrecords = \"a:*\"\nread = \"everyone\"\nmax_records = 0\n[[records]]\nrecords = \"b:*\"\nregex = \"b\"\n",
+        &[],
+        &[],
+    );
+    let problems = problems(bad);
+    assert_has(&problems, "records[0].read");
+    assert_has(&problems, "records[0].max_records");
+    assert_has(&problems, "records[1].name");
+    assert_has(&problems, "records[1].regex");
+
+    let loaded = load(
+        "[client]\nanonymous = true\n[[records]]\nname = \"profiles\"\nrecords = \"profile:*\"\nread = \"anyone\"\nwrite = \"anyone\"\nmax_value_bytes = 16\n[[records]]\nname = \"news\"\nregex = \"news:[0-9]+\"\nread = \"anyone\"\n",
+    );
+    let server = serve_loaded(loaded).await;
+    let mut c = Client::connect(&server.ws_url()).await;
+    let written = c
+        .request("record_set", json!({"id": "profile:1", "value": {"n": 1}}))
+        .await
+        .unwrap();
+    assert_eq!(written["version"], 1);
+    let big = json!({"id": "profile:1", "value": "x".repeat(20)});
+    assert_eq!(c.request("record_set", big).await.unwrap_err()["code"], 123);
+    assert_eq!(
+        c.request("record_get", json!({"id": "news:7"}))
+            .await
+            .unwrap()["version"],
+        0
+    );
+    let write_news = json!({"id": "news:7", "value": 1});
+    assert_eq!(
+        c.request("record_set", write_news).await.unwrap_err()["code"],
+        105
+    );
+    // Not development mode: a record no section matches is closed.
+    let other = json!({"id": "other"});
+    assert_eq!(
+        c.request("record_get", other).await.unwrap_err()["code"],
+        105
+    );
+}
+
+#[tokio::test]
+async fn the_mesh_section_serves_mesh_where_it_says() {
+    let clash = load_with("[mesh]\nenabled = true\npath = \"/ws\"\n", &[], &[]);
+    assert_has(&problems(clash), "mesh.path");
+    let loaded = load(
+        "[client]\nanonymous = true\n[mesh]\nenabled = true\npath = \"/m2\"\nassign_id = true\n",
+    );
+    let server = serve_loaded(loaded).await;
+    let url = format!("ws://{}/m2", server.local_addr());
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    use futures_util::StreamExt;
+    let first = tokio::time::timeout(Duration::from_secs(10), ws.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let frame: serde_json::Value = serde_json::from_str(first.to_text().unwrap()).unwrap();
+    assert_eq!(frame["command"], "mesh/assign-id");
+}

@@ -164,19 +164,34 @@ pub async fn sub(args: SubArgs) -> anyhow::Result<i32> {
                 Some(_) => {}
                 None => break EXIT_CONNECTION,
             },
-            Some(event) = events.next() => match event {
-                Event::Disconnected { code, reason, will_reconnect: true } => {
-                    let code = code.map(|c| c.0.to_string()).unwrap_or_else(|| "none".into());
-                    eprintln!("plexus: disconnected ({code}: {reason}); reconnecting");
-                }
-                Event::GaveUp { error, .. } => break fail(&error),
-                _ => {}
+            Some(event) = events.next() => if let Some(code) = connection_event(event) {
+                break code;
             },
             _ = tokio::signal::ctrl_c() => break EXIT_INTERRUPTED,
         }
     };
     client.disconnect().await;
     Ok(code)
+}
+
+/// What a long-running command (`sub`, `record watch`) does with a connection event: says a
+/// reconnect on stderr, and ends (with the exit code) when the client gave up.
+pub(crate) fn connection_event(event: Event) -> Option<i32> {
+    match event {
+        Event::Disconnected {
+            code,
+            reason,
+            will_reconnect: true,
+        } => {
+            let code = code
+                .map(|c| c.0.to_string())
+                .unwrap_or_else(|| "none".into());
+            eprintln!("plexus: disconnected ({code}: {reason}); reconnecting");
+            None
+        }
+        Event::GaveUp { error, .. } => Some(fail(&error)),
+        _ => None,
+    }
 }
 
 /// The channel's current epoch, for `--since OFFSET` without one. Where the channel keeps no
@@ -284,7 +299,7 @@ pub async fn call(args: CallArgs) -> anyhow::Result<i32> {
     }
 }
 
-fn config(conn: &ConnArgs, reconnect: bool) -> ClientConfig {
+pub(crate) fn config(conn: &ConnArgs, reconnect: bool) -> ClientConfig {
     let mut config = ClientConfig::new(conn.url.as_str()).reconnect(reconnect);
     if conn.msgpack {
         config = config.msgpack();
@@ -347,7 +362,7 @@ fn publication_json(p: &Publication) -> Value {
 }
 
 /// Prints the error as JSON on stderr; returns the exit code for it.
-fn fail(e: &ClientError) -> i32 {
+pub(crate) fn fail(e: &ClientError) -> i32 {
     let mut body = Map::new();
     if let Some(code) = e.code() {
         body.insert("code".into(), json!(code.0));

@@ -1,6 +1,7 @@
 //! `plexus`: the server and its command-line tools.
 
 mod cli_client;
+mod cli_record;
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
@@ -37,6 +38,9 @@ enum Command {
     Pub(cli_client::PubArgs),
     /// Call a command (RPC) and print its result.
     Call(cli_client::CallArgs),
+    /// Read, write and watch records (JSON documents with versions).
+    #[command(subcommand)]
+    Record(cli_record::RecordCommand),
     /// Talk Sockety (`docs/sockety.md`): send a request with data and files.
     #[command(subcommand)]
     Sockety(cli_client::SocketyCommand),
@@ -479,6 +483,7 @@ async fn main() {
         Command::Sub(args) => cli_client::sub(args).await,
         Command::Pub(args) => cli_client::publish(args).await,
         Command::Call(args) => cli_client::call(args).await,
+        Command::Record(command) => cli_record::record(command).await,
         Command::Sockety(command) => cli_client::sockety(command).await,
     };
     match result {

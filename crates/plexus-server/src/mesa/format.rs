@@ -49,7 +49,8 @@ impl WireFormat for MesaFormat {
             | Event::Unsubscribed { .. }
             | Event::Latency(_)
             | Event::Presence { .. }
-            | Event::Echo { .. } => None,
+            | Event::Echo { .. }
+            | Event::Record(_) => None,
         }
     }
 

@@ -16,13 +16,13 @@ pub use hooks::{MesaHooks, ReceivedMessage};
 pub(crate) use socket::MesaSocket;
 
 use crate::ServerState;
-use crate::ws::{authorize, bad_request, check_upgrade, spawn_session, switching, upgrade_request};
+use crate::ws::{bad_request, upgrade_dialect};
 use axum::body::Body;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{Request, Response};
 use bytes::Bytes;
 use plexus_core::model::{EncodeCache, Event, Target};
-use plexus_core::{ConnId, Emit, Error, ErrorCode, Exclude, Node, Payload, Session};
+use plexus_core::{ConnId, Emit, Error, ErrorCode, Exclude, Node, Payload};
 use plexus_protocol::mesa::{self as wire, InternalMessage, PortalEvent};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -566,28 +566,16 @@ impl MesaApi {
 pub(crate) async fn upgrade(
     State(state): State<Arc<ServerState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    mut req: Request<Body>,
+    req: Request<Body>,
 ) -> Response<Body> {
     let Some(service) = state.mesa.clone() else {
         return bad_request("Mesa is not served");
     };
-    let key = match check_upgrade(&req) {
-        Ok(key) => key,
-        Err(refused) => return *refused,
-    };
-    let upgrade = Arc::new(upgrade_request(&req, peer, "mesa", "websocket"));
-    let node = state.node.clone();
-    let identity = match authorize(&node, &upgrade).await {
-        Ok(identity) => identity,
-        Err(refused) => return *refused,
-    };
-    let on_upgrade = hyper::upgrade::on(&mut req);
-    let max_message_bytes = node.limits().max_message_bytes;
-    spawn_session(&state, on_upgrade, max_message_bytes, move || {
-        let session = Session::open(&node, service.format.clone(), upgrade, identity)?;
-        Ok((session, MesaSocket::new(service)))
-    });
-    switching(key).body(Body::empty()).expect("valid response")
+    let format = service.format.clone();
+    upgrade_dialect(&state, peer, req, "mesa", format, move || {
+        MesaSocket::new(service)
+    })
+    .await
 }
 
 /// Paces a redelivery: the pause between two redelivered messages.

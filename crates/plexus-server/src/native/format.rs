@@ -3,11 +3,11 @@
 use bytes::Bytes;
 use plexus_core::engine::{PresenceEntry, PresenceEvent};
 use plexus_core::model::{Event, WireFormat};
-use plexus_core::{ClientInfo, Publication};
+use plexus_core::{ClientInfo, Publication, RecordChange, RecordEvent};
 use plexus_protocol::Encoding;
 use plexus_protocol::server::{
     self, EchoPush, JoinPush, LatencyPush, MailPush, MessagePush, NoticePush, PresenceMember,
-    PubPush, Push, StatePush, SubscribedPush, UnsubscribedPush,
+    PubPush, Push, RecordPush, StatePush, SubscribedPush, UnsubscribedPush,
 };
 
 /// Wire-format ids of the native protocol (see `WireFormat::id`).
@@ -45,6 +45,24 @@ pub(crate) fn pub_push(p: &Publication) -> PubPush {
         publisher: p.publisher.as_ref().map(client_info),
         event: p.event.as_deref().map(str::to_owned),
     }
+}
+
+/// A record change as a `record` push.
+pub(crate) fn record_push(e: &RecordEvent) -> RecordPush {
+    let mut push = RecordPush {
+        record: e.id.to_string(),
+        version: e.version,
+        epoch: e.epoch.to_string(),
+        value: None,
+        patch: None,
+        deleted: false,
+    };
+    match &e.change {
+        RecordChange::Full(value) => push.value = Some(value.clone()),
+        RecordChange::Patch(patch) => push.patch = Some(patch.clone()),
+        RecordChange::Deleted => push.deleted = true,
+    }
+    push
 }
 
 /// A presence entry as a `presence` result member.
@@ -142,6 +160,7 @@ impl WireFormat for NativeFormat {
                 event,
                 payload,
             } => Push::Notice(NoticePush::new(channel, *event, payload)),
+            Event::Record(record) => Push::Record(record_push(record)),
         };
         Some(server::encode_push(self.encoding, &push))
     }

@@ -5,4 +5,5 @@ pub(crate) mod format;
 mod session;
 
 pub use format::NativeFormat;
+pub(crate) use format::record_push;
 pub(crate) use session::Native;

@@ -8,11 +8,12 @@ use bytes::Bytes;
 use plexus_core::Metadata;
 use plexus_core::session::{ConnectRequest, SubscribeRequest};
 use plexus_core::{CloseCode, Emit, Error, Payload, Session};
+use plexus_core::{Record, RecordMode, RecordWrite, Written};
 use plexus_protocol::client::{Op, Request, RequestError, decode_request};
 use plexus_protocol::server::{
     self, AckResult, CallResult, ConnectResult, Empty, ErrorBody, Hello, HelloLimits,
     HistoryResult, LastSeenResult, MetaResult, PresenceResult, PresenceStatsResult, PublishResult,
-    Push, SubscribeResult,
+    Push, RecordResult, RecordWriteResult, SubscribeResult,
 };
 use plexus_protocol::{Encoding, FrameWriter, PROTOCOL_VERSION};
 use std::sync::Arc;
@@ -300,6 +301,55 @@ impl Dialect for Native {
                     result.map(|pending| AckResult { pending }),
                 )
             }
+            Op::RecordGet(p) => {
+                let result = session
+                    .record(&p.id)
+                    .await
+                    .map(|r| record_result(&p.id, r.as_ref()));
+                done(encoding, session, id, result)
+            }
+            Op::RecordSet(p) => {
+                let result = session
+                    .write_record(&p.id, RecordWrite::Set(p.value), p.expect)
+                    .await;
+                done(encoding, session, id, result.map(write_result))
+            }
+            Op::RecordPatch(p) => {
+                let result = session
+                    .write_record(&p.id, RecordWrite::Patch(p.patch), p.expect)
+                    .await;
+                done(encoding, session, id, result.map(write_result))
+            }
+            Op::RecordDelete(p) => {
+                let result = session
+                    .write_record(&p.id, RecordWrite::Delete, p.expect)
+                    .await;
+                done(encoding, session, id, result.map(write_result))
+            }
+            Op::RecordSubscribe(p) => {
+                let mode = match p.mode.as_deref().map(RecordMode::parse) {
+                    None => RecordMode::Full,
+                    Some(Some(mode)) => mode,
+                    Some(None) => {
+                        let e = Error::bad_request("`mode` is `full` or `patch`");
+                        return done(encoding, session, id, Err::<Empty, _>(e));
+                    }
+                };
+                match session.subscribe_record(&p.id, mode).await {
+                    Ok(sub) => {
+                        let result = record_result(&p.id, sub.record.as_ref());
+                        let step = done(encoding, session, id, Ok(result));
+                        // Only now, after the reply, the changes held meanwhile go out.
+                        drop(sub);
+                        step
+                    }
+                    Err(e) => done(encoding, session, id, Err::<Empty, _>(e)),
+                }
+            }
+            Op::RecordUnsubscribe(p) => {
+                let result = session.unsubscribe_record(&p.id).await;
+                done(encoding, session, id, result.map(|()| Empty {}))
+            }
             Op::Call(p) => {
                 let payload = match p.payload() {
                     Ok(payload) => payload,
@@ -397,4 +447,21 @@ fn reply<R: serde::Serialize>(
         session.connection().send_frame(frame);
     }
     close
+}
+
+/// A record (or its absence: `null` at version 0) as a `record_get` / `record_subscribe` result.
+fn record_result(id: &str, record: Option<&Record>) -> RecordResult {
+    RecordResult {
+        id: id.to_owned(),
+        value: record.map_or(serde_json::Value::Null, |r| r.value.clone()),
+        version: record.map_or(0, |r| r.version),
+        epoch: record.map_or_else(String::new, |r| r.epoch.to_string()),
+    }
+}
+
+fn write_result(written: Written) -> RecordWriteResult {
+    RecordWriteResult {
+        version: written.version,
+        epoch: written.epoch.to_string(),
+    }
 }

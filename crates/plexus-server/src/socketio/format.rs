@@ -172,6 +172,13 @@ impl WireFormat for SocketIoFormat {
                 event.unwrap_or("notice"),
                 vec![payload_arg(payload), Arg::from(json!({"channel": channel}))],
             ),
+            Event::Record(record) => self::event(
+                "record",
+                vec![Arg::from(
+                    serde_json::to_value(crate::native::record_push(record))
+                        .expect("a record push serializes"),
+                )],
+            ),
             // Engine.IO has its own heartbeat (`node_heartbeat` below); latency and echoes have
             // no Socket.IO event.
             Event::Ping | Event::Latency(_) | Event::Echo { .. } => return None,

@@ -2,6 +2,7 @@
 //! WebSocket implementation from the server's, so every test is also an interop test).
 #![allow(dead_code)]
 
+pub mod mesh;
 pub mod socketio;
 
 use futures_util::{SinkExt, StreamExt};
