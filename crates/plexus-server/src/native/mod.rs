@@ -2,7 +2,7 @@
 //! shared connection loop.
 
 pub(crate) mod format;
-mod session;
+pub(crate) mod session;
 
 pub use format::NativeFormat;
 pub(crate) use format::record_push;

@@ -154,24 +154,10 @@ impl Dialect for Native {
                 Step::Done(None)
             }
             Op::Connect(p) => {
-                let credentials = p.credentials.map(|d| Payload::Json(d.0));
-                let request = ConnectRequest {
-                    token: p.token,
-                    credentials,
-                    version: p.version,
-                    sync: p.sync,
-                };
                 let result = session
-                    .connect(request)
+                    .connect(connect_request(p))
                     .await
-                    .map(|identity| ConnectResult {
-                        conn: session.id().to_string(),
-                        user: identity.as_ref().map(|i| i.user.to_string()),
-                        info: identity
-                            .as_ref()
-                            .and_then(|i| i.info.as_ref())
-                            .and_then(|p| p.to_fields().0),
-                    });
+                    .map(|identity| connect_result(session, identity.as_ref()));
                 let ok = result.is_ok();
                 let step = done(encoding, session, id, result);
                 if ok {
@@ -180,21 +166,9 @@ impl Dialect for Native {
                 step
             }
             Op::Subscribe(p) => {
-                let request = SubscribeRequest {
-                    channel: p.channel,
-                    token: p.token,
-                    since: p.since.map(|s| (s.offset, s.epoch)),
-                    history: p.history,
-                };
-                match session.subscribe(request).await {
+                match session.subscribe(subscribe_request(p)).await {
                     Ok(sub) => {
-                        let result = SubscribeResult {
-                            offset: sub.position.offset,
-                            epoch: sub.position.epoch.to_string(),
-                            recovered: sub.recovered,
-                            reason: sub.reason.map(str::to_owned),
-                            publications: sub.publications.iter().map(pub_push).collect(),
-                        };
+                        let result = subscribe_result(&sub);
                         let step = done(encoding, session, id, Ok(result));
                         // Only now, after the reply, the publications held meanwhile go out.
                         drop(sub);
@@ -463,5 +437,50 @@ fn write_result(written: Written) -> RecordWriteResult {
     RecordWriteResult {
         version: written.version,
         epoch: written.epoch.to_string(),
+    }
+}
+
+/// A `connect` request's params as the core's request (shared with the Sockety built-ins).
+pub(crate) fn connect_request(p: plexus_protocol::client::ConnectParams) -> ConnectRequest {
+    ConnectRequest {
+        token: p.token,
+        credentials: p.credentials.map(|d| Payload::Json(d.0)),
+        version: p.version,
+        sync: p.sync,
+    }
+}
+
+/// `connect`'s result for the identity the session got.
+pub(crate) fn connect_result(
+    session: &Session,
+    identity: Option<&plexus_core::Identity>,
+) -> ConnectResult {
+    ConnectResult {
+        conn: session.id().to_string(),
+        user: identity.map(|i| i.user.to_string()),
+        info: identity
+            .and_then(|i| i.info.as_ref())
+            .and_then(|p| p.to_fields().0),
+    }
+}
+
+/// A `subscribe` request's params as the core's request.
+pub(crate) fn subscribe_request(p: plexus_protocol::client::SubscribeParams) -> SubscribeRequest {
+    SubscribeRequest {
+        channel: p.channel,
+        token: p.token,
+        since: p.since.map(|s| (s.offset, s.epoch)),
+        history: p.history,
+    }
+}
+
+/// `subscribe`'s result for a subscription.
+pub(crate) fn subscribe_result(sub: &plexus_core::session::Subscription) -> SubscribeResult {
+    SubscribeResult {
+        offset: sub.position.offset,
+        epoch: sub.position.epoch.to_string(),
+        recovered: sub.recovered,
+        reason: sub.reason.map(str::to_owned),
+        publications: sub.publications.iter().map(pub_push).collect(),
     }
 }

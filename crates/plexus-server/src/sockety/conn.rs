@@ -4,16 +4,16 @@
 
 use super::{Answer, Request, SocketyService, fast_reply_code};
 use crate::native::format::{presence_member, pub_push};
+use crate::native::session::{
+    connect_request, connect_result, subscribe_request, subscribe_result,
+};
 use crate::{ServerState, SessionGuard};
 use bytes::Bytes;
-use plexus_core::session::{ConnectRequest, SubscribeRequest};
 use plexus_core::{CloseCode, Emit, Error, ErrorCode, Identity, Payload, Session, UpgradeRequest};
 use plexus_protocol::client::{
     ChannelParams, ConnectParams, HistoryParams, PublishParams, SubscribeParams, UnsubscribeParams,
 };
-use plexus_protocol::server::{
-    ConnectResult, Empty, HistoryResult, PresenceResult, PublishResult, SubscribeResult,
-};
+use plexus_protocol::server::{Empty, HistoryResult, PresenceResult, PublishResult};
 use plexus_sockety::{Draft, Message};
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -257,23 +257,10 @@ async fn builtin(session: &mut Session, op: &str, message: Message) {
                 Ok(p) => p,
                 Err(e) => return refuse(&message, &e).await,
             };
-            let request = ConnectRequest {
-                token: p.token,
-                credentials: p.credentials.map(|d| Payload::Json(d.0)),
-                version: p.version,
-                sync: p.sync,
-            };
             let result = session
-                .connect(request)
+                .connect(connect_request(p))
                 .await
-                .map(|identity| ConnectResult {
-                    conn: session.id().to_string(),
-                    user: identity.as_ref().map(|i| i.user.to_string()),
-                    info: identity
-                        .as_ref()
-                        .and_then(|i| i.info.as_ref())
-                        .and_then(|p| p.to_fields().0),
-                });
+                .map(|identity| connect_result(session, identity.as_ref()));
             let ok = result.is_ok();
             let close = result
                 .as_ref()
@@ -292,21 +279,9 @@ async fn builtin(session: &mut Session, op: &str, message: Message) {
                 Ok(p) => p,
                 Err(e) => return refuse(&message, &e).await,
             };
-            let request = SubscribeRequest {
-                channel: p.channel,
-                token: p.token,
-                since: p.since.map(|s| (s.offset, s.epoch)),
-                history: p.history,
-            };
-            match session.subscribe(request).await {
+            match session.subscribe(subscribe_request(p)).await {
                 Ok(sub) => {
-                    let result = SubscribeResult {
-                        offset: sub.position.offset,
-                        epoch: sub.position.epoch.to_string(),
-                        recovered: sub.recovered,
-                        reason: sub.reason.map(str::to_owned),
-                        publications: sub.publications.iter().map(pub_push).collect(),
-                    };
+                    let result = subscribe_result(&sub);
                     answer(&message, Ok(result)).await;
                     // Only now, after the response, the publications held meanwhile go out.
                     drop(sub);
