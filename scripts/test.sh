@@ -54,7 +54,8 @@ suite "cargo test (workspace; the feature suite on the in-memory engine)" rust_t
 # tests read PLEXUS_TEST_ENGINE).
 redis_suite() {
   PLEXUS_TEST_ENGINE=redis cargo test --locked -p plexus-server \
-    --test channels_rpc --test lifecycle_limits --test reliability --test mesa --test records --test mesh
+    --test channels_rpc --test lifecycle_limits --test reliability --test mesa --test records --test mesh \
+    --test chatservice --test rooms
 }
 suite "the feature suite on the Redis engine" redis_suite
 
