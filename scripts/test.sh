@@ -54,8 +54,7 @@ suite "cargo test (workspace; the feature suite on the in-memory engine)" rust_t
 # tests read PLEXUS_TEST_ENGINE).
 redis_suite() {
   PLEXUS_TEST_ENGINE=redis cargo test --locked -p plexus-server \
-    --test channels_rpc --test lifecycle_limits --test reliability --test mesa --test records --test mesh \
-    --test chatservice --test rooms
+    --test channels_rpc --test lifecycle_limits --test reliability --test mesa --test records --test mesh
 }
 suite "the feature suite on the Redis engine" redis_suite
 

@@ -874,8 +874,11 @@ impl Node {
         }
         let _ = conn.release(&HoldKey::Channel(channel.clone()), u64::MAX);
         let emptied = self.inner.hub.unsubscribe(&channel, conn.id);
+        conn.send_event(&Event::Unsubscribed {
+            channel: &channel,
+            reason,
+        });
         let node = self.clone();
-        let reason: Arc<str> = Arc::from(reason);
         tokio::spawn(async move {
             if emptied {
                 let _guard = node.sub_lock(&channel).lock().await;
@@ -884,12 +887,6 @@ impl Node {
                 }
             }
             node.leave_presence(&conn, &channel).await;
-            // Told once its presence is gone too: what the client reads next (a presence list,
-            // chat-service's `listOwnSockets`) no longer has it, on any engine.
-            conn.send_event(&Event::Unsubscribed {
-                channel: &channel,
-                reason: &reason,
-            });
             node.echo(&conn, EchoEvent::Left, Some(channel.clone()))
                 .await;
         });
