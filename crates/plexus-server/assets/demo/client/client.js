@@ -8,6 +8,7 @@ import { backoffDelay, backoffWithDefaults } from "./backoff.js";
 import { ErrorCode, shouldReconnect } from "./codes.js";
 import { loadCodec, toBytes } from "./codec.js";
 import { Emitter } from "./emitter.js";
+import { RecordWatch } from "./records.js";
 import { PlexusError } from "./errors.js";
 import { Subscription, } from "./subscription.js";
 /** The client's name and version, sent in `connect` for the server's logs. */
@@ -323,6 +324,54 @@ export class Client extends Emitter {
         if (options.merge)
             params.merge = true;
         return this.#request("set_meta", params, () => undefined, options);
+    }
+    // ---- records -------------------------------------------------------------------------------
+    /** Reads a record (`value: null` at `version: 0` when it does not exist). */
+    getRecord(id, options) {
+        return this.#request("record_get", { id }, toRecordState, options);
+    }
+    /**
+     * Replaces a record's value (creating it). With `expect`, only while the record is at that
+     * version (0: only when it does not exist); otherwise rejects with code 121
+     * (`version_conflict`, the current version in `data.version`).
+     */
+    setRecord(id, value, options = {}) {
+        const params = { id, value };
+        if (options.expect !== undefined)
+            params.expect = options.expect;
+        return this.#request("record_set", params, toRecordVersion, options);
+    }
+    /** Applies an RFC 6902 JSON Patch, whole or not at all (code 122). `expect` as for `setRecord`. */
+    patchRecord(id, patch, options = {}) {
+        const params = { id, patch };
+        if (options.expect !== undefined)
+            params.expect = options.expect;
+        return this.#request("record_patch", params, toRecordVersion, options);
+    }
+    /** Deletes a record (code 119 when there is none). `expect` as for `setRecord`. */
+    deleteRecord(id, options = {}) {
+        const params = { id };
+        if (options.expect !== undefined)
+            params.expect = options.expect;
+        return this.#request("record_delete", params, toRecordVersion, options);
+    }
+    /**
+     * Watches a record: `watch.value` is always its current value, `change` events follow each
+     * version, and the watch resyncs by itself (a missed change, a reconnect). `mode: "patch"`
+     * receives patches and applies them here. `await watch.ready` for the first value.
+     */
+    watchRecord(id, options = {}) {
+        const ops = {
+            subscribeRecord: (rid, mode) => this.#request("record_subscribe", { id: rid, mode }, toRecordState),
+            getRecord: (rid) => this.getRecord(rid),
+            unsubscribeRecord: (rid) => this.#request("record_unsubscribe", { id: rid }, () => undefined, {}, [ErrorCode.NOT_SUBSCRIBED]),
+            onRecord: (handler) => this.on("record", handler),
+            onReconnected: (handler) => this.on("connected", (e) => {
+                if (e.reconnected)
+                    handler();
+            }),
+        };
+        return new RecordWatch(ops, id, options.mode ?? "full");
     }
     /** Acknowledges this user's durable messages up to `seq`; resolves with how many still wait. */
     ack(seq, options) {
@@ -827,6 +876,17 @@ export class Client extends Emitter {
             case "error":
                 this.emit("serverError", PlexusError.fromBody(frame));
                 return;
+            case "record": {
+                const change = { id: str(frame.record) ?? "", version: num(frame.version), epoch: str(frame.epoch) ?? "" };
+                if ("value" in frame)
+                    change.value = frame.value;
+                if (Array.isArray(frame.patch))
+                    change.patch = frame.patch;
+                if (frame.deleted === true)
+                    change.deleted = true;
+                this.emit("record", change);
+                return;
+            }
             default:
                 return; // a push of a newer server: ignored (protocol section 10)
         }
@@ -1200,4 +1260,10 @@ function connectRefused(body) {
         error: error.withCloseCode(close),
         final: close !== undefined,
     };
+}
+function toRecordState(r) {
+    return { id: str(r.id) ?? "", value: r.value ?? null, version: num(r.version), epoch: str(r.epoch) ?? "" };
+}
+function toRecordVersion(r) {
+    return { version: num(r.version), epoch: str(r.epoch) ?? "" };
 }

@@ -42,6 +42,16 @@ export const ErrorCode = {
     BAD_PAYLOAD: 117,
     /** A backend the server asked is down, slow or answered garbage. Retry later. */
     BACKEND_UNAVAILABLE: 118,
+    /** The named room, user or record does not exist. */
+    NOT_FOUND: 119,
+    /** The target's state refuses the operation (a room or user exists already). */
+    CONFLICT: 120,
+    /** A record write expected another version; `data.version` is the current one. */
+    VERSION_CONFLICT: 121,
+    /** A JSON Patch is malformed or does not apply; the record is unchanged. */
+    BAD_PATCH: 122,
+    /** A record limit: value size, operations per patch, records per group. */
+    RECORD_LIMIT: 123,
     /** The first code an application may use for its own errors. */
     APPLICATION_MIN: 1000,
 };

@@ -5,5 +5,6 @@
 export { Client, CLIENT_NAME, PROTOCOL_VERSION } from "./client.js";
 export { Subscription } from "./subscription.js";
 export { PlexusError } from "./errors.js";
+export { RecordWatch, applyPatch } from "./records.js";
 export { CloseCode, ErrorCode, isTransientCode, shouldReconnect } from "./codes.js";
 export { backoffDelay, backoffWithDefaults } from "./backoff.js";
