@@ -25,6 +25,7 @@ const ASSETS: &[Asset] = &[
     asset!("demo", "client/emitter.js", JS),
     asset!("demo", "client/backoff.js", JS),
     asset!("demo", "client/types.js", JS),
+    asset!("demo", "client/records.js", JS),
 ];
 
 /// The compiled TypeScript client's modules (name under `client/`, body), which the admin
