@@ -272,7 +272,7 @@ async fn subscribers_get_the_whole_value_after_their_node_lost_redis_pub_sub() {
     let killed = std::process::Command::new("redis-cli")
         .args([
             "-p",
-            &redis().port.to_string(),
+            &own.port.to_string(),
             "CLIENT",
             "KILL",
             "TYPE",
