@@ -199,11 +199,7 @@ impl Dialect for Native {
                 let result = session
                     .history(&p.channel, p.since, p.limit, p.reverse)
                     .await
-                    .map(|page| HistoryResult {
-                        publications: page.publications.iter().map(pub_push).collect(),
-                        offset: page.position.offset,
-                        epoch: page.position.epoch.to_string(),
-                    });
+                    .map(|page| history_result(&page));
                 done(encoding, session, id, result)
             }
             Op::Presence(p) => {
@@ -482,5 +478,14 @@ pub(crate) fn subscribe_result(sub: &plexus_core::session::Subscription) -> Subs
         recovered: sub.recovered,
         reason: sub.reason.map(str::to_owned),
         publications: sub.publications.iter().map(pub_push).collect(),
+    }
+}
+
+/// `history`'s result for a page (shared with Sockety's built-ins).
+pub(crate) fn history_result(page: &plexus_core::engine::HistoryPage) -> HistoryResult {
+    HistoryResult {
+        publications: page.publications.iter().map(pub_push).collect(),
+        offset: page.position.offset,
+        epoch: page.position.epoch.to_string(),
     }
 }

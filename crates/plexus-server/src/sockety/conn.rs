@@ -3,9 +3,9 @@
 //! pushes, and closes (go-away with the running requests answered on shutdown).
 
 use super::{Answer, Request, SocketyService, fast_reply_code};
-use crate::native::format::{presence_member, pub_push};
+use crate::native::format::presence_member;
 use crate::native::session::{
-    connect_request, connect_result, subscribe_request, subscribe_result,
+    connect_request, connect_result, history_result, subscribe_request, subscribe_result,
 };
 use crate::{ServerState, SessionGuard};
 use bytes::Bytes;
@@ -13,7 +13,7 @@ use plexus_core::{CloseCode, Emit, Error, ErrorCode, Identity, Payload, Session,
 use plexus_protocol::client::{
     ChannelParams, ConnectParams, HistoryParams, PublishParams, SubscribeParams, UnsubscribeParams,
 };
-use plexus_protocol::server::{Empty, HistoryResult, PresenceResult, PublishResult};
+use plexus_protocol::server::{Empty, PresenceResult, PublishResult};
 use plexus_sockety::{Draft, Message};
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -320,11 +320,7 @@ async fn builtin(session: &mut Session, op: &str, message: Message) {
                 Ok(p) => session
                     .history(&p.channel, p.since, p.limit, p.reverse)
                     .await
-                    .map(|page| HistoryResult {
-                        publications: page.publications.iter().map(pub_push).collect(),
-                        offset: page.position.offset,
-                        epoch: page.position.epoch.to_string(),
-                    }),
+                    .map(|page| history_result(&page)),
                 Err(e) => Err(e),
             };
             answer(&message, result).await;
