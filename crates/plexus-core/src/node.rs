@@ -379,7 +379,17 @@ impl Node {
         if let Some(user) = conn.user() {
             self.inner.hub.remove_user_connection(user, conn.id);
         }
-        for channel in conn.take_subscriptions() {
+        // Silent presences (namespaces without join/leave pushes, such as chat-service's user
+        // channels) go first: whoever hears this connection leave a channel finds it gone from
+        // the others too (chat-service's "no such user online" right after `roomUserLeft`).
+        let mut channels = conn.take_subscriptions();
+        channels.sort_by_key(|channel| {
+            self.inner
+                .channels
+                .namespace(channel)
+                .is_some_and(|ns| ns.join_leave != crate::channels::JoinLeave::Off)
+        });
+        for channel in channels {
             self.leave_channel(conn, &channel, false).await;
         }
         self.forget_connection_metadata(conn.id).await;
